@@ -1,0 +1,46 @@
+"""Anomaly detection: stop at the first NaN or Inf, naming the op, the pass and the user's line.
+
+Off by default. When off the engine pays one boolean test per op; when on, every Function.apply
+records where in user code it was called and every forward output and backward gradient is checked.
+"""
+import contextlib
+import os
+import traceback
+
+from .backend import xp_of
+from .errors import AnomalyError
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_enabled = False
+
+
+def is_anomaly_enabled():
+    return _enabled
+
+
+@contextlib.contextmanager
+def detect_anomaly(enabled=True):
+    """Context manager: raise ``AnomalyError`` at the first non-finite forward output or gradient."""
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def user_call_site():
+    """'file:line' of the innermost stack frame outside the tinygrad_tx package."""
+    for frame in reversed(traceback.extract_stack()):
+        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
+            return f"{frame.filename}:{frame.lineno}"
+    return "<unknown>"
+
+
+def check_finite(array, op_name, phase, where, what):
+    """Raise if ``array`` holds a NaN or Inf. ``phase`` is 'forward' or 'backward'."""
+    if array is None or array.dtype.kind not in "fc":
+        return
+    if not bool(xp_of(array).isfinite(array).all()):
+        raise AnomalyError(f"anomaly: {op_name} produced a NaN or Inf in its {phase} pass ({what}); "
+                           f"the op was created at {where}")

@@ -1,0 +1,139 @@
+"""Device name -> array module. The only file in the project that imports CuPy.
+
+Everything that differs between NumPy (``"cpu"``) and CuPy (``"gpu"``, alias ``"cuda"``) lives
+here: picking the module, moving arrays, scatter-add, the seeded random generator, synchronising.
+CuPy is imported lazily, the first time the GPU is asked for, so ``import tinygrad_tx`` stays light.
+"""
+import numpy as np
+
+from .errors import DeviceError
+
+GPU_INSTALL_HINT = 'pip install "tinygrad-tx[gpu]" (CuPy for CUDA 12) on a machine with an NVIDIA GPU'
+
+_cupy = None                     # the module once loaded
+ARRAY_TYPES = (np.ndarray,)      # grows to (np.ndarray, cupy.ndarray) once CuPy is loaded
+DEFAULT_FLOAT = np.float32
+
+
+def normalize_device(device):
+    """'cpu' | 'gpu' | 'cuda' (any case, or None) -> 'cpu' or 'gpu'."""
+    if device is None:
+        return "cpu"
+    name = str(device).lower()
+    if name == "cpu":
+        return "cpu"
+    if name in ("gpu", "cuda") or name.startswith("cuda:"):
+        return "gpu"
+    raise DeviceError(f"unknown device {device!r}: use 'cpu' or 'gpu' (alias 'cuda')")
+
+
+def _load_cupy():
+    global _cupy, ARRAY_TYPES
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as exc:
+        raise DeviceError(f"device 'gpu' needs CuPy, which is not installed ({exc}); "
+                          f"install it with: {GPU_INSTALL_HINT}") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDA driver missing or broken: CuPy raises its own runtime errors
+        raise DeviceError(f"device 'gpu': CuPy is installed but no CUDA device is usable ({exc}); "
+                          f"use --device cpu or {GPU_INSTALL_HINT}") from None
+    if count < 1:
+        raise DeviceError(f"device 'gpu': CuPy found no CUDA device; use device 'cpu' or {GPU_INSTALL_HINT}")
+    _cupy = cupy
+    ARRAY_TYPES = (np.ndarray, cupy.ndarray)
+    return cupy
+
+
+def gpu_available():
+    """(True, '') when CuPy and a CUDA device are usable, else (False, reason)."""
+    try:
+        _load_cupy()
+        return True, ""
+    except DeviceError as exc:
+        return False, str(exc)
+
+
+def array_module(device):
+    """The array module (numpy or cupy) for a device name."""
+    return np if normalize_device(device) == "cpu" else _load_cupy()
+
+
+def is_gpu_array(array):
+    return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def xp_of(array):
+    """The array module that owns ``array`` (numpy for anything that is not a CuPy array)."""
+    return _cupy if is_gpu_array(array) else np
+
+
+def device_of(array):
+    return "gpu" if is_gpu_array(array) else "cpu"
+
+
+def as_array(data, device="cpu", dtype=None):
+    """Any array-like (scalar, list, NumPy or CuPy array) -> an array on ``device``."""
+    if normalize_device(device) == "cpu":
+        if is_gpu_array(data):
+            data = data.get()
+        return np.asarray(data, dtype=dtype)
+    return _load_cupy().asarray(data, dtype=dtype)
+
+
+def to_numpy(array):
+    """Always a NumPy ndarray (copied from the GPU when needed)."""
+    if is_gpu_array(array):
+        return array.get()
+    return np.asarray(array)
+
+
+def scatter_add(target, indices, values):
+    """``target[indices] += values`` where repeated indices all add up (unbuffered)."""
+    if is_gpu_array(target):
+        import cupyx  # lives with CuPy; only reached once CuPy is loaded
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+    return target
+
+
+def synchronize(device="cpu"):
+    """Wait for queued GPU work (a no-op on the CPU). Benchmarks need it to time honestly."""
+    if normalize_device(device) == "gpu":
+        _load_cupy().cuda.get_current_stream().synchronize()
+
+
+# ---------------------------------------------------------------- seeded random numbers
+_generators = {}
+_seed = 1337
+
+
+def manual_seed(seed):
+    """Reseed the generators of every device (dropout, init, sampling all draw from them)."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def rng(device="cpu"):
+    """The seeded ``Generator`` of a device (numpy.random.Generator or cupy.random.Generator)."""
+    device = normalize_device(device)
+    gen = _generators.get(device)
+    if gen is None:
+        gen = np.random.default_rng(_seed) if device == "cpu" else _load_cupy().random.default_rng(_seed)
+        _generators[device] = gen
+    return gen
+
+
+def get_rng_state():
+    """A picklable snapshot of the CPU generator (what checkpoints store)."""
+    return {"seed": _seed, "cpu": rng("cpu").bit_generator.state}
+
+
+def set_rng_state(state):
+    manual_seed(state["seed"])
+    rng("cpu").bit_generator.state = state["cpu"]

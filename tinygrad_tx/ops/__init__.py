@@ -1,0 +1,191 @@
+"""The primitive ops, and the Tensor methods and operators that call them.
+
+tensor.py knows no op; this module attaches ``+ - * / ** @``, indexing and the methods to Tensor,
+so that the graph machinery and the ops stay in separate files.
+"""
+import numbers
+
+import numpy as np
+
+from ..backend import xp_of
+from ..tensor import Tensor
+from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
+                          require_float, unbroadcast)
+from .matmul import MatMul
+from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
+from .reduce import Max, Mean, Sum, normalize_axes
+
+__all__ = ["concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes", "require_float"]
+
+
+def _operand(value):
+    """Python and NumPy scalars pass through as Python numbers (NumPy scalars would upcast float32)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, numbers.Number):
+        return value
+    return Tensor(value)
+
+
+def _shape_arg(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+
+# ---------------------------------------------------------------- operators
+Tensor.__add__ = lambda self, other: Add.apply(self, _operand(other))
+Tensor.__radd__ = lambda self, other: Add.apply(_operand(other), self)
+Tensor.__sub__ = lambda self, other: Sub.apply(self, _operand(other))
+Tensor.__rsub__ = lambda self, other: Sub.apply(_operand(other), self)
+Tensor.__mul__ = lambda self, other: Mul.apply(self, _operand(other))
+Tensor.__rmul__ = lambda self, other: Mul.apply(_operand(other), self)
+Tensor.__truediv__ = lambda self, other: Div.apply(self, _operand(other))
+Tensor.__rtruediv__ = lambda self, other: Div.apply(_operand(other), self)
+Tensor.__neg__ = lambda self: Neg.apply(self)
+Tensor.__matmul__ = lambda self, other: MatMul.apply(self, _operand(other))
+Tensor.__rmatmul__ = lambda self, other: MatMul.apply(_operand(other), self)
+
+
+def _pow(self, exponent):
+    if isinstance(exponent, Tensor):
+        raise TypeError("pow: the exponent must be a Python number (use exp(b * log(a)) for a tensor exponent)")
+    return Pow.apply(self, _operand(exponent))
+
+
+def _rpow(self, base):
+    return (self * float(np.log(base))).exp()  # base ** t = e^(t ln base)
+
+
+Tensor.__pow__ = _pow
+Tensor.__rpow__ = _rpow
+
+
+def _compare(ufunc_name):
+    def compare(self, other):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
+    compare.__doc__ = f"Elementwise {ufunc_name}; a boolean tensor with no gradient."
+    return compare
+
+
+for _name, _ufunc in [("__lt__", "less"), ("__le__", "less_equal"), ("__gt__", "greater"),
+                      ("__ge__", "greater_equal"), ("__eq__", "equal"), ("__ne__", "not_equal")]:
+    setattr(Tensor, _name, _compare(_ufunc))
+Tensor.__hash__ = object.__hash__
+
+
+def _getitem(self, index):
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(self, index)
+
+
+Tensor.__getitem__ = _getitem
+
+
+# ---------------------------------------------------------------- methods
+def _sum(self, axis=None, keepdims=False):
+    return Sum.apply(self, axis=axis, keepdims=keepdims)
+
+
+def _mean(self, axis=None, keepdims=False):
+    return Mean.apply(self, axis=axis, keepdims=keepdims)
+
+
+def _max(self, axis=None, keepdims=False):
+    return Max.apply(self, axis=axis, keepdims=keepdims)
+
+
+def _min(self, axis=None, keepdims=False):
+    return -Max.apply(-self, axis=axis, keepdims=keepdims)
+
+
+def _reshape(self, *shape):
+    return Reshape.apply(self, _shape_arg(shape))
+
+
+def _permute(self, *axes):
+    return Permute.apply(self, _shape_arg(axes))
+
+
+def _transpose(self, axis0=None, axis1=None):
+    """``t.transpose()`` reverses the axes (like ``.T``); ``t.transpose(a, b)`` swaps two (PyTorch style)."""
+    if axis0 is None and axis1 is None:
+        return Permute.apply(self, tuple(reversed(range(self.ndim))))
+    axes = list(range(self.ndim))
+    axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
+    return Permute.apply(self, tuple(axes))
+
+
+def _expand(self, *shape):
+    return Expand.apply(self, _shape_arg(shape))
+
+
+def _unsqueeze(self, axis):
+    axis = axis % (self.ndim + 1)
+    return Reshape.apply(self, self.shape[:axis] + (1,) + self.shape[axis:])
+
+
+def _squeeze(self, axis=None):
+    axes = normalize_axes("squeeze", axis, self.ndim) if axis is not None else [i for i, n in enumerate(self.shape) if n == 1]
+    return Reshape.apply(self, tuple(n for i, n in enumerate(self.shape) if i not in axes))
+
+
+def _split(self, split_size_or_sections, axis=0, dim=None):
+    return Split.apply(self, split_size_or_sections, axis if dim is None else dim)
+
+
+def _masked_fill(self, mask, value):
+    """Elements where ``mask`` holds become ``value``; they get no gradient."""
+    mask = mask.data if isinstance(mask, Tensor) else mask
+    return Where.apply(mask, _operand(value), self)
+
+
+def _astype(self, dtype):
+    return self if self.dtype == dtype else Cast.apply(self, dtype)
+
+
+for _name, _method in [("sum", _sum), ("mean", _mean), ("max", _max), ("min", _min), ("reshape", _reshape),
+                       ("view", _reshape), ("permute", _permute), ("transpose", _transpose),
+                       ("expand", _expand), ("broadcast_to", _expand), ("unsqueeze", _unsqueeze),
+                       ("squeeze", _squeeze), ("split", _split), ("masked_fill", _masked_fill),
+                       ("astype", _astype)]:
+    setattr(Tensor, _name, _method)
+Tensor.T = property(lambda self: self.transpose())
+Tensor.exp = lambda self: Exp.apply(self)
+Tensor.log = lambda self: Log.apply(self)
+Tensor.sqrt = lambda self: Sqrt.apply(self)
+Tensor.tanh = lambda self: Tanh.apply(self)
+Tensor.relu = lambda self: Relu.apply(self)
+Tensor.maximum = lambda self, other: Maximum.apply(self, _operand(other))
+Tensor.float = lambda self: self.astype("float32")
+Tensor.double = lambda self: self.astype("float64")
+
+
+# ---------------------------------------------------------------- functions over several tensors
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    return Concatenate.apply(*[_operand(t) for t in tensors], axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join same-shape tensors along a new axis."""
+    return Stack.apply(*[_operand(t) for t in tensors], axis=axis)
+
+
+def split(tensor, split_size_or_sections, axis=0):
+    """Pieces of ``tensor`` along ``axis``: an int is each piece's size, a list gives every size."""
+    return tensor.split(split_size_or_sections, axis=axis)
+
+
+def where(condition, a, b):
+    """``a`` where ``condition`` holds, else ``b``; gradients flow to a and b accordingly."""
+    condition = condition.data if isinstance(condition, Tensor) else condition
+    return Where.apply(condition, _operand(a), _operand(b))
+
+
+def maximum(a, b):
+    return Maximum.apply(_operand(a), _operand(b))

@@ -1,0 +1,278 @@
+"""Elementwise ops. Binary ones broadcast; each gradient is summed back to its input's shape.
+
+Derivations: docs/derivations/broadcasting.md (unbroadcast) and docs/derivations/elementwise.md.
+Arguments that are not Tensors (Python numbers) arrive here as they are and get no gradient.
+"""
+from ..backend import xp_of
+from ..errors import DTypeError, ShapeError
+from ..function import Function
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``.
+
+    The one place broadcast gradients are reduced: y = f(broadcast(x)) means every copy of an
+    element of x received its own gradient, and the chain rule adds them up.
+    """
+    if shape is None or tuple(grad.shape) == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+    summed = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return summed.reshape(shape)
+
+
+def _shape(x):
+    return getattr(x, "shape", None)
+
+
+def _broadcast_error(op, a, b):
+    return ShapeError(f"{op}: shapes {tuple(_shape(a) or ())} and {tuple(_shape(b) or ())} cannot be broadcast "
+                      "together (trailing dimensions must be equal or 1)")
+
+
+def require_float(op, *arrays):
+    for array in arrays:
+        if array is not None and hasattr(array, "dtype") and array.dtype.kind not in "fc":
+            raise DTypeError(f"{op}: needs a float tensor, got dtype {array.dtype} (convert with .astype('float32'))")
+
+
+class Add(Function):
+    """d(a+b)/da = 1, d(a+b)/db = 1, each unbroadcast."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        try:
+            return a + b
+        except ValueError:
+            raise _broadcast_error("add", a, b) from None
+
+    @staticmethod
+    def backward(ctx, grad):
+        (sa, sb), need = ctx.shapes, ctx.needs_input_grad
+        return (unbroadcast(grad, sa) if need[0] else None, unbroadcast(grad, sb) if need[1] else None)
+
+
+class Sub(Function):
+    """d(a-b)/da = 1, d(a-b)/db = -1, each unbroadcast."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.shapes = (_shape(a), _shape(b))
+        try:
+            return a - b
+        except ValueError:
+            raise _broadcast_error("sub", a, b) from None
+
+    @staticmethod
+    def backward(ctx, grad):
+        (sa, sb), need = ctx.shapes, ctx.needs_input_grad
+        return (unbroadcast(grad, sa) if need[0] else None, unbroadcast(-grad, sb) if need[1] else None)
+
+
+class Mul(Function):
+    """d(ab)/da = b, d(ab)/db = a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return a * b
+        except ValueError:
+            raise _broadcast_error("mul", a, b) from None
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        return (unbroadcast(grad * b, _shape(a)) if need[0] else None,
+                unbroadcast(grad * a, _shape(b)) if need[1] else None)
+
+
+class Div(Function):
+    """d(a/b)/da = 1/b, d(a/b)/db = -a/b^2."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return a / b
+        except ValueError:
+            raise _broadcast_error("div", a, b) from None
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        grad_a = grad / b
+        return (unbroadcast(grad_a, _shape(a)) if need[0] else None,
+                unbroadcast(-grad_a * a / b, _shape(b)) if need[1] else None)
+
+
+class Neg(Function):
+    """d(-x)/dx = -1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Pow(Function):
+    """d(x^p)/dx = p x^(p-1) for a Python-number exponent p."""
+
+    @staticmethod
+    def forward(ctx, x, exponent):
+        require_float("pow", x)
+        ctx.save_for_backward(x)
+        ctx.exponent = exponent
+        if exponent == 2:
+            return x * x  # x**2 goes through a slow generic power routine
+        return x ** exponent
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,), p = ctx.saved_tensors, ctx.exponent
+        if p == 2:
+            return grad * 2 * x, None
+        return grad * p * x ** (p - 1), None
+
+
+class Exp(Function):
+    """d(e^x)/dx = e^x: the output is saved, not the input."""
+
+    @staticmethod
+    def forward(ctx, x):
+        require_float("exp", x)
+        out = xp_of(x).exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+class Log(Function):
+    """d(ln x)/dx = 1/x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        require_float("log", x)
+        ctx.save_for_backward(x)
+        return xp_of(x).log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Sqrt(Function):
+    """d(sqrt x)/dx = 1/(2 sqrt x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        require_float("sqrt", x)
+        out = xp_of(x).sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad / (2 * out)
+
+
+class Tanh(Function):
+    """d(tanh x)/dx = 1 - tanh(x)^2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        require_float("tanh", x)
+        out = xp_of(x).tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (1 - out * out)
+
+
+class Relu(Function):
+    """d(max(x, 0))/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        require_float("relu", x)
+        out = xp_of(x).maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * (out > 0)
+
+
+class Maximum(Function):
+    """Elementwise max(a, b): the gradient goes to the larger input; on a tie each gets half (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        xp = xp_of(a if hasattr(a, "shape") else b)
+        try:
+            out = xp.maximum(a, b)
+        except ValueError:
+            raise _broadcast_error("maximum", a, b) from None
+        ctx.save_for_backward(a, b)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        share_a = (a > b) + 0.5 * (a == b)
+        return (unbroadcast(grad * share_a, _shape(a)) if need[0] else None,
+                unbroadcast(grad * (1 - share_a), _shape(b)) if need[1] else None)
+
+
+class Where(Function):
+    """where(cond, a, b): the gradient goes to a where cond holds, to b elsewhere."""
+
+    @staticmethod
+    def forward(ctx, condition, a, b):
+        xp = xp_of(condition)
+        ctx.save_for_backward(condition)
+        ctx.shapes = (_shape(a), _shape(b))
+        try:
+            return xp.where(condition, a, b)
+        except ValueError:
+            raise ShapeError(f"where: condition {tuple(condition.shape)} and values {ctx.shapes[0]}, {ctx.shapes[1]} "
+                             "cannot be broadcast together") from None
+
+    @staticmethod
+    def backward(ctx, grad):
+        (condition,), (sa, sb), need = ctx.saved_tensors, ctx.shapes, ctx.needs_input_grad
+        return (None,
+                unbroadcast(grad * condition, sa) if need[1] else None,
+                unbroadcast(grad * ~condition, sb) if need[2] else None)
+
+
+class Cast(Function):
+    """Change dtype; the gradient is cast back to the input's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.in_dtype = x.dtype
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.astype(ctx.in_dtype), None

@@ -1,0 +1,286 @@
+"""Tensor and the reverse-mode graph machinery. Knows no particular op.
+
+A Tensor holds an array (NumPy or CuPy) in ``.data``. A Tensor made by an op remembers the op's
+context (``_ctx``, a ``function.Context``), which holds the op's inputs and whatever the op saved for
+its backward pass. ``backward()`` orders those contexts topologically (iteratively, so graphs
+thousands of ops deep work), then calls each op's hand-written backward exactly once, after every
+gradient flowing into its outputs has been summed. See docs/autograd.md.
+
+The operator methods (``+``, ``@``, ``sum``, ``reshape`` ...) are attached by ``tinygrad_tx.ops``.
+"""
+import contextlib
+import weakref
+
+import numpy as np
+
+from . import anomaly, backend
+from .errors import DTypeError, GraphError, ShapeError
+
+_grad_enabled = True
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Context manager and decorator: ops inside record no graph (evaluation, sampling, updates)."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+        return False
+
+
+class enable_grad(no_grad):
+    """Turn graph recording back on inside a ``no_grad`` region."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, True
+
+
+class Tensor:
+    """An n-dimensional array on a device, with an optional gradient."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_index", "__weakref__")
+    __array_ufunc__ = None   # make NumPy defer to our reflected operators: np_array * tensor
+
+    def __init__(self, data, requires_grad=False, device=None, dtype=None):
+        """``device`` defaults to where ``data`` lives (CPU for scalars, lists and NumPy arrays).
+
+        Float data becomes float32 unless ``dtype`` says otherwise (``dtype="float64"`` for
+        gradchecks); integer data stays integer (indices), booleans stay boolean. Data is copied.
+        """
+        if isinstance(data, Tensor):
+            data = data.data
+        device = backend.device_of(data) if device is None else backend.normalize_device(device)
+        xp = backend.array_module(device)
+        if backend.device_of(data) != device:
+            data = backend.as_array(data, device)
+        array = xp.array(data, dtype=dtype, copy=True)
+        if dtype is None and array.dtype.kind == "f" and array.dtype != backend.DEFAULT_FLOAT:
+            array = array.astype(backend.DEFAULT_FLOAT)
+        self.data = array
+        self.grad = None
+        self._ctx = None
+        self._out_index = 0
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False):
+        """Fast internal constructor around an array we already own (no copy, no checks)."""
+        tensor = cls.__new__(cls)
+        tensor.data = array
+        tensor.grad = None
+        tensor.requires_grad = requires_grad
+        tensor._ctx = None
+        tensor._out_index = 0
+        return tensor
+
+    # ------------------------------------------------------------------ plain properties
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return int(self.data.size)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        """Name of the op that made this tensor (None for leaves)."""
+        return None if self._ctx is None else self._ctx.function.__name__
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def numpy(self):
+        """A NumPy ndarray of the values (copied from the GPU when needed)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ShapeError(f"item: only a one-element tensor converts to a Python number, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device):
+        """This tensor on ``device`` ('cpu' | 'gpu'); a new leaf unless it is already there."""
+        device = backend.normalize_device(device)
+        if device == self.device:
+            return self
+        moved = Tensor._wrap(backend.as_array(self.data, device), self.requires_grad)
+        if self.grad is not None:
+            moved.grad = self.grad.to(device)
+        return moved
+
+    def detach(self):
+        """Same data, cut from the graph (no gradient flows through it)."""
+        return Tensor._wrap(self.data)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise DTypeError(f"requires_grad: only float tensors can require gradients, got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
+        if self._ctx is not None:
+            self._ctx.retained[self._out_index] = weakref.ref(self)
+        return self
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=64, prefix="Tensor(")
+        extras = [f"dtype={self.data.dtype}", f"device='{self.device}'"]
+        if self._ctx is not None:
+            extras.append(f"grad_fn={self.grad_fn}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"Tensor({body}, {', '.join(extras)})"
+
+    # ------------------------------------------------------------------ reverse mode
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
+
+        ``grad`` is the upstream gradient (same shape as self); it may be omitted only for a
+        one-element tensor. The graph's saved arrays are freed afterwards unless ``retain_graph``.
+        """
+        if not self.requires_grad:
+            raise GraphError("backward: this tensor does not require grad (no input had requires_grad=True, "
+                             "or it was computed under no_grad)")
+        xp = backend.xp_of(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise GraphError(f"backward: a gradient is needed for a non-scalar output of shape {self.shape}; "
+                                 "call .backward(grad) with a tensor of that shape, or reduce it (e.g. .sum()) first")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            grad = backend.as_array(grad, self.device, self.data.dtype)
+            if grad.shape != self.data.shape:
+                raise ShapeError(f"backward: gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
+        if self._ctx is None:
+            _accumulate_leaf(self, grad)
+            return
+        if self._ctx.released:
+            raise GraphError(_FREED_MESSAGE)
+        self._ctx.pending[self._out_index] = grad
+        for node in reversed(_topological_order(self._ctx)):
+            _run_backward(node, retain_graph)
+
+
+_FREED_MESSAGE = ("backward: the graph was already freed by a previous backward(); "
+                  "pass retain_graph=True to the first backward() to run it twice")
+
+
+def _topological_order(root):
+    """Contexts reachable from ``root``, inputs before outputs; iterative depth-first search."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for tensor in node.inputs:
+            if tensor is not None and tensor._ctx is not None and id(tensor._ctx) not in visited:
+                stack.append((tensor._ctx, False))
+    return order
+
+
+def _run_backward(node, retain_graph):
+    """Call one op's backward with its summed output gradients and route the results to its inputs."""
+    grads_out = node.pending
+    if all(g is None for g in grads_out):
+        return
+    if node.released:
+        raise GraphError(_FREED_MESSAGE)
+    node.pending = [None] * len(grads_out)
+    node.owned = [False] * len(grads_out)
+    for index, ref in node.retained.items():
+        tensor = ref()
+        if tensor is not None and grads_out[index] is not None:
+            tensor.grad = Tensor._wrap(grads_out[index].copy())
+    if len(grads_out) > 1:  # a multi-output op gets zeros for the outputs nobody used
+        xp = backend.xp_of(next(g for g in grads_out if g is not None))
+        grads_out = [g if g is not None else xp.zeros(shape, dtype)
+                     for g, (shape, dtype) in zip(grads_out, node.out_meta)]
+    name = node.function.__name__
+    grads_in = node.function.backward(node, *grads_out)
+    if not isinstance(grads_in, (tuple, list)):
+        grads_in = (grads_in,)
+    if len(grads_in) != len(node.inputs):
+        raise GraphError(f"{name}.backward returned {len(grads_in)} gradients for {len(node.inputs)} inputs "
+                         "(return one per forward argument, None where there is none)")
+    for tensor, grad in zip(node.inputs, grads_in):
+        if tensor is None or grad is None or not tensor.requires_grad:
+            continue
+        if tuple(grad.shape) != tensor.data.shape:
+            raise ShapeError(f"{name}.backward returned a gradient of shape {tuple(grad.shape)} "
+                             f"for an input of shape {tensor.shape}")
+        if grad.dtype != tensor.data.dtype:
+            grad = grad.astype(tensor.data.dtype)
+        if anomaly.is_anomaly_enabled():
+            anomaly.check_finite(grad, name, "backward", node.call_site, "gradient of an input")
+        if tensor._ctx is None:
+            _accumulate_leaf(tensor, grad)
+        else:
+            _accumulate_pending(tensor._ctx, tensor._out_index, grad)
+    if not retain_graph:
+        node.release()
+
+
+def _accumulate_pending(node, index, grad):
+    """Sum gradients flowing into one output; the first is kept by reference, never written in place."""
+    current = node.pending[index]
+    if current is None:
+        node.pending[index] = grad
+    elif node.owned[index]:
+        current += grad
+    else:
+        node.pending[index] = current + grad
+        node.owned[index] = True
+
+
+def _accumulate_leaf(tensor, grad):
+    """Leaves own their gradient array: copied on first arrival, summed in place afterwards."""
+    if tensor.grad is None:
+        tensor.grad = Tensor._wrap(grad.copy())
+    else:
+        tensor.grad.data += grad
+
