@@ -47,7 +47,8 @@ def test_char_unknown_character_is_named():
 def test_char_errors():
     with pytest.raises(TinygradTxError, match="CharTokenizer.from_text: the text is empty"):
         CharTokenizer.from_text("")
-    with pytest.raises(TinygradTxError, match=r"CharTokenizer.decode: id 3 at position 1 is outside the vocabulary \[0, 3\)"):
+    with pytest.raises(TinygradTxError,
+                       match=r"CharTokenizer.decode: id 3 at position 1 is outside the vocabulary \[0, 3\)"):
         CharTokenizer.from_text("abc").decode([0, 3])
     with pytest.raises(TinygradTxError, match="duplicates"):
         CharTokenizer("aba")
@@ -161,7 +162,8 @@ def test_bpe_errors(bpe):
         BPETokenizer.train(SAMPLE, 255)
     with pytest.raises(TinygradTxError, match="BPETokenizer.train: the text is empty"):
         BPETokenizer.train("", 300)
-    with pytest.raises(TinygradTxError, match=r"BPETokenizer.decode: id 320 at position 0 is outside the vocabulary \[0, 320\)"):
+    with pytest.raises(TinygradTxError,
+                       match=r"BPETokenizer.decode: id 320 at position 0 is outside the vocabulary \[0, 320\)"):
         bpe.decode([320])
     with pytest.raises(TinygradTxError, match=r"U\+D800 at position 1 is a lone surrogate"):
         bpe.encode("a\ud800")
