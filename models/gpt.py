@@ -1,0 +1,204 @@
+"""GPT-2 as nanoGPT writes it, on tinygrad_tx: token + position embeddings, pre-norm blocks, a final
+LayerNorm and an lm_head tied to the token embedding.
+
+    from models import GPT, GPTConfig
+    model = GPT(GPTConfig(block_size=64, vocab_size=65, n_layer=4, n_head=4, n_embd=128))
+    logits, loss = model(x, y)               # logits (B, T, V), loss a scalar Tensor
+    logits, _ = model(x)                     # logits (B, 1, V): the last position only (nanoGPT's
+                                             # inference shortcut: lm_head runs on one position)
+    out = model.generate(x, 100, temperature=0.8, top_k=40)
+
+Parameter names and layouts are nanoGPT's (``transformer.wte.weight``, ``transformer.h.0.attn.c_attn.weight``
+of shape (3C, C), ..., ``lm_head.weight``), so state dicts move both ways unchanged.
+
+nanoGPT checkpoints: ``python -m train.convert_nanogpt ckpt.pt model.npz`` writes the weights as an
+``.npz`` of float32 arrays plus the model arguments as JSON (torch is needed for that step only);
+then ``GPT.from_npz("model.npz")`` builds the model, or ``model.load_npz(path)`` loads the weights
+into an existing one, and ``model.save_npz(path)`` writes the same format back.
+"""
+import dataclasses
+import json
+import math
+
+import numpy as np
+
+from tinygrad_tx import Tensor, backend
+import tinygrad_tx.nn.functional as F
+from tinygrad_tx.errors import ShapeError, TinygradTxError
+from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+from tinygrad_tx.optim import AdamW
+
+from .block import Block
+from .generation import KVCache, as_token_ids, generate_tokens
+
+MODEL_ARGS_KEY = "__model_args__"  # the .npz entry holding the GPTConfig as JSON
+
+
+@dataclasses.dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2; False is a bit better and faster
+    gelu_approximate: str = "none"  # "none": the exact erf GELU of GPT-2; "tanh": the tanh approximation
+
+    def __post_init__(self):
+        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise TinygradTxError(f"GPTConfig: {name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head != 0:
+            raise TinygradTxError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not 0 <= self.dropout < 1:
+            raise TinygradTxError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise TinygradTxError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
+
+
+class GPT(Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.transformer = ModuleDict(dict(
+            wte=Embedding(config.vocab_size, config.n_embd),
+            wpe=Embedding(config.block_size, config.n_embd),
+            drop=Dropout(config.dropout),
+            h=ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # weight tying: one (V, C) matrix, two uses
+        self._init_weights()
+
+    def _init_weights(self):
+        """normal(0, 0.02) weights, zero biases, residual projections at 0.02/sqrt(2 n_layer) (GPT-2)."""
+        generator = backend.rng("cpu")
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, param in self.named_parameters():
+            if param.ndim >= 2:
+                std = residual_std if name.endswith("c_proj.weight") else 0.02
+                param.data[...] = generator.standard_normal(param.shape, dtype=np.float32) * std
+            elif name.endswith(".bias"):
+                param.data[...] = 0.0
+
+    @property
+    def device(self):
+        return self.transformer.wte.weight.device
+
+    def num_params(self, non_embedding=True):
+        """Parameter count; by default without the position embeddings (the token embedding is
+        counted: it is also the lm_head's weight), as nanoGPT reports it."""
+        total = sum(param.size for param in self.parameters())  # the tied weight once
+        return total - self.transformer.wpe.weight.size if non_embedding else total
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        """idx: int (B, T) token ids, T <= block_size. Returns (logits, loss).
+
+        With targets (B, T) (-1 = ignored position): logits (B, T, V) and the mean cross-entropy.
+        Without: logits (B, 1, V) for the last position only, and None. With ``kv_cache``
+        (``models.generation.KVCache``), idx holds only the positions after the cached ones.
+        """
+        device = self.device
+        idx = as_token_ids(idx, device, "GPT.forward")
+        start = 0 if kv_cache is None else kv_cache.length
+        length = idx.shape[1]
+        if start + length > self.config.block_size:
+            where = f"{start} cached + {length} new positions" if start else f"sequence length {length}"
+            raise ShapeError(f"GPT.forward: {where} exceeds block_size {self.config.block_size}")
+        positions = Tensor._wrap(backend.array_module(device).arange(start, start + length))
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
+        layer_caches = kv_cache.layers if kv_cache is not None else [None] * len(self.transformer.h)
+        for block, layer_cache in zip(self.transformer.h, layer_caches):
+            x = block(x, kv_cache=layer_cache)
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, -1:, :]), None
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits, as_token_ids(targets, device, "GPT.forward targets"), ignore_index=-1)
+        return logits, loss
+
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True):
+        """Append ``max_new_tokens`` sampled tokens to idx (B, T); returns an int Tensor (B, T + new).
+
+        Runs under no_grad and draws from ``backend.rng(device)`` (seed with ``backend.manual_seed``);
+        call ``model.eval()`` first if the model has dropout. The context is cropped to the last
+        block_size tokens. With ``use_cache`` the prompt is run once and each later token costs one
+        position's work. Once the sequence is longer than block_size the window slides, which shifts
+        every position embedding and invalidates the cached keys, so from then on each token re-runs
+        the cropped window exactly as ``use_cache=False`` does (rolling the cache would give different
+        tokens from the cache-free model). Both paths give the same tokens for the same seed.
+        """
+        block_size = self.config.block_size
+        cache = KVCache(self.config.n_layer, block_size) if use_cache else None
+
+        def next_logits(tokens):
+            if cache is not None and tokens.shape[1] <= block_size:
+                logits, _ = self(tokens[:, cache.length:], kv_cache=cache)
+            else:
+                logits, _ = self(tokens[:, -block_size:])
+            return logits.data[:, -1, :]
+        return generate_tokens(next_logits, idx, max_new_tokens, self.device, temperature, top_k, top_p,
+                               "GPT.generate")
+
+    def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops):
+        """Model FLOPs utilisation: achieved FLOP/s over ``peak_flops`` (the device's peak FLOP/s, e.g.
+        the BLAS GEMM rate measured on this machine). PaLM appendix B: 6N + 12 L H Q T FLOPs per token
+        for a forward and backward pass."""
+        if not dt > 0 or not peak_flops > 0:
+            raise TinygradTxError(f"estimate_mfu: dt and peak_flops must be > 0, got dt={dt}, peak_flops={peak_flops}")
+        cfg = self.config
+        layers, heads, head_dim, seq = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
+        flops_per_token = 6 * self.num_params() + 12 * layers * heads * head_dim * seq
+        flops_per_iter = flops_per_token * seq * fwdbwd_per_iter
+        return flops_per_iter / dt / peak_flops
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas=(0.9, 0.95)):
+        """AdamW with two groups: weight decay on every >= 2-D weight (matmuls, embeddings), none on
+        biases and LayerNorm gains, as nanoGPT."""
+        params = [param for param in self.parameters() if param.requires_grad]
+        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        return AdamW(groups, lr=learning_rate, betas=betas)
+
+    # ---------------------------------------------------------------- .npz weights (nanoGPT interchange)
+    @classmethod
+    def from_npz(cls, path, device="cpu"):
+        """A GPT built from an .npz written by ``save_npz`` or ``train.convert_nanogpt``."""
+        state, model_args = read_npz(path)
+        model = cls(GPTConfig(**model_args))
+        model.load_state_dict(state)
+        return model.to(device)
+
+    def load_npz(self, path):
+        """Load the weights of an .npz into this model; its config must match the file's."""
+        state, model_args = read_npz(path)
+        if GPTConfig(**model_args) != self.config:
+            raise TinygradTxError(f"GPT.load_npz: {path} holds a model with {model_args}, this one is {self.config}")
+        self.load_state_dict(state)
+        return self
+
+    def save_npz(self, path):
+        write_npz(path, self.state_dict(), dataclasses.asdict(self.config))
+
+
+def write_npz(path, state, model_args):
+    """The interchange format: one float32 array per parameter name, plus the model arguments as JSON."""
+    arrays = {name: np.asarray(value, dtype=np.float32) for name, value in state.items()}
+    arrays[MODEL_ARGS_KEY] = np.array(json.dumps(model_args))
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def read_npz(path):
+    """(state dict of NumPy arrays, model arguments for GPTConfig) from an .npz of ``write_npz``."""
+    with np.load(path, allow_pickle=False) as archive:
+        if MODEL_ARGS_KEY not in archive.files:
+            raise TinygradTxError(f"GPT.from_npz: {path} has no {MODEL_ARGS_KEY} entry; "
+                                  "write it with GPT.save_npz or python -m train.convert_nanogpt")
+        model_args = json.loads(str(archive[MODEL_ARGS_KEY]))
+        state = {name: archive[name] for name in archive.files if name != MODEL_ARGS_KEY}
+    fields = {field.name for field in dataclasses.fields(GPTConfig)}
+    return state, {key: value for key, value in model_args.items() if key in fields}
