@@ -1,0 +1,96 @@
+"""Checkpoints: a nested dict of NumPy arrays and plain Python values in one ``.npz``, written atomically.
+
+    save_checkpoint("runs/x/ckpt_last.npz", {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                             "iter_num": 250, "config": {...}, "rng": {...}})
+    payload = load_checkpoint("runs/x/ckpt_last.npz")      # the same nested dict back
+
+Arrays become .npz entries named by their path in the tree (``model/transformer.wte.weight``,
+``optimizer/state/3/exp_avg``), so ``np.load`` shows what is inside. Everything else goes into one
+JSON entry, ``__tree__``, where each array is replaced by ``{"__array__": entry}``; dicts with
+non-string keys and tuples are tagged so they come back as they went in. No pickle: loading a
+checkpoint never runs code. Writing goes to a temporary file in the same folder, is fsync'ed, then
+renamed over the old file, so a crash leaves either the old checkpoint or the new one, never half.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from tinygrad_tx.errors import TinygradTxError
+
+TREE_KEY = "__tree__"
+
+
+class CheckpointError(TinygradTxError):
+    """A missing, truncated or corrupted checkpoint file."""
+
+
+def save_checkpoint(path, payload):
+    """Write ``payload`` (nested dicts/lists/tuples of arrays, numbers, strings, None) to ``path`` atomically."""
+    arrays = {}
+    tree = _encode(payload, "", arrays)
+    arrays[TREE_KEY] = np.array(json.dumps(tree))
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".ckpt-", suffix=".tmp", delete=False) as tmp:
+        try:
+            np.savez(tmp, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:   # Ctrl-C or a full disk mid-write: leave no temporary file behind
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)
+
+
+def load_checkpoint(path):
+    """The payload saved at ``path``; CheckpointError when it is missing, truncated or corrupted."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    if not zipfile.is_zipfile(path):   # otherwise np.load would take it for a pickle and say so
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted (not an .npz archive); "
+                              "delete it or train again")
+    try:
+        # every entry is read here, inside the try: zipfile checks each entry's CRC as it reads it
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        tree = json.loads(str(arrays.pop(TREE_KEY)))
+        return _decode(tree, arrays)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
+                              f"({type(exc).__name__}: {exc}); delete it or train again") from None
+
+
+def _encode(value, path, arrays):
+    if isinstance(value, (np.ndarray, np.generic)):
+        arrays[path] = np.asarray(value)
+        return {"__array__": path, "scalar": isinstance(value, np.generic)}
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value):
+            return {key: _encode(item, f"{path}/{key}" if path else key, arrays) for key, item in value.items()}
+        return {"__items__": [[key, _encode(item, f"{path}/{key}", arrays)] for key, item in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_encode(item, f"{path}/{i}", arrays) for i, item in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"save_checkpoint: cannot store {type(value).__name__} at {path!r}; "
+                    "use arrays, numbers, strings, None, lists, tuples and dicts")
+
+
+def _decode(value, arrays):
+    if isinstance(value, list):
+        return [_decode(item, arrays) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "__array__" in value:
+        array = arrays[value["__array__"]]
+        return array[()] if value["scalar"] else array
+    if "__items__" in value:
+        return {key: _decode(item, arrays) for key, item in value["__items__"]}
+    if "__tuple__" in value:
+        return tuple(_decode(item, arrays) for item in value["__tuple__"])
+    return {key: _decode(item, arrays) for key, item in value.items()}
