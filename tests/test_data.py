@@ -106,6 +106,15 @@ def test_download_with_wrong_checksum_writes_nothing(env, monkeypatch):
     assert not (env / "cache" / "tinyshakespeare" / "input.txt").exists()
 
 
+def test_unwritable_cache(env, monkeypatch):
+    blocker = _write(env / "a_file", b"")   # the cache folder would have to live inside a file
+    monkeypatch.setenv(data.CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.setattr(data, "download_bytes", _serve(FAKE_CORPUS, []))
+    with pytest.raises(TinygradTxError, match=r"cannot write the downloaded Tiny Shakespeare to '.*a_file/cache/"
+                                              r"tinyshakespeare/input.txt' .*set TINYGRAD_TX_CACHE"):
+        TinyShakespeare()
+
+
 def test_cached_file_with_wrong_checksum(env):
     cached = _write(env / "cache" / "tinyshakespeare" / "input.txt", b"not shakespeare")
     actual = hashlib.sha256(b"not shakespeare").hexdigest()

@@ -76,6 +76,11 @@ def test_load_errors(tmp_path):
     unknown.write_text(json.dumps({"type": "wordpiece"}))
     with pytest.raises(TinygradTxError, match=r"tokenizer: unknown type 'wordpiece'; known types: \['bpe', 'char'\]"):
         Tokenizer.load(unknown)
+    with pytest.raises(TinygradTxError, match="tokenizer: the saved 'bpe' tokenizer is incomplete or malformed"):
+        Tokenizer.from_dict({"type": "bpe", "merges": []})
+    with pytest.raises(TinygradTxError,
+                       match=r"BPETokenizer: merge 1 joins \(256, 258\), but only ids below 257 exist"):
+        Tokenizer.from_dict({"type": "bpe", "pattern": GPT2_LIKE_SPLIT, "merges": [[97, 98], [256, 258]]})
 
 
 # ---------------------------------------------------------------- byte-level BPE

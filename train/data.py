@@ -12,6 +12,7 @@ the ``TINYSHAKESPEARE_PATH`` environment variable, the cache (``$TINYGRAD_TX_CAC
 user names is read as is; the cached or downloaded copy must match ``TINYSHAKESPEARE_SHA256``.
 """
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.request
@@ -92,7 +93,7 @@ def resolve_text_path(path=None):
 def _download_into_cache(destination):
     try:
         body = download_bytes(TINYSHAKESPEARE_URL)
-    except OSError as exc:   # URLError, timeouts and refused connections are all OSErrors
+    except (OSError, http.client.HTTPException) as exc:   # URLError, timeouts, refusals are OSErrors
         raise TinygradTxError(f"no local copy of Tiny Shakespeare, and the download from "
                               f"{TINYSHAKESPEARE_URL} failed ({exc}); put a copy at {destination!r}, or pass "
                               f"--data PATH, or set {PATH_ENV}=PATH") from None
@@ -100,14 +101,21 @@ def _download_into_cache(destination):
     if actual != TINYSHAKESPEARE_SHA256:
         raise TinygradTxError(f"download {TINYSHAKESPEARE_URL} (for {destination!r}) has the wrong checksum: "
                               f"expected sha256 {TINYSHAKESPEARE_SHA256}, got {actual}; nothing was written")
-    folder = os.path.dirname(destination)
-    os.makedirs(folder, exist_ok=True)
-    # write beside the destination and rename, so an interrupted download never looks complete
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
-        tmp.write(body)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, destination)
+    folder, partial = os.path.dirname(destination), None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # write beside the destination and rename, so an interrupted download never looks complete
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
+            partial = tmp.name
+            tmp.write(body)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(partial, destination)
+    except OSError as exc:
+        if partial and os.path.exists(partial):
+            os.remove(partial)
+        raise TinygradTxError(f"cannot write the downloaded Tiny Shakespeare to {destination!r} ({exc}); "
+                              f"set {CACHE_ENV} to a writable folder, or pass --data PATH") from None
 
 
 # ---------------------------------------------------------------- data sets

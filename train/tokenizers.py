@@ -37,7 +37,7 @@ class Tokenizer:
     """Base class: ``encode(str) -> list[int]``, ``decode(list[int]) -> str``, ``vocab_size``, JSON save/load.
 
     A subclass sets ``kind`` (the "type" written to JSON) and implements ``encode``, ``decode``,
-    ``vocab_size``, ``to_dict`` and ``from_dict``.
+    ``vocab_size``, ``to_dict`` and ``_from_state`` (the inverse of ``to_dict``).
     """
 
     kind = None
@@ -62,13 +62,17 @@ class Tokenizer:
         """The tokenizer as plain JSON-able values (checkpoints embed this)."""
         raise NotImplementedError
 
-    @classmethod
-    def from_dict(cls, state):
+    @staticmethod
+    def from_dict(state):
         """Rebuild any tokenizer from ``to_dict()``'s output; its "type" picks the subclass."""
         kind = state.get("type") if isinstance(state, dict) else None
         if kind not in Tokenizer._kinds:
             raise TinygradTxError(f"tokenizer: unknown type {kind!r}; known types: {sorted(Tokenizer._kinds)}")
-        return Tokenizer._kinds[kind]._from_state(state)
+        try:
+            return Tokenizer._kinds[kind]._from_state(state)
+        except (KeyError, TypeError) as exc:
+            raise TinygradTxError(f"tokenizer: the saved {kind!r} tokenizer is incomplete or malformed "
+                                  f"({exc!r})") from None
 
     @classmethod
     def _from_state(cls, state):
@@ -167,6 +171,9 @@ class BPETokenizer(Tokenizer):
         self.rank = {pair: BYTE_VOCAB + k for k, pair in enumerate(self.merges)}
         self.vocab = [bytes([b]) for b in range(BYTE_VOCAB)]
         for first, second in self.merges:
+            if not (0 <= first < len(self.vocab) and 0 <= second < len(self.vocab)):
+                raise TinygradTxError(f"BPETokenizer: merge {len(self.vocab) - BYTE_VOCAB} joins ({first}, {second}), "
+                                      f"but only ids below {len(self.vocab)} exist at that point")
             self.vocab.append(self.vocab[first] + self.vocab[second])
         self._chunk_ids = {}
 
