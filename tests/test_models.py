@@ -85,7 +85,7 @@ class TorchHead(tnn.Module):
     def __init__(self, n_embd, head_size, block_size):
         super().__init__()
         self.key, self.query, self.value = (tnn.Linear(n_embd, head_size, bias=False) for _ in range(3))
-        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)), persistent=False)
 
     def forward(self, x):
         T = x.shape[1]
