@@ -1,0 +1,98 @@
+"""Fused scaled dot-product attention over (..., T, D) heads: one op, one hand-derived backward.
+
+Derivation: docs/derivations/attention.md. Shapes: q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv),
+output (..., Tq, Dv); the leading axes (batch, heads) are the same for all three and are handled
+by batched matmuls, never a Python loop.
+"""
+import math
+
+import numpy as np
+
+from .. import backend
+from ..backend import xp_of
+from ..errors import DTypeError, ShapeError
+from ..function import Function
+from ..ops import require_float
+from .activations import check_dropout_probability, dropout_mask, softmax_into
+
+
+def check_attention_inputs(q, k, v, attn_mask, dropout_p):
+    """Shapes, dtypes and the dropout probability; returns the key count Tk."""
+    require_float("scaled_dot_product_attention", q, k, v)
+    check_dropout_probability("scaled_dot_product_attention", dropout_p)
+    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim or q.shape[:-2] != k.shape[:-2] \
+            or k.shape[:-2] != v.shape[:-2] or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ShapeError(f"scaled_dot_product_attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
+                         "do not fit: expected (..., Tq, D), (..., Tk, D), (..., Tk, Dv) with the same leading axes")
+    scores_shape = q.shape[:-1] + (k.shape[-2],)
+    if attn_mask is not None:
+        if attn_mask.dtype.kind != "b":
+            raise DTypeError(f"scaled_dot_product_attention: attn_mask must be boolean (True = may attend), "
+                             f"got dtype {attn_mask.dtype}")
+        try:
+            fits = np.broadcast_shapes(attn_mask.shape, scores_shape) == scores_shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ShapeError(f"scaled_dot_product_attention: attn_mask shape {tuple(attn_mask.shape)} does not "
+                             f"broadcast to the scores shape {scores_shape}")
+    return k.shape[-2]
+
+
+def allowed_keys(xp, queries, keys, causal, attn_mask):
+    """Boolean mask broadcastable to (..., Tq, Tk), True where query i may attend to key j; None = all.
+
+    The causal part is aligned bottom-right: query i sees keys j <= i + Tk - Tq, so the last query
+    sees every key (what a key/value cache needs when Tq < Tk; the usual lower triangle when Tq == Tk).
+    """
+    allowed = xp.tri(queries, keys, k=keys - queries, dtype=bool) if causal else None
+    if attn_mask is None:
+        return allowed
+    return attn_mask if allowed is None else allowed & attn_mask
+
+
+def default_scale(head_dim, scale):
+    """1/sqrt(D) as a Python float: a NumPy float64 scalar would upcast float32 scores to float64."""
+    return 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+
+
+class ScaledDotProductAttention(Function):
+    """out = dropout(P) v, P = softmax(scale q k^T, masked), masked scores set to -inf.
+
+    A query row whose keys are all masked gets P = 0, so its output and its gradients are 0, not NaN.
+    Saves q, k, v, P and the dropout mask.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal=True, dropout_p=0.0, scale=None, attn_mask=None):
+        keys = check_attention_inputs(q, k, v, attn_mask, dropout_p)
+        xp = xp_of(q)
+        scale = default_scale(q.shape[-1], scale)
+        scores = (q * scale) @ xp.swapaxes(k, -1, -2)   # scaling q is cheaper than scaling Tq x Tk scores
+        allowed = allowed_keys(xp, q.shape[-2], keys, causal, attn_mask)
+        if allowed is not None:
+            xp.copyto(scores, -xp.inf, where=~allowed)
+        probs = softmax_into(scores, -1, out=scores)
+        mask = dropout_mask(probs.shape, dropout_p, probs.dtype, backend.device_of(q)) if dropout_p > 0 else None
+        ctx.save_for_backward(q, k, v, probs, mask)
+        ctx.scale = scale
+        return (probs if mask is None else probs * mask) @ v
+
+    @staticmethod
+    def backward(ctx, grad):
+        """dv = Pd^T g; dPd = g v^T; dP = dPd * mask; dS = P (dP - rowsum(dP P)); dq = scale dS k; dk = scale dS^T q.
+        (Pd = P * mask, the dropped probabilities.)  docs/derivations/attention.md"""
+        q, k, v, probs, mask = ctx.saved_tensors
+        xp = xp_of(q)
+        dropped = probs if mask is None else probs * mask
+        grad_v = xp.swapaxes(dropped, -1, -2) @ grad
+        grad_scores = grad @ xp.swapaxes(v, -1, -2)
+        if mask is not None:
+            grad_scores *= mask
+        grad_scores -= (grad_scores * probs).sum(axis=-1, keepdims=True)
+        grad_scores *= probs
+        grad_q = grad_scores @ k
+        grad_q *= ctx.scale
+        grad_k = xp.swapaxes(grad_scores, -1, -2) @ q
+        grad_k *= ctx.scale
+        return grad_q, grad_k, grad_v

@@ -1,0 +1,77 @@
+"""Fused cross-entropy: log-softmax and negative log-likelihood in one op, with ignore_index.
+
+Derivation: docs/derivations/cross_entropy.md.
+"""
+from ..backend import xp_of
+from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
+from ..function import Function
+from ..ops import require_float
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_targets(logits, targets, ignore_index, reduction):
+    """The shape, dtype and range rules of cross_entropy, with messages naming the bad values."""
+    require_float("cross_entropy", logits)
+    if reduction not in REDUCTIONS:
+        raise TinygradTxError(f"cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if logits.ndim not in (2, 3):
+        raise ShapeError(f"cross_entropy: logits must be (N, C) or (B, T, C), got shape {tuple(logits.shape)}")
+    if targets.dtype.kind not in "iu":
+        raise DTypeError(f"cross_entropy: targets must be integer class indices, got dtype {targets.dtype}")
+    if tuple(targets.shape) != tuple(logits.shape[:-1]):
+        raise ShapeError(f"cross_entropy: targets shape {tuple(targets.shape)} does not match logits shape "
+                         f"{tuple(logits.shape)} (expected {tuple(logits.shape[:-1])})")
+    classes = logits.shape[-1]
+    counted = targets != ignore_index
+    bad = counted & ((targets < 0) | (targets >= classes))
+    if bad.any():  # one small reduction; on the GPU this is the op's only host sync
+        raise IndexOutOfRangeError(f"cross_entropy: target {int(targets[bad].ravel()[0])} is out of range for "
+                                   f"{classes} classes (valid: 0..{classes - 1}, or ignore_index={ignore_index})")
+    return counted
+
+
+class CrossEntropy(Function):
+    """loss_i = logsumexp(z_i) - z_i[t_i] over rows i whose target is not ignore_index.
+
+    reduction "mean" divides the sum by the number of counted rows; when every target is ignored the
+    loss is 0.0 and the gradient is zero (PyTorch returns nan there). "none" gives one loss per
+    position, 0 at ignored ones. Saves the softmax probabilities.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, ignore_index=-1, reduction="mean"):
+        xp = xp_of(logits)
+        counted = check_targets(logits, targets, ignore_index, reduction).reshape(-1)
+        classes = logits.shape[-1]
+        rows = logits.reshape(-1, classes)
+        safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
+        shifted = rows - rows.max(axis=1, keepdims=True)
+        picked = xp.take_along_axis(shifted, safe_targets[:, None], axis=1)[:, 0]
+        probs = xp.exp(shifted, out=shifted)
+        total = probs.sum(axis=1)
+        row_loss = xp.log(total)
+        row_loss -= picked
+        row_loss *= counted
+        probs /= total[:, None]
+        count = xp.maximum(counted.sum(dtype=logits.dtype), 1.0)  # all ignored: 0 / 1, not 0 / 0
+        ctx.save_for_backward(probs, safe_targets, counted, count)
+        ctx.reduction, ctx.logits_shape = reduction, logits.shape
+        if reduction == "none":
+            return row_loss.reshape(targets.shape)
+        total_loss = row_loss.sum()
+        return total_loss / count if reduction == "mean" else total_loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        """dz_i = w_i (softmax(z_i) - onehot(t_i)), w_i = g_i (none), g (sum) or g / count (mean), 0 if ignored.
+        docs/derivations/cross_entropy.md"""
+        probs, safe_targets, counted, count = ctx.saved_tensors
+        xp = xp_of(probs)
+        if ctx.reduction == "none":
+            row_weight = grad.reshape(-1) * counted
+        else:
+            row_weight = counted * (grad / count if ctx.reduction == "mean" else grad)
+        grad_logits = probs * row_weight[:, None]
+        grad_logits[xp.arange(probs.shape[0]), safe_targets] -= row_weight
+        return grad_logits.reshape(ctx.logits_shape), None
