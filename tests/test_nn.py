@@ -168,6 +168,8 @@ def test_containers_index_iterate_and_chain():
 
 def test_attribute_registration_rules():
     net = nn.Linear(3, 2)
+    net.weight = nn.Parameter(np.zeros((2, 3)))   # a replaced parameter keeps its place, as in PyTorch
+    assert [n for n, _ in net.named_parameters()] == ["weight", "bias"]
     net.bias = None                     # an optional parameter switched off stays a known name
     assert [n for n, _ in net.named_parameters()] == ["weight"] and net.bias is None
     with pytest.raises(TinygradTxError, match="cannot assign a plain Tensor to parameter 'weight'"):

@@ -58,10 +58,10 @@ class Module:
                                   f"{name!r} (Module.__init__ sets up parameter registration)")
         params, modules = self._parameters, self._modules
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep=params)
             params[name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep=modules)
             modules[name] = value
         elif value is None and (name in params or name in modules):
             (params if name in params else modules)[name] = None   # an optional part, e.g. bias=False
@@ -72,10 +72,11 @@ class Module:
             self._forget(name)
             object.__setattr__(self, name, value)
 
-    def _forget(self, name):
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
-        self.__dict__.pop(name, None)
+    def _forget(self, name, keep=None):
+        """Drop ``name`` from the registries other than ``keep`` (whose entry, replaced, keeps its place)."""
+        for registry in (self._parameters, self._modules, self.__dict__):
+            if registry is not keep:
+                registry.pop(name, None)
 
     def __getattr__(self, name):  # only reached when ordinary lookup fails
         for registry in ("_parameters", "_modules"):
