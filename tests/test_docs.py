@@ -1,0 +1,129 @@
+"""The documentation cannot drift from the code.
+
+Link format (every derivation page docs/derivations/<op>.md has both kinds; any page may use them):
+
+    - Code: [tinygrad_tx/ops/matmul.py](../../tinygrad_tx/ops/matmul.py) `MatMul.forward`, `MatMul.backward`
+    - Test: [tests/test_ops.py](../../tests/test_ops.py) `test_gradcheck_matmul`, `test_against_torch_matmul`
+
+Every linked file must exist and define every named symbol (``Class.method`` chains are followed in
+the file's syntax tree, so nothing is imported); a Test symbol must name a test function. A
+```python block on a derivation page quotes its Code files: each of its lines must still be in one of
+them. Every relative link in docs/ must resolve, every page the source code names must exist, and
+the ```python blocks of the runnable pages run, in order, in one namespace per page.
+"""
+import ast
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+DERIVATIONS = sorted((DOCS / "derivations").glob("*.md"))
+ALL_PAGES = sorted(DOCS.rglob("*.md"))
+RUNNABLE_PAGES = [DOCS / "autograd.md", DOCS / "experimenting.md"]
+REQUIRED_DERIVATIONS = ["matmul", "broadcasting", "elementwise", "movement", "softmax", "cross_entropy", "layernorm",
+                        "embedding", "gelu", "dropout", "attention"]
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+CODE_LINK_LINE = re.compile(r"^- (Code|Test): \[[^\]]+\]\(([^)\s]+)\)((?:,? `[\w.]+`)+)\s*$")
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _relative(path):
+    return path.relative_to(ROOT).as_posix()
+
+
+def _page_links(page):
+    """(kind, target path, [symbols]) for each Code/Test line of a page; a malformed one fails."""
+    links = []
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if not line.startswith(("- Code:", "- Test:")):
+            continue
+        match = CODE_LINK_LINE.match(line)
+        assert match, f"{_relative(page)}: malformed link line (see tests/test_docs.py for the format): {line}"
+        kind, target, symbols = match.groups()
+        links.append((kind, (page.parent / target).resolve(), re.findall(r"`([\w.]+)`", symbols)))
+    return links
+
+
+def _defines(tree, dotted):
+    """Whether the module syntax tree defines ``dotted`` (a name, or Class.attr chains)."""
+    body = tree.body
+    for part in dotted.split("."):
+        found = None
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == part:
+                found = node
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                if any(isinstance(t, ast.Name) and t.id == part for t in targets):
+                    found = node
+        if found is None:
+            return False
+        body = getattr(found, "body", [])
+    return True
+
+
+def test_every_required_derivation_page_exists():
+    missing = [name for name in REQUIRED_DERIVATIONS if not (DOCS / "derivations" / f"{name}.md").is_file()]
+    assert not missing, f"docs/derivations/: pages missing: {missing}"
+
+
+@pytest.mark.parametrize("page", DERIVATIONS, ids=lambda p: p.name)
+def test_derivation_pages_link_code_and_tests(page):
+    kinds = {kind for kind, _, _ in _page_links(page)}
+    assert kinds == {"Code", "Test"}, f"{_relative(page)}: needs at least one '- Code:' and one '- Test:' line " \
+                                      f"in the format of tests/test_docs.py, found {sorted(kinds)}"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: _relative(p))
+def test_code_and_test_links_name_existing_symbols(page):
+    for kind, target, symbols in _page_links(page):
+        assert target.is_file(), f"{_relative(page)}: {kind} link to a missing file {target}"
+        tree = ast.parse(target.read_text(encoding="utf-8"))
+        for symbol in symbols:
+            assert _defines(tree, symbol), f"{_relative(page)}: `{symbol}` is not defined in {_relative(target)}"
+            if kind == "Test":
+                assert symbol.split(".")[-1].startswith("test"), \
+                    f"{_relative(page)}: Test symbol `{symbol}` is not a test function"
+
+
+@pytest.mark.parametrize("page", DERIVATIONS, ids=lambda p: p.name)
+def test_derivation_code_quotes_are_still_in_the_code(page):
+    code_lines = set()
+    for kind, target, _ in _page_links(page):
+        if kind == "Code" and target.is_file():
+            code_lines.update(line.strip() for line in target.read_text(encoding="utf-8").splitlines())
+    for block in PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
+        for line in block.splitlines():
+            if line.strip():
+                assert line.strip() in code_lines, \
+                    f"{_relative(page)}: quoted line `{line.strip()}` is no longer in its Code files"
+
+
+@pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: _relative(p))
+def test_relative_links_resolve(page):
+    text = page.read_text(encoding="utf-8")
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{_relative(page)}: link ({target}) points to a missing file"
+
+
+def test_pages_named_in_the_source_exist():
+    for source in sorted((ROOT / "tinygrad_tx").rglob("*.py")):
+        for name in re.findall(r"docs/derivations/([\w-]+\.md)", source.read_text(encoding="utf-8")):
+            assert (DOCS / "derivations" / name).is_file(), f"{_relative(source)} names docs/derivations/{name}, " \
+                                                            "which does not exist"
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: p.name)
+def test_python_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever an example writes lands in a scratch folder
+    blocks = PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))
+    assert blocks, f"{_relative(page)}: no ```python blocks to run"
+    namespace = {"__name__": f"docs_{page.stem}"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"{_relative(page)}, python block {number}", "exec"), namespace)
