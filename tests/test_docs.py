@@ -122,6 +122,7 @@ def test_pages_named_in_the_source_exist():
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: p.name)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # whatever an example writes lands in a scratch folder
+    monkeypatch.syspath_prepend(str(ROOT))  # the examples import models/ as if run from the repository root
     blocks = PYTHON_BLOCK.findall(page.read_text(encoding="utf-8"))
     assert blocks, f"{_relative(page)}: no ```python blocks to run"
     namespace = {"__name__": f"docs_{page.stem}"}
