@@ -120,7 +120,8 @@ class Optimizer:
                 problems.append(f"state for parameter {index}, but there are only {len(params)}")
                 continue
             if entries and set(entries) <= set(self.state_keys) and set(entries) != set(self.state_keys):
-                problems.append(f"parameter {index}: state {sorted(entries)} is incomplete (expected {self.state_keys})")
+                problems.append(f"parameter {index}: state {sorted(entries)} is incomplete "
+                                f"(expected {self.state_keys})")
             for key, value in entries.items():
                 if key not in self.state_keys:
                     problems.append(f"parameter {index}: unknown state entry {key!r} (expected {self.state_keys})")

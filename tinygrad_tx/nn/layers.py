@@ -11,6 +11,7 @@ import numpy as np
 from .. import backend
 from ..errors import TinygradTxError
 from . import functional as F
+from .activations import check_dropout_probability
 from .module import Module, Parameter
 
 
@@ -97,8 +98,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
-            raise TinygradTxError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        check_dropout_probability("Dropout", p)   # at construction, not at the first forward
         self.p = float(p)
 
     def forward(self, x):

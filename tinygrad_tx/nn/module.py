@@ -54,7 +54,7 @@ class Module:
     # ------------------------------------------------------------------ registration by assignment
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise TinygradTxError(f"{type(self).__name__}: call super().__init__() before assigning attribute "
+            raise TinygradTxError(f"{type(self).__name__}: call super().__init__() before assigning "
                                   f"{name!r} (Module.__init__ sets up parameter registration)")
         params, modules = self._parameters, self._modules
         if isinstance(value, Parameter):
