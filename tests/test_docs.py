@@ -28,16 +28,22 @@ REQUIRED_DERIVATIONS = ["matmul", "broadcasting", "elementwise", "movement", "so
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 CODE_LINK_LINE = re.compile(r"^- (Code|Test): \[[^\]]+\]\(([^)\s]+)\)((?:,? `[\w.]+`)+)\s*$")
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+FENCED_BLOCK = re.compile(r"^```.*?^```", re.S | re.M)
 
 
 def _relative(path):
     return path.relative_to(ROOT).as_posix()
 
 
+def _prose(page):
+    """The page's text without its fenced code blocks (examples there are not links)."""
+    return FENCED_BLOCK.sub("", page.read_text(encoding="utf-8"))
+
+
 def _page_links(page):
     """(kind, target path, [symbols]) for each Code/Test line of a page; a malformed one fails."""
     links = []
-    for line in page.read_text(encoding="utf-8").splitlines():
+    for line in _prose(page).splitlines():
         if not line.startswith(("- Code:", "- Test:")):
             continue
         match = CODE_LINK_LINE.match(line)
@@ -104,8 +110,7 @@ def test_derivation_code_quotes_are_still_in_the_code(page):
 
 @pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: _relative(p))
 def test_relative_links_resolve(page):
-    text = page.read_text(encoding="utf-8")
-    for target in LINK.findall(text):
+    for target in LINK.findall(_prose(page)):
         if re.match(r"[a-z]+:", target) or target.startswith("#"):
             continue
         path = (page.parent / target.split("#")[0]).resolve()
