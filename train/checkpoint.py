@@ -13,7 +13,6 @@ renamed over the old file, so a crash leaves either the old checkpoint or the ne
 """
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
@@ -34,16 +33,16 @@ def save_checkpoint(path, payload):
     arrays[TREE_KEY] = np.array(json.dumps(tree))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, prefix=".ckpt-", suffix=".tmp", delete=False) as tmp:
-        try:
-            np.savez(tmp, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:   # Ctrl-C or a full disk mid-write: leave no temporary file behind
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:   # Ctrl-C or a full disk mid-write: leave no temporary file behind
+        os.unlink(tmp)
+        raise
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path):

@@ -80,8 +80,7 @@ PRESETS = {
 DEFAULT_PRESET = "cpu"
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # what a run's checkpoint fixes: resuming with a different value would not continue the same run
-FROZEN_ON_RESUME = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "gelu_approximate",
-                    "data", "seed")
+FROZEN_ON_RESUME = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "gelu_approximate")
 METAVARS = {int: "N", float: "X", str: "TEXT"}
 CHOICES = {"tokenizer": ("char", "bpe"), "gelu_approximate": ("none", "tanh")}
 

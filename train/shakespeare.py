@@ -1,0 +1,87 @@
+"""Train a character-level (or BPE) GPT on Tiny Shakespeare, as nanoGPT's train.py does.
+
+    python -m train.shakespeare                                  # the cpu preset: ~1.9 val loss
+    python -m train.shakespeare --preset baby --device gpu       # nanoGPT's shakespeare_char recipe
+    python -m train.shakespeare --config my.yaml --max_iters 500 --out_dir runs/mine
+    python -m train.shakespeare --out_dir runs/mine --resume --max_iters 4000
+    python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
+
+``--help`` lists every hyperparameter with its default. The run directory gets config.json,
+metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit status: 0 done,
+1 a NaN/Inf caught by --detect_anomaly, 2 a usage error (one ``error: ...`` line on stderr; --debug
+shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz).
+"""
+import os
+import sys
+
+from tinygrad_tx import backend
+from tinygrad_tx.errors import AnomalyError, TinygradTxError
+from train.checkpoint import load_checkpoint
+from train.config import FROZEN_ON_RESUME, ConfigError, make_config, parse_command_line
+from train.data import TinyShakespeare, split_data
+from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
+from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
+
+TRAIN_FRACTION = 0.9
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return train(parse_command_line(argv))
+    except (TinygradTxError, AnomalyError, OSError) as exc:
+        if "--debug" in argv:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, AnomalyError) else 2
+    except TrainingInterrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 130
+
+
+def train(command):
+    """Set up the data, tokenizer and model for ``command`` (a train.config.CommandLine), train, print a sample."""
+    config, resume = command.config, None
+    if command.resume:
+        path = checkpoint_path(config.out_dir, "last")
+        if not os.path.exists(path):
+            raise ConfigError(f"--resume: no checkpoint to resume from in {config.out_dir!r} ({path} does not exist)")
+        resume = load_checkpoint(path)
+        config = resumed_config(resume["config"], command.explicit)
+    backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
+    dataset = TinyShakespeare(config.data)
+    if resume is not None:
+        tokenizer = Tokenizer.from_dict(resume["tokenizer"])
+    elif config.tokenizer == "char":
+        tokenizer = CharTokenizer.from_text(dataset.text)
+    else:   # trained on the training split only, so nothing of the val text leaks into the vocabulary
+        tokenizer = BPETokenizer.train(split_data(dataset.text, TRAIN_FRACTION)[0], config.vocab_size)
+    train_ids, val_ids = split_data(dataset.encode(tokenizer), TRAIN_FRACTION)
+    print(f"{dataset}: {len(train_ids):,} train and {len(val_ids):,} val tokens, {tokenizer}", flush=True)
+    trainer = Trainer(config, tokenizer, train_ids, val_ids, resume=resume)
+    print(f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
+          f"{'resuming at iteration ' + str(trainer.iter_num) if resume else 'training'} to {config.max_iters}; "
+          f"run directory {config.out_dir}", flush=True)
+    summary = trainer.run()
+    print(f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
+          f"final val loss {summary['final_val_loss']:.4f}, best {summary['best_val_loss']:.4f}"
+          + (f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
+             if summary["tokens_per_s"] else ""), flush=True)
+    if config.sample_tokens:
+        print(f"--- sample ({config.sample_tokens} tokens, temperature 0.8, top_k 200) ---")
+        print(trainer.sample(config.sample_tokens), flush=True)
+    return 0
+
+
+def resumed_config(saved, explicit):
+    """The checkpoint's config with the explicitly given values on top; the model, tokenizer and
+    context cannot change mid-run."""
+    for name in FROZEN_ON_RESUME:
+        if name in explicit and explicit[name] != saved[name]:
+            raise ConfigError(f"--resume: {name} is {saved[name]!r} in the checkpoint but {explicit[name]!r} was "
+                              f"given; a resumed run keeps its model and tokenizer (start a new --out_dir instead)")
+    return make_config(overrides={**saved, **explicit})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""The training loop: nanoGPT's train.py on tinygrad_tx.
+
+    trainer = Trainer(config, tokenizer, train_ids, val_ids)   # or resume=load_checkpoint(path)
+    summary = trainer.run()          # {"best_val_loss", "final_val_loss", "iterations", "tokens_per_s", ...}
+    print(trainer.sample(300))
+
+One iteration: learning rate from the warmup + cosine schedule; ``gradient_accumulation_steps``
+micro-batches, each loss scaled by 1/steps before backward; the global gradient norm clipped;
+AdamW's step. Every ``eval_interval`` steps (and at the end) the train and val losses are estimated
+under no_grad in eval mode, metrics.jsonl and loss.png are refreshed, and ckpt_last.npz (plus
+ckpt_best.npz when val improved) is written.
+
+Exact resume. A checkpoint holds everything the rest of the run depends on: weights, AdamW state,
+the iteration, and the states of both random streams (the engine's, which dropout draws from, and
+the batch sampler's) as they were after the last completed step. Evaluation batches come from a
+generator seeded by (seed, iteration), so evaluating never moves the training streams, and a run
+resumed from any checkpoint logs the same losses as one that never stopped. The optimizer update is
+shielded from Ctrl-C, so an interrupted step is either wholly applied or not at all; the
+interrupted run then saves ckpt_last.npz and raises ``TrainingInterrupted``. On a GPU the CuPy
+dropout stream is not saved: resuming a GPU run with dropout > 0 is not bit-exact.
+"""
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
+from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
+from train.checkpoint import save_checkpoint
+from train.config import ConfigError, save_json
+from train.data import get_batch, iter_batches
+from train.plots import plot_losses
+
+CHECKPOINT_NAMES = ("best", "last")
+
+
+def checkpoint_path(out_dir, name):
+    return os.path.join(out_dir, f"ckpt_{name}.npz")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; ``path`` is the checkpoint saved before stopping."""
+
+    def __init__(self, iteration, path):
+        super().__init__(f"interrupted at iteration {iteration}; saved {path} (continue with --resume)")
+        self.iteration, self.path = iteration, path
+
+
+class Trainer:
+    def __init__(self, config, tokenizer, train_ids, val_ids, resume=None, out=None):
+        """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from."""
+        self.config, self.tokenizer, self.out = config, tokenizer, out or sys.stdout
+        self.splits = {"train": train_ids, "val": val_ids}
+        c = config
+        for split, ids in self.splits.items():
+            if len(ids) <= c.block_size:
+                raise ConfigError(f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
+                                  f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size")
+        backend.manual_seed(c.seed)
+        self.model_args = GPTConfig(block_size=c.block_size, vocab_size=tokenizer.vocab_size, n_layer=c.n_layer,
+                                    n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout, bias=c.bias,
+                                    gelu_approximate=c.gelu_approximate)
+        self.model = GPT(self.model_args).to(c.device)
+        self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
+        self.batch_rng = np.random.default_rng(c.seed)
+        self.iter_num, self.best_val_loss, self.records = 0, math.inf, []
+        self.train_seconds, self._mark, self._steps_since_mark = 0.0, time.perf_counter(), 0
+        if resume is not None:
+            self._restore(resume)
+        self._completed_step()
+        if c.peak_flops is None:
+            c.peak_flops = measure_peak_flops(c.device)
+        os.makedirs(c.out_dir, exist_ok=True)
+        save_json(c, os.path.join(c.out_dir, "config.json"))
+        tokenizer.save(os.path.join(c.out_dir, "tokenizer.json"))
+        self._rewrite_metrics()
+
+    # ---------------------------------------------------------------- the loop
+    def run(self):
+        """Train to ``max_iters``; returns a summary dict. Raises TrainingInterrupted on Ctrl-C."""
+        c = self.config
+        tokens_per_iter = c.batch_size * c.block_size * c.gradient_accumulation_steps
+        started, first_iter = time.perf_counter(), self.iter_num
+        self._mark = time.perf_counter()
+        progress = Progress(c.max_iters, self.iter_num, self.out)
+        try:
+            with detect_anomaly(c.detect_anomaly):
+                while True:
+                    if self.iter_num % c.eval_interval == 0 or self.iter_num == c.max_iters:
+                        self._evaluate(progress)
+                    if self.iter_num >= c.max_iters:
+                        break
+                    loss = self._train_step()
+                    progress.advance()
+                    if (self.iter_num - 1) % c.log_interval == 0:
+                        self._log_step(self.iter_num - 1, loss.item() * c.gradient_accumulation_steps,
+                                       tokens_per_iter, progress)
+        except KeyboardInterrupt:
+            progress.close()
+            raise TrainingInterrupted(self.iter_num, self.save("last")) from None
+        progress.close()
+        self._close_mark()
+        trained = self.iter_num - first_iter
+        evals = [r for r in self.records if r["kind"] == "eval"]
+        return {"iterations": self.iter_num, "best_val_loss": self.best_val_loss,
+                "final_val_loss": evals[-1]["val_loss"] if evals else None,
+                "final_train_loss": evals[-1]["train_loss"] if evals else None,
+                "wall_seconds": time.perf_counter() - started, "train_seconds": self.train_seconds,
+                "tokens_per_s": trained * tokens_per_iter / self.train_seconds if trained else None,
+                "mfu": self._mfu(self.train_seconds / trained) if trained else None}
+
+    def _lr(self, iteration):
+        c = self.config
+        return cosine_lr(iteration, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) if c.decay_lr \
+            else c.learning_rate
+
+    def _train_step(self):
+        """One optimizer step over gradient_accumulation_steps micro-batches; returns the last micro-loss."""
+        c = self.config
+        lr = self._lr(self.iter_num)
+        for _ in range(c.gradient_accumulation_steps):
+            x, y = get_batch(self.splits["train"], c.batch_size, c.block_size, c.device, self.batch_rng)
+            _, loss = self.model(x, y)
+            loss = loss / c.gradient_accumulation_steps
+            loss.backward()
+        with _ctrl_c_deferred():   # the update is applied wholly or not at all
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if c.grad_clip > 0:
+                clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            self.iter_num += 1
+            self._completed_step()
+        self._steps_since_mark += 1
+        return loss
+
+    def _completed_step(self):
+        """Snapshot the random streams: a checkpoint must hold them as of the last completed step."""
+        self.rng_state = {"engine": backend.get_rng_state(), "batch": self.batch_rng.bit_generator.state}
+
+    # ---------------------------------------------------------------- evaluation, logging, checkpoints
+    @no_grad()
+    def estimate_loss(self):
+        """{"train": mean loss, "val": mean loss} on eval_iters random batches (or the whole val split)."""
+        c = self.config
+        self.model.eval()
+        losses = {}
+        for number, (split, data) in enumerate(self.splits.items()):
+            if split == "val" and c.eval_full_val:
+                total = count = 0
+                for x, y in iter_batches(data, c.batch_size, c.block_size, c.device):
+                    total += self.model(x, y)[1].item() * y.size
+                    count += y.size
+                losses[split] = total / count
+            else:
+                rng = np.random.default_rng([c.seed, self.iter_num, number])
+                losses[split] = float(np.mean([self.model(*get_batch(data, c.batch_size, c.block_size, c.device,
+                                                                        rng))[1].item() for _ in range(c.eval_iters)]))
+        self.model.train()
+        return losses
+
+    def _evaluate(self, progress):
+        self._close_mark()
+        losses = self.estimate_loss()
+        improved = losses["val"] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, losses["val"])
+        self._record({"kind": "eval", "iter": self.iter_num, "train_loss": losses["train"], "val_loss": losses["val"],
+                      "lr": self._lr(self.iter_num)})
+        progress.message(f"step {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+                         + (" (best)" if improved else ""))
+        plot_losses(self.records, os.path.join(self.config.out_dir, "loss.png"),
+                    title=f"{os.path.basename(os.path.abspath(self.config.out_dir))}: loss")
+        self.save("last")
+        if improved:
+            self.save("best")
+        self._mark = time.perf_counter()
+
+    def _log_step(self, iteration, loss, tokens_per_iter, progress):
+        backend.synchronize(self.config.device)
+        seconds_per_iter = self._close_mark()
+        record = {"kind": "train", "iter": iteration, "loss": loss, "lr": self._lr(iteration)}
+        if seconds_per_iter:
+            record.update(ms_per_iter=1000 * seconds_per_iter, tokens_per_s=tokens_per_iter / seconds_per_iter,
+                          mfu=self._mfu(seconds_per_iter))
+        self._record(record)
+        progress.report(record)
+
+    def _close_mark(self):
+        """Seconds per step since the last mark (None if no step), added to train_seconds; starts a new mark."""
+        now = time.perf_counter()
+        elapsed, steps = now - self._mark, self._steps_since_mark
+        self.train_seconds += elapsed if steps else 0.0
+        self._mark, self._steps_since_mark = now, 0
+        return elapsed / steps if steps else None
+
+    def _mfu(self, seconds_per_iter):
+        c = self.config
+        return self.model.estimate_mfu(c.batch_size * c.gradient_accumulation_steps, seconds_per_iter, c.peak_flops)
+
+    def _record(self, record):
+        self.records.append(record)
+        with open(os.path.join(self.config.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _rewrite_metrics(self):
+        """Keep the records of the steps before ``iter_num`` (those of a resumed run); later ones are redone."""
+        path = os.path.join(self.config.out_dir, "metrics.jsonl")
+        if self.iter_num and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self.records = [r for r in map(json.loads, f) if r["iter"] < self.iter_num]
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.records)
+
+    def save(self, name):
+        """Write ckpt_<name>.npz (atomically) and return its path."""
+        path = checkpoint_path(self.config.out_dir, name)
+        save_checkpoint(path, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                               "iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
+                               "config": dataclasses.asdict(self.config),
+                               "model_args": dataclasses.asdict(self.model_args),
+                               "tokenizer": self.tokenizer.to_dict(), "rng": self.rng_state})
+        return path
+
+    def _restore(self, payload):
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.iter_num, self.best_val_loss = int(payload["iter_num"]), float(payload["best_val_loss"])
+        backend.set_rng_state(payload["rng"]["engine"])
+        self.batch_rng.bit_generator.state = payload["rng"]["batch"]
+
+    def sample(self, max_new_tokens, prompt="\n", temperature=0.8, top_k=200):
+        """Text generated from ``prompt`` (nanoGPT's sample.py defaults), in eval mode."""
+        self.model.eval()
+        ids = self.tokenizer.encode(prompt)
+        tokens = self.model.generate(Tensor(np.array([ids]), device=self.config.device), max_new_tokens,
+                                     temperature=temperature, top_k=top_k)
+        self.model.train()
+        return self.tokenizer.decode(tokens.numpy()[0, len(ids):].tolist())
+
+
+class Progress:
+    """A tqdm bar (iteration, ETA; loss, ms/iter, tokens/s and MFU as its postfix) on a terminal,
+    else one printed line per logged step."""
+
+    def __init__(self, total, initial, out):
+        self.out, self.total, self.started, self.initial = out, total, time.perf_counter(), initial
+        self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True) if out.isatty() else None
+
+    def advance(self):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def report(self, record):
+        speed = (f", {record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tok/s, "
+                 f"MFU {100 * record['mfu']:.1f}%") if "ms_per_iter" in record else ""
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {record['loss']:.4f}{speed}")
+            return
+        done = record["iter"] + 1 - self.initial
+        eta = (time.perf_counter() - self.started) / done * (self.total - record["iter"] - 1)
+        print(f"iter {record['iter']}: loss {record['loss']:.4f}{speed}, ETA {_duration(eta)}", file=self.out,
+              flush=True)
+
+    def message(self, text):
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C that arrives inside the block until the block has finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def measure_peak_flops(device, repeats=10):
+    """This machine's float32 GEMM rate in FLOP/s: the fastest of a few n x n matmuls (the MFU denominator)."""
+    xp = backend.array_module(device)
+    n = 1024 if device == "cpu" else 4096
+    a = xp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+    best = math.inf
+    for _ in range(repeats + 1):   # the first call pays for thread start-up and allocation
+        backend.synchronize(device)
+        start = time.perf_counter()
+        a @ a
+        backend.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
