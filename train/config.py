@@ -93,13 +93,13 @@ class CommandLine:
     debug: bool
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):   # one "error: ..." line from main(), not argparse's usage dump
         raise ConfigError(message)
 
 
 def build_parser(prog="python -m train.shakespeare"):
-    parser = _Parser(prog=prog, allow_abbrev=False, description="Train a GPT on a text file (default: Tiny Shakespeare), nanoGPT style. "
+    parser = ArgumentParser(prog=prog, allow_abbrev=False, description="Train a GPT on a text file (default: Tiny Shakespeare), nanoGPT style. "
                      "Precedence: command line > --config file > --preset > defaults.")
     parser.add_argument("--preset", default=argparse.SUPPRESS, help=f"{' or '.join(PRESETS)} (default: {DEFAULT_PRESET})")
     parser.add_argument("--config", help="JSON or YAML file of hyperparameters (keys as the flags below)")
