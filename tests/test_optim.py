@@ -1,5 +1,6 @@
 """Optimizers, clipping and the schedule against torch.optim, torch's clip_grad_norm_ and nanoGPT's get_lr."""
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -89,6 +90,22 @@ def test_updates_are_in_place_and_stay_float32():
     assert all(optimizer.state[id(p)]["exp_avg"] is m for p, m in zip(params, moments))
     assert all(m.dtype == np.float32 for m in moments) and all(p.dtype == np.float32 for p in params)
     assert optimizer.state[id(params[0])]["step"] == 3
+
+
+@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1), lambda p: AdamW(p)],
+                         ids=["SGD", "AdamW"])
+def test_steps_after_the_first_allocate_no_arrays(make):
+    """Temporaries live in a reused scratch buffer; NumPy reports its allocations to tracemalloc."""
+    params = [Tensor(np.ones((128, 128), dtype=np.float32), requires_grad=True) for _ in range(3)]
+    for param in params:
+        param.grad = Tensor(np.ones((128, 128), dtype=np.float32))
+    optimizer = make(params)
+    optimizer.step()
+    tracemalloc.start()
+    optimizer.step()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < params[0].data.nbytes // 4
 
 
 def test_parameters_without_gradient_are_left_alone():
