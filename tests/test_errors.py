@@ -1,0 +1,342 @@
+"""The error catalogue of docs/errors.md: one test per bad input.
+
+Engine entries expect exactly one exception of the documented type whose message names the op and
+the values. CLI entries run ``train.shakespeare.main`` and expect exit status 2 with one ``error: ...``
+line on stderr and no traceback; two entries run the real ``python -m`` process to check the same
+from outside, and ``--debug``.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinygrad_tx.nn.functional as F
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import (DeviceError, DTypeError, GraphError, IndexOutOfRangeError, ShapeError, Tensor,
+                         TinygradTxError, backend, nn, where)
+from tinygrad_tx.optim import SGD, AdamW
+from train import shakespeare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def expect_error(error_type, action, *fragments):
+    """Run ``action``; it must raise ``error_type`` whose message holds every fragment. Returns the message."""
+    with pytest.raises(error_type) as caught:
+        action()
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in the message {message!r}"
+    return message
+
+
+def cli_error(capsys, argv, *fragments):
+    """``python -m train.shakespeare argv`` in-process: exit 2, one 'error: ...' line naming every fragment."""
+    code = shakespeare.main(argv)
+    stderr = capsys.readouterr().err
+    assert code == 2, f"exit status {code}, stderr {stderr!r}"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"not one error line: {stderr!r}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def floats(*shape):
+    return Tensor(np.ones(shape, dtype=np.float32))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A small UTF-8 text (8000 characters over 12 symbols) to train on."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(rng.choice(list("abcdefghij \n"), 8000)), encoding="utf-8")
+    return str(path)
+
+
+def tiny_run(corpus, out_dir, *extra):
+    """Arguments of a run that takes well under a second, with any flags in ``extra`` on top."""
+    return ["--data", corpus, "--out_dir", str(out_dir), "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
+            "--block_size", "16", "--batch_size", "4", "--max_iters", "4", "--eval_interval", "2",
+            "--eval_iters", "1", "--sample_tokens", "0", "--peak_flops", "1e9", *extra]
+
+
+# ======================================================================== engine: one exception each
+@pytest.mark.parametrize("op, name", [(lambda a, b: a + b, "add"), (lambda a, b: a - b, "sub"),
+                                      (lambda a, b: a * b, "mul"), (lambda a, b: a / b, "div"),
+                                      (lambda a, b: a.maximum(b), "maximum")], ids=lambda v: v if isinstance(v, str) else "")
+def test_e01_binary_op_shape_mismatch(op, name):
+    expect_error(ShapeError, lambda: op(floats(2, 3), floats(4)), f"{name}: shapes (2, 3) and (4,) cannot be broadcast")
+
+
+def test_e01_where_shape_mismatch():
+    expect_error(ShapeError, lambda: where(Tensor(np.ones((2, 3), dtype=bool)), floats(2, 3), floats(4)),
+                 "where: condition (2, 3) and values (2, 3), (4,)")
+
+
+def test_e02_matmul_shape_mismatch():
+    expect_error(ShapeError, lambda: floats(3, 4) @ floats(5, 4), "matmul: shapes (3, 4) and (5, 4) do not align (4 != 5)")
+
+
+@pytest.mark.parametrize("impl", ["fused", "composed"])
+def test_e03_layer_norm_weight_shape_mismatch(impl):
+    expect_error(ShapeError, lambda: F.layer_norm(floats(2, 8), floats(7), floats(8), impl=impl),
+                 "layer_norm: weight shape (7,)", "normalized shape (8,)", "input shape (2, 8)")
+
+
+def test_e04_cross_entropy_targets_shape_mismatch():
+    targets = Tensor(np.zeros(3, dtype=np.int64))
+    expect_error(ShapeError, lambda: F.cross_entropy(floats(4, 5), targets),
+                 "cross_entropy: targets shape (3,) does not match logits shape (4, 5) (expected (4,))")
+
+
+def test_e05_cross_entropy_target_out_of_range():
+    targets = Tensor(np.array([0, 1, 7, 2]))
+    expect_error(IndexOutOfRangeError, lambda: F.cross_entropy(floats(4, 5), targets),
+                 "cross_entropy: target 7 is out of range for 5 classes")
+
+
+@pytest.mark.parametrize("name, action", [
+    ("exp", lambda x: x.exp()), ("log", lambda x: x.log()), ("softmax", F.softmax), ("log_softmax", F.log_softmax),
+    ("layer_norm", F.layer_norm), ("gelu", F.gelu),
+    ("linear", lambda x: F.linear(x, floats(4, 3))),
+    ("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.zeros(2, dtype=np.int64)))),
+    ("scaled_dot_product_attention", lambda x: F.scaled_dot_product_attention(*[x.reshape(1, 1, 2, 3)] * 3)),
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_], ids=["int64", "bool"])
+def test_e06_integer_or_boolean_where_float_needed(name, action, dtype):
+    expect_error(DTypeError, lambda: action(Tensor(np.ones((2, 3), dtype=dtype))),
+                 f"{name}: needs a float tensor, got dtype {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_], ids=["int64", "bool"])
+def test_e07_requires_grad_on_integer_tensor(dtype):
+    expect_error(DTypeError, lambda: Tensor(np.ones(3, dtype=dtype), requires_grad=True),
+                 f"requires_grad: only float tensors can require gradients, got dtype {np.dtype(dtype)}")
+
+
+@pytest.mark.parametrize("bad_index", [9, -1])
+def test_e08_embedding_index_out_of_range(bad_index):
+    expect_error(IndexOutOfRangeError, lambda: F.embedding(Tensor(np.array([0, bad_index])), floats(5, 3)),
+                 f"embedding: index {bad_index} is out of range for a table of 5 rows (valid: 0..4)")
+
+
+@pytest.mark.parametrize("index, axis, size", [(5, 0, 3), ((slice(None), 4), 1, 4), (np.array([0, 7]), 0, 3)],
+                         ids=["int", "axis1", "array"])
+def test_e09_getitem_index_out_of_range(index, axis, size):
+    bad = 7 if isinstance(index, np.ndarray) else (index if isinstance(index, int) else index[1])
+    expect_error(IndexOutOfRangeError, lambda: floats(3, 4)[index],
+                 f"getitem: index {bad} is out of bounds for axis {axis} with size {size}", "tensor shape (3, 4)")
+
+
+@pytest.mark.parametrize("op, name", [(lambda a, b: a @ b, "MatMul"), (lambda a, b: a * b, "Mul")],
+                         ids=["matmul", "mul"])
+def test_e10_cpu_and_gpu_tensors_mixed(monkeypatch, op, name):
+    on_gpu = floats(2, 2)
+    real_device_of = backend.device_of
+    monkeypatch.setattr(backend, "device_of", lambda a: "gpu" if a is on_gpu.data else real_device_of(a))
+    expect_error(DeviceError, lambda: op(floats(2, 2), on_gpu),
+                 f"{name}: tensors on different devices (cpu and gpu); move them with .to('cpu') first")
+
+
+def test_e11_backward_twice_without_retain_graph():
+    x = Tensor(np.ones(3), requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward()
+    expect_error(GraphError, loss.backward, "the graph was already freed", "retain_graph=True")
+
+
+def test_e12_backward_of_non_scalar_without_gradient():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    expect_error(GraphError, (x * 2).backward, "a gradient is needed for a non-scalar output of shape (2, 3)")
+
+
+def test_e13_backward_of_tensor_without_grad():
+    expect_error(GraphError, floats(2).sum().backward, "backward: this tensor does not require grad")
+
+
+def test_e14_load_state_dict_lists_every_problem_at_once():
+    layer = nn.Linear(3, 2)
+    expect_error(TinygradTxError, lambda: layer.load_state_dict({"weight": np.ones((3, 3)), "extra": np.ones(1)}),
+                 "Linear.load_state_dict: missing keys: ['bias']; unexpected keys: ['extra']; "
+                 "shape mismatch: 'weight' expects (2, 3), got (3, 3)")
+
+
+@pytest.mark.parametrize("optimizer", [SGD, AdamW])
+@pytest.mark.parametrize("lr", [0, -1e-3])
+def test_e15_optimizer_learning_rate_not_positive(optimizer, lr):
+    expect_error(TinygradTxError, lambda: optimizer(nn.Linear(2, 2).parameters(), lr=lr),
+                 f"{optimizer.__name__}: lr must be a positive number, got {lr}")
+
+
+def test_e16_model_n_embd_not_divisible_by_n_head():
+    expect_error(TinygradTxError, lambda: GPTConfig(n_embd=30, n_head=4),
+                 "GPTConfig: n_embd 30 is not divisible by n_head 4")
+
+
+def _tiny_gpt():
+    return GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
+
+
+@pytest.mark.parametrize("top_k", [0, -3])
+def test_e17_sampling_top_k_below_one(top_k):
+    expect_error(TinygradTxError, lambda: _tiny_gpt().generate(np.zeros((1, 1), dtype=np.int64), 2, top_k=top_k),
+                 f"generate: top_k must be an integer >= 1 or None, got {top_k}")
+
+
+@pytest.mark.parametrize("temperature", [0, -0.5])
+def test_e18_sampling_temperature_not_positive(temperature):
+    expect_error(TinygradTxError,
+                 lambda: _tiny_gpt().generate(np.zeros((1, 1), dtype=np.int64), 2, temperature=temperature),
+                 f"generate: temperature must be > 0, got {temperature}")
+
+
+@pytest.mark.skipif(backend.gpu_available()[0], reason="this machine has a GPU, so the no-GPU error cannot occur")
+def test_e19_gpu_tensor_without_cupy_or_gpu():
+    expect_error(DeviceError, lambda: Tensor(np.ones(2), device="gpu"), "device 'gpu'", "pip install")
+
+
+# ======================================================================== CLI: exit 2, one line on stderr
+def test_c01_unknown_config_file_key(capsys, tmp_path, corpus):
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"n_layer": 2, "learnig_rate": 0.1}))
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--config", str(config)),
+              f"config file '{config}': unknown key(s) 'learnig_rate'")
+
+
+def test_c02_unknown_command_line_flag(capsys, tmp_path, corpus):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--learnig_rate", "0.1"),
+              "unrecognized arguments: --learnig_rate 0.1")
+
+
+def test_c03_unknown_preset(capsys, tmp_path, corpus):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--preset", "huge"), "unknown preset 'huge': choose one of cpu, baby")
+
+
+def test_c04_config_value_of_wrong_type(capsys, tmp_path, corpus):
+    config = tmp_path / "bad.yaml"
+    config.write_text("n_layer: four\n")
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--config", str(config)),
+              f"config file '{config}': n_layer must be an integer, got 'four'")
+
+
+@pytest.mark.parametrize("value", ["0", "-0.001"])
+def test_c05_learning_rate_not_positive(capsys, tmp_path, corpus, value):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--learning_rate", value),
+              f"learning_rate must be > 0, got {float(value)}")
+
+
+@pytest.mark.parametrize("value", ["0", "-4"])
+def test_c06_batch_size_not_positive(capsys, tmp_path, corpus, value):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--batch_size", value), f"batch_size must be > 0, got {value}")
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_c07_block_size_not_positive(capsys, tmp_path, corpus, value):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--block_size", value), f"block_size must be > 0, got {value}")
+
+
+def test_c08_block_size_larger_than_the_split(capsys, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("hello world\n" * 10, encoding="utf-8")   # 120 characters: a 12-token val split
+    cli_error(capsys, tiny_run(str(short), tmp_path / "run", "--block_size", "64"),
+              "block_size 64 is longer than the val split: it has 12 tokens and a batch needs at least 65")
+
+
+def test_c09_n_embd_not_divisible_by_n_head(capsys, tmp_path, corpus):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--n_embd", "30", "--n_head", "4"),
+              "n_embd 30 is not divisible by n_head 4")
+
+
+def test_c10_data_file_missing(capsys, tmp_path):
+    missing = tmp_path / "missing.txt"
+    cli_error(capsys, tiny_run(str(missing), tmp_path / "run"), f"data file '{missing}' does not exist")
+
+
+def test_c11_data_file_empty(capsys, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    cli_error(capsys, tiny_run(str(empty), tmp_path / "run"), f"data file '{empty}' is empty")
+
+
+def test_c12_data_file_not_utf8(capsys, tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café au lait".encode("latin-1"))
+    cli_error(capsys, tiny_run(str(latin1), tmp_path / "run"),
+              f"data file '{latin1}' is not UTF-8 text: invalid byte 0xe9 at byte offset 3")
+
+
+def test_c13_data_file_with_wrong_checksum(capsys, tmp_path, monkeypatch):
+    cached = tmp_path / "cache" / "tinyshakespeare" / "input.txt"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("not Shakespeare\n", encoding="utf-8")
+    monkeypatch.delenv("TINYSHAKESPEARE_PATH", raising=False)
+    monkeypatch.setenv("TINYGRAD_TX_CACHE", str(tmp_path / "cache"))
+    argv = tiny_run("unused", tmp_path / "run")
+    cli_error(capsys, argv[2:], f"data file '{cached}' has the wrong checksum: expected sha256 86c4e6aa",
+              "delete it to download it again")
+
+
+def _checkpoint_in(capsys, corpus, out_dir):
+    assert shakespeare.main(tiny_run(corpus, out_dir)) == 0
+    capsys.readouterr()
+    return out_dir / "ckpt_last.npz"
+
+
+def test_c14_truncated_checkpoint(capsys, tmp_path, corpus):
+    checkpoint = _checkpoint_in(capsys, corpus, tmp_path / "run")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-200])
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--resume"),
+              f"checkpoint '{checkpoint}' is truncated or corrupted", "delete it or train again")
+
+
+def test_c15_corrupted_checkpoint(capsys, tmp_path, corpus):
+    checkpoint = _checkpoint_in(capsys, corpus, tmp_path / "run")
+    data = bytearray(checkpoint.read_bytes())
+    data[200:400] = bytes(b ^ 0xFF for b in data[200:400])   # inside the first array, zip structure intact
+    checkpoint.write_bytes(bytes(data))
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--resume"),
+              f"checkpoint '{checkpoint}' is truncated or corrupted (BadZipFile: Bad CRC-32")
+
+
+def test_c16_resume_with_no_checkpoint(capsys, tmp_path, corpus):
+    out_dir = tmp_path / "never_trained"
+    cli_error(capsys, tiny_run(corpus, out_dir, "--resume"),
+              f"--resume: no checkpoint to resume from in '{out_dir}'")
+
+
+def test_c17_resume_with_a_different_model(capsys, tmp_path, corpus):
+    _checkpoint_in(capsys, corpus, tmp_path / "run")
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--resume", "--n_layer", "2"),
+              "--resume: n_layer is 1 in the checkpoint but 2 was given")
+
+
+@pytest.mark.skipif(backend.gpu_available()[0], reason="this machine has a GPU, so the no-GPU error cannot occur")
+def test_c18_device_gpu_without_cupy_or_gpu(capsys, tmp_path, corpus):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--device", "gpu"), "device 'gpu'", "pip install")
+
+
+def test_c19_unknown_device(capsys, tmp_path, corpus):
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--device", "tpu"), "unknown device 'tpu'")
+
+
+def _run_module(argv):
+    return subprocess.run([sys.executable, "-m", "train.shakespeare", *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_c20_real_process_exits_2_with_one_line_and_no_traceback(tmp_path):
+    result = _run_module(["--batch_size", "0", "--out_dir", str(tmp_path / "run")])
+    assert result.returncode == 2
+    assert result.stderr == "error: batch_size must be > 0, got 0\n"
+
+
+def test_c21_debug_shows_the_traceback(tmp_path):
+    result = _run_module(["--batch_size", "0", "--out_dir", str(tmp_path / "run"), "--debug"])
+    assert result.returncode == 1   # Python's status for an uncaught exception
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("ConfigError: batch_size must be > 0, got 0")
