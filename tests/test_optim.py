@@ -167,6 +167,15 @@ def test_load_state_dict_reports_every_problem_at_once():
     assert "state for parameter 9, but there are only 4" in message
 
 
+def test_load_state_dict_rejects_what_is_not_an_optimizer_state():
+    with pytest.raises(TinygradTxError, match=r"SGD.load_state_dict: expected a dict with 'state' and 'param_groups' "
+                                              r"\(from state_dict\(\)\), got keys \['weight'\]"):
+        SGD(make_params(), lr=0.1).load_state_dict({"weight": np.ones(3)})
+    incomplete = {"state": {0: {"step": 1}}, "param_groups": [{"params": [0, 1, 2, 3]}]}
+    with pytest.raises(TinygradTxError, match=r"parameter 0: state \['step'\] is incomplete"):
+        AdamW(make_params()).load_state_dict(incomplete)
+
+
 def test_load_state_dict_rejects_a_different_group_layout():
     saved = AdamW(make_params()).state_dict()
     with pytest.raises(TinygradTxError, match="1 parameter groups saved, this optimizer has 2"):

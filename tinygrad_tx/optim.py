@@ -105,8 +105,23 @@ class Optimizer:
 
     def load_state_dict(self, state_dict):
         """Restore settings and state saved by ``state_dict``; every mismatch is reported in one error."""
-        params = self._params()
-        saved_groups, problems = state_dict["param_groups"], []
+        problems = self._problems_loading(state_dict)
+        if problems:
+            raise TinygradTxError(f"{self._name}.load_state_dict: {'; '.join(problems)}")
+        for saved, group in zip(state_dict["param_groups"], self.param_groups):
+            group.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k != "params"})
+        params, self.state = self._params(), {}
+        for index, entries in state_dict["state"].items():
+            param = params[int(index)]
+            self.state[id(param)] = {key: int(value) if key == "step" else
+                                     backend.as_array(value, param.device, param.dtype).copy()
+                                     for key, value in entries.items()}
+
+    def _problems_loading(self, state_dict):
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            found = f"keys {sorted(state_dict)}" if isinstance(state_dict, dict) else type(state_dict).__name__
+            return [f"expected a dict with 'state' and 'param_groups' (from state_dict()), got {found}"]
+        params, saved_groups, problems = self._params(), state_dict["param_groups"], []
         if len(saved_groups) != len(self.param_groups):
             problems.append(f"{len(saved_groups)} parameter groups saved, this optimizer has {len(self.param_groups)}")
         else:
@@ -119,7 +134,7 @@ class Optimizer:
             if not 0 <= index < len(params):
                 problems.append(f"state for parameter {index}, but there are only {len(params)}")
                 continue
-            if entries and set(entries) <= set(self.state_keys) and set(entries) != set(self.state_keys):
+            if set(entries) and set(entries) < set(self.state_keys):
                 problems.append(f"parameter {index}: state {sorted(entries)} is incomplete "
                                 f"(expected {self.state_keys})")
             for key, value in entries.items():
@@ -128,16 +143,7 @@ class Optimizer:
                 elif key != "step" and tuple(value.shape) != params[index].shape:
                     problems.append(f"parameter {index}: {key!r} has shape {tuple(value.shape)}, "
                                     f"the parameter has {params[index].shape}")
-        if problems:
-            raise TinygradTxError(f"{self._name}.load_state_dict: {'; '.join(problems)}")
-        for saved, group in zip(saved_groups, self.param_groups):
-            group.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k != "params"})
-        self.state = {}
-        for index, entries in state_dict["state"].items():
-            param = params[int(index)]
-            self.state[id(param)] = {key: int(value) if key == "step" else
-                                     backend.as_array(value, param.device, param.dtype).copy()
-                                     for key, value in entries.items()}
+        return problems
 
 
 class SGD(Optimizer):
