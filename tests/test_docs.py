@@ -118,7 +118,8 @@ def test_relative_links_resolve(page):
 
 
 def test_pages_named_in_the_source_exist():
-    for source in sorted((ROOT / "tinygrad_tx").rglob("*.py")):
+    sources = [path for folder in ("tinygrad_tx", "models", "train", "bench") for path in (ROOT / folder).rglob("*.py")]
+    for source in sorted(sources):
         for name in re.findall(r"docs/derivations/([\w-]+\.md)", source.read_text(encoding="utf-8")):
             assert (DOCS / "derivations" / name).is_file(), f"{_relative(source)} names docs/derivations/{name}, " \
                                                             "which does not exist"
