@@ -1,0 +1,184 @@
+"""The encoder-decoder transformer of "Attention Is All You Need", pre-norm, on tinygrad_tx.
+
+- ``CrossAttention``: queries from one sequence x (B, Tq, C), keys and values from another, the
+  context (B, Tk, C), with an optional key padding mask (B, Tk), True = padding (PyTorch's
+  convention for ``key_padding_mask``). Without a context it is non-causal self-attention that
+  respects padding, which is what an encoder needs (``CausalSelfAttention(config, causal=False)``
+  attends to padded positions too).
+- ``EncoderBlock``: x + self_attn(ln_1(x)), then x + mlp(ln_2(x)); every position sees every
+  non-padded source position.
+- ``DecoderBlock``: x + attn(ln_1(x)) (causal self-attention), x + cross_attn(ln_2(x), memory),
+  x + mlp(ln_3(x)).
+- ``EncoderDecoder(config)``: source and target token + position embeddings, ``config.n_layer``
+  encoder blocks and as many decoder blocks, an lm_head over the target vocabulary.
+
+The config is a ``GPTConfig``: vocab_size is shared by source and target, block_size is the longest
+source or target sequence. Parameter names follow nanoGPT's (c_attn, c_proj, c_fc, ln_1, ...).
+"""
+import numpy as np
+
+import tinygrad_tx.nn.functional as F
+from tinygrad_tx import Tensor, backend, no_grad
+from tinygrad_tx.errors import DTypeError, ShapeError
+from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+
+from .attention import CausalSelfAttention
+from .block import FeedForward
+from .generation import as_token_ids
+
+
+def attending_keys(key_padding_mask, batch, keys, device, op):
+    """(B, Tk) padding mask (True = padding) -> (B, 1, 1, Tk) "may attend" mask for the attention op."""
+    mask = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else key_padding_mask
+    mask = backend.as_array(mask, device)
+    if mask.dtype.kind != "b":
+        raise DTypeError(f"{op}: key_padding_mask must be boolean (True = padding), got dtype {mask.dtype}")
+    if mask.shape != (batch, keys):
+        raise ShapeError(f"{op}: key_padding_mask shape {tuple(mask.shape)} must be (batch, keys) = {(batch, keys)}")
+    return ~mask[:, None, None, :]
+
+
+class CrossAttention(Module):
+    """Multi-head attention of x (B, Tq, C) over a context (B, Tk, C); the context defaults to x."""
+
+    def __init__(self, config):
+        super().__init__()
+        if config.n_embd % config.n_head != 0:
+            raise ShapeError(f"CrossAttention: n_embd {config.n_embd} is not divisible by n_head {config.n_head}")
+        self.c_q = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_kv = Linear(config.n_embd, 2 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = Dropout(config.dropout)  # its p is handed to the fused attention op
+        self.resid_dropout = Dropout(config.dropout)
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+
+    def forward(self, x, context=None, key_padding_mask=None):
+        context = x if context is None else context
+        if x.ndim != 3 or context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != x.shape[2] \
+                or x.shape[2] != self.n_embd:
+            raise ShapeError(f"CrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} must be "
+                             f"(B, Tq, {self.n_embd}) and (B, Tk, {self.n_embd})")
+        batch, queries, channels = x.shape
+        keys, heads = context.shape[1], self.n_head
+        q = self.c_q(x).reshape(batch, queries, heads, channels // heads).transpose(1, 2)
+        k, v = (t.reshape(batch, keys, heads, channels // heads).transpose(1, 2)
+                for t in self.c_kv(context).split(self.n_embd, axis=2))
+        attn_mask = None if key_padding_mask is None else \
+            attending_keys(key_padding_mask, batch, keys, x.device, "CrossAttention")
+        dropout_p = self.attn_dropout.p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, causal=False, dropout_p=dropout_p, attn_mask=attn_mask)
+        y = y.transpose(1, 2).reshape(batch, queries, channels)
+        return self.resid_dropout(self.c_proj(y))
+
+
+def _feed_forward(config):
+    return FeedForward(config.n_embd, config.dropout, config.bias, "gelu", config.gelu_approximate)
+
+
+class EncoderBlock(Module):
+    """Pre-norm block of non-causal self-attention (padded keys ignored) and a feed-forward MLP."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CrossAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = _feed_forward(config)
+
+    def forward(self, x, key_padding_mask=None):
+        x = x + self.attn(self.ln_1(x), key_padding_mask=key_padding_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class DecoderBlock(Module):
+    """Pre-norm block: causal self-attention, cross-attention to the encoder's memory, feed-forward."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, causal=True)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.cross_attn = CrossAttention(config)
+        self.ln_3 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = _feed_forward(config)
+
+    def forward(self, x, memory, memory_padding_mask=None):
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.cross_attn(self.ln_2(x), memory, key_padding_mask=memory_padding_mask)
+        return x + self.mlp(self.ln_3(x))
+
+
+def _embeddings(config):
+    return ModuleDict(dict(wte=Embedding(config.vocab_size, config.n_embd),
+                           wpe=Embedding(config.block_size, config.n_embd),
+                           drop=Dropout(config.dropout)))
+
+
+class EncoderDecoder(Module):
+    """Source ids (B, Ts) -> encoder memory (B, Ts, C); target ids (B, Tt) -> logits (B, Tt, V).
+
+    ``forward(src, tgt, targets=None, src_padding_mask=None)`` returns (logits, loss): the mean
+    cross-entropy against targets (B, Tt) (-1 = ignored) when given, else None.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.encoder = ModuleDict(dict(embed=_embeddings(config), h=ModuleList([EncoderBlock(config)
+                                                                               for _ in range(config.n_layer)]),
+                                       ln_f=LayerNorm(config.n_embd, bias=config.bias)))
+        self.decoder = ModuleDict(dict(embed=_embeddings(config), h=ModuleList([DecoderBlock(config)
+                                                                               for _ in range(config.n_layer)]),
+                                       ln_f=LayerNorm(config.n_embd, bias=config.bias)))
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+
+    @property
+    def device(self):
+        return self.lm_head.weight.device
+
+    def _embed(self, embed, idx, op):
+        idx = as_token_ids(idx, self.device, op)
+        if idx.shape[1] > self.config.block_size:
+            raise ShapeError(f"{op}: sequence length {idx.shape[1]} exceeds block_size {self.config.block_size}")
+        positions = Tensor._wrap(backend.array_module(self.device).arange(idx.shape[1]))
+        return embed.drop(embed.wte(idx) + embed.wpe(positions))
+
+    def encode(self, src, src_padding_mask=None):
+        """The memory (B, Ts, C) the decoder attends to."""
+        x = self._embed(self.encoder.embed, src, "EncoderDecoder.encode")
+        for block in self.encoder.h:
+            x = block(x, key_padding_mask=src_padding_mask)
+        return self.encoder.ln_f(x)
+
+    def decode(self, tgt, memory, src_padding_mask=None):
+        """Logits (B, Tt, V) for target ids (B, Tt) given the encoder's memory."""
+        x = self._embed(self.decoder.embed, tgt, "EncoderDecoder.decode")
+        for block in self.decoder.h:
+            x = block(x, memory, memory_padding_mask=src_padding_mask)
+        return self.lm_head(self.decoder.ln_f(x))
+
+    def forward(self, src, tgt, targets=None, src_padding_mask=None):
+        logits = self.decode(tgt, self.encode(src, src_padding_mask), src_padding_mask)
+        if targets is None:
+            return logits, None
+        targets = as_token_ids(targets, self.device, "EncoderDecoder.forward targets")
+        return logits, F.cross_entropy(logits, targets, ignore_index=-1)
+
+    @no_grad()
+    def generate(self, src, start_token, max_new_tokens, src_padding_mask=None):
+        """Greedy decoding: (B, 1 + max_new_tokens) int Tensor starting with ``start_token``.
+
+        The source is encoded once; each new token re-runs the decoder over the target so far (at
+        most block_size positions, so max_new_tokens <= block_size).
+        """
+        if max_new_tokens > self.config.block_size:
+            raise ShapeError(f"EncoderDecoder.generate: max_new_tokens {max_new_tokens} exceeds block_size "
+                             f"{self.config.block_size}, the longest target the decoder has positions for")
+        memory = self.encode(src, src_padding_mask)
+        xp = backend.array_module(self.device)
+        tokens = xp.full((memory.shape[0], 1), start_token, dtype=np.int64)
+        for _ in range(max_new_tokens):
+            logits = self.decode(Tensor._wrap(tokens), memory, src_padding_mask)
+            tokens = xp.concatenate([tokens, logits.data[:, -1, :].argmax(axis=-1)[:, None]], axis=1)
+        return Tensor._wrap(tokens)
