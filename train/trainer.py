@@ -99,11 +99,13 @@ class Trainer:
                         self._evaluate(progress)
                     if self.iter_num >= c.max_iters:
                         break
-                    loss = self._train_step()
-                    progress.advance()
-                    if (self.iter_num - 1) % c.log_interval == 0:
-                        self._log_step(self.iter_num - 1, loss.item() * c.gradient_accumulation_steps,
-                                       tokens_per_iter, progress)
+                    loss = self._forward_backward()
+                    with _ctrl_c_deferred():   # the update and its log line happen wholly or not at all
+                        self._update()
+                        progress.advance()
+                        if (self.iter_num - 1) % c.log_interval == 0:
+                            self._log_step(self.iter_num - 1, loss.item() * c.gradient_accumulation_steps,
+                                           tokens_per_iter, progress)
         except KeyboardInterrupt:
             progress.close()
             raise TrainingInterrupted(self.iter_num, self.save("last")) from None
@@ -123,26 +125,28 @@ class Trainer:
         return cosine_lr(iteration, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) if c.decay_lr \
             else c.learning_rate
 
-    def _train_step(self):
-        """One optimizer step over gradient_accumulation_steps micro-batches; returns the last micro-loss."""
+    def _forward_backward(self):
+        """Gradients of gradient_accumulation_steps micro-batches, each loss scaled by 1/steps; returns the last."""
         c = self.config
-        lr = self._lr(self.iter_num)
         for _ in range(c.gradient_accumulation_steps):
             x, y = get_batch(self.splits["train"], c.batch_size, c.block_size, c.device, self.batch_rng)
             _, loss = self.model(x, y)
             loss = loss / c.gradient_accumulation_steps
             loss.backward()
-        with _ctrl_c_deferred():   # the update is applied wholly or not at all
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            if c.grad_clip > 0:
-                clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad()
-            self.iter_num += 1
-            self._completed_step()
-        self._steps_since_mark += 1
         return loss
+
+    def _update(self):
+        """Clip, step at the scheduled learning rate, and count the step done."""
+        lr = self._lr(self.iter_num)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.config.grad_clip > 0:
+            clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.iter_num += 1
+        self._steps_since_mark += 1
+        self._completed_step()
 
     def _completed_step(self):
         """Snapshot the random streams: a checkpoint must hold them as of the last completed step."""

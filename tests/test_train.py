@@ -1,0 +1,240 @@
+"""The trainer CLI end to end on a tiny model: learning, artefacts, exact resume, determinism, Ctrl-C,
+sampling. Runs go through ``main(argv)`` in this process (fast); one real subprocess checks --help.
+Bad inputs are in test_train_errors.py."""
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import train.trainer as trainer_module
+from conftest import GPU_OK, shakespeare_path
+from train import sample as sample_cli
+from train import shakespeare
+from train.checkpoint import load_checkpoint
+from train.config import parse_command_line
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "ckpt_best.npz", "ckpt_last.npz", "tokenizer.json")
+
+
+def tiny_args(data, out_dir, max_iters=40, *extra):
+    """A 1-layer, 32-wide GPT: a 40-step run takes about a second. lr_decay_iters is fixed at 40 so
+    shorter runs follow the same schedule (and so the same losses) as the 40-step one."""
+    return ["--data", str(data), "--out_dir", str(out_dir), "--max_iters", str(max_iters), "--n_layer", "1",
+            "--n_head", "2", "--n_embd", "32", "--block_size", "16", "--batch_size", "4", "--learning_rate", "3e-3",
+            "--warmup_iters", "5", "--lr_decay_iters", "40", "--min_lr", "3e-4", "--eval_interval", "10",
+            "--eval_iters", "4", "--log_interval", "1", "--sample_tokens", "40", *extra]
+
+
+def run_cli(module, argv):
+    """(exit status, stdout, stderr) of ``module.main(argv)`` run in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = module.main(argv)
+        except SystemExit as exit_:
+            status = exit_.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def read_metrics(out_dir, keep_timing=False):
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    timing = ("ms_per_iter", "tokens_per_s", "mfu")
+    return records if keep_timing else [{k: v for k, v in r.items() if k not in timing} for r in records]
+
+
+@pytest.fixture(scope="module")
+def small_text(tmp_path_factory):
+    """The first 50k characters of Tiny Shakespeare (or, without the file, 50k characters of verse-like text)."""
+    path = shakespeare_path()
+    if path:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()[:50_000]
+    else:
+        rng = np.random.default_rng(0)
+        words = ["thou", "art", "my", "lord", "and", "the", "king", "shall", "not", "die", "ROMEO:", "JULIET:"]
+        text = "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(1200))[:50_000]
+    file = tmp_path_factory.mktemp("data") / "small.txt"
+    file.write_text(text, encoding="utf-8")
+    return file
+
+
+@pytest.fixture(scope="module")
+def full_run(small_text, tmp_path_factory):
+    """An uninterrupted 40-step run: (run directory, exit status, stdout)."""
+    out_dir = tmp_path_factory.mktemp("full")
+    status, stdout, _ = run_cli(shakespeare, tiny_args(small_text, out_dir, 40))
+    return out_dir, status, stdout
+
+
+def test_smoke_run_learns_and_writes_every_artefact(full_run):
+    out_dir, status, stdout = full_run
+    assert status == 0
+    for name in RUN_FILES:
+        assert (out_dir / name).stat().st_size > 0, name
+    evals = [r for r in read_metrics(out_dir) if r["kind"] == "eval"]
+    assert [r["iter"] for r in evals] == [0, 10, 20, 30, 40]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.5 and evals[-1]["train_loss"] < evals[0]["train_loss"] - 0.5
+    steps = [r for r in read_metrics(out_dir, keep_timing=True) if r["kind"] == "train"]
+    assert [r["iter"] for r in steps] == list(range(40))
+    assert all(r["ms_per_iter"] > 0 and r["tokens_per_s"] > 0 and 0 < r["mfu"] for r in steps)
+    png = (out_dir / "loss.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    import matplotlib.image
+    assert matplotlib.image.imread(str(out_dir / "loss.png")).shape[2] in (3, 4)
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["n_embd"] == 32 and config["peak_flops"] > 1e8   # measured once, then cached here
+    assert "--- sample" in stdout and "final val loss" in stdout
+    assert not [f for f in os.listdir(out_dir) if f.endswith(".tmp")]
+
+
+def test_checkpoints_hold_the_whole_training_state(full_run):
+    out_dir = full_run[0]
+    last = load_checkpoint(str(out_dir / "ckpt_last.npz"))
+    assert last["iter_num"] == 40 and last["config"]["max_iters"] == 40
+    assert set(last["rng"]) == {"engine", "batch"} and last["tokenizer"]["type"] == "char"
+    assert last["model"]["transformer.wte.weight"].shape == (last["model_args"]["vocab_size"], 32)
+    assert all(entries["step"] == 40 for entries in last["optimizer"]["state"].values())
+    best = load_checkpoint(str(out_dir / "ckpt_best.npz"))
+    best_eval = min((r for r in read_metrics(out_dir) if r["kind"] == "eval"), key=lambda r: r["val_loss"])
+    assert best["iter_num"] == best_eval["iter"] and best["best_val_loss"] == best_eval["val_loss"]
+
+
+def test_resume_gives_the_losses_of_an_uninterrupted_run(full_run, small_text, tmp_path):
+    assert run_cli(shakespeare, tiny_args(small_text, tmp_path, 20))[0] == 0
+    status, stdout, _ = run_cli(shakespeare, ["--out_dir", str(tmp_path), "--resume", "--max_iters", "40"])
+    assert status == 0 and "resuming at iteration 20" in stdout
+    assert read_metrics(tmp_path) == read_metrics(full_run[0])
+
+
+def test_same_seed_runs_are_bit_identical_and_the_seed_matters(full_run, small_text, tmp_path):
+    first_ten = [r for r in read_metrics(full_run[0]) if r["iter"] < 10]
+    assert run_cli(shakespeare, tiny_args(small_text, tmp_path / "same", 10))[0] == 0
+    assert [r for r in read_metrics(tmp_path / "same") if r["iter"] < 10] == first_ten
+    assert run_cli(shakespeare, tiny_args(small_text, tmp_path / "other", 10, "--seed", "7"))[0] == 0
+    other = [r for r in read_metrics(tmp_path / "other") if r["iter"] < 10]
+    assert [r.get("loss") for r in other] != [r.get("loss") for r in first_ten]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(full_run, small_text, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_get_batch = trainer_module.get_batch
+
+    def interrupting_get_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 30:   # inside a training step after the second evaluation
+            raise KeyboardInterrupt
+        return real_get_batch(*args, **kwargs)
+    monkeypatch.setattr(trainer_module, "get_batch", interrupting_get_batch)
+    status, _, stderr = run_cli(shakespeare, tiny_args(small_text, tmp_path, 40))
+    monkeypatch.undo()
+    stopped_at = load_checkpoint(str(tmp_path / "ckpt_last.npz"))["iter_num"]
+    assert status == 130 and f"interrupted at iteration {stopped_at}" in stderr and 10 < stopped_at < 20
+    assert run_cli(shakespeare, ["--out_dir", str(tmp_path), "--resume"])[0] == 0
+    assert read_metrics(tmp_path) == read_metrics(full_run[0])
+
+
+def test_ctrl_c_during_the_update_applies_the_whole_step(full_run, small_text, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_clip = trainer_module.clip_grad_norm_
+
+    def clip_then_signal(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:   # a real SIGINT in the middle of step 6's update
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_clip(*args, **kwargs)
+    monkeypatch.setattr(trainer_module, "clip_grad_norm_", clip_then_signal)
+    status, _, stderr = run_cli(shakespeare, tiny_args(small_text, tmp_path, 40))
+    monkeypatch.undo()
+    assert status == 130 and "interrupted at iteration 7" in stderr
+    assert run_cli(shakespeare, ["--out_dir", str(tmp_path), "--resume"])[0] == 0
+    assert read_metrics(tmp_path) == read_metrics(full_run[0])
+
+
+def test_accumulation_full_val_bpe_dropout_and_anomaly_mode_run(small_text, tmp_path):
+    shorter = tmp_path / "short.txt"   # a 2k-character val split keeps the full-val passes quick
+    shorter.write_text(small_text.read_text(encoding="utf-8")[:20_000], encoding="utf-8")
+    extra = ["--gradient_accumulation_steps", "2", "--eval_full_val", "--tokenizer", "bpe", "--vocab_size", "300",
+             "--dropout", "0.1", "--bias", "true", "--detect_anomaly", "--eval_interval", "4", "--batch_size", "8"]
+    status, stdout, stderr = run_cli(shakespeare, tiny_args(shorter, tmp_path, 4, *extra))
+    assert status == 0, stderr
+    assert json.loads((tmp_path / "tokenizer.json").read_text())["type"] == "bpe"
+    checkpoint = load_checkpoint(str(tmp_path / "ckpt_last.npz"))
+    assert checkpoint["model_args"]["vocab_size"] == 300 and "transformer.h.0.attn.c_attn.bias" in checkpoint["model"]
+    evals = [r for r in read_metrics(tmp_path) if r["kind"] == "eval"]
+    assert len(evals) == 2 and all(np.isfinite(r["val_loss"]) for r in evals)
+
+
+def test_sample_streams_the_requested_number_of_tokens(full_run, tmp_path):
+    out_dir = full_run[0]
+    argv = ["--out_dir", str(out_dir), "--prompt", "ROMEO:", "--num_samples", "2", "--max_new_tokens", "30",
+            "--seed", "7", "--top_p", "0.95"]
+    status, stdout, _ = run_cli(sample_cli, argv)
+    samples = stdout.split(sample_cli.SEPARATOR + "\n")
+    assert status == 0 and samples[-1] == "" and len(samples) == 3
+    assert all(s.startswith("ROMEO:") and len(s) == len("ROMEO:") + 30 for s in samples[:2])   # char tokenizer
+    assert samples[0] != samples[1]
+    assert run_cli(sample_cli, argv)[1] == stdout   # same seed, same text
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("ROMEO:", encoding="utf-8")
+    from_file = ["--prompt", f"FILE:{prompt_file}"] + argv[4:] + ["--ckpt", "best"]
+    assert run_cli(sample_cli, ["--out_dir", str(out_dir)] + from_file)[1] == stdout
+    with_flag = ["--out_dir", str(out_dir), "--prompt_file", str(prompt_file)] + argv[4:]
+    assert run_cli(sample_cli, with_flag)[1] == stdout
+    status, stdout, _ = run_cli(sample_cli, ["--out_dir", str(out_dir), "--ckpt", "last", "--num_samples", "1",
+                                             "--max_new_tokens", "5"])
+    assert status == 0 and len(stdout.split(sample_cli.SEPARATOR)[0]) == 1 + 5   # the default prompt is "\n"
+
+
+def test_config_file_beats_preset_and_command_line_beats_file(tmp_path):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("preset: baby\nmax_iters: 300\nlearning_rate: 3e-4\nbias: true\n", encoding="utf-8")
+    command = parse_command_line(["--config", str(yaml_file), "--max_iters", "7"])
+    config = command.config
+    assert (config.n_embd, config.max_iters, config.learning_rate, config.bias) == (384, 7, 3e-4, True)
+    assert command.explicit == {"max_iters": 7, "learning_rate": 3e-4, "bias": True}
+    json_file = tmp_path / "run.json"
+    json_file.write_text(json.dumps({"n_layer": 2, "dropout": 0.1, "device": "CPU"}), encoding="utf-8")
+    config = parse_command_line(["--config", str(json_file), "--preset", "cpu", "--bias=False"]).config
+    assert (config.n_layer, config.dropout, config.n_embd, config.bias, config.device) == (2, 0.1, 128, False, "cpu")
+
+
+def test_presets_are_nanogpts_recipes():
+    cpu = parse_command_line([]).config
+    assert (cpu.n_layer, cpu.n_head, cpu.n_embd, cpu.block_size, cpu.batch_size, cpu.dropout, cpu.bias) == \
+        (4, 4, 128, 64, 12, 0.0, False)
+    assert (cpu.learning_rate, cpu.max_iters, cpu.lr_decay_iters, cpu.min_lr, cpu.warmup_iters, cpu.beta1,
+            cpu.beta2, cpu.weight_decay, cpu.grad_clip, cpu.eval_iters, cpu.eval_interval, cpu.log_interval) == \
+        (1e-3, 2000, 2000, 1e-4, 100, 0.9, 0.99, 0.1, 1.0, 20, 250, 10)
+    baby = parse_command_line(["--preset", "baby"]).config
+    assert (baby.n_layer, baby.n_head, baby.n_embd, baby.block_size, baby.batch_size, baby.dropout, baby.max_iters,
+            baby.lr_decay_iters, baby.eval_interval, baby.eval_iters, baby.learning_rate, baby.beta2) == \
+        (6, 6, 384, 256, 64, 0.2, 5000, 5000, 250, 200, 1e-3, 0.99)
+
+
+def test_help_lists_every_hyperparameter_with_its_default():
+    result = subprocess.run([sys.executable, "-m", "train.shakespeare", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    flat = " ".join(result.stdout.split())
+    for flag, default in [("--learning_rate", "0.001"), ("--n_layer", "4; baby: 6"), ("--device", "cpu"),
+                          ("--seed", "1337"), ("--tokenizer", "char"), ("--grad_clip", "1.0")]:
+        assert flag in flat and f"default: {default}" in flat
+    for flag in ("--resume", "--config", "--preset", "--debug", "--eval_full_val", "--peak_flops", "--vocab_size"):
+        assert flag in flat
+
+
+def test_gpu_device_trains_or_fails_with_one_clear_error(small_text, tmp_path):
+    status, _, stderr = run_cli(shakespeare, tiny_args(small_text, tmp_path, 4, "--device", "gpu"))
+    if GPU_OK:
+        assert status == 0 and load_checkpoint(str(tmp_path / "ckpt_last.npz"))["iter_num"] == 4
+    else:
+        assert status == 2 and stderr.startswith("error: ") and "CuPy" in stderr and stderr.count("\n") == 1
