@@ -66,9 +66,13 @@ def tiny_run(corpus, out_dir, *extra):
 
 
 # ======================================================================== engine: one exception each
+def _name_only(value):
+    return value if isinstance(value, str) else ""
+
+
 @pytest.mark.parametrize("op, name", [(lambda a, b: a + b, "add"), (lambda a, b: a - b, "sub"),
                                       (lambda a, b: a * b, "mul"), (lambda a, b: a / b, "div"),
-                                      (lambda a, b: a.maximum(b), "maximum")], ids=lambda v: v if isinstance(v, str) else "")
+                                      (lambda a, b: a.maximum(b), "maximum")], ids=_name_only)
 def test_e01_binary_op_shape_mismatch(op, name):
     expect_error(ShapeError, lambda: op(floats(2, 3), floats(4)), f"{name}: shapes (2, 3) and (4,) cannot be broadcast")
 
@@ -79,7 +83,8 @@ def test_e01_where_shape_mismatch():
 
 
 def test_e02_matmul_shape_mismatch():
-    expect_error(ShapeError, lambda: floats(3, 4) @ floats(5, 4), "matmul: shapes (3, 4) and (5, 4) do not align (4 != 5)")
+    expect_error(ShapeError, lambda: floats(3, 4) @ floats(5, 4),
+                 "matmul: shapes (3, 4) and (5, 4) do not align (4 != 5)")
 
 
 @pytest.mark.parametrize("impl", ["fused", "composed"])
@@ -106,7 +111,7 @@ def test_e05_cross_entropy_target_out_of_range():
     ("linear", lambda x: F.linear(x, floats(4, 3))),
     ("cross_entropy", lambda x: F.cross_entropy(x, Tensor(np.zeros(2, dtype=np.int64)))),
     ("scaled_dot_product_attention", lambda x: F.scaled_dot_product_attention(*[x.reshape(1, 1, 2, 3)] * 3)),
-], ids=lambda v: v if isinstance(v, str) else "")
+], ids=_name_only)
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_], ids=["int64", "bool"])
 def test_e06_integer_or_boolean_where_float_needed(name, action, dtype):
     expect_error(DTypeError, lambda: action(Tensor(np.ones((2, 3), dtype=dtype))),
@@ -214,7 +219,8 @@ def test_c02_unknown_command_line_flag(capsys, tmp_path, corpus):
 
 
 def test_c03_unknown_preset(capsys, tmp_path, corpus):
-    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--preset", "huge"), "unknown preset 'huge': choose one of cpu, baby")
+    cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--preset", "huge"),
+              "unknown preset 'huge': choose one of cpu, baby")
 
 
 def test_c04_config_value_of_wrong_type(capsys, tmp_path, corpus):

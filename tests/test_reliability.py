@@ -1,0 +1,315 @@
+"""Crash safety, determinism, anomaly reports and numerical robustness of a training run.
+
+- A run killed with SIGKILL and resumed logs exactly the losses of a run that never stopped.
+- A checkpoint write that fails halfway leaves the previous checkpoint intact and loadable.
+- Ctrl-C saves a checkpoint and exits with status 130 and one message.
+- Two runs with the same seed and config are bit-identical on the CPU (docs/determinism.md).
+- Anomaly mode names the op and the model's file:line of a planted NaN, in forward and backward.
+- float32 softmax, log_softmax, cross_entropy, layer_norm and attention stay finite and match float64
+  for inputs of magnitude 1e4 and under a large common offset.
+"""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import models.block
+import models.gpt
+import tinygrad_tx.nn.functional as F
+from conftest import assert_close
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import AnomalyError, Tensor, detect_anomaly
+from tinygrad_tx.nn.activations import Gelu
+from train import shakespeare
+from train.checkpoint import load_checkpoint
+from train.config import make_config
+from train.data import split_data
+from train.tokenizers import CharTokenizer
+from train import trainer as trainer_module
+from train.trainer import Trainer, checkpoint_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMPLS = ["fused", "composed"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A small UTF-8 text (20000 characters over 12 symbols) to train on."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("".join(rng.choice(list("abcdefghij \n"), 20000)), encoding="utf-8")
+    return str(path)
+
+
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4, "dropout": 0.1,
+        "eval_iters": 2, "log_interval": 1, "sample_tokens": 0, "peak_flops": 1e9, "warmup_iters": 5}
+
+
+def cli_args(corpus, out_dir, **overrides):
+    values = {**TINY, "data": corpus, "out_dir": str(out_dir), **overrides}
+    return [item for name, value in values.items() for item in (f"--{name}", str(value))]
+
+
+def launch(corpus, out_dir, **overrides):
+    return subprocess.Popen([sys.executable, "-m", "train.shakespeare", *cli_args(corpus, out_dir, **overrides)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_metrics(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def losses(records):
+    """The deterministic part of metrics.jsonl (timings dropped)."""
+    keys = ("kind", "iter", "loss", "train_loss", "val_loss", "lr")
+    return [{k: r[k] for k in keys if k in r} for r in records]
+
+
+def wait_for_step(process, out_dir, iteration, timeout=60):
+    """Block until the run has logged training step ``iteration`` (so it is mid-run)."""
+    deadline = time.monotonic() + timeout
+    path = os.path.join(out_dir, "metrics.jsonl")
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the run ended early: {process.communicate()}"
+        if os.path.exists(path) and any(r["kind"] == "train" and r["iter"] >= iteration for r in read_metrics(out_dir)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no step {iteration} within {timeout} s")
+
+
+# ======================================================================== crash safety
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path):
+    run = dict(max_iters=30, eval_interval=10, lr_decay_iters=30)
+    reference = launch(corpus, tmp_path / "reference", **run)
+    victim = launch(corpus, tmp_path / "victim", **run)
+    wait_for_step(victim, tmp_path / "victim", 22)   # checkpoints at steps 0, 10 and 20 exist by now
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    resumed_from = int(load_checkpoint(tmp_path / "victim" / "ckpt_last.npz")["iter_num"])
+    assert 20 <= resumed_from < 30
+    resume = subprocess.run([sys.executable, "-m", "train.shakespeare", "--resume",
+                             *cli_args(corpus, tmp_path / "victim", **run)], cwd=ROOT, capture_output=True, text=True)
+    assert resume.returncode == 0, resume.stderr
+    assert f"resuming at iteration {resumed_from}" in resume.stdout
+    assert reference.wait() == 0, reference.communicate()
+    expected, actual = losses(read_metrics(tmp_path / "reference")), losses(read_metrics(tmp_path / "victim"))
+    assert len(actual) == len(expected) and actual == expected   # bit for bit: floats compared exactly
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """The loss curve plays no part in these tests and takes about 0.5 s to draw per evaluation."""
+    monkeypatch.setattr(trainer_module, "plot_losses", lambda records, path, title: None)
+
+
+def _tiny_trainer(corpus, out_dir, **overrides):
+    with open(corpus, encoding="utf-8") as f:
+        text = f.read()
+    tokenizer = CharTokenizer.from_text(text)
+    train_ids, val_ids = split_data(np.array(tokenizer.encode(text)))
+    config = make_config(overrides={**TINY, "data": corpus, "out_dir": str(out_dir), **overrides})
+    return Trainer(config, tokenizer, train_ids, val_ids, out=io.StringIO())
+
+
+class DiskFull(OSError):
+    pass
+
+
+def test_a_checkpoint_write_failing_halfway_keeps_the_previous_one(corpus, tmp_path, monkeypatch, no_plots):
+    trainer = _tiny_trainer(corpus, tmp_path, max_iters=10, eval_interval=5)
+    real_savez = np.savez
+
+    def savez_then_fail(file, **arrays):   # write half of a real archive, then fail as a full disk would
+        buffer = io.BytesIO()
+        real_savez(buffer, **arrays)
+        file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise DiskFull("No space left on device")
+
+    saves = []   # step 0 writes ckpt_last and ckpt_best; the third save, ckpt_last at step 5, fails halfway
+    monkeypatch.setattr(np, "savez", lambda file, **arrays: (saves.append(1), (real_savez if len(saves) <= 2
+                                                                               else savez_then_fail)(file, **arrays)))
+    with pytest.raises(DiskFull):
+        trainer.run()
+    assert len(saves) == 3
+    assert sorted(os.listdir(tmp_path)) == ["ckpt_best.npz", "ckpt_last.npz", "config.json", "metrics.jsonl",
+                                            "tokenizer.json"]   # no half-written file left
+    monkeypatch.setattr(np, "savez", real_savez)
+    payload = load_checkpoint(tmp_path / "ckpt_last.npz")
+    assert payload["iter_num"] == 0
+    resumed = _tiny_trainer(corpus, tmp_path, max_iters=10, eval_interval=5)
+    resumed._restore(payload)
+    assert resumed.iter_num == 0
+
+
+def test_a_rename_that_never_happens_keeps_the_previous_checkpoint(corpus, tmp_path, monkeypatch, no_plots):
+    trainer = _tiny_trainer(corpus, tmp_path, max_iters=2, eval_interval=2)
+    trainer.run()
+    path = checkpoint_path(str(tmp_path), "last")
+    before = load_checkpoint(path)
+    trainer.iter_num += 1   # a later state, which the failing save below was writing
+    trainer.model.transformer.wte.weight.data += 1
+
+    def crash_before_rename(src, dst):
+        raise KeyboardInterrupt   # killed between writing the temporary file and renaming it
+
+    monkeypatch.setattr(os, "replace", crash_before_rename)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save("last")
+    monkeypatch.undo()
+    after = load_checkpoint(path)
+    assert after["iter_num"] == before["iter_num"] == 2
+    for name, weight in before["model"].items():
+        np.testing.assert_array_equal(after["model"][name], weight, err_msg=name)
+    assert trainer.save("last") == path and load_checkpoint(path)["iter_num"] == 3   # a stale .tmp does no harm
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
+    process = launch(corpus, tmp_path, max_iters=100000, eval_interval=10, lr_decay_iters=100000)
+    wait_for_step(process, tmp_path, 15)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    stopped_at = int(last_line.split("interrupted at iteration ")[1].split(";")[0])
+    assert last_line == (f"interrupted at iteration {stopped_at}; saved {tmp_path / 'ckpt_last.npz'} "
+                         "(continue with --resume)")
+    assert int(load_checkpoint(tmp_path / "ckpt_last.npz")["iter_num"]) == stopped_at >= 15
+
+
+# ======================================================================== determinism
+def test_two_runs_with_the_same_seed_are_bit_identical(corpus, tmp_path, no_plots):
+    first = _tiny_trainer(corpus, tmp_path / "first", max_iters=12, eval_interval=6)
+    first.run()
+    second = _tiny_trainer(corpus, tmp_path / "second", max_iters=12, eval_interval=6)
+    second.run()
+    assert losses(first.records) == losses(second.records)
+    for (name, a), (_, b) in zip(first.model.named_parameters(), second.model.named_parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    other_seed = _tiny_trainer(corpus, tmp_path / "third", max_iters=12, eval_interval=6, seed=7)
+    other_seed.run()
+    assert losses(other_seed.records) != losses(first.records)   # the seed does reach the run
+
+
+# ======================================================================== anomaly mode
+def _line_of(module, text):
+    """'path:line' of the first line of ``module``'s source that contains ``text``."""
+    with open(module.__file__, encoding="utf-8") as f:
+        number = next(i for i, line in enumerate(f, 1) if text in line)
+    return f"{module.__file__}:{number}"
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_anomaly_names_the_op_and_model_line_of_a_nan_in_forward():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
+    model.transformer.wte.weight.data[3] = np.nan
+    tokens = np.array([[1, 3, 5]])
+    with detect_anomaly(), pytest.raises(AnomalyError) as caught:
+        model(tokens, tokens)
+    assert str(caught.value) == ("anomaly: Embedding produced a NaN or Inf in its forward pass (output); "
+                                 f"the op was created at {_line_of(models.gpt, 'self.transformer.wte(idx)')}")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_trainer_detect_anomaly_names_the_op_and_model_line_of_a_nan_in_backward(corpus, tmp_path, monkeypatch,
+                                                                                  capsys):
+    real_backward = Gelu.backward
+    monkeypatch.setattr(Gelu, "backward", staticmethod(lambda ctx, grad: real_backward(ctx, grad) * np.nan))
+    code = shakespeare.main(cli_args(corpus, tmp_path, max_iters=2, detect_anomaly=True))
+    assert code == 1
+    assert capsys.readouterr().err == ("error: anomaly: Gelu produced a NaN or Inf in its backward pass (gradient of "
+                                       f"an input); the op was created at {_line_of(models.block, 'F.gelu(')}\n")
+
+
+# ======================================================================== numerical robustness
+def _inputs(kind, shape, seed=0):
+    """float32 values of magnitude up to 1e4 ("large"), or unit noise on a common offset of +-1e4 ("offset")."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(shape)
+    if kind == "large":
+        return (noise / np.abs(noise).max() * 1e4).astype(np.float32)
+    return (noise + 1e4 * np.sign(rng.standard_normal(shape[:-1] + (1,)))).astype(np.float32)
+
+
+def _float64_reference(fn, *arrays):
+    """(output, input gradients) of ``fn`` on float64 torch copies, for an upstream gradient of ones on a
+    seeded random projection (so softmax-like ops, whose summed output is constant, are still checked)."""
+    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) if a.dtype.kind == "f" else torch.tensor(a)
+               for a in arrays]
+    out = fn(*tensors)
+    upstream = torch.tensor(np.random.default_rng(1).standard_normal(tuple(out.shape)))
+    (out * upstream).sum().backward()
+    return out.detach().numpy(), [t.grad.numpy() if t.grad is not None else None for t in tensors], upstream.numpy()
+
+
+def _ours(fn, *arrays, upstream):
+    tensors = [Tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    out = fn(*tensors)
+    out.backward(upstream.astype(np.float32))
+    return out.numpy(), [t.grad.numpy() if t.requires_grad else None for t in tensors]
+
+
+def _check(fn_ours, fn_torch, arrays, rtol, what):
+    expected, expected_grads, upstream = _float64_reference(fn_torch, *arrays)
+    actual, grads = _ours(fn_ours, *arrays, upstream=upstream)
+    assert np.isfinite(actual).all() and all(np.isfinite(g).all() for g in grads if g is not None), what
+    assert_close(actual, expected, rtol, what=f"{what} output")
+    # a saturated softmax leaves some inputs with gradients of ~1e-10 in float64 and exactly 0 in float32:
+    # gradients are measured against the largest one of the op
+    largest = max(np.abs(g).max() for g in expected_grads if g is not None)
+    for index, (grad, expected_grad) in enumerate(zip(grads, expected_grads)):
+        if expected_grad is not None:
+            assert_close(grad, expected_grad, rtol, atol=rtol * largest, what=f"{what} gradient of input {index}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["large", "offset"])
+def test_softmax_and_log_softmax_are_stable(impl, kind):
+    x = _inputs(kind, (6, 40))
+    _check(lambda t: F.softmax(t, impl=impl), lambda t: torch.softmax(t, -1), [x], 1e-5, f"softmax {kind}")
+    _check(lambda t: F.log_softmax(t, impl=impl), lambda t: torch.log_softmax(t, -1), [x], 1e-5, f"log_softmax {kind}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["large", "offset"])
+def test_cross_entropy_is_stable(impl, kind):
+    logits = _inputs(kind, (2, 5, 40))
+    targets = np.random.default_rng(2).integers(0, 40, (2, 5))
+    _check(lambda l, t: F.cross_entropy(l, t, impl=impl),
+           lambda l, t: torch.nn.functional.cross_entropy(l.reshape(-1, 40), t.reshape(-1)), [logits, targets],
+           1e-5, f"cross_entropy {kind}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["large", "offset"])
+def test_layer_norm_is_stable(impl, kind):
+    x = _inputs(kind, (4, 64))
+    weight, bias = np.random.default_rng(3).standard_normal((2, 64)).astype(np.float32)
+    # an offset of 1e4 leaves float32 about 1e-3 of absolute resolution on unit-sized deviations
+    rtol = 1e-5 if kind == "large" else 3e-3
+    _check(lambda x, w, b: F.layer_norm(x, w, b, impl=impl),
+           lambda x, w, b: torch.nn.functional.layer_norm(x, (64,), w, b), [x, weight, bias], rtol,
+           f"layer_norm {kind}")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("kind", ["large", "offset"])
+def test_attention_is_stable(impl, kind):
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((2, 2, 6, 8)) for _ in range(3))
+    if kind == "large":   # scores of magnitude ~1e4
+        q, k, v = q * 100, k * 100, v * 1e4
+    else:                 # one vector added to every key shifts each query's scores by a constant
+        k = k + 1e3
+    q, k, v = (a.astype(np.float32) for a in (q, k, v))
+    _check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, impl=impl),
+           lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+           [q, k, v], 1e-4, f"attention {kind}")
