@@ -41,6 +41,8 @@ from train.data import get_batch, iter_batches
 from train.plots import plot_losses
 
 CHECKPOINT_NAMES = ("best", "last")
+# seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
+TRAIN_BATCH_STREAM, EVAL_BATCH_STREAM = 1, 2
 
 
 def checkpoint_path(out_dir, name):
@@ -71,7 +73,7 @@ class Trainer:
                                     gelu_approximate=c.gelu_approximate)
         self.model = GPT(self.model_args).to(c.device)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
-        self.batch_rng = np.random.default_rng(c.seed)
+        self.batch_rng = np.random.default_rng([c.seed, TRAIN_BATCH_STREAM])
         self.iter_num, self.best_val_loss, self.records = 0, math.inf, []
         self.train_seconds, self._mark, self._steps_since_mark = 0.0, time.perf_counter(), 0
         if resume is not None:
@@ -167,7 +169,7 @@ class Trainer:
                     count += y.size
                 losses[split] = total / count
             else:
-                rng = np.random.default_rng([c.seed, self.iter_num, number])
+                rng = np.random.default_rng([c.seed, EVAL_BATCH_STREAM, self.iter_num, number])
                 losses[split] = float(np.mean([self.model(*get_batch(data, c.batch_size, c.block_size, c.device,
                                                                         rng))[1].item() for _ in range(c.eval_iters)]))
         self.model.train()
