@@ -1,0 +1,148 @@
+"""train/visualize.py and train/gradflow.py: the recomputed attention probabilities are the model's
+own, the CLI draws one valid PNG per layer for a checkpoint trained by the trainer's CLI, and the
+per-layer gradient norms add up to the global norm and are drawn.
+"""
+import json
+import math
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from models import GPT, GPTConfig
+from conftest import assert_close
+from tinygrad_tx import Tensor, backend, no_grad
+from tinygrad_tx.optim import clip_grad_norm_
+from train import shakespeare, visualize
+from train.gradflow import layer_gradient_norms, layer_of, plot_gradient_flow
+from tinygrad_tx.errors import TinygradTxError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
+        "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n") * 12
+
+
+def spread_gpt(config):
+    """A GPT with weights large enough that attention is far from uniform (a sharper check)."""
+    model = GPT(config)
+    for param in model.parameters():
+        param.data *= 8
+    return model
+
+
+def assert_png(path, min_side=100):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE, f"{path} is not a PNG"
+    image = imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) >= min_side and image.std() > 0, f"{path}: blank or tiny image"
+
+
+# ---------------------------------------------------------------- the recomputed probabilities
+@no_grad()
+def test_recomputed_attention_reproduces_each_layers_output():
+    """P from train.visualize, applied to v from c_attn and projected by c_proj, is the layer's output."""
+    config = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16)
+    model = spread_gpt(config)
+    idx = np.random.default_rng(0).integers(0, 11, (2, 7))
+    maps = visualize.attention_maps(model, idx)
+    x = model.transformer.wte(Tensor(idx)) + model.transformer.wpe(Tensor(np.arange(7)))
+    for block, probabilities in zip(model.transformer.h, maps):
+        attn, h = block.attn, block.ln_1(x)
+        assert probabilities.shape == (2, 2, 7, 7)
+        assert_close(probabilities.sum(axis=-1), np.ones((2, 2, 7)), 1e-6, what="rows sum to 1")
+        assert not np.triu(probabilities, k=1).any(), "a query attends to a later key"
+        assert probabilities.max() > 0.9, "the check is weak: attention is nearly uniform"
+        v = attn.c_attn(h).numpy()[..., 2 * 16:].reshape(2, 7, 2, 8).transpose(0, 2, 1, 3)
+        heads = (probabilities @ v).transpose(0, 2, 1, 3).reshape(2, 7, 16)
+        projected = heads @ attn.c_proj.weight.numpy().T + attn.c_proj.bias.numpy()
+        assert_close(projected, attn(h).numpy(), 1e-5, what="P @ v projected vs the layer's output")
+        x = block(x)
+
+
+def test_attention_maps_without_causal_mask_cover_every_key():
+    config = GPTConfig(block_size=6, vocab_size=7, n_layer=1, n_head=1, n_embd=8)
+    model = spread_gpt(config)
+    model.transformer.h[0].attn.causal = False
+    probabilities = visualize.attention_maps(model, [[1, 2, 3, 4]])[0]
+    assert np.triu(probabilities, k=1).any()
+    assert model.training, "attention_maps must leave the model's mode as it found it"
+
+
+def test_token_labels_show_spaces_and_line_breaks():
+    from train.tokenizers import CharTokenizer
+    tokenizer = CharTokenizer.from_text("ab \n")
+    assert visualize.token_labels(tokenizer, tokenizer.encode("a \nb")) == ["a", "\u2423", "\\n", "b"]
+
+
+# ---------------------------------------------------------------- the CLI on a run trained by the trainer
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny GPT trained for 10 iterations by train.shakespeare's main(argv)."""
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "text.txt").write_text(TEXT, encoding="utf-8")
+    run = folder / "run"
+    argv = ["--data", str(folder / "text.txt"), "--out_dir", str(run), "--max_iters", "10", "--n_layer", "2",
+            "--n_head", "2", "--n_embd", "16", "--block_size", "16", "--batch_size", "4", "--eval_interval", "5",
+            "--eval_iters", "2", "--log_interval", "2", "--sample_tokens", "0", "--peak_flops", "1e9"]
+    assert shakespeare.main(argv) == 0
+    return run
+
+
+def test_visualize_writes_one_png_per_layer(trained_run, tmp_path, capsys):
+    assert visualize.main(["--out_dir", str(trained_run), "--prompt", "ROMEO:\nBut soft", "--save_dir",
+                           str(tmp_path)]) == 0
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == ["attention_layer0.png", "attention_layer1.png"]
+    for name in names:
+        assert_png(tmp_path / name, min_side=300)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_visualize_defaults_to_the_run_directory_and_crops_long_prompts(trained_run):
+    assert visualize.main(["--out_dir", str(trained_run), "--checkpoint", "last", "--prompt", TEXT[:40]]) == 0
+    assert_png(trained_run / "attention_layer1.png")
+
+
+def test_visualize_reports_usage_errors_in_one_line(trained_run, tmp_path, capsys):
+    assert visualize.main(["--out_dir", str(tmp_path)]) == 2
+    assert "ckpt_best.npz" in capsys.readouterr().err
+    assert visualize.main(["--out_dir", str(trained_run), "--prompt", "ROMEO#"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "'#'" in error
+    assert visualize.main(["--out_dir", str(trained_run), "--prompt", ""]) == 2
+    assert "prompt is empty" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- gradient flow
+def test_layer_names():
+    assert layer_of("transformer.h.3.attn.c_attn.weight") == "h.3"
+    assert layer_of("transformer.wte.weight") == "wte"
+    assert layer_of("lm_head.weight") == "lm_head"
+    assert layer_of("encoder.h.0.ln_1.bias") == "encoder.h.0"
+    assert layer_of("decoder.embed.wpe.weight") == "decoder.embed.wpe"
+
+
+def test_layer_gradient_norms_add_up_to_the_global_norm():
+    config = GPTConfig(block_size=8, vocab_size=11, n_layer=3, n_head=2, n_embd=16)
+    model = GPT(config)
+    idx = np.random.default_rng(1).integers(0, 11, (2, 8))
+    assert layer_gradient_norms(model) == {}
+    model(idx, np.roll(idx, -1, axis=1))[1].backward()
+    norms = layer_gradient_norms(model)
+    assert list(norms) == ["wte", "wpe", "h.0", "h.1", "h.2", "ln_f"]
+    assert all(value > 0 for value in norms.values())
+    total = clip_grad_norm_(model.parameters(), 1e9)
+    assert_close(math.sqrt(sum(value ** 2 for value in norms.values())), total, 1e-5, what="global norm")
+
+
+def test_plot_gradient_flow_draws_metrics_records(tmp_path):
+    rng = np.random.default_rng(2)
+    records = [{"kind": "eval", "iter": 0, "train_loss": 3.0, "val_loss": 3.0}]
+    records += [{"kind": "train", "iter": i, "loss": 3.0 - i / 50,
+                 "grad_norms": {f"h.{layer}": float(rng.uniform(0.1, 1) * 10 ** -layer) for layer in range(4)}}
+                for i in range(0, 50, 5)]
+    path = tmp_path / "gradflow.png"
+    plot_gradient_flow(json.loads(json.dumps(records)), str(path))   # as read back from metrics.jsonl
+    assert_png(path, min_side=300)
+    with pytest.raises(TinygradTxError, match="plot_gradient_flow: no record with grad_norms"):
+        plot_gradient_flow(records[:1], str(tmp_path / "none.png"))

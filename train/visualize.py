@@ -1,0 +1,149 @@
+"""Attention heatmaps of a trained GPT, one PNG per layer with its heads in a grid.
+
+    python -m train.visualize --out_dir runs/shakespeare --prompt "ROMEO:"
+    python -m train.visualize --out_dir runs/shakespeare --prompt "ROMEO:" --checkpoint last --save_dir pics
+
+Reads ckpt_best.npz (or ckpt_last.npz) and tokenizer of the run directory and writes
+attention_layer0.png, attention_layer1.png, ... there (or into --save_dir). In each heatmap row i is
+the query at position i and column j the key at position j, both labelled with the prompt's tokens;
+a cell's colour is the probability that query i puts on key j (each row sums to 1; the causal mask
+leaves the upper triangle at 0).
+
+The probabilities are recomputed from the model's weights, as CausalSelfAttention computes them
+inside its fused attention op: q and k from each block's c_attn applied to ln_1 of the residual
+stream, P = softmax(q k^T / sqrt(head_dim), causal). The model code needs no hook for it, and
+tests/test_visualize.py checks that P @ v, projected by c_proj, is the layer's own output.
+Exit status: 0 done, 2 a usage error (one ``error: ...`` line; --debug shows the traceback).
+"""
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import tinygrad_tx.nn.functional as F
+from models.generation import as_token_ids
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import Tensor, backend, no_grad
+from tinygrad_tx.errors import TinygradTxError
+from train.checkpoint import load_checkpoint
+from train.trainer import CHECKPOINT_NAMES, checkpoint_path
+from train.tokenizers import Tokenizer
+
+HEADS_PER_ROW = 4
+SHOWN_AS = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}   # characters a tick label would otherwise hide
+
+
+def attention_probabilities(attn, x):
+    """The probabilities (B, H, T, T) a CausalSelfAttention ``attn`` computes for its input x (B, T, C)."""
+    batch, time, channels = x.shape
+    heads, head_dim = attn.n_head, channels // attn.n_head
+    q, k, _ = attn.c_attn(x).split(attn.n_embd, axis=2)
+    q, k = (t.reshape(batch, time, heads, head_dim).transpose(1, 2) for t in (q, k))
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(head_dim))
+    if attn.causal:
+        xp = backend.xp_of(x.data)
+        scores = scores.masked_fill(~xp.tri(time, time, dtype=bool), float("-inf"))
+    return F.softmax(scores, axis=-1)
+
+
+@no_grad()
+def attention_maps(model, idx):
+    """One (B, H, T, T) NumPy array of attention probabilities per layer of a GPT, for token ids (B, T)."""
+    was_training = model.training
+    model.eval()
+    idx = as_token_ids(idx, model.device, "attention_maps")
+    positions = Tensor._wrap(backend.array_module(model.device).arange(idx.shape[1]))
+    x = model.transformer.wte(idx) + model.transformer.wpe(positions)
+    maps = []
+    for block in model.transformer.h:
+        maps.append(backend.to_numpy(attention_probabilities(block.attn, block.ln_1(x)).data))
+        x = block(x)
+    model.train(was_training)
+    return maps
+
+
+def token_labels(tokenizer, ids):
+    """Each token's text, with spaces and line breaks made visible."""
+    labels = []
+    for token in ids:
+        text = tokenizer.decode([token])
+        labels.append("".join(SHOWN_AS.get(char, char) for char in text))
+    return labels
+
+
+def plot_layer(probabilities, labels, path, title):
+    """Write one layer's heads (H, T, T) as a grid of heatmaps to ``path`` (replaced atomically)."""
+    heads, time = probabilities.shape[0], probabilities.shape[-1]
+    columns = min(heads, HEADS_PER_ROW)
+    rows = math.ceil(heads / columns)
+    cell = max(2.6, 0.24 * time)   # inches per heatmap: room for one tick label per token
+    figure = Figure(figsize=(columns * cell + 1.2, rows * cell + 0.9), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for head, axes in enumerate(grid.flat):
+        if head >= heads:
+            axes.set_axis_off()
+            continue
+        image = axes.imshow(probabilities[head], vmin=0.0, vmax=1.0, cmap="viridis")
+        axes.set_title(f"head {head}", fontsize=9)
+        axes.set_xticks(range(time), labels, fontsize=7, rotation=90)
+        axes.set_yticks(range(time), labels, fontsize=7)
+        axes.set_xlabel("key", fontsize=8)
+        axes.set_ylabel("query", fontsize=8)
+    figure.colorbar(image, ax=list(grid.flat), shrink=0.8, label="attention probability")
+    figure.suptitle(title)
+    tmp = f"{path}.tmp"
+    figure.savefig(tmp, format="png")
+    os.replace(tmp, path)
+
+
+def load_run(out_dir, which="best"):
+    """(GPT in eval mode, tokenizer) from a run directory's ckpt_<which>.npz."""
+    payload = load_checkpoint(checkpoint_path(out_dir, which))
+    model = GPT(GPTConfig(**payload["model_args"]))
+    model.load_state_dict(payload["model"])
+    return model.eval(), Tokenizer.from_dict(payload["tokenizer"])
+
+
+def visualize(out_dir, prompt, which="best", save_dir=None):
+    """Write attention_layer<i>.png for every layer into save_dir (default: the run directory); returns the paths."""
+    if not prompt:
+        raise TinygradTxError("visualize: the prompt is empty; give at least one token, e.g. --prompt 'ROMEO:'")
+    model, tokenizer = load_run(out_dir, which)
+    ids = tokenizer.encode(prompt)[-model.config.block_size:]   # the context the model can see
+    labels = token_labels(tokenizer, ids)
+    save_dir = save_dir or out_dir
+    os.makedirs(save_dir, exist_ok=True)
+    paths = []
+    for layer, probabilities in enumerate(attention_maps(model, np.array([ids]))):
+        path = os.path.join(save_dir, f"attention_layer{layer}.png")
+        plot_layer(probabilities[0], labels, path, f"layer {layer}: attention over {tokenizer.decode(ids)!r}")
+        paths.append(path)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m train.visualize", description=__doc__.split("\n")[0])
+    parser.add_argument("--out_dir", required=True, help="run directory of train.shakespeare (holds the checkpoints)")
+    parser.add_argument("--prompt", default="ROMEO:", help="text whose attention is drawn (default: ROMEO:)")
+    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="best", help="ckpt_best.npz or ckpt_last.npz")
+    parser.add_argument("--save_dir", help="where the PNGs go (default: --out_dir)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    args = parser.parse_args(argv)
+    try:
+        paths = visualize(args.out_dir, args.prompt, args.checkpoint, args.save_dir)
+    except (TinygradTxError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(f"wrote {path}" for path in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
