@@ -10,6 +10,7 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as TF
 
+import tinygrad_tx.nn.functional as F
 from conftest import assert_close
 from models import GPT, BigramLanguageModel, Block, GPTConfig, Head, MultiHeadAttention
 from models.gpt import read_npz
@@ -126,6 +127,15 @@ def random_tokens(rng, vocab, shape):
     return rng.integers(0, vocab, size=shape)
 
 
+@pytest.fixture(params=["fused", "composed"])
+def impl(request):
+    """Run with the fused ops, then with their twins built from primitives."""
+    previous = F.get_default_impl()
+    F.set_default_impl(request.param)
+    yield request.param
+    F.set_default_impl(previous)
+
+
 GPT_CONFIGS = [
     GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, bias=True),
     GPTConfig(block_size=16, vocab_size=37, n_layer=1, n_head=4, n_embd=32, bias=False),
@@ -137,7 +147,7 @@ GPT_CONFIGS = [
 @pytest.mark.parametrize("config", GPT_CONFIGS, ids=lambda c: f"L{c.n_layer}H{c.n_head}C{c.n_embd}bias{c.bias}"
                                                               f"{c.gelu_approximate}")
 @pytest.mark.parametrize("length", ["full", "short"])
-def test_gpt_matches_pytorch(config, length):
+def test_gpt_matches_pytorch(config, length, impl):
     rng = np.random.default_rng(0)
     model, reference = GPT(config), TorchGPT(config)
     copy_weights(model, reference)

@@ -9,7 +9,7 @@ import tinygrad_tx.nn.functional as F
 from conftest import DEVICES, assert_close
 from models import GPT, BigramLanguageModel, GPTConfig, KVCache
 from models.generation import sample_next
-from tinygrad_tx import Tensor, backend, gradcheck_directional
+from tinygrad_tx import backend, gradcheck_directional
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 
 TINY = GPTConfig(block_size=8, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
