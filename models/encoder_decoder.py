@@ -14,17 +14,24 @@
 
 The config is a ``GPTConfig``: vocab_size is shared by source and target, block_size is the longest
 source or target sequence. Parameter names follow nanoGPT's (c_attn, c_proj, c_fc, ln_1, ...).
+
+A toy task to see it learn: ``python -m models.encoder_decoder`` trains it to reverse digit strings
+(``digit_reversal_batch``) and prints the loss, the exact-match accuracy and the time taken.
 """
+import time
+
 import numpy as np
 
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor, backend, no_grad
 from tinygrad_tx.errors import DTypeError, ShapeError
 from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
+from tinygrad_tx.optim import AdamW, clip_grad_norm_
 
 from .attention import CausalSelfAttention
 from .block import FeedForward
 from .generation import as_token_ids
+from .gpt import GPTConfig
 
 
 def attending_keys(key_padding_mask, batch, keys, device, op):
@@ -182,3 +189,58 @@ class EncoderDecoder(Module):
             logits = self.decode(Tensor._wrap(tokens), memory, src_padding_mask)
             tokens = xp.concatenate([tokens, logits.data[:, -1, :].argmax(axis=-1)[:, None]], axis=1)
         return Tensor._wrap(tokens)
+
+
+# ---------------------------------------------------------------- the toy task: reverse a digit string
+PAD, BOS, EOS = 10, 11, 12   # after the digits 0-9
+REVERSAL_VOCAB = 13
+
+
+def digit_reversal_batch(rng, batch_size, max_digits=5):
+    """Strings of 1..max_digits random digits, padded with PAD; the target is the string reversed, then EOS.
+
+    Returns (src (B, max_digits), src_padding_mask (B, max_digits), decoder input = BOS + target[:-1],
+    targets (B, max_digits + 1) with -1 after EOS), all NumPy arrays.
+    """
+    lengths = rng.integers(1, max_digits + 1, size=batch_size)
+    digits = rng.integers(0, 10, size=(batch_size, max_digits))
+    positions = np.arange(max_digits)[None, :]
+    padding = positions >= lengths[:, None]
+    source_index = np.maximum(lengths[:, None] - 1 - positions, 0)   # target position i holds digit length-1-i
+    targets = np.full((batch_size, max_digits + 1), -1)
+    targets[:, :max_digits] = np.where(padding, -1, np.take_along_axis(digits, source_index, axis=1))
+    targets[np.arange(batch_size), lengths] = EOS
+    decoder_input = np.concatenate([np.full((batch_size, 1), BOS), np.where(targets[:, :-1] < 0, PAD, targets[:, :-1])],
+                                   axis=1)
+    return np.where(padding, PAD, digits), padding, decoder_input, targets
+
+
+def train_digit_reversal(steps=250, max_digits=5, batch_size=64, learning_rate=5e-3, seed=0):
+    """Train a 2+2-layer EncoderDecoder on ``digit_reversal_batch``; returns (model, losses, seconds)."""
+    backend.manual_seed(seed)
+    config = GPTConfig(block_size=max_digits + 1, vocab_size=REVERSAL_VOCAB, n_layer=2, n_head=2, n_embd=32)
+    model = EncoderDecoder(config)
+    optimizer = AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    rng, losses, started = np.random.default_rng(seed), [], time.perf_counter()
+    for _ in range(steps):
+        src, padding, decoder_input, targets = digit_reversal_batch(rng, batch_size, max_digits)
+        _, loss = model(src, decoder_input, targets, src_padding_mask=padding)
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    return model.eval(), losses, time.perf_counter() - started
+
+
+def reversal_accuracy(model, rng, count=200, max_digits=5):
+    """The fraction of fresh strings whose greedy decoding is exactly the reversed string, then EOS."""
+    src, padding, _, targets = digit_reversal_batch(rng, count, max_digits)
+    generated = model.generate(src, BOS, max_digits + 1, src_padding_mask=padding).numpy()[:, 1:]
+    return float(np.all((generated == targets) | (targets == -1), axis=1).mean())
+
+
+if __name__ == "__main__":
+    trained, step_losses, seconds = train_digit_reversal()
+    print(f"digit reversal: {len(step_losses)} steps in {seconds:.1f} s, final loss {step_losses[-1]:.4f}, "
+          f"exact-match accuracy {reversal_accuracy(trained, np.random.default_rng(1)):.3f} on 200 new strings")

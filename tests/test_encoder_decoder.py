@@ -2,8 +2,6 @@
 non-causal CausalSelfAttention they sit beside) against PyTorch references written here, float64
 gradchecks of every input and parameter, padding masks, and a toy task learnt end to end.
 """
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -12,11 +10,11 @@ import torch.nn.functional as TF
 
 from conftest import assert_close
 from models import CausalSelfAttention
-from models.encoder_decoder import CrossAttention, DecoderBlock, EncoderBlock, EncoderDecoder
+from models.encoder_decoder import (BOS, EOS, PAD, CrossAttention, DecoderBlock, EncoderBlock, EncoderDecoder,
+                                    digit_reversal_batch, reversal_accuracy, train_digit_reversal)
 from models.gpt import GPTConfig
-from tinygrad_tx import Tensor, backend, gradcheck, gradcheck_directional
+from tinygrad_tx import Tensor, gradcheck, gradcheck_directional
 from tinygrad_tx.errors import DTypeError, ShapeError
-from tinygrad_tx.optim import AdamW, clip_grad_norm_
 
 CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
 
@@ -342,46 +340,20 @@ def test_encoder_decoder_rejects_too_long_sequences():
 
 
 # ---------------------------------------------------------------- a toy task, end to end
-PAD, BOS, EOS = 10, 11, 12
-MAX_DIGITS = 5
-
-
-def reversal_batch(rng, batch_size):
-    """Digit strings of 1..MAX_DIGITS digits, padded; the target is the string reversed, then EOS.
-
-    Returns (src, src_padding_mask, decoder input = BOS + target[:-1], target with -1 past EOS, lengths).
-    """
-    lengths = rng.integers(1, MAX_DIGITS + 1, size=batch_size)
-    digits = rng.integers(0, 10, size=(batch_size, MAX_DIGITS))
-    mask = padding_mask(lengths, MAX_DIGITS)
-    reversed_at = lengths[:, None] - 1 - np.arange(MAX_DIGITS)[None, :]   # position i holds digit length-1-i
-    targets = np.full((batch_size, MAX_DIGITS + 1), -1)
-    targets[:, :MAX_DIGITS] = np.where(mask, -1, np.take_along_axis(digits, np.maximum(reversed_at, 0), axis=1))
-    targets[np.arange(batch_size), lengths] = EOS
-    decoder_input = np.concatenate([np.full((batch_size, 1), BOS), np.where(targets[:, :-1] < 0, PAD, targets[:, :-1])],
-                                   axis=1)
-    return np.where(mask, PAD, digits), mask, decoder_input, targets, lengths
+def test_digit_reversal_batch():
+    src, padding, decoder_input, targets = digit_reversal_batch(np.random.default_rng(0), 50, max_digits=4)
+    for row in range(50):
+        digits = src[row][~padding[row]]
+        assert (src[row][padding[row]] == PAD).all() and len(digits) >= 1
+        expected = list(digits[::-1]) + [EOS]
+        assert list(targets[row][:len(expected)]) == expected and (targets[row][len(expected):] == -1).all()
+        assert decoder_input[row, 0] == BOS and list(decoder_input[row, 1:len(expected)]) == expected[:-1]
 
 
 def test_encoder_decoder_learns_to_reverse_digit_strings():
-    backend.manual_seed(0)
-    config = GPTConfig(block_size=MAX_DIGITS + 1, vocab_size=13, n_layer=2, n_head=2, n_embd=32)
-    model = EncoderDecoder(config)
-    optimizer = AdamW(model.parameters(), lr=5e-3, weight_decay=0.0)
-    rng = np.random.default_rng(0)
-    started, steps = time.perf_counter(), 250
-    for _ in range(steps):
-        src, mask, decoder_input, targets, _ = reversal_batch(rng, 64)
-        _, loss = model(src, decoder_input, targets, src_padding_mask=mask)
-        optimizer.zero_grad()
-        loss.backward()
-        clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-    seconds = time.perf_counter() - started
-    src, mask, _, targets, lengths = reversal_batch(np.random.default_rng(1), 200)
-    generated = model.generate(src, BOS, MAX_DIGITS + 1, src_padding_mask=mask).numpy()[:, 1:]
-    correct = np.all((generated == targets) | (targets == -1), axis=1)   # the digits reversed, then EOS
-    print(f"reversal: {steps} steps, final loss {loss.item():.4f}, exact-match accuracy {correct.mean():.3f}, "
-          f"{seconds:.1f} s")
-    assert loss.item() < 0.05
-    assert correct.mean() >= 0.95
+    model, losses, seconds = train_digit_reversal(steps=250)
+    accuracy = reversal_accuracy(model, np.random.default_rng(1))
+    print(f"digit reversal: 250 steps, final loss {losses[-1]:.4f} (mean of the last 10: {np.mean(losses[-10:]):.4f}), "
+          f"exact-match accuracy {accuracy:.3f}, {seconds:.1f} s")
+    assert np.mean(losses[-10:]) < 0.05
+    assert accuracy >= 0.95

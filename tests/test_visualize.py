@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from models import GPT, GPTConfig
 from conftest import assert_close
-from tinygrad_tx import Tensor, backend, no_grad
+from models import GPT, GPTConfig
+from tinygrad_tx import Tensor, no_grad
+from tinygrad_tx.errors import TinygradTxError
 from tinygrad_tx.optim import clip_grad_norm_
 from train import shakespeare, visualize
 from train.gradflow import layer_gradient_norms, layer_of, plot_gradient_flow
-from tinygrad_tx.errors import TinygradTxError
+from train.tokenizers import CharTokenizer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
@@ -69,7 +70,6 @@ def test_attention_maps_without_causal_mask_cover_every_key():
 
 
 def test_token_labels_show_spaces_and_line_breaks():
-    from train.tokenizers import CharTokenizer
     tokenizer = CharTokenizer.from_text("ab \n")
     assert visualize.token_labels(tokenizer, tokenizer.encode("a \nb")) == ["a", "\u2423", "\\n", "b"]
 
