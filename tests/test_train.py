@@ -173,6 +173,14 @@ def test_accumulation_full_val_bpe_dropout_and_anomaly_mode_run(small_text, tmp_
     assert len(evals) == 2 and all(np.isfinite(r["val_loss"]) for r in evals)
 
 
+def test_text_without_newlines_still_gets_its_final_sample(tmp_path):
+    data = tmp_path / "one_line.txt"
+    data.write_text("to be or not to be that is the question " * 60, encoding="utf-8")
+    status, stdout, stderr = run_cli(shakespeare, tiny_args(data, tmp_path / "run", 2, "--sample_tokens", "12"))
+    assert status == 0, stderr
+    assert len(stdout.split("---\n")[-1].rstrip("\n")) == 12
+
+
 def test_sample_streams_the_requested_number_of_tokens(full_run, tmp_path):
     out_dir = full_run[0]
     argv = ["--out_dir", str(out_dir), "--prompt", "ROMEO:", "--num_samples", "2", "--max_new_tokens", "30",

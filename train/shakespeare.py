@@ -69,7 +69,8 @@ def train(command):
              if summary["tokens_per_s"] else ""), flush=True)
     if config.sample_tokens:
         print(f"--- sample ({config.sample_tokens} tokens, temperature 0.8, top_k 200) ---")
-        print(trainer.sample(config.sample_tokens), flush=True)
+        start = "\n" if "\n" in dataset.text else dataset.text[0]   # nanoGPT starts from a newline
+        print(trainer.sample(config.sample_tokens, prompt=start), flush=True)
     return 0
 
 
