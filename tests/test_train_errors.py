@@ -53,6 +53,7 @@ def assert_usage_error(result, *fragments):
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag"),
     (["--block_size", "1000"], "block_size 1000 is longer than the val split"),
+    (["--warmup_iters", "50"], "lr_decay_iters 40 is below warmup_iters 50"),
 ])
 def test_bad_hyperparameters(flags, message, data_file, tmp_path):
     assert_usage_error(run_cli(shakespeare, tiny_args(data_file, tmp_path, 2, *flags)), message)

@@ -203,6 +203,9 @@ def validate(config):
     for name in ("max_iters", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "sample_tokens"):
         if not getattr(c, name) >= 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(c, name)}")
+    if c.decay_lr and c.lr_decay_iters < c.warmup_iters:
+        raise ConfigError(f"lr_decay_iters {c.lr_decay_iters} is below warmup_iters {c.warmup_iters}: the cosine "
+                          "decay would end before the warmup does")
     if c.n_embd % c.n_head:
         raise ConfigError(f"n_embd {c.n_embd} is not divisible by n_head {c.n_head}")
     for name in ("dropout", "beta1", "beta2"):
