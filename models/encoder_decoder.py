@@ -144,7 +144,8 @@ class EncoderDecoder(Module):
     def device(self):
         return self.lm_head.weight.device
 
-    def _embed(self, embed, idx, op):
+    def embed_tokens(self, embed, idx, op):
+        """Token + position embeddings (then dropout) of ids (B, T) by ``embed`` (the encoder's or the decoder's)."""
         idx = as_token_ids(idx, self.device, op)
         if idx.shape[1] > self.config.block_size:
             raise ShapeError(f"{op}: sequence length {idx.shape[1]} exceeds block_size {self.config.block_size}")
@@ -153,14 +154,14 @@ class EncoderDecoder(Module):
 
     def encode(self, src, src_padding_mask=None):
         """The memory (B, Ts, C) the decoder attends to."""
-        x = self._embed(self.encoder.embed, src, "EncoderDecoder.encode")
+        x = self.embed_tokens(self.encoder.embed, src, "EncoderDecoder.encode")
         for block in self.encoder.h:
             x = block(x, key_padding_mask=src_padding_mask)
         return self.encoder.ln_f(x)
 
     def decode(self, tgt, memory, src_padding_mask=None):
         """Logits (B, Tt, V) for target ids (B, Tt) given the encoder's memory."""
-        x = self._embed(self.decoder.embed, tgt, "EncoderDecoder.decode")
+        x = self.embed_tokens(self.decoder.embed, tgt, "EncoderDecoder.decode")
         for block in self.decoder.h:
             x = block(x, memory, memory_padding_mask=src_padding_mask)
         return self.lm_head(self.decoder.ln_f(x))

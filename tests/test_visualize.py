@@ -11,6 +11,7 @@ from matplotlib.image import imread
 
 from conftest import assert_close
 from models import GPT, GPTConfig
+from models.encoder_decoder import EncoderDecoder
 from tinygrad_tx import Tensor, no_grad
 from tinygrad_tx.errors import TinygradTxError
 from tinygrad_tx.optim import clip_grad_norm_
@@ -58,6 +59,28 @@ def test_recomputed_attention_reproduces_each_layers_output():
         projected = heads @ attn.c_proj.weight.numpy().T + attn.c_proj.bias.numpy()
         assert_close(projected, attn(h).numpy(), 1e-5, what="P @ v projected vs the layer's output")
         x = block(x)
+
+
+@no_grad()
+def test_recomputed_cross_attention_reproduces_each_decoder_blocks_output():
+    model = EncoderDecoder(GPTConfig(block_size=6, vocab_size=13, n_layer=2, n_head=2, n_embd=16))
+    for param in model.parameters():
+        param.data *= 4
+    rng = np.random.default_rng(3)
+    src, tgt, padding = rng.integers(0, 13, (2, 5)), rng.integers(0, 13, (2, 4)), np.zeros((2, 5), bool)
+    padding[1, 3:] = True
+    maps = visualize.cross_attention_maps(model, src, tgt, padding)
+    memory = model.encode(src, padding)
+    x = model.embed_tokens(model.decoder.embed, tgt, "test")
+    for block, probabilities in zip(model.decoder.h, maps):
+        assert probabilities.shape == (2, 2, 4, 5) and not probabilities[1, :, :, 3:].any()
+        queries = block.ln_2(x + block.attn(block.ln_1(x)))
+        cross = block.cross_attn
+        v = cross.c_kv(memory).numpy()[..., 16:].reshape(2, 5, 2, 8).transpose(0, 2, 1, 3)
+        heads = (probabilities @ v).transpose(0, 2, 1, 3).reshape(2, 4, 16)
+        projected = heads @ cross.c_proj.weight.numpy().T + cross.c_proj.bias.numpy()
+        assert_close(projected, cross(queries, memory, padding).numpy(), 1e-5, what="cross-attention output")
+        x = block(x, memory, padding)
 
 
 def test_attention_maps_without_causal_mask_cover_every_key():

@@ -13,6 +13,8 @@ The probabilities are recomputed from the model's weights, as CausalSelfAttentio
 inside its fused attention op: q and k from each block's c_attn applied to ln_1 of the residual
 stream, P = softmax(q k^T / sqrt(head_dim), causal). The model code needs no hook for it, and
 tests/test_visualize.py checks that P @ v, projected by c_proj, is the layer's own output.
+``cross_attention_maps`` does the same for the cross-attention of an EncoderDecoder's decoder blocks
+(used by docs/figures/make_attention_figures.py).
 Exit status: 0 done, 2 a usage error (one ``error: ...`` line; --debug shows the traceback).
 """
 import argparse
@@ -37,17 +39,29 @@ HEADS_PER_ROW = 4
 SHOWN_AS = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}   # characters a tick label would otherwise hide
 
 
+def _heads(t, heads):
+    batch, time, channels = t.shape
+    return t.reshape(batch, time, heads, channels // heads).transpose(1, 2)
+
+
+def _probabilities(q, k, allowed):
+    """softmax(q k^T / sqrt(head_dim)) over the keys, -inf where ``allowed`` (broadcastable) is False."""
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    return F.softmax(scores if allowed is None else scores.masked_fill(~allowed, float("-inf")), axis=-1)
+
+
 def attention_probabilities(attn, x):
     """The probabilities (B, H, T, T) a CausalSelfAttention ``attn`` computes for its input x (B, T, C)."""
-    batch, time, channels = x.shape
-    heads, head_dim = attn.n_head, channels // attn.n_head
-    q, k, _ = attn.c_attn(x).split(attn.n_embd, axis=2)
-    q, k = (t.reshape(batch, time, heads, head_dim).transpose(1, 2) for t in (q, k))
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(head_dim))
-    if attn.causal:
-        xp = backend.xp_of(x.data)
-        scores = scores.masked_fill(~xp.tri(time, time, dtype=bool), float("-inf"))
-    return F.softmax(scores, axis=-1)
+    q, k, _ = (_heads(t, attn.n_head) for t in attn.c_attn(x).split(attn.n_embd, axis=2))
+    time = x.shape[1]
+    return _probabilities(q, k, backend.xp_of(x.data).tri(time, time, dtype=bool) if attn.causal else None)
+
+
+def cross_attention_probabilities(cross, x, context, key_padding_mask=None):
+    """The probabilities (B, H, Tq, Tk) a CrossAttention computes for queries x and keys from context."""
+    k, _ = (_heads(t, cross.n_head) for t in cross.c_kv(context).split(cross.n_embd, axis=2))
+    allowed = None if key_padding_mask is None else ~backend.as_array(key_padding_mask, x.device)[:, None, None, :]
+    return _probabilities(_heads(cross.c_q(x), cross.n_head), k, allowed)
 
 
 @no_grad()
@@ -66,6 +80,24 @@ def attention_maps(model, idx):
     return maps
 
 
+@no_grad()
+def cross_attention_maps(model, src, tgt, src_padding_mask=None):
+    """One (B, H, Tt, Ts) NumPy array per decoder block of an EncoderDecoder: where each target
+    position looks in the source."""
+    was_training = model.training
+    model.eval()
+    memory = model.encode(src, src_padding_mask)
+    x = model.embed_tokens(model.decoder.embed, tgt, "cross_attention_maps")
+    maps = []
+    for block in model.decoder.h:
+        queries = block.ln_2(x + block.attn(block.ln_1(x)))
+        maps.append(backend.to_numpy(cross_attention_probabilities(block.cross_attn, queries, memory,
+                                                                   src_padding_mask).data))
+        x = block(x, memory, src_padding_mask)
+    model.train(was_training)
+    return maps
+
+
 def token_labels(tokenizer, ids):
     """Each token's text, with spaces and line breaks made visible."""
     labels = []
@@ -75,13 +107,17 @@ def token_labels(tokenizer, ids):
     return labels
 
 
-def plot_layer(probabilities, labels, path, title):
-    """Write one layer's heads (H, T, T) as a grid of heatmaps to ``path`` (replaced atomically)."""
-    heads, time = probabilities.shape[0], probabilities.shape[-1]
+def plot_layer(probabilities, key_labels, path, title, query_labels=None):
+    """Write one layer's heads (H, Tq, Tk) as a grid of heatmaps to ``path`` (replaced atomically).
+
+    Query labels default to the key labels (self-attention)."""
+    query_labels = key_labels if query_labels is None else query_labels
+    heads, queries, keys = probabilities.shape
     columns = min(heads, HEADS_PER_ROW)
     rows = math.ceil(heads / columns)
-    cell = max(2.6, 0.24 * time)   # inches per heatmap: room for one tick label per token
-    figure = Figure(figsize=(columns * cell + 1.2, rows * cell + 0.9), dpi=100, layout="constrained")
+    inches_per_token = 0.24   # room for one tick label per token
+    width, height = max(2.6, inches_per_token * keys), max(2.6, inches_per_token * queries)
+    figure = Figure(figsize=(columns * width + 1.2, rows * height + 0.9), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(rows, columns, squeeze=False)
     for head, axes in enumerate(grid.flat):
@@ -90,8 +126,8 @@ def plot_layer(probabilities, labels, path, title):
             continue
         image = axes.imshow(probabilities[head], vmin=0.0, vmax=1.0, cmap="viridis")
         axes.set_title(f"head {head}", fontsize=9)
-        axes.set_xticks(range(time), labels, fontsize=7, rotation=90)
-        axes.set_yticks(range(time), labels, fontsize=7)
+        axes.set_xticks(range(keys), key_labels, fontsize=7, rotation=90)
+        axes.set_yticks(range(queries), query_labels, fontsize=7)
         axes.set_xlabel("key", fontsize=8)
         axes.set_ylabel("query", fontsize=8)
     figure.colorbar(image, ax=list(grid.flat), shrink=0.8, label="attention probability")
