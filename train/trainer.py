@@ -170,8 +170,8 @@ class Trainer:
                 losses[split] = total / count
             else:
                 rng = np.random.default_rng([c.seed, EVAL_BATCH_STREAM, self.iter_num, number])
-                losses[split] = float(np.mean([self.model(*get_batch(data, c.batch_size, c.block_size, c.device,
-                                                                        rng))[1].item() for _ in range(c.eval_iters)]))
+                batches = (get_batch(data, c.batch_size, c.block_size, c.device, rng) for _ in range(c.eval_iters))
+                losses[split] = float(np.mean([self.model(x, y)[1].item() for x, y in batches]))
         self.model.train()
         return losses
 
