@@ -33,8 +33,9 @@ class TorchLayerNorm(tnn.Module):
 
 
 class TorchCausalSelfAttention(tnn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, causal=True):
         super().__init__()
+        self.causal = causal
         self.c_attn = tnn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = tnn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.n_head, self.n_embd = cfg.n_head, cfg.n_embd
@@ -43,15 +44,15 @@ class TorchCausalSelfAttention(tnn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = TF.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 class TorchBlock(tnn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, causal=True):
         super().__init__()
         self.ln_1, self.ln_2 = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchLayerNorm(cfg.n_embd, cfg.bias)
-        self.attn = TorchCausalSelfAttention(cfg)
+        self.attn = TorchCausalSelfAttention(cfg, causal)
         self.mlp = tnn.Module()
         self.mlp.c_fc = tnn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
         self.mlp.c_proj = tnn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
@@ -217,11 +218,11 @@ def test_multi_head_attention_matches_pytorch():
     check_module(MultiHeadAttention(16, 4, 4, block_size=8), TorchMultiHeadAttention(16, 4, 4, block_size=8), x)
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_block_matches_pytorch(bias):
+@pytest.mark.parametrize("bias, causal", [(True, True), (False, True), (True, False)])
+def test_block_matches_pytorch(bias, causal):
     config = GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=4, n_embd=16, bias=bias)
     x = np.random.default_rng(4).standard_normal((2, 7, 16)).astype(np.float32)
-    check_module(Block(config), TorchBlock(config), x)
+    check_module(Block(config, causal=causal), TorchBlock(config, causal), x)
 
 
 def test_bigram_matches_pytorch():
@@ -301,3 +302,6 @@ def test_converter_reports_a_missing_or_foreign_file(tmp_path, capsys):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     assert convert_nanogpt.main([str(tmp_path / "other.pt"), str(tmp_path / "out.npz")]) == 2
     assert "not a nanoGPT checkpoint" in capsys.readouterr().err
+    (tmp_path / "broken.pt").write_bytes(b"not a zip file")
+    assert convert_nanogpt.main([str(tmp_path / "broken.pt"), str(tmp_path / "out.npz")]) == 2
+    assert "cannot read" in capsys.readouterr().err

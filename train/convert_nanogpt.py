@@ -13,6 +13,7 @@ The other direction needs no converter: ``model.state_dict()`` has nanoGPT's nam
 ``nanogpt_model.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})``.
 """
 import argparse
+import pickle
 import sys
 
 from models.gpt import write_npz
@@ -42,6 +43,8 @@ def convert(checkpoint_path, output_path):
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TinygradTxError(f"convert_nanogpt: no such checkpoint file: {checkpoint_path}") from None
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # truncated or not a torch file
+        raise TinygradTxError(f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {exc}") from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_args" not in checkpoint:
         raise TinygradTxError(f"convert_nanogpt: {checkpoint_path} is not a nanoGPT checkpoint "
                               "(expected a dict with 'model' and 'model_args')")
