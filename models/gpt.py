@@ -166,16 +166,17 @@ class GPT(Module):
     # ---------------------------------------------------------------- .npz weights (nanoGPT interchange)
     @classmethod
     def from_npz(cls, path, device="cpu"):
-        """A GPT built from an .npz written by ``save_npz`` or ``train.convert_nanogpt``."""
+        """A GPT built from an .npz written by ``save_npz`` or ``train.convert_nanogpt`` (with the file's
+        dropout: call ``.eval()`` before sampling)."""
         state, model_args = read_npz(path)
         model = cls(GPTConfig(**model_args))
         model.load_state_dict(state)
         return model.to(device)
 
     def load_npz(self, path):
-        """Load the weights of an .npz into this model; its config must match the file's."""
+        """Load the weights of an .npz into this model; its architecture must match the file's (dropout may differ)."""
         state, model_args = read_npz(path)
-        if GPTConfig(**model_args) != self.config:
+        if dataclasses.replace(GPTConfig(**model_args), dropout=self.config.dropout) != self.config:
             raise TinygradTxError(f"GPT.load_npz: {path} holds a model with {model_args}, this one is {self.config}")
         self.load_state_dict(state)
         return self
@@ -194,7 +195,11 @@ def write_npz(path, state, model_args):
 
 def read_npz(path):
     """(state dict of NumPy arrays, model arguments for GPTConfig) from an .npz of ``write_npz``."""
-    with np.load(path, allow_pickle=False) as archive:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:  # missing file, or not an .npz
+        raise TinygradTxError(f"GPT.from_npz: cannot read {path}: {exc}") from None
+    with archive:
         if MODEL_ARGS_KEY not in archive.files:
             raise TinygradTxError(f"GPT.from_npz: {path} has no {MODEL_ARGS_KEY} entry; "
                                   "write it with GPT.save_npz or python -m train.convert_nanogpt")
