@@ -242,3 +242,14 @@ def test_gpt_loss_gradcheck_float64():
             module._parameters[name] = param
         model.lm_head._parameters["weight"] = originals[0]
     assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_dropout_acts_in_training_only():
+    model = GPT(dataclasses.replace(TINY, dropout=0.3))
+    tokens = prompt(length=8)
+    first, second = model(tokens, tokens)[1], model(tokens, tokens)[1]
+    assert first.item() != second.item()
+    first.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    assert model(tokens, tokens)[1].item() == model(tokens, tokens)[1].item()
