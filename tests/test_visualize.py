@@ -4,6 +4,8 @@ per-layer gradient norms add up to the global norm and are drawn.
 """
 import json
 import math
+import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from train.gradflow import layer_gradient_norms, layer_of, plot_gradient_flow
 from train.tokenizers import CharTokenizer
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ATTENTION_PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "attention.md"
 TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
         "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n") * 12
 
@@ -169,3 +172,20 @@ def test_plot_gradient_flow_draws_metrics_records(tmp_path):
     assert_png(path, min_side=300)
     with pytest.raises(TinygradTxError, match="plot_gradient_flow: no record with grad_norms"):
         plot_gradient_flow(records[:1], str(tmp_path / "none.png"))
+
+
+# ---------------------------------------------------------------- docs/attention.md
+def test_attention_page_python_blocks_run_and_its_figures_exist(monkeypatch, tmp_path, capsys):
+    """The walkthrough's code runs in order (as a reader would paste it) and every figure it shows is there."""
+    monkeypatch.chdir(tmp_path)
+    text = ATTENTION_PAGE.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    assert len(blocks) >= 8
+    namespace = {"__name__": "docs_attention"}
+    for number, block in enumerate(blocks, 1):
+        exec(compile(block, f"docs/attention.md, python block {number}", "exec"), namespace)
+    assert "(4, 8, 16)" in capsys.readouterr().out
+    figures = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert len(figures) == 5
+    for figure in figures:
+        assert_png(ATTENTION_PAGE.parent / figure, min_side=200)
