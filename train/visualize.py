@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import tinygrad_tx.nn.functional as F
+from models.encoder_decoder import attending_keys
 from models.generation import as_token_ids
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, no_grad
@@ -60,7 +61,8 @@ def attention_probabilities(attn, x):
 def cross_attention_probabilities(cross, x, context, key_padding_mask=None):
     """The probabilities (B, H, Tq, Tk) a CrossAttention computes for queries x and keys from context."""
     k, _ = (_heads(t, cross.n_head) for t in cross.c_kv(context).split(cross.n_embd, axis=2))
-    allowed = None if key_padding_mask is None else ~backend.as_array(key_padding_mask, x.device)[:, None, None, :]
+    allowed = None if key_padding_mask is None else \
+        attending_keys(key_padding_mask, x.shape[0], context.shape[1], x.device, "cross_attention_probabilities")
     return _probabilities(_heads(cross.c_q(x), cross.n_head), k, allowed)
 
 
