@@ -255,7 +255,7 @@ def test_embedding_layer_norm_linear_errors():
     with pytest.raises(DTypeError, match="embedding: indices must be integers, got dtype float32"):
         F.embedding(np.array([1.0]), table)
     x = Tensor(np.zeros((2, 4)))
-    with pytest.raises(ShapeError, match=r"layer_norm: weight shape \(3,\) does not match .*\(4,\) of input shape \(2, 4\)"):
+    with pytest.raises(ShapeError, match=r"layer_norm: weight shape \(3,\) does not match.*\(4,\) of input .*\(2, 4\)"):
         F.layer_norm(x, Tensor(np.ones(3)))
     with pytest.raises(ShapeError, match=r"layer_norm: bias shape \(4, 1\)"):
         F.layer_norm(x, None, Tensor(np.ones((4, 1))))
@@ -268,7 +268,7 @@ def test_embedding_layer_norm_linear_errors():
 def test_activation_and_dropout_errors():
     x = Tensor(np.zeros((2, 3)))
     for p in (1.0, -0.1, 1.5):
-        with pytest.raises(TinygradTxError, match=f"dropout: dropout probability must be a number in \\[0, 1\\), got {p}"):
+        with pytest.raises(TinygradTxError, match=f"dropout: dropout probability must be .* in \\[0, 1\\), got {p}"):
             F.dropout(x, p)
     with pytest.raises(TinygradTxError, match="gelu: approximate must be 'none' or 'tanh', got 'erf'"):
         F.gelu(x, "erf")
@@ -284,7 +284,7 @@ def test_attention_errors():
         F.scaled_dot_product_attention(q, k, q)
     with pytest.raises(DTypeError, match="attn_mask must be boolean"):
         F.scaled_dot_product_attention(q, k, k, attn_mask=np.ones((4, 5)))
-    with pytest.raises(ShapeError, match=r"attn_mask shape \(5, 4\) does not broadcast to the scores shape \(1, 2, 4, 5\)"):
+    with pytest.raises(ShapeError, match=r"attn_mask shape \(5, 4\) does not broadcast to .* shape \(1, 2, 4, 5\)"):
         F.scaled_dot_product_attention(q, k, k, attn_mask=np.ones((5, 4), bool))
     with pytest.raises(TinygradTxError, match="scaled_dot_product_attention: dropout probability"):
         F.scaled_dot_product_attention(q, k, k, dropout_p=1.0)

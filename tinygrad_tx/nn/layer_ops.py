@@ -73,7 +73,8 @@ class Embedding(Function):
         if indices.dtype.kind not in "iu":
             raise DTypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
         if weight.ndim != 2:
-            raise ShapeError(f"embedding: weight must be (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}")
+            raise ShapeError("embedding: weight must be (num_embeddings, embedding_dim), "
+                             f"got shape {tuple(weight.shape)}")
         num_rows = weight.shape[0]
         if indices.size:
             low, high = int(indices.min()), int(indices.max())
