@@ -351,9 +351,9 @@ def test_digit_reversal_batch():
 
 
 def test_encoder_decoder_learns_to_reverse_digit_strings():
-    model, losses, seconds = train_digit_reversal(steps=250)
+    model, losses, seconds = train_digit_reversal()
     accuracy = reversal_accuracy(model, np.random.default_rng(1))
-    print(f"digit reversal: 250 steps, final loss {losses[-1]:.4f} (mean of the last 10: {np.mean(losses[-10:]):.4f}), "
-          f"exact-match accuracy {accuracy:.3f}, {seconds:.1f} s")
-    assert np.mean(losses[-10:]) < 0.05
-    assert accuracy >= 0.95
+    print(f"digit reversal: {len(losses)} steps, final loss {losses[-1]:.4f} (mean of the last 10: "
+          f"{np.mean(losses[-10:]):.4f}), exact-match accuracy {accuracy:.3f} on 200 new strings, {seconds:.1f} s")
+    assert np.mean(losses[-10:]) < 0.02
+    assert accuracy >= 0.98

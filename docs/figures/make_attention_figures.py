@@ -156,7 +156,8 @@ def trained_reversal_figure(out_dir):
     target = [names.get(int(t), str(t)) for t in decoder_input[row]]
     last = maps[-1][0]
     plot_layer(last, source, os.path.join(out_dir, "attention_trained_reversal.png"),
-               f"trained to reverse {''.join(source)}: decoder block {len(maps) - 1} cross-attention",
+               f"reversing {''.join(source[:4])}: decoder block {len(maps) - 1} cross-attention\n"
+               "(each row's query predicts the next output digit)",
                query_labels=target)
     print(f"wrote {os.path.join(out_dir, 'attention_trained_reversal.png')}")
 
