@@ -26,14 +26,29 @@ _ERF_Q = (1.0, 0.50265591842, 0.11438271782, 0.015027283208, 0.0011705285462, 3.
 _ERF64_CLAMP, _ERF64_TERMS = 6.0, 100  # erf(6) is 1 in float64; 100 series terms reach float64 rounding there
 
 
-def _polynomial(coefficients, s):
-    """sum_i c_i s^i by Horner's rule, allocating one array."""
-    result = s * coefficients[-1]
+# The float32 rational runs ~24 elementwise passes; over blocks that fit in the L2 cache instead of
+# whole arrays it ran 2.4x faster on the 2-core box (40 vs 95 ms for 6.3M elements).
+ERF_BLOCK = 1 << 15
+
+
+def _polynomial_into(coefficients, s, out):
+    """out = sum_i c_i s^i by Horner's rule."""
+    xp_of(s).multiply(s, coefficients[-1], out=out)
     for c in coefficients[-2:0:-1]:
-        result += c
-        result *= s
-    result += coefficients[0]
-    return result
+        out += c
+        out *= s
+    out += coefficients[0]
+    return out
+
+
+def _erf_rational_into(x, out, scratch):
+    """out = x P(x^2) / Q(x^2) for one block (1-D ``x``, ``out``; ``scratch`` holds three such arrays)."""
+    xp = xp_of(x)
+    squares, numerator, denominator = scratch[:, :x.size]
+    xp.clip(x, -_ERF_CLAMP, _ERF_CLAMP, out=out)
+    xp.multiply(out, out, out=squares)
+    out *= _polynomial_into(_ERF_P, squares, numerator)
+    out /= _polynomial_into(_ERF_Q, squares, denominator)
 
 
 def erf(x):
@@ -41,7 +56,7 @@ def erf(x):
 
     float64: the everywhere-positive series erf(x) = 2/sqrt(pi) e^(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!
     (no cancellation; error ~2e-15), slow but exact enough for gradchecks. Other dtypes: the fitted
-    rational x P(x^2)/Q(x^2) above, ~25 elementwise passes, within 4e-7 of erf in float32.
+    rational x P(x^2)/Q(x^2) above, within 4e-7 of erf in float32, over cache-sized blocks on the CPU.
     """
     xp = xp_of(x)
     if x.dtype == xp.float64:
@@ -52,12 +67,13 @@ def erf(x):
             term *= two_x2 / (2 * n + 1)
             total += term
         return (2.0 / math.sqrt(math.pi)) * xp.exp(-x * x) * total
-    x = xp.clip(x, -_ERF_CLAMP, _ERF_CLAMP)
-    s = x * x
-    result = _polynomial(_ERF_P, s)
-    result *= x
-    result /= _polynomial(_ERF_Q, s)
-    return result
+    flat = xp.ascontiguousarray(x).reshape(-1)
+    out = xp.empty_like(flat)
+    block = max(1, flat.size if backend.device_of(x) == "gpu" else min(flat.size, ERF_BLOCK))
+    scratch = xp.empty((3, block), x.dtype)
+    for start in range(0, flat.size, block):
+        _erf_rational_into(flat[start:start + block], out[start:start + block], scratch)
+    return out.reshape(x.shape)
 
 
 def softmax_into(x, axis, out=None):
