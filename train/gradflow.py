@@ -19,7 +19,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tinygrad_tx import backend
-from tinygrad_tx.errors import TinygradTxError
 
 WRAPPER = "transformer."   # nanoGPT's ModuleDict around the layers: dropped from the layer names
 
@@ -52,7 +51,8 @@ def layer_gradient_norms(model):
 
 
 def plot_gradient_flow(records, path, title="gradient flow"):
-    """Write a PNG of the per-layer gradient norms to ``path`` (replaced atomically).
+    """Write a PNG of the per-layer gradient norms to ``path`` (replaced atomically); returns ``path``,
+    or None (writing nothing) while no record has gradient norms yet (a trainer's first evaluation).
 
     ``records`` are metrics.jsonl objects; those with a "grad_norms" dict ({layer: norm}) and an
     "iter" are drawn: left, each layer's norm against the iteration (log scale, early layers dark);
@@ -60,7 +60,7 @@ def plot_gradient_flow(records, path, title="gradient flow"):
     """
     steps = [r for r in records if r.get("grad_norms")]
     if not steps:
-        raise TinygradTxError(f"plot_gradient_flow: no record with grad_norms to draw for {path}")
+        return None
     layers = list(dict.fromkeys(layer for r in steps for layer in r["grad_norms"]))
     figure = Figure(figsize=(11, 4.2), dpi=110)
     FigureCanvasAgg(figure)
@@ -85,6 +85,7 @@ def plot_gradient_flow(records, path, title="gradient flow"):
     tmp = f"{path}.tmp"
     figure.savefig(tmp, format="png")
     os.replace(tmp, path)
+    return path
 
 
 def _colour(index, count):
