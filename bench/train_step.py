@@ -1,0 +1,345 @@
+"""One GPT training step in tinygrad_tx and in PyTorch eager, timed in the same run.
+
+    python -m bench.train_step --config small|baby --device cpu|gpu [--repeats N] [--steps S]
+
+The step is forward, cross-entropy, backward and an AdamW update in float32 on random token
+batches (vocab 65), with the config's dropout. Both models start from the same weights (ours,
+copied into the PyTorch reference through the state dict).
+
+Each side runs in its own worker process (multiprocessing "spawn"), so neither one's BLAS threads,
+allocator or imports touch the other. After warm-up the parent alternates the workers A B A B: in
+every round each side runs ``--steps`` steps and the round's median step time counts; the ratio
+ours / PyTorch is the median of the per-round ratios (load that drifts during the run hits both
+sides of a round alike). Peak memory is each worker's ``ru_maxrss`` at the end minus its value
+right after its imports, so the model, optimizer state and the step's activations count.
+
+Environment of the workers only (never of tests or of the library): OpenBLAS's idle threads spin for
+~0.1 s after every call and would slow whatever runs next, so ``OPENBLAS_THREAD_TIMEOUT=1`` (OpenBLAS
+clamps it to its minimum, 2^4 cycles); ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are removed because
+forcing a core type slows NumPy's GEMMs; both sides get ``--threads`` BLAS threads (default: all cores).
+"""
+import argparse
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+CONFIGS = {  # nanoGPT's recipes (vocab 65 = Tiny Shakespeare's characters); "tiny" is the tests' smoke size
+    "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False),
+    "baby": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2, bias=False),
+    "tiny": dict(n_layer=1, n_head=2, n_embd=16, block_size=8, batch_size=2, dropout=0.1, bias=True),
+}
+VOCAB_SIZE = 65
+SIDES = ("tinygrad_tx", "pytorch")
+LEARNING_RATE, WEIGHT_DECAY, BETAS = 1e-3, 0.1, (0.9, 0.99)
+GEMM_SIZE = 1024  # square fp32 GEMM whose best rate is the machine's peak for MFU
+
+
+def model_config(name):
+    """(GPTConfig keyword arguments, batch size) of a named recipe."""
+    settings = dict(CONFIGS[name])
+    batch_size = settings.pop("batch_size")
+    return dict(settings, vocab_size=VOCAB_SIZE), batch_size
+
+
+def flops_per_token(n_layer, n_embd, block_size, num_params):
+    """PaLM's forward + backward estimate: 6 N + 12 L C T (N without position embeddings), as nanoGPT."""
+    return 6 * num_params + 12 * n_layer * n_embd * block_size
+
+
+def token_batch(seed, step, batch_size, block_size):
+    """The (x, y) int64 token batch of one step, the same on both sides."""
+    import numpy as np
+    rng = np.random.default_rng([seed, step])
+    tokens = rng.integers(0, VOCAB_SIZE, (batch_size, block_size + 1))
+    return np.ascontiguousarray(tokens[:, :-1]), np.ascontiguousarray(tokens[:, 1:])
+
+
+# ------------------------------------------------------------------ the two sides' steps
+class OursSide:
+    """tinygrad_tx's GPT + AdamW; arrays on ``device``."""
+
+    @staticmethod
+    def import_libraries():
+        import models.gpt  # noqa: F401  (imported before the memory baseline is taken)
+
+    def __init__(self, config, state, device, threads):
+        from models.gpt import GPT, GPTConfig
+        from tinygrad_tx import backend
+        self.backend, self.device = backend, device
+        self.model = GPT(GPTConfig(**config))
+        self.model.load_state_dict(state)
+        self.model.to(device).train()
+        self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
+        self.num_params = self.model.num_params()
+
+    def batch(self, x, y):
+        xp = self.backend.array_module(self.device)
+        return xp.asarray(x), xp.asarray(y)
+
+    def step(self, x, y):
+        _, loss = self.model(x, y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.backend.synchronize(self.device)
+
+    def gemm_rate(self):
+        xp = self.backend.array_module(self.device)
+        a = xp.asarray(self.backend.rng("cpu").standard_normal((GEMM_SIZE, GEMM_SIZE), dtype="float32"))
+        return best_rate(lambda: a @ a, lambda: self.backend.synchronize(self.device))
+
+
+class TorchSide:
+    """The PyTorch reference GPT + torch.optim.AdamW (nanoGPT's groups)."""
+
+    @staticmethod
+    def import_libraries():
+        import bench.reference  # noqa: F401  (imports torch before the memory baseline is taken)
+        import models.gpt  # noqa: F401
+
+    def __init__(self, config, state, device, threads):
+        import torch
+        from bench.reference import ReferenceGPT
+        from models.gpt import GPTConfig
+        if device == "gpu" and not torch.cuda.is_available():
+            raise RuntimeError("this PyTorch build has no CUDA device")
+        self.torch, self.device = torch, "cuda" if device == "gpu" else "cpu"
+        torch.set_num_threads(threads)
+        self.model = ReferenceGPT(GPTConfig(**config)).load_numpy_state(state).to(self.device).train()
+        self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
+
+    def batch(self, x, y):
+        return self.torch.from_numpy(x).to(self.device), self.torch.from_numpy(y).to(self.device)
+
+    def step(self, x, y):
+        _, loss = self.model(x, y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.synchronize()
+
+    def synchronize(self):
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def gemm_rate(self):
+        a = self.torch.randn(GEMM_SIZE, GEMM_SIZE, device=self.device)
+        return best_rate(lambda: a @ a, self.synchronize)
+
+
+def best_rate(gemm, synchronize, tries=10):
+    """Best FLOP/s of a GEMM_SIZE^3 fp32 product over ``tries`` (the first call warms up)."""
+    gemm()
+    synchronize()
+    best = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        gemm()
+        synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * GEMM_SIZE ** 3 / best
+
+
+# ------------------------------------------------------------------ worker process
+def max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def worker(side_name, config_name, device, threads, state_path, seed, connection):
+    """Build one side, then answer ("steps", first_step, count) -> step times, ("gemm",) -> FLOP/s,
+    ("memory",) -> MiB above the post-import baseline, until ("stop",)."""
+    try:
+        import numpy as np
+        side_class = OursSide if side_name == "tinygrad_tx" else TorchSide
+        side_class.import_libraries()
+        config, batch_size = model_config(config_name)
+        baseline = max_rss_mib()
+        with np.load(state_path) as archive:
+            state = {name: archive[name] for name in archive.files}
+        side = side_class(config, state, device, threads)
+        del state
+        connection.send(("ready", getattr(side, "num_params", None)))
+    except Exception as exc:  # reported to the parent, which prints it as the side's result
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        request = connection.recv()
+        if request[0] == "stop":
+            return
+        try:
+            connection.send(("ok", serve(side, request, seed, batch_size, config["block_size"], baseline)))
+        except Exception as exc:
+            connection.send(("error", f"{side_name}: {type(exc).__name__}: {exc}"))
+            return
+
+
+def serve(side, request, seed, batch_size, block_size, baseline):
+    if request[0] == "steps":
+        _, first_step, count = request
+        times = []
+        for step in range(first_step, first_step + count):
+            x, y = side.batch(*token_batch(seed, step, batch_size, block_size))
+            start = time.perf_counter()
+            side.step(x, y)
+            times.append(time.perf_counter() - start)
+        return times
+    if request[0] == "gemm":
+        return side.gemm_rate()
+    return max_rss_mib() - baseline
+
+
+def ask(connection, *request):
+    """One request to a worker and its answer; a worker's failure becomes the parent's exception."""
+    connection.send(request)
+    status, answer = connection.recv()
+    if status == "error":
+        raise RuntimeError(f"benchmark worker failed: {answer}")
+    return answer
+
+
+@contextlib.contextmanager
+def worker_environment(threads):
+    """BLAS settings for the spawned workers (see the module docstring); the parent's are restored after."""
+    saved = dict(os.environ)
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        os.environ.pop(name, None)
+    os.environ.update(OPENBLAS_THREAD_TIMEOUT="1", OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+# ------------------------------------------------------------------ the run
+@dataclasses.dataclass
+class SideResult:
+    name: str
+    round_times: list = dataclasses.field(default_factory=list)   # median step time of each round (s)
+    step_times: list = dataclasses.field(default_factory=list)
+    gemm_flops: float = 0.0
+    memory_mib: float = 0.0
+    error: str = ""
+
+
+def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, seed=1337):
+    """Time both sides, alternating; returns (results by side name, num_params)."""
+    from models.gpt import GPT, GPTConfig
+    from tinygrad_tx import backend
+    import numpy as np
+    threads = threads or os.cpu_count()
+    config, _ = model_config(config_name)
+    backend.manual_seed(seed)
+    state = GPT(GPTConfig(**config)).state_dict()
+    results = {name: SideResult(name) for name in SIDES}
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as folder:
+        state_path = os.path.join(folder, "weights.npz")
+        np.savez(state_path, **state)
+        workers = {}
+        with worker_environment(threads):
+            for name in SIDES:
+                parent_end, child_end = context.Pipe()
+                process = context.Process(target=worker, daemon=True,
+                                          args=(name, config_name, device, threads, state_path, seed, child_end))
+                process.start()
+                workers[name] = (process, parent_end)
+        num_params = None
+        for name, (_, connection) in list(workers.items()):
+            status, detail = connection.recv()
+            if status == "error":
+                results[name].error = detail
+                del workers[name]
+            elif detail is not None:
+                num_params = detail
+        try:
+            for name, (_, connection) in workers.items():
+                ask(connection, "steps", 0, warmup)
+                results[name].gemm_flops = ask(connection, "gemm")
+            for round_index in range(repeats):
+                for name, (_, connection) in workers.items():  # A B A B: same batches, one after the other
+                    times = ask(connection, "steps", warmup + round_index * steps, steps)
+                    results[name].step_times += times
+                    results[name].round_times.append(statistics.median(times))
+            for name, (_, connection) in workers.items():
+                results[name].memory_mib = ask(connection, "memory")
+        finally:
+            for process, connection in workers.values():
+                with contextlib.suppress(OSError):  # a failed worker has already exited
+                    connection.send(("stop",))
+                process.join(timeout=30)
+    return results, num_params
+
+
+def quantile(values, q):
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def report(config_name, device, results, num_params, threads):
+    """The markdown table of one run."""
+    config, batch_size = model_config(config_name)
+    tokens = batch_size * config["block_size"]
+    flops = flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params) * tokens
+    peak = max(result.gemm_flops for result in results.values())
+    lines = [f"config {config_name} ({device}, {threads} threads): {config['n_layer']} layers, {config['n_head']} heads, "
+             f"{config['n_embd']} channels, block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
+             f"bias {config['bias']}; {num_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per step; "
+             f"fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s (best of NumPy "
+             f"{results['tinygrad_tx'].gemm_flops / 1e9:.0f}, PyTorch {results['pytorch'].gemm_flops / 1e9:.0f})",
+             "", "| | " + " | ".join(SIDES) + " |", "|---|" + "---|" * len(SIDES)]
+    rows = {"step time, median (ms)": [], "spread p25-p75 (ms)": [], "tokens/s": [], "achieved GFLOP/s": [],
+            "MFU (of measured peak)": [], "peak memory (MiB)": []}
+    for result in results.values():
+        if result.error:
+            for label, cells in rows.items():
+                cells.append(f"unavailable ({result.error})" if label.startswith("step") else "-")
+            continue
+        median = statistics.median(result.step_times)
+        rows["step time, median (ms)"].append(f"{median * 1e3:.1f}")
+        rows["spread p25-p75 (ms)"].append(f"{quantile(result.step_times, 0.25) * 1e3:.1f}-"
+                                           f"{quantile(result.step_times, 0.75) * 1e3:.1f}")
+        rows["tokens/s"].append(f"{tokens / median:,.0f}")
+        rows["achieved GFLOP/s"].append(f"{flops / median / 1e9:.1f}")
+        rows["MFU (of measured peak)"].append(f"{flops / median / peak:.0%}")
+        rows["peak memory (MiB)"].append(f"{result.memory_mib:.0f}")
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows.items()]
+    ours, theirs = results["tinygrad_tx"], results["pytorch"]
+    if ours.round_times and theirs.round_times:
+        ratios = [a / b for a, b in zip(ours.round_times, theirs.round_times)]
+        lines += ["", f"ours / PyTorch: {statistics.median(ratios):.2f} (median of {len(ratios)} per-round ratios, "
+                      f"range {min(ratios):.2f}-{max(ratios):.2f})"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.train_step", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 7 small, 3 baby)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per side per round (default: 5 small, 2 baby)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads on both sides")
+    parser.add_argument("--seed", type=int, default=1337)
+    args = parser.parse_args(argv)
+    small = args.config != "baby"
+    repeats = args.repeats or (7 if small else 3)
+    steps = args.steps or (5 if small else 2)
+    if repeats < 1 or steps < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
+    results, num_params = run(args.config, args.device, repeats, steps, args.warmup, args.threads, args.seed)
+    print(report(args.config, args.device, results, num_params, args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
