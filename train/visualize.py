@@ -3,8 +3,8 @@
     python -m train.visualize --out_dir runs/shakespeare --prompt "ROMEO:"
     python -m train.visualize --out_dir runs/shakespeare --prompt "ROMEO:" --checkpoint last --save_dir pics
 
-Reads ckpt_best.npz (or ckpt_last.npz) and tokenizer of the run directory and writes
-attention_layer0.png, attention_layer1.png, ... there (or into --save_dir). In each heatmap row i is
+Reads the model and its tokenizer from the run directory's ckpt_best.npz (or ckpt_last.npz) and
+writes attention_layer0.png, attention_layer1.png, ... there (or into --save_dir). In each heatmap row i is
 the query at position i and column j the key at position j, both labelled with the prompt's tokens;
 a cell's colour is the probability that query i puts on key j (each row sums to 1; the causal mask
 leaves the upper triangle at 0).
