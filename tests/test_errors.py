@@ -18,7 +18,7 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import (DeviceError, DTypeError, GraphError, IndexOutOfRangeError, ShapeError, Tensor,
                          TinygradTxError, backend, nn, where)
 from tinygrad_tx.optim import SGD, AdamW
-from train import shakespeare
+from train import sample, shakespeare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,9 +33,10 @@ def expect_error(error_type, action, *fragments):
     return message
 
 
-def cli_error(capsys, argv, *fragments):
-    """``python -m train.shakespeare argv`` in-process: exit 2, one 'error: ...' line naming every fragment."""
-    code = shakespeare.main(argv)
+def cli_error(capsys, argv, *fragments, main=shakespeare.main):
+    """``python -m train.shakespeare argv`` (or another CLI's ``main``) in-process: exit 2, one 'error: ...'
+    line naming every fragment."""
+    code = main(argv)
     stderr = capsys.readouterr().err
     assert code == 2, f"exit status {code}, stderr {stderr!r}"
     lines = stderr.strip().splitlines()
@@ -330,18 +331,35 @@ def test_c19_unknown_device(capsys, tmp_path, corpus):
     cli_error(capsys, tiny_run(corpus, tmp_path / "run", "--device", "tpu"), "unknown device 'tpu'")
 
 
+@pytest.mark.parametrize("top_k", ["0", "-1"])
+def test_c20_sample_cli_top_k_below_one(capsys, tmp_path, top_k):
+    cli_error(capsys, ["--out_dir", str(tmp_path), "--top_k", top_k],
+              f"generate: top_k must be an integer >= 1 or None, got {top_k}", main=sample.main)
+
+
+@pytest.mark.parametrize("temperature", ["0", "-1"])
+def test_c21_sample_cli_temperature_not_positive(capsys, tmp_path, temperature):
+    cli_error(capsys, ["--out_dir", str(tmp_path), "--temperature", temperature],
+              f"generate: temperature must be > 0, got {float(temperature)}", main=sample.main)
+
+
+def test_c22_sample_cli_without_a_checkpoint(capsys, tmp_path):
+    cli_error(capsys, ["--out_dir", str(tmp_path)], f"no checkpoint '{tmp_path / 'ckpt_best.npz'}': train first",
+              main=sample.main)
+
+
 def _run_module(argv):
     return subprocess.run([sys.executable, "-m", "train.shakespeare", *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
 
 
-def test_c20_real_process_exits_2_with_one_line_and_no_traceback(tmp_path):
+def test_c23_real_process_exits_2_with_one_line_and_no_traceback(tmp_path):
     result = _run_module(["--batch_size", "0", "--out_dir", str(tmp_path / "run")])
     assert result.returncode == 2
     assert result.stderr == "error: batch_size must be > 0, got 0\n"
 
 
-def test_c21_debug_shows_the_traceback(tmp_path):
+def test_c24_debug_shows_the_traceback(tmp_path):
     result = _run_module(["--batch_size", "0", "--out_dir", str(tmp_path / "run"), "--debug"])
     assert result.returncode == 1   # Python's status for an uncaught exception
     assert "Traceback (most recent call last)" in result.stderr

@@ -57,9 +57,28 @@ def cli_args(corpus, out_dir, **overrides):
     return [item for name, value in values.items() for item in (f"--{name}", str(value))]
 
 
-def launch(corpus, out_dir, **overrides):
-    return subprocess.Popen([sys.executable, "-m", "train.shakespeare", *cli_args(corpus, out_dir, **overrides)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _default_ctrl_c():
+    # a shell that runs pytest in the background hands it SIGINT ignored, and children inherit that
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def launch(corpus):
+    """Start ``python -m train.shakespeare`` on the corpus; every process is killed at the end of the test."""
+    processes = []
+
+    def start(out_dir, **overrides):
+        process = subprocess.Popen([sys.executable, "-m", "train.shakespeare", *cli_args(corpus, out_dir, **overrides)],
+                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=_default_ctrl_c)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def read_metrics(out_dir):
@@ -86,10 +105,10 @@ def wait_for_step(process, out_dir, iteration, timeout=60):
 
 
 # ======================================================================== crash safety
-def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path):
+def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path, launch):
     run = dict(max_iters=30, eval_interval=10, lr_decay_iters=30)
-    reference = launch(corpus, tmp_path / "reference", **run)
-    victim = launch(corpus, tmp_path / "victim", **run)
+    reference = launch(tmp_path / "reference", **run)
+    victim = launch(tmp_path / "victim", **run)
     wait_for_step(victim, tmp_path / "victim", 22)   # checkpoints at steps 0, 10 and 20 exist by now
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -99,7 +118,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path):
                              *cli_args(corpus, tmp_path / "victim", **run)], cwd=ROOT, capture_output=True, text=True)
     assert resume.returncode == 0, resume.stderr
     assert f"resuming at iteration {resumed_from}" in resume.stdout
-    assert reference.wait() == 0, reference.communicate()
+    assert reference.wait(timeout=120) == 0, reference.communicate()
     expected, actual = losses(read_metrics(tmp_path / "reference")), losses(read_metrics(tmp_path / "victim"))
     assert len(actual) == len(expected) and actual == expected   # bit for bit: floats compared exactly
 
@@ -171,8 +190,8 @@ def test_a_rename_that_never_happens_keeps_the_previous_checkpoint(corpus, tmp_p
     assert trainer.save("last") == path and load_checkpoint(path)["iter_num"] == 3   # a stale .tmp does no harm
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
-    process = launch(corpus, tmp_path, max_iters=100000, eval_interval=10, lr_decay_iters=100000)
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, launch):
+    process = launch(tmp_path, max_iters=5000, eval_interval=10, lr_decay_iters=5000)
     wait_for_step(process, tmp_path, 15)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
