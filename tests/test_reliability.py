@@ -218,6 +218,15 @@ def test_two_runs_with_the_same_seed_are_bit_identical(corpus, tmp_path, no_plot
     assert losses(other_seed.records) != losses(first.records)   # the seed does reach the run
 
 
+def test_how_often_a_run_evaluates_does_not_change_its_training(corpus, tmp_path, no_plots):
+    often = _tiny_trainer(corpus, tmp_path / "often", max_iters=12, eval_interval=3)
+    often.run()
+    rarely = _tiny_trainer(corpus, tmp_path / "rarely", max_iters=12, eval_interval=12)
+    rarely.run()
+    steps = [r for r in losses(often.records) if r["kind"] == "train"]
+    assert steps == [r for r in losses(rarely.records) if r["kind"] == "train"] and len(steps) == 12
+
+
 # ======================================================================== anomaly mode
 def _line_of(module, text):
     """'path:line' of the first line of ``module``'s source that contains ``text``."""
