@@ -96,10 +96,13 @@ def wait_for_step(process, out_dir, iteration, timeout=60):
     """Block until the run has logged training step ``iteration`` (so it is mid-run)."""
     deadline = time.monotonic() + timeout
     path = os.path.join(out_dir, "metrics.jsonl")
+    logged = f'{{"kind": "train", "iter": {iteration},'   # a prefix: the line may still be being written
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the run ended early: {process.communicate()}"
-        if os.path.exists(path) and any(r["kind"] == "train" and r["iter"] >= iteration for r in read_metrics(out_dir)):
-            return
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                if logged in f.read():
+                    return
         time.sleep(0.01)
     raise AssertionError(f"no step {iteration} within {timeout} s")
 
