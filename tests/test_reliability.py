@@ -124,6 +124,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path, la
     assert reference.wait(timeout=120) == 0, reference.communicate()
     expected, actual = losses(read_metrics(tmp_path / "reference")), losses(read_metrics(tmp_path / "victim"))
     assert len(actual) == len(expected) and actual == expected   # bit for bit: floats compared exactly
+    final, reference_final = (load_checkpoint(tmp_path / run / "ckpt_last.npz") for run in ("victim", "reference"))
+    for name, weight in reference_final["model"].items():
+        np.testing.assert_array_equal(final["model"][name], weight, err_msg=name)
 
 
 @pytest.fixture
