@@ -33,7 +33,7 @@ from train.config import make_config
 from train.data import split_data
 from train.tokenizers import CharTokenizer
 from train import trainer as trainer_module
-from train.trainer import Trainer, checkpoint_path
+from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLS = ["fused", "composed"]
@@ -194,6 +194,25 @@ def test_a_rename_that_never_happens_keeps_the_previous_checkpoint(corpus, tmp_p
     for name, weight in before["model"].items():
         np.testing.assert_array_equal(after["model"][name], weight, err_msg=name)
     assert trainer.save("last") == path and load_checkpoint(path)["iter_num"] == 3   # a stale .tmp does no harm
+
+
+def test_ctrl_c_in_the_middle_of_a_checkpoint_write_still_saves_one(corpus, tmp_path, monkeypatch, no_plots):
+    trainer = _tiny_trainer(corpus, tmp_path, max_iters=10, eval_interval=5)
+    real_savez, saves = np.savez, []
+
+    def ctrl_c_during_the_third_save(file, **arrays):   # step 0 saves last and best; step 5 saves last
+        saves.append(1)
+        if len(saves) == 3:
+            file.write(b"PK\x03\x04 half an archive")
+            raise KeyboardInterrupt
+        real_savez(file, **arrays)
+
+    monkeypatch.setattr(np, "savez", ctrl_c_during_the_third_save)
+    with pytest.raises(TrainingInterrupted) as stop:
+        trainer.run()
+    assert stop.value.iteration == 5 and len(saves) == 4
+    assert load_checkpoint(stop.value.path)["iter_num"] == 5
+    assert not os.path.exists(f"{stop.value.path}.tmp")
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, launch):
