@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 
 CONFIGS = {  # nanoGPT's recipes (vocab 65 = Tiny Shakespeare's characters); "tiny" is the tests' smoke size
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False),
@@ -101,17 +102,17 @@ class TorchSide:
     @staticmethod
     def import_libraries():
         import bench.reference  # noqa: F401  (imports torch before the memory baseline is taken)
-        import models.gpt  # noqa: F401
 
     def __init__(self, config, state, device, threads):
         import torch
         from bench.reference import ReferenceGPT
-        from models.gpt import GPTConfig
         if device == "gpu" and not torch.cuda.is_available():
             raise RuntimeError("this PyTorch build has no CUDA device")
         self.torch, self.device = torch, "cuda" if device == "gpu" else "cpu"
         torch.set_num_threads(threads)
-        self.model = ReferenceGPT(GPTConfig(**config)).load_numpy_state(state).to(self.device).train()
+        # a plain namespace, not models.GPTConfig: importing tinygrad_tx would change this process's malloc
+        config = types.SimpleNamespace(gelu_approximate="none", **config)
+        self.model = ReferenceGPT(config).load_numpy_state(state).to(self.device).train()
         self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
 
     def batch(self, x, y):
@@ -203,13 +204,18 @@ def ask(connection, *request):
     return answer
 
 
+# glibc's environment twin of tinygrad_tx.backend.keep_freed_memory(), for --pytorch-keep-freed-memory
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
+
+
 @contextlib.contextmanager
-def worker_environment(threads):
+def worker_environment(threads, extra=None):
     """BLAS settings for the spawned workers (see the module docstring); the parent's are restored after."""
     saved = dict(os.environ)
     for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         os.environ.pop(name, None)
     os.environ.update(OPENBLAS_THREAD_TIMEOUT="1", OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    os.environ.update(extra or {})
     try:
         yield
     finally:
@@ -228,8 +234,13 @@ class SideResult:
     error: str = ""
 
 
-def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, seed=1337):
-    """Time both sides, alternating; returns (results by side name, num_params)."""
+def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, seed=1337,
+        pytorch_keep_freed_memory=False):
+    """Time both sides, alternating; returns (results by side name, num_params).
+
+    tinygrad_tx keeps freed memory for reuse (tinygrad_tx.backend.keep_freed_memory); with
+    ``pytorch_keep_freed_memory`` the PyTorch worker gets the same glibc setting through its environment.
+    """
     from models.gpt import GPT, GPTConfig
     from tinygrad_tx import backend
     import numpy as np
@@ -243,8 +254,9 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
         state_path = os.path.join(folder, "weights.npz")
         np.savez(state_path, **state)
         workers = {}
-        with worker_environment(threads):
-            for name in SIDES:
+        for name in SIDES:
+            extra = KEEP_FREED_MEMORY if name == "pytorch" and pytorch_keep_freed_memory else None
+            with worker_environment(threads, extra):
                 parent_end, child_end = context.Pipe()
                 process = context.Process(target=worker, daemon=True,
                                           args=(name, config_name, device, threads, state_path, seed, child_end))
@@ -326,18 +338,24 @@ def main(argv=None):
     parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 7 small, 3 baby)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per side per round (default: 5 small, 2 baby)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
+    parser.add_argument("--steps", type=int, default=None, help="steps per side per round (default: 5 small, 1 baby)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per side first (default: 2 small, 1 baby)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads on both sides")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--pytorch-keep-freed-memory", action="store_true",
+                        help="give PyTorch's worker the glibc malloc setting tinygrad_tx applies to itself")
     args = parser.parse_args(argv)
     small = args.config != "baby"
     repeats = args.repeats or (7 if small else 3)
-    steps = args.steps or (5 if small else 2)
-    if repeats < 1 or steps < 1 or args.warmup < 0 or args.threads < 1:
+    steps = args.steps or (5 if small else 1)
+    warmup = args.warmup if args.warmup is not None else (2 if small else 1)
+    if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1:
         parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
-    results, num_params = run(args.config, args.device, repeats, steps, args.warmup, args.threads, args.seed)
+    results, num_params = run(args.config, args.device, repeats, steps, warmup, args.threads, args.seed,
+                              args.pytorch_keep_freed_memory)
     print(report(args.config, args.device, results, num_params, args.threads))
+    if args.pytorch_keep_freed_memory:
+        print("(PyTorch ran with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647, like tinygrad_tx's own setting)")
     return 0
 
 

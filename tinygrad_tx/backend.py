@@ -4,6 +4,9 @@ Everything that differs between NumPy (``"cpu"``) and CuPy (``"gpu"``, alias ``"
 here: picking the module, moving arrays, scatter-add, the seeded random generator, synchronising.
 CuPy is imported lazily, the first time the GPU is asked for, so ``import tinygrad_tx`` stays light.
 """
+import ctypes
+import os
+
 import numpy as np
 
 from .errors import DeviceError
@@ -137,3 +140,29 @@ def get_rng_state():
 def set_rng_state(state):
     manual_seed(state["seed"])
     rng("cpu").bit_generator.state = state["cpu"]
+
+
+# ---------------------------------------------------------------- host memory reuse
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4   # glibc's mallopt parameter numbers (malloc.h)
+KEEP_FREED_MEMORY_ENV = "TINYGRAD_TX_KEEP_FREED_MEMORY"
+
+
+def keep_freed_memory():
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the OS; False if not glibc.
+
+    glibc serves every allocation above 32 MiB (a batch's attention scores, MLP activations) with a
+    fresh mmap and unmaps it on free, so each training step faults all its activations in again: the
+    kernel zeroes every page and, with transparent huge pages, may compact memory first. Measured on
+    the baby recipe (batch 32, 1 thread): 5.7 s of system time per step -> 0.14 s, step 23.7 s ->
+    12.3 s, same peak RSS (docs/performance.md). Process-wide: freed memory stays with the process.
+    tinygrad_tx calls it on import unless the environment sets TINYGRAD_TX_KEEP_FREED_MEMORY=0.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    except (OSError, AttributeError):  # not Linux/glibc: the platform's allocator stays as it is
+        return False
+
+
+if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0":
+    keep_freed_memory()
