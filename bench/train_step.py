@@ -303,7 +303,8 @@ def report(config_name, device, results, num_params, threads):
     tokens = batch_size * config["block_size"]
     flops = flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params) * tokens
     peak = max(result.gemm_flops for result in results.values())
-    lines = [f"config {config_name} ({device}, {threads} threads): {config['n_layer']} layers, {config['n_head']} heads, "
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [f"config {config_name} ({device}, {threads} threads, load average {load} at the end): {config['n_layer']} layers, {config['n_head']} heads, "
              f"{config['n_embd']} channels, block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
              f"bias {config['bias']}; {num_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per step; "
              f"fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s (best of NumPy "
