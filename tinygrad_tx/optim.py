@@ -11,6 +11,7 @@ import numbers
 
 from . import backend
 from .errors import TinygradTxError
+from .nn import cuda_kernels
 from .tensor import Tensor
 
 
@@ -203,6 +204,9 @@ class AdamW(Optimizer):
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
         state["step"] += 1
         step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        if backend.is_gpu_array(param):                 # the whole update as one fused CuPy kernel
+            cuda_kernels.adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)
+            return
         scratch = self._scratch_like(param)
         if weight_decay:
             param *= 1 - lr * weight_decay
