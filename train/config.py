@@ -67,7 +67,7 @@ class TrainConfig:
     # system
     device: str = _knob("cpu", "cpu or gpu (CuPy)")
     seed: int = _knob(1337, "seed of the weights, dropout, batches and the final sample")
-    peak_flops: Optional[float] = _knob(None, "MFU denominator in FLOP/s (default: a GEMM timed once on this machine)")
+    peak_flops: Optional[float] = _knob(None, "MFU denominator in FLOP/s (default: a GEMM timed once here; give it on a busy machine)")
     detect_anomaly: bool = _knob(False, "stop at the first NaN/Inf, naming the op (slow)")
 
 
