@@ -71,17 +71,31 @@ def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
     return (cumulative <= uniform).sum(axis=-1, keepdims=True).astype(np.int64)
 
 
-def generate_tokens(next_logits, idx, max_new_tokens, device, temperature, top_k, top_p, op):
-    """The sampling loop of every model's ``generate``: ``next_logits(tokens)`` maps the int array
-    (B, T) so far to the next position's logits (B, V); returns an int Tensor (B, T + max_new_tokens)."""
+def iter_tokens(next_logits, idx, max_new_tokens, device, temperature, top_k, top_p, op):
+    """The sampling loop of every model: ``next_logits(tokens)`` maps the int array (B, T) so far to the
+    next position's logits (B, V). Returns an iterator over the new tokens, each an int array (B, 1)
+    yielded as soon as it is drawn; bad arguments raise here, before the first draw."""
     check_sampling_args(temperature, top_k, top_p)
-    tokens = as_token_ids(idx, device, op).data
+    return _sampling_loop(next_logits, as_token_ids(idx, device, op).data, max_new_tokens, device,
+                          temperature, top_k, top_p)
+
+
+def _sampling_loop(next_logits, tokens, max_new_tokens, device, temperature, top_k, top_p):
     xp, generator = backend.array_module(device), backend.rng(device)
-    with no_grad():
-        for _ in range(max_new_tokens):
-            next_token = sample_next(next_logits(tokens), generator, temperature, top_k, top_p)
-            tokens = xp.concatenate([tokens, next_token.astype(tokens.dtype)], axis=1)
-    return Tensor._wrap(tokens)
+    for _ in range(max_new_tokens):
+        with no_grad():
+            next_token = sample_next(next_logits(tokens), generator, temperature, top_k, top_p).astype(tokens.dtype)
+        tokens = xp.concatenate([tokens, next_token], axis=1)
+        yield next_token
+
+
+def generate_tokens(next_logits, idx, max_new_tokens, device, temperature, top_k, top_p, op):
+    """``iter_tokens`` run to the end: an int Tensor (B, T + max_new_tokens)."""
+    tokens = as_token_ids(idx, device, op).data
+    new = list(iter_tokens(next_logits, tokens, max_new_tokens, device, temperature, top_k, top_p, op))
+    if not new:
+        return Tensor._wrap(tokens.copy())
+    return Tensor._wrap(backend.array_module(device).concatenate([tokens] + new, axis=1))
 
 
 class LayerCache:

@@ -29,7 +29,7 @@ from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, Module
 from tinygrad_tx.optim import AdamW
 
 from .block import Block
-from .generation import KVCache, as_token_ids, generate_tokens
+from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
 
 MODEL_ARGS_KEY = "__model_args__"  # the .npz entry holding the GPTConfig as JSON
 
@@ -131,6 +131,17 @@ class GPT(Module):
         the cropped window exactly as ``use_cache=False`` does (rolling the cache would give different
         tokens from the cache-free model). Both paths give the same tokens for the same seed.
         """
+        return generate_tokens(self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature,
+                               top_k, top_p, "GPT.generate")
+
+    def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True):
+        """``generate`` one token at a time: yields each new token as an int array (B, 1) when it is drawn
+        (the same draws as ``generate`` for the same seed)."""
+        return iter_tokens(self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature,
+                           top_k, top_p, "GPT.generate_stream")
+
+    def _next_logits(self, use_cache):
+        """tokens (B, T) -> the next position's logits (B, V), through a key/value cache when asked."""
         block_size = self.config.block_size
         cache = KVCache(self.config.n_layer, block_size) if use_cache else None
 
@@ -140,8 +151,7 @@ class GPT(Module):
             else:
                 logits, _ = self(tokens[:, -block_size:])
             return logits.data[:, -1, :]
-        return generate_tokens(next_logits, idx, max_new_tokens, self.device, temperature, top_k, top_p,
-                               "GPT.generate")
+        return next_logits
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops):
         """Model FLOPs utilisation: achieved FLOP/s over ``peak_flops`` (the device's peak FLOP/s, e.g.

@@ -253,3 +253,15 @@ def test_dropout_acts_in_training_only():
     assert all(p.grad is not None for p in model.parameters())
     model.eval()
     assert model(tokens, tokens)[1].item() == model(tokens, tokens)[1].item()
+
+
+def test_generate_stream_yields_the_same_tokens_as_generate():
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
+    prompt = np.array([[1, 2, 3]])
+    backend.manual_seed(5)
+    whole = model.generate(prompt, 12, top_k=5).numpy()
+    backend.manual_seed(5)
+    streamed = [int(t[0, 0]) for t in model.generate_stream(prompt, 12, top_k=5)]
+    assert streamed == whole[0, 3:].tolist()
+    with pytest.raises(Exception, match="temperature must be > 0"):
+        model.generate_stream(prompt, 3, temperature=0)

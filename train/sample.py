@@ -106,16 +106,11 @@ def read_prompt(args):
 
 
 def stream_text(model, tokenizer, prompt_ids, max_new_tokens, temperature, top_k, top_p):
-    """Yield the new text as each token is drawn (the same draws as one ``model.generate`` call).
-
-    GPT.generate returns the whole sequence at once, so it is called for one token at a time; each
-    call re-reads the context, which costs at most block_size positions per token.
-    """
+    """Yield the new text as each token is drawn (GPT.generate_stream: the same draws as ``generate``)."""
     tokens = Tensor(np.array([prompt_ids], dtype=np.int64), device=model.device)
     new_ids, shown = [], ""
-    for _ in range(max_new_tokens):
-        tokens = model.generate(tokens, 1, temperature=temperature, top_k=top_k, top_p=top_p)
-        new_ids.append(int(tokens.data[0, -1]))
+    for token in model.generate_stream(tokens, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p):
+        new_ids.append(int(token[0, 0]))
         text = tokenizer.decode(new_ids)
         if not text.endswith("\ufffd"):   # else a multi-byte character is cut: wait for its other bytes
             yield text[len(shown):]
@@ -123,7 +118,6 @@ def stream_text(model, tokenizer, prompt_ids, max_new_tokens, temperature, top_k
     text = tokenizer.decode(new_ids)
     if text != shown:
         yield text[len(shown):]
-
 
 if __name__ == "__main__":
     sys.exit(main())
