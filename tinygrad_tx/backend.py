@@ -4,8 +4,10 @@ Everything that differs between NumPy (``"cpu"``) and CuPy (``"gpu"``, alias ``"
 here: picking the module, moving arrays, scatter-add, the seeded random generator, synchronising.
 CuPy is imported lazily, the first time the GPU is asked for, so ``import tinygrad_tx`` stays light.
 """
+import concurrent.futures
 import ctypes
 import os
+import threading
 
 import numpy as np
 
@@ -166,3 +168,44 @@ def keep_freed_memory():
 
 if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0":
     keep_freed_memory()
+
+
+# ---------------------------------------------------------------- CPU elementwise work on every core
+# NumPy runs an elementwise op on one core but releases the GIL inside its loop, so the row blocks of a
+# big op can run in threads side by side. Below ~256K elements the hand-off costs more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+_workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+_pool = None
+_in_block = threading.local()   # set while a thread runs a block: nested calls then run in place
+
+
+def in_row_blocks(function, *arrays):
+    """Call ``function(*blocks)`` on matching blocks of the leading axis of every array, one block per core.
+
+    ``function`` must write its results into blocks of arrays it was given (``out=`` arguments), since
+    the blocks are views. Small arrays, a leading axis of length 1, GPU arrays, 1-core machines and
+    calls from inside a block make one plain call. Blocks run in threads: ``function`` must not draw
+    random numbers.
+    """
+    first = arrays[0]
+    parts = min(_workers, first.shape[0] if first.ndim else 1)
+    if parts < 2 or first.size < PARALLEL_MIN_ELEMENTS or is_gpu_array(first) or getattr(_in_block, "busy", False):
+        function(*arrays)
+        return
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(_workers - 1, thread_name_prefix="tinygrad_tx")
+    bounds = [first.shape[0] * i // parts for i in range(parts + 1)]
+    blocks = [[a[bounds[i]:bounds[i + 1]] for a in arrays] for i in range(parts)]
+    pending = [_pool.submit(_run_block, function, block) for block in blocks[1:]]
+    _run_block(function, blocks[0])
+    for future in pending:
+        future.result()
+
+
+def _run_block(function, block):
+    _in_block.busy = True
+    try:
+        function(*block)
+    finally:
+        _in_block.busy = False

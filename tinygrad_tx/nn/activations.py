@@ -11,6 +11,7 @@ from ..backend import xp_of
 from ..errors import TinygradTxError
 from ..function import Function
 from ..ops import normalize_axes, require_float
+from . import cuda_kernels
 
 SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -69,11 +70,16 @@ def erf(x):
         return (2.0 / math.sqrt(math.pi)) * xp.exp(-x * x) * total
     flat = xp.ascontiguousarray(x).reshape(-1)
     out = xp.empty_like(flat)
-    block = max(1, flat.size if backend.device_of(x) == "gpu" else min(flat.size, ERF_BLOCK))
-    scratch = xp.empty((3, block), x.dtype)
+    backend.in_row_blocks(_erf_into, flat, out)
+    return out.reshape(x.shape)
+
+
+def _erf_into(flat, out):
+    """out = erf(flat) (1-D float32) by the rational, over cache-sized blocks on the CPU."""
+    block = max(1, flat.size if backend.device_of(flat) == "gpu" else min(flat.size, ERF_BLOCK))
+    scratch = xp_of(flat).empty((3, block), flat.dtype)
     for start in range(0, flat.size, block):
         _erf_rational_into(flat[start:start + block], out[start:start + block], scratch)
-    return out.reshape(x.shape)
 
 
 def softmax_into(x, axis, out=None):
@@ -82,15 +88,33 @@ def softmax_into(x, axis, out=None):
     Subtracting the row maximum keeps exp() finite for any finite logits. A row that is entirely
     -inf (a fully masked attention row) gives all zeros instead of NaN.
     """
+    if axis % x.ndim == x.ndim - 1 and cuda_kernels.fits_row_kernel(x, out):
+        return cuda_kernels.softmax_last_axis(x, out)
+    out = xp_of(x).empty_like(x) if out is None else out
+    if axis % x.ndim == 0:
+        _softmax_block(x, axis, out)
+    else:  # rows are independent: the leading axis splits across cores
+        backend.in_row_blocks(lambda x_block, out_block: _softmax_block(x_block, axis, out_block), x, out)
+    return out
+
+
+def _softmax_block(x, axis, out):
     xp = xp_of(x)
     row_max = x.max(axis=axis, keepdims=True)
     xp.maximum(row_max, xp.finfo(x.dtype).min, out=row_max)  # all -inf row: avoid -inf - -inf = nan
-    out = xp.subtract(x, row_max, out=out)
+    xp.subtract(x, row_max, out=out)
     xp.exp(out, out=out)
     total = out.sum(axis=axis, keepdims=True)
     xp.maximum(total, 1.0, out=total)  # a row with any finite entry sums to >= 1; an all -inf row to 0
     out /= total
-    return out
+
+
+def row_dots(a, b):
+    """sum(a * b, axis=-1, keepdims=True) without an a-sized temporary (NumPy >= 2's vecdot)."""
+    xp = xp_of(a)
+    if hasattr(xp, "vecdot"):
+        return xp.vecdot(a, b)[..., None]
+    return (a * b).sum(axis=-1, keepdims=True)
 
 
 def single_axis(op, axis, ndim):
@@ -114,6 +138,8 @@ class Softmax(Function):
     def backward(ctx, grad):
         """dx = y * (g - sum(g * y, axis)).  docs/derivations/softmax.md"""
         (y,) = ctx.saved_tensors
+        if ctx.axis == y.ndim - 1 and cuda_kernels.fits_row_kernel(y, grad):
+            return cuda_kernels.softmax_backward_last_axis(y, grad)
         grad_x = grad * y
         weighted = grad_x.sum(axis=ctx.axis, keepdims=True)
         xp_of(grad).subtract(grad, weighted, out=grad_x)
@@ -153,6 +179,17 @@ class Gelu(Function):
         if approximate not in ("none", "tanh"):
             raise TinygradTxError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
         ctx.approximate = approximate
+        xp = xp_of(x)
+        if backend.is_gpu_array(x):                            # one fused CuPy kernel
+            out, gate = cuda_kernels.gelu(x, approximate)
+            ctx.save_for_backward(x, gate)
+            return out
+        if approximate == "none" and x.dtype != xp.float64:   # the float32 erf: blocks on every core
+            x = xp.ascontiguousarray(x)
+            gate, out = xp.empty_like(x), xp.empty_like(x)
+            backend.in_row_blocks(_gelu_exact_into, x.reshape(-1), gate.reshape(-1), out.reshape(-1))
+            ctx.save_for_backward(x, gate)
+            return out
         if approximate == "none":
             gate = erf(x * SQRT_HALF)            # becomes Phi(x)
             gate += 1.0
@@ -178,6 +215,13 @@ class Gelu(Function):
         docs/derivations/gelu.md"""
         x, gate = ctx.saved_tensors
         xp = xp_of(x)
+        if backend.is_gpu_array(x):
+            return cuda_kernels.gelu_backward(x, gate, grad, ctx.approximate)
+        if ctx.approximate == "none" and x.flags.c_contiguous:
+            slope = xp.empty_like(x)
+            backend.in_row_blocks(_gelu_exact_slope_into, x.reshape(-1), gate.reshape(-1),
+                                  xp.ascontiguousarray(grad).reshape(-1), slope.reshape(-1))
+            return slope
         if ctx.approximate == "none":
             slope = x * x
             slope *= -0.5
@@ -196,6 +240,27 @@ class Gelu(Function):
             slope *= 0.5
         slope *= grad
         return slope
+
+
+def _gelu_exact_into(x, gate, out):
+    """gate = Phi(x) = (1 + erf(x / sqrt 2)) / 2 and out = x gate, for one 1-D block."""
+    xp_of(x).multiply(x, SQRT_HALF, out=out)
+    _erf_into(out, gate)
+    gate += 1.0
+    gate *= 0.5
+    xp_of(x).multiply(x, gate, out=out)
+
+
+def _gelu_exact_slope_into(x, gate, grad, out):
+    """out = grad (Phi(x) + x phi(x)) for one 1-D block."""
+    xp = xp_of(x)
+    xp.multiply(x, x, out=out)
+    out *= -0.5
+    xp.exp(out, out=out)
+    out *= INV_SQRT_2PI                          # phi(x), the standard normal density
+    out *= x
+    out += gate
+    out *= grad
 
 
 def check_dropout_probability(op, p):

@@ -13,7 +13,7 @@ from ..backend import xp_of
 from ..errors import DTypeError, ShapeError
 from ..function import Function
 from ..ops import require_float
-from .activations import check_dropout_probability, dropout_mask, softmax_into
+from .activations import check_dropout_probability, dropout_mask, row_dots, softmax_into
 
 
 def check_attention_inputs(q, k, v, attn_mask, dropout_p):
@@ -56,11 +56,22 @@ def default_scale(head_dim, scale):
     return 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
 
 
+def _scores_gradient_into(grad_scores, probs, dropped, dropout):
+    """grad_scores holds dPd on entry and dS = Pd * dPd - P * rowsum(Pd * dPd) on return."""
+    row_dot = row_dots(grad_scores, dropped)
+    if dropout:
+        grad_scores *= dropped
+        grad_scores -= probs * row_dot
+    else:                                           # Pd = P: dS = P * (dP - rowsum), no temporary
+        grad_scores -= row_dot
+        grad_scores *= probs
+
+
 class ScaledDotProductAttention(Function):
-    """out = dropout(P) v, P = softmax(scale q k^T, masked), masked scores set to -inf.
+    """out = Pd v, Pd = dropout(P), P = softmax(scale q k^T, masked), masked scores set to -inf.
 
     A query row whose keys are all masked gets P = 0, so its output and its gradients are 0, not NaN.
-    Saves q, k, v, P and the dropout mask.
+    Saves q, k, v, P and Pd (the same array as P without dropout).
     """
 
     @staticmethod
@@ -73,24 +84,24 @@ class ScaledDotProductAttention(Function):
         if allowed is not None:
             xp.copyto(scores, -xp.inf, where=~allowed)
         probs = softmax_into(scores, -1, out=scores)
-        mask = dropout_mask(probs.shape, dropout_p, probs.dtype, backend.device_of(q)) if dropout_p > 0 else None
-        ctx.save_for_backward(q, k, v, probs, mask)
+        dropped = probs
+        if dropout_p > 0:
+            dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, backend.device_of(q))
+            dropped *= probs                            # the mask's buffer becomes Pd
+        ctx.save_for_backward(q, k, v, probs, dropped)
         ctx.scale = scale
-        return (probs if mask is None else probs * mask) @ v
+        return dropped @ v
 
     @staticmethod
     def backward(ctx, grad):
-        """dv = Pd^T g; dPd = g v^T; dP = dPd * mask; dS = P (dP - rowsum(dP P)); dq = scale dS k; dk = scale dS^T q.
-        (Pd = P * mask, the dropped probabilities.)  docs/derivations/attention.md"""
-        q, k, v, probs, mask = ctx.saved_tensors
+        """dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k; dk = scale dS^T q.
+        docs/derivations/attention.md"""
+        q, k, v, probs, dropped = ctx.saved_tensors
         xp = xp_of(q)
-        dropped = probs if mask is None else probs * mask
         grad_v = xp.swapaxes(dropped, -1, -2) @ grad
         grad_scores = grad @ xp.swapaxes(v, -1, -2)
-        if mask is not None:
-            grad_scores *= mask
-        grad_scores -= (grad_scores * probs).sum(axis=-1, keepdims=True)
-        grad_scores *= probs
+        dropout = dropped is not probs
+        backend.in_row_blocks(lambda g, p, d: _scores_gradient_into(g, p, d, dropout), grad_scores, probs, dropped)
         grad_q = grad_scores @ k
         grad_q *= ctx.scale
         grad_k = xp.swapaxes(grad_scores, -1, -2) @ q

@@ -6,6 +6,7 @@ from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
 from ..ops import require_float
+from . import cuda_kernels
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -46,14 +47,17 @@ class CrossEntropy(Function):
         classes = logits.shape[-1]
         rows = logits.reshape(-1, classes)
         safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
-        shifted = rows - rows.max(axis=1, keepdims=True)
-        picked = xp.take_along_axis(shifted, safe_targets[:, None], axis=1)[:, 0]
-        probs = xp.exp(shifted, out=shifted)
-        total = probs.sum(axis=1)
-        row_loss = xp.log(total)
-        row_loss -= picked
-        row_loss *= counted
-        probs /= total[:, None]
+        if cuda_kernels.fits_row_kernel(rows):
+            probs, row_loss = cuda_kernels.cross_entropy_rows(rows, safe_targets, counted)
+        else:
+            shifted = rows - rows.max(axis=1, keepdims=True)
+            picked = xp.take_along_axis(shifted, safe_targets[:, None], axis=1)[:, 0]
+            probs = xp.exp(shifted, out=shifted)
+            total = probs.sum(axis=1)
+            row_loss = xp.log(total)
+            row_loss -= picked
+            row_loss *= counted
+            probs /= total[:, None]
         count = xp.maximum(counted.sum(dtype=logits.dtype), 1.0)  # all ignored: 0 / 1, not 0 / 0
         ctx.save_for_backward(probs, safe_targets, counted, count)
         ctx.reduction, ctx.logits_shape = reduction, logits.shape
