@@ -270,10 +270,16 @@ def check_dropout_probability(op, p):
 
 def dropout_mask(shape, p, dtype, device):
     """Keep each element with probability 1 - p, scaled by 1/(1 - p): 0 or 1/(1-p), from backend.rng."""
-    keep = backend.rng(device).random(shape, dtype="float32") >= p
-    mask = keep.astype(dtype)
-    mask *= 1.0 / (1.0 - p)
+    draws = backend.rng(device).random(shape, dtype="float32")  # one generator: drawn in order, on one core
+    mask = draws if draws.dtype == dtype else xp_of(draws).empty(shape, dtype)
+    backend.in_row_blocks(lambda block, out: _keep_scaled_into(block, out, p), draws, mask)
     return mask
+
+
+def _keep_scaled_into(draws, out, p):
+    """out = (draws >= p) / (1 - p); ``out`` may be ``draws`` itself."""
+    xp_of(draws).greater_equal(draws, p, out=out)
+    out *= 1.0 / (1.0 - p)
 
 
 class Dropout(Function):
