@@ -67,6 +67,26 @@ def _scores_gradient_into(grad_scores, probs, dropped, dropout):
         grad_scores *= probs
 
 
+def _over_batch(function, *arrays):
+    """function(*blocks) over blocks of the leading (batch) axis on every core; whole when there is none."""
+    if arrays[0].ndim > 2:
+        backend.in_row_blocks(function, *arrays)
+    else:
+        function(*arrays)
+
+
+def _backward_block(q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v, dropout, scale):
+    """The attention backward for one block of the batch, written into grad_q, grad_k, grad_v."""
+    xp = xp_of(q)
+    xp.matmul(xp.swapaxes(dropped, -1, -2), grad, out=grad_v)
+    grad_scores = grad @ xp.swapaxes(v, -1, -2)
+    _scores_gradient_into(grad_scores, probs, dropped, dropout)
+    xp.matmul(grad_scores, k, out=grad_q)
+    grad_q *= scale
+    xp.matmul(xp.swapaxes(grad_scores, -1, -2), q, out=grad_k)
+    grad_k *= scale
+
+
 class ScaledDotProductAttention(Function):
     """out = Pd v, Pd = dropout(P), P = softmax(scale q k^T, masked), masked scores set to -inf.
 
@@ -79,7 +99,10 @@ class ScaledDotProductAttention(Function):
         keys = check_attention_inputs(q, k, v, attn_mask, dropout_p)
         xp = xp_of(q)
         scale = default_scale(q.shape[-1], scale)
-        scores = (q * scale) @ xp.swapaxes(k, -1, -2)   # scaling q is cheaper than scaling Tq x Tk scores
+        dtype = xp.result_type(q, k, v)
+        scores = xp.empty(q.shape[:-1] + (keys,), dtype)
+        _over_batch(lambda q_block, k_block, out:                  # scaling q: cheaper than Tq x Tk scores
+                    xp.matmul(q_block * scale, xp.swapaxes(k_block, -1, -2), out=out), q, k, scores)
         allowed = allowed_keys(xp, q.shape[-2], keys, causal, attn_mask)
         if allowed is not None:
             xp.copyto(scores, -xp.inf, where=~allowed)
@@ -90,7 +113,9 @@ class ScaledDotProductAttention(Function):
             dropped *= probs                            # the mask's buffer becomes Pd
         ctx.save_for_backward(q, k, v, probs, dropped)
         ctx.scale = scale
-        return dropped @ v
+        out = xp.empty(q.shape[:-1] + v.shape[-1:], dtype)
+        _over_batch(lambda p_block, v_block, o_block: xp.matmul(p_block, v_block, out=o_block), dropped, v, out)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
@@ -98,12 +123,8 @@ class ScaledDotProductAttention(Function):
         docs/derivations/attention.md"""
         q, k, v, probs, dropped = ctx.saved_tensors
         xp = xp_of(q)
-        grad_v = xp.swapaxes(dropped, -1, -2) @ grad
-        grad_scores = grad @ xp.swapaxes(v, -1, -2)
-        dropout = dropped is not probs
-        backend.in_row_blocks(lambda g, p, d: _scores_gradient_into(g, p, d, dropout), grad_scores, probs, dropped)
-        grad_q = grad_scores @ k
-        grad_q *= ctx.scale
-        grad_k = xp.swapaxes(grad_scores, -1, -2) @ q
-        grad_k *= ctx.scale
+        grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
+        dropout, scale = dropped is not probs, ctx.scale
+        _over_batch(lambda *blocks: _backward_block(*blocks, dropout, scale),
+                    q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v)
         return grad_q, grad_k, grad_v
