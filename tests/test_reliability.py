@@ -164,8 +164,8 @@ def test_a_checkpoint_write_failing_halfway_keeps_the_previous_one(corpus, tmp_p
     with pytest.raises(DiskFull):
         trainer.run()
     assert len(saves) == 3
-    assert sorted(os.listdir(tmp_path)) == ["ckpt_best.npz", "ckpt_last.npz", "config.json", "metrics.jsonl",
-                                            "tokenizer.json"]   # no half-written file left
+    assert sorted(os.listdir(tmp_path)) == ["ckpt_best.npz", "ckpt_last.npz", "config.json", "gradflow.png",
+                                            "metrics.jsonl", "tokenizer.json"]   # no half-written file left
     monkeypatch.setattr(np, "savez", real_savez)
     payload = load_checkpoint(tmp_path / "ckpt_last.npz")
     assert payload["iter_num"] == 0

@@ -21,7 +21,7 @@ from train.config import parse_command_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "ckpt_best.npz", "ckpt_last.npz", "tokenizer.json")
+RUN_FILES = ("config.json", "metrics.jsonl", "loss.png", "gradflow.png", "ckpt_best.npz", "ckpt_last.npz", "tokenizer.json")
 
 
 def tiny_args(data, out_dir, max_iters=40, *extra):
@@ -86,10 +86,12 @@ def test_smoke_run_learns_and_writes_every_artefact(full_run):
     steps = [r for r in read_metrics(out_dir, keep_timing=True) if r["kind"] == "train"]
     assert [r["iter"] for r in steps] == list(range(40))
     assert all(r["ms_per_iter"] > 0 and r["tokens_per_s"] > 0 and 0 < r["mfu"] for r in steps)
-    png = (out_dir / "loss.png").read_bytes()
-    assert png.startswith(PNG_SIGNATURE)
     import matplotlib.image
-    assert matplotlib.image.imread(str(out_dir / "loss.png")).shape[2] in (3, 4)
+    for picture in ("loss.png", "gradflow.png"):
+        assert (out_dir / picture).read_bytes().startswith(PNG_SIGNATURE)
+        assert matplotlib.image.imread(str(out_dir / picture)).shape[2] in (3, 4)
+    assert set(steps[-1]["grad_norms"]) == {"wte", "wpe", "h.0", "ln_f"}   # lm_head is tied to wte
+    assert all(norm > 0 for norm in steps[-1]["grad_norms"].values())
     config = json.loads((out_dir / "config.json").read_text())
     assert config["n_embd"] == 32 and config["peak_flops"] > 1e8   # measured once, then cached here
     assert "--- sample" in stdout and "final val loss" in stdout

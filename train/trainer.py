@@ -38,6 +38,7 @@ from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import ConfigError, save_json
 from train.data import get_batch, iter_batches
+from train.gradflow import layer_gradient_norms, plot_gradient_flow
 from train.plots import plot_losses
 
 CHECKPOINT_NAMES = ("best", "last")
@@ -62,6 +63,7 @@ class Trainer:
         """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from."""
         self.config, self.tokenizer, self.out = config, tokenizer, out or sys.stdout
         self.splits = {"train": train_ids, "val": val_ids}
+        self._grad_norms = {}   # per-layer gradient norms of the last logged step (train/gradflow.py)
         c = config
         for split, ids in self.splits.items():
             if len(ids) <= c.block_size:
@@ -142,6 +144,8 @@ class Trainer:
         lr = self._lr(self.iter_num)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.iter_num % self.config.log_interval == 0:   # this step gets a log line: record the gradient flow
+            self._grad_norms = layer_gradient_norms(self.model)
         if self.config.grad_clip > 0:
             clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -186,6 +190,7 @@ class Trainer:
                          + (" (best)" if improved else ""))
         plot_losses(self.records, os.path.join(self.config.out_dir, "loss.png"),
                     title=f"{os.path.basename(os.path.abspath(self.config.out_dir))}: loss")
+        plot_gradient_flow(self.records, os.path.join(self.config.out_dir, "gradflow.png"))
         self.save("last")
         if improved:
             self.save("best")
@@ -194,7 +199,8 @@ class Trainer:
     def _log_step(self, iteration, loss, tokens_per_iter, progress):
         backend.synchronize(self.config.device)
         seconds_per_iter = self._close_mark()
-        record = {"kind": "train", "iter": iteration, "loss": loss, "lr": self._lr(iteration)}
+        record = {"kind": "train", "iter": iteration, "loss": loss, "lr": self._lr(iteration),
+                  "grad_norms": self._grad_norms}
         if seconds_per_iter:
             record.update(ms_per_iter=1000 * seconds_per_iter, tokens_per_s=tokens_per_iter / seconds_per_iter,
                           mfu=self._mfu(seconds_per_iter))
