@@ -188,3 +188,13 @@ def test_attention_page_python_blocks_run_and_its_figures_exist(monkeypatch, tmp
     assert len(figures) == 5
     for figure in figures:
         assert_png(ATTENTION_PAGE.parent / figure, min_side=200)
+
+
+def test_trainer_records_gradient_norms_and_draws_the_gradient_flow(trained_run):
+    with open(trained_run / "metrics.jsonl", encoding="utf-8") as f:
+        steps = [record for record in map(json.loads, f) if record["kind"] == "train"]
+    assert [record["iter"] for record in steps] == [0, 2, 4, 6, 8]
+    for record in steps:
+        assert list(record["grad_norms"]) == ["wte", "wpe", "h.0", "h.1", "ln_f"]
+        assert all(norm > 0 for norm in record["grad_norms"].values())
+    assert_png(trained_run / "gradflow.png", min_side=300)
