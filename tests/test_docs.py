@@ -20,8 +20,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DERIVATIONS = sorted((DOCS / "derivations").glob("*.md"))
-ALL_PAGES = sorted(DOCS.rglob("*.md"))
-RUNNABLE_PAGES = [DOCS / "autograd.md", DOCS / "experimenting.md"]
+ALL_PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
+RUNNABLE_PAGES = [DOCS / "autograd.md", DOCS / "experimenting.md", ROOT / "README.md"]
 REQUIRED_DERIVATIONS = ["matmul", "broadcasting", "elementwise", "movement", "softmax", "cross_entropy", "layernorm",
                         "embedding", "gelu", "dropout", "attention"]
 
