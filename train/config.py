@@ -200,7 +200,7 @@ def validate(config):
     for name in positive:
         if not getattr(c, name) > 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(c, name)}")
-    for name in ("max_iters", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "sample_tokens"):
+    for name in ("max_iters", "warmup_iters", "min_lr", "weight_decay", "grad_clip", "sample_tokens", "seed"):
         if not getattr(c, name) >= 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(c, name)}")
     if c.decay_lr and c.lr_decay_iters < c.warmup_iters:

@@ -64,6 +64,8 @@ def sample(args, out):
     if args.num_samples < 1 or args.max_new_tokens < 0:
         raise ConfigError(f"num_samples must be >= 1 and max_new_tokens >= 0, got {args.num_samples} and "
                           f"{args.max_new_tokens}")
+    if args.seed < 0:   # numpy's generators take only non-negative seeds
+        raise ConfigError(f"seed must be >= 0, got {args.seed}")
     prompt = read_prompt(args)
     device = backend.normalize_device(args.device)
     path = checkpoint_path(args.out_dir, args.ckpt)

@@ -225,13 +225,18 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _rewrite_metrics(self):
-        """Keep the records of the steps before ``iter_num`` (those of a resumed run); later ones are redone."""
+        """Keep the records of the steps before ``iter_num`` (those of a resumed run); later ones are redone.
+
+        A last line that a kill or a full disk cut short is dropped, and the file is replaced atomically.
+        """
         path = os.path.join(self.config.out_dir, "metrics.jsonl")
         if self.iter_num and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                self.records = [r for r in map(json.loads, f) if r["iter"] < self.iter_num]
-        with open(path, "w", encoding="utf-8") as f:
+                self.records = [r for r in map(_parse_record, f) if r is not None and r["iter"] < self.iter_num]
+        tmp = f"{path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.records)
+        os.replace(tmp, path)
 
     def save(self, name):
         """Write ckpt_<name>.npz (atomically) and return its path."""
@@ -292,6 +297,14 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def _parse_record(line):
+    """One metrics.jsonl record, or None for a line cut short."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _duration(seconds):
