@@ -234,6 +234,7 @@ FLAG_CATALOGUE = [
     ("c19_unknown_device", ["--device", "tpu"], "unknown device 'tpu': use 'cpu' or 'gpu' (alias 'cuda')"),
     ("c27_dropout_above_one", ["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     ("c27_dropout_negative", ["--dropout", "-0.1"], "dropout must be in [0, 1), got -0.1"),
+    ("c32_negative_seed", ["--seed", "-1"], "seed must be >= 0, got -1"),
 ]
 
 
@@ -385,6 +386,10 @@ def test_c31_sample_cli_prompt_outside_the_vocabulary(capsys, tmp_path, corpus):
     _checkpoint_in(capsys, corpus, tmp_path / "run")
     cli_error(capsys, ["--out_dir", str(tmp_path / "run"), "--prompt", "hello"],
               "CharTokenizer.encode: character 'l' (U+006C) at position 2 is not in the vocabulary", main=sample.main)
+
+
+def test_c33_sample_cli_negative_seed(capsys, tmp_path):
+    cli_error(capsys, ["--out_dir", str(tmp_path), "--seed", "-1"], "seed must be >= 0, got -1", main=sample.main)
 
 
 def _run_module(argv):

@@ -229,6 +229,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, launch):
     assert int(load_checkpoint(tmp_path / "ckpt_last.npz")["iter_num"]) == stopped_at >= 15
 
 
+def test_resume_after_a_metrics_line_cut_short(corpus, tmp_path, no_plots, capsys):
+    args = cli_args(corpus, tmp_path, max_iters=4, eval_interval=2)
+    assert shakespeare.main(args) == 0
+    with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"kind": "train", "it')   # what a power cut or a full disk can leave behind
+    assert shakespeare.main([*args, "--resume", "--max_iters", "6"]) == 0, capsys.readouterr().err
+    assert [r["iter"] for r in read_metrics(tmp_path) if r["kind"] == "eval"] == [0, 2, 4, 6]
+
+
 # ======================================================================== determinism
 def test_two_runs_with_the_same_seed_are_bit_identical(corpus, tmp_path, no_plots):
     first = _tiny_trainer(corpus, tmp_path / "first", max_iters=12, eval_interval=6)
