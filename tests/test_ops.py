@@ -268,3 +268,33 @@ def test_reshape_and_axis_errors():
         Tensor(np.ones((3, 4))).reshape(5)
     with pytest.raises(tx.ShapeError, match=r"sum: axis 2 is out of range for a tensor with 2 dimensions"):
         Tensor(np.ones((3, 4))).sum(axis=2)
+
+
+@pytest.mark.parametrize("expr,message", [
+    ("t.unsqueeze(5)", r"unsqueeze: axis 5 is out of range"),
+    ("t.transpose(0, 5)", r"transpose: axis 5 is out of range for a tensor with 2 dimensions"),
+    ("t.split(1, dim=3)", r"split: axis 3 is out of range"),
+    ("tx.concatenate([t, t], axis=3)", r"concatenate: axis 3 is out of range"),
+    ("tx.concatenate([])", r"concatenate: needs at least one tensor"),
+    ("tx.stack([])", r"stack: needs at least one tensor"),
+    ("t.squeeze(0)", r"squeeze: axis 0 has size 2; only size-1 axes can be removed"),
+])
+def test_axis_errors_name_the_op(expr, message):
+    t = Tensor(np.ones((2, 3)))
+    with pytest.raises(tx.ShapeError, match=message):
+        eval(expr)
+
+
+def test_integer_operand_takes_the_float_dtype():
+    ints, floats = Tensor([1, 2, 3]), Tensor([0.5, 1.5, 2.5], requires_grad=True)
+    assert (ints * floats).dtype == np.float32 and (floats + ints).dtype == np.float32
+    assert (Tensor(np.ones((2, 3))) @ Tensor(np.ones((3, 2), dtype=np.int64))).dtype == np.float32
+    (ints * floats).sum().backward()
+    np.testing.assert_allclose(floats.grad.numpy(), [1, 2, 3])
+
+
+def test_non_numeric_data_is_refused():
+    with pytest.raises(tx.DTypeError, match="Tensor: cannot make an array of numbers from list data"):
+        Tensor([[1, 2], [3]])
+    with pytest.raises(tx.DTypeError, match="Tensor: data must be numbers or booleans, got dtype <U3"):
+        Tensor("abc")

@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from .errors import DeviceError
+from .errors import DeviceError, TinygradTxError
 
 GPU_INSTALL_HINT = 'pip install "tinygrad-tx[gpu]" (CuPy for CUDA 12) on a machine with an NVIDIA GPU'
 
@@ -120,6 +120,8 @@ _seed = 1337
 def manual_seed(seed):
     """Reseed the generators of every device (dropout, init, sampling all draw from them)."""
     global _seed
+    if int(seed) != seed or seed < 0:
+        raise TinygradTxError(f"manual_seed: the seed must be a non-negative integer, got {seed!r}")
     _seed = int(seed)
     _generators.clear()
 

@@ -62,7 +62,12 @@ class Tensor:
         xp = backend.array_module(device)
         if backend.device_of(data) != device:
             data = backend.as_array(data, device)
-        array = xp.array(data, dtype=dtype, copy=True)
+        try:
+            array = xp.array(data, dtype=dtype, copy=True)
+        except (ValueError, TypeError) as exc:
+            raise DTypeError(f"Tensor: cannot make an array of numbers from {type(data).__name__} data ({exc})") from None
+        if array.dtype.kind not in "biufc":
+            raise DTypeError(f"Tensor: data must be numbers or booleans, got dtype {array.dtype}")
         if dtype is None and array.dtype.kind == "f" and array.dtype != backend.DEFAULT_FLOAT:
             array = array.astype(backend.DEFAULT_FLOAT)
         self.data = array

@@ -50,6 +50,9 @@ def _erf_rational_into(x, out, scratch):
     xp.multiply(out, out, out=squares)
     out *= _polynomial_into(_ERF_P, squares, numerator)
     out /= _polynomial_into(_ERF_Q, squares, denominator)
+    # the fit ends a hair below 1 at the clamp: beyond it erf is exactly +-1 in float32 (gelu(-1e4) = -0, not -3e-4)
+    xp.abs(x, out=squares)
+    xp.copyto(out, xp.sign(x), where=squares >= _ERF_CLAMP)
 
 
 def erf(x):

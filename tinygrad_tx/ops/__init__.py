@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from ..backend import xp_of
+from ..errors import ShapeError
 from ..tensor import Tensor
 from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
                           require_float, unbroadcast)
@@ -29,22 +30,38 @@ def _operand(value):
     return Tensor(value)
 
 
+def _promoted(a, b):
+    """An integer or boolean tensor meeting a float one takes the float's dtype (as PyTorch), not float64."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and (a.dtype.kind == "f") != (b.dtype.kind == "f"):
+        if a.dtype.kind in "biu":
+            a = Tensor._wrap(a.data.astype(b.dtype))
+        elif b.dtype.kind in "biu":
+            b = Tensor._wrap(b.data.astype(a.dtype))
+    return a, b
+
+
+def _binary(function):
+    def apply(a, b):
+        return function.apply(*_promoted(_operand(a), _operand(b)))
+    return apply
+
+
 def _shape_arg(shape):
     return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
 
 
 # ---------------------------------------------------------------- operators
-Tensor.__add__ = lambda self, other: Add.apply(self, _operand(other))
-Tensor.__radd__ = lambda self, other: Add.apply(_operand(other), self)
-Tensor.__sub__ = lambda self, other: Sub.apply(self, _operand(other))
-Tensor.__rsub__ = lambda self, other: Sub.apply(_operand(other), self)
-Tensor.__mul__ = lambda self, other: Mul.apply(self, _operand(other))
-Tensor.__rmul__ = lambda self, other: Mul.apply(_operand(other), self)
-Tensor.__truediv__ = lambda self, other: Div.apply(self, _operand(other))
-Tensor.__rtruediv__ = lambda self, other: Div.apply(_operand(other), self)
+Tensor.__add__ = lambda self, other: _binary(Add)(self, other)
+Tensor.__radd__ = lambda self, other: _binary(Add)(other, self)
+Tensor.__sub__ = lambda self, other: _binary(Sub)(self, other)
+Tensor.__rsub__ = lambda self, other: _binary(Sub)(other, self)
+Tensor.__mul__ = lambda self, other: _binary(Mul)(self, other)
+Tensor.__rmul__ = lambda self, other: _binary(Mul)(other, self)
+Tensor.__truediv__ = lambda self, other: _binary(Div)(self, other)
+Tensor.__rtruediv__ = lambda self, other: _binary(Div)(other, self)
 Tensor.__neg__ = lambda self: Neg.apply(self)
-Tensor.__matmul__ = lambda self, other: MatMul.apply(self, _operand(other))
-Tensor.__rmatmul__ = lambda self, other: MatMul.apply(_operand(other), self)
+Tensor.__matmul__ = lambda self, other: _binary(MatMul)(self, other)
+Tensor.__rmatmul__ = lambda self, other: _binary(MatMul)(other, self)
 
 
 def _pow(self, exponent):
@@ -115,6 +132,7 @@ def _transpose(self, axis0=None, axis1=None):
     """``t.transpose()`` reverses the axes (like ``.T``); ``t.transpose(a, b)`` swaps two (PyTorch style)."""
     if axis0 is None and axis1 is None:
         return Permute.apply(self, tuple(reversed(range(self.ndim))))
+    axis0, axis1 = (normalize_axes("transpose", a, self.ndim)[0] for a in (axis0, axis1))
     axes = list(range(self.ndim))
     axes[axis0], axes[axis1] = axes[axis1], axes[axis0]
     return Permute.apply(self, tuple(axes))
@@ -125,17 +143,21 @@ def _expand(self, *shape):
 
 
 def _unsqueeze(self, axis):
-    axis = axis % (self.ndim + 1)
+    (axis,) = normalize_axes("unsqueeze", axis, self.ndim + 1)
     return Reshape.apply(self, self.shape[:axis] + (1,) + self.shape[axis:])
 
 
 def _squeeze(self, axis=None):
     axes = normalize_axes("squeeze", axis, self.ndim) if axis is not None else [i for i, n in enumerate(self.shape) if n == 1]
+    for a in axes:
+        if self.shape[a] != 1:
+            raise ShapeError(f"squeeze: axis {a} has size {self.shape[a]}; only size-1 axes can be removed")
     return Reshape.apply(self, tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
 
 def _split(self, split_size_or_sections, axis=0, dim=None):
-    return Split.apply(self, split_size_or_sections, axis if dim is None else dim)
+    (axis,) = normalize_axes("split", axis if dim is None else dim, self.ndim)
+    return Split.apply(self, split_size_or_sections, axis)
 
 
 def _masked_fill(self, mask, value):
@@ -168,12 +190,20 @@ Tensor.double = lambda self: self.astype("float64")
 # ---------------------------------------------------------------- functions over several tensors
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis."""
-    return Concatenate.apply(*[_operand(t) for t in tensors], axis=axis)
+    tensors = [_operand(t) for t in tensors]
+    if not tensors:
+        raise ShapeError("concatenate: needs at least one tensor")
+    (axis,) = normalize_axes("concatenate", axis, tensors[0].ndim)
+    return Concatenate.apply(*tensors, axis=axis)
 
 
 def stack(tensors, axis=0):
     """Join same-shape tensors along a new axis."""
-    return Stack.apply(*[_operand(t) for t in tensors], axis=axis)
+    tensors = [_operand(t) for t in tensors]
+    if not tensors:
+        raise ShapeError("stack: needs at least one tensor")
+    (axis,) = normalize_axes("stack", axis, tensors[0].ndim + 1)
+    return Stack.apply(*tensors, axis=axis)
 
 
 def split(tensor, split_size_or_sections, axis=0):

@@ -254,7 +254,7 @@ class Where(Function):
         try:
             return xp.where(condition, a, b)
         except ValueError:
-            raise ShapeError(f"where: condition {tuple(condition.shape)} and values {ctx.shapes[0]}, {ctx.shapes[1]} "
+            raise ShapeError(f"where: condition {tuple(condition.shape)} and values {ctx.shapes[0] or ()}, {ctx.shapes[1] or ()} "
                              "cannot be broadcast together") from None
 
     @staticmethod
