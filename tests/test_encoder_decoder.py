@@ -9,6 +9,7 @@ import torch.nn as tnn
 import torch.nn.functional as TF
 
 from conftest import assert_close
+from test_models import TorchLayerNorm
 from models import CausalSelfAttention
 from models.encoder_decoder import (BOS, EOS, PAD, CrossAttention, DecoderBlock, EncoderBlock, EncoderDecoder,
                                     digit_reversal_batch, reversal_accuracy, train_digit_reversal)
@@ -20,16 +21,6 @@ CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
 
 
 # ---------------------------------------------------------------- PyTorch references
-class TorchLayerNorm(tnn.Module):
-    def __init__(self, ndim, bias):
-        super().__init__()
-        self.weight = tnn.Parameter(torch.ones(ndim))
-        self.bias = tnn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return TF.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
 def torch_heads(t, n_head):
     B, T, C = t.shape
     return t.view(B, T, n_head, C // n_head).transpose(1, 2)

@@ -40,10 +40,8 @@ def _promoted(a, b):
     return a, b
 
 
-def _binary(function):
-    def apply(a, b):
-        return function.apply(*_promoted(_operand(a), _operand(b)))
-    return apply
+def _binary(function, a, b):
+    return function.apply(*_promoted(_operand(a), _operand(b)))
 
 
 def _shape_arg(shape):
@@ -51,17 +49,17 @@ def _shape_arg(shape):
 
 
 # ---------------------------------------------------------------- operators
-Tensor.__add__ = lambda self, other: _binary(Add)(self, other)
-Tensor.__radd__ = lambda self, other: _binary(Add)(other, self)
-Tensor.__sub__ = lambda self, other: _binary(Sub)(self, other)
-Tensor.__rsub__ = lambda self, other: _binary(Sub)(other, self)
-Tensor.__mul__ = lambda self, other: _binary(Mul)(self, other)
-Tensor.__rmul__ = lambda self, other: _binary(Mul)(other, self)
-Tensor.__truediv__ = lambda self, other: _binary(Div)(self, other)
-Tensor.__rtruediv__ = lambda self, other: _binary(Div)(other, self)
+Tensor.__add__ = lambda self, other: _binary(Add, self, other)
+Tensor.__radd__ = lambda self, other: _binary(Add, other, self)
+Tensor.__sub__ = lambda self, other: _binary(Sub, self, other)
+Tensor.__rsub__ = lambda self, other: _binary(Sub, other, self)
+Tensor.__mul__ = lambda self, other: _binary(Mul, self, other)
+Tensor.__rmul__ = lambda self, other: _binary(Mul, other, self)
+Tensor.__truediv__ = lambda self, other: _binary(Div, self, other)
+Tensor.__rtruediv__ = lambda self, other: _binary(Div, other, self)
 Tensor.__neg__ = lambda self: Neg.apply(self)
-Tensor.__matmul__ = lambda self, other: _binary(MatMul)(self, other)
-Tensor.__rmatmul__ = lambda self, other: _binary(MatMul)(other, self)
+Tensor.__matmul__ = lambda self, other: _binary(MatMul, self, other)
+Tensor.__rmatmul__ = lambda self, other: _binary(MatMul, other, self)
 
 
 def _pow(self, exponent):
