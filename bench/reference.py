@@ -4,6 +4,8 @@ Same parameter names and layouts as ``models.gpt.GPT`` (nanoGPT's), so a tinygra
 loads unchanged with ``load_numpy_state``. Used only by bench/ (torch is never imported by the
 library itself).
 """
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -66,6 +68,20 @@ class ReferenceGPT(nn.Module):
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight
+
+    def init_as_nanogpt(self):
+        """nanoGPT's _init_weights after construction: normal(0, 0.02) Linear and Embedding weights, zero
+        biases, then c_proj weights at 0.02/sqrt(2 n_layer). The modules are built in nanoGPT's order, so
+        after ``torch.manual_seed(s)`` this draws the very weights nanoGPT's train.py starts from."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+        return self
 
     def forward(self, idx, targets):
         positions = torch.arange(idx.shape[1], device=idx.device)

@@ -1,4 +1,5 @@
 """bench/ smoke runs at a tiny size (no timing assertions) and the CuPy kernels against the NumPy path."""
+import io
 import os
 
 import numpy as np
@@ -152,3 +153,29 @@ def test_adamw_kernel_matches_the_optimizer():
         optimizer.step()
         cuda_kernels.adamw_update(gpu_param, _gpu(grad), exp_avg, exp_avg_sq, 1e-2, 0.9, 0.95, 1e-8, 0.1, step)
     assert_close(backend.to_numpy(gpu_param), param.numpy(), 1e-5, what="parameters after 3 AdamW steps")
+
+
+def test_nanogpt_parity_gives_the_same_losses_on_the_same_draws():
+    from bench import nanogpt_parity
+    from train.config import make_config
+    text = "".join(f"{word} said the {word}s.\n" for word in ("king", "queen", "fool", "knight", "ghost") * 200)
+    config = make_config(overrides=dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, max_iters=30,
+                                        warmup_iters=5, lr_decay_iters=30, eval_interval=10, eval_iters=3,
+                                        log_interval=1, peak_flops=1e9))
+    out = io.StringIO()
+    figures = nanogpt_parity.compare(config, text, seed=3, out=out)
+    assert sorted(figures["evals"]) == [0, 10, 20, 30]
+    for sides in figures["evals"].values():
+        for split in ("train", "val"):
+            assert sides["ours"][split] == pytest.approx(sides["nanogpt"][split], abs=1e-4)
+    assert figures["evals"][30]["ours"]["train"] < figures["evals"][0]["ours"]["train"] - 0.3, "nothing was learned"
+    assert figures["train_loss_max_difference"] < 1e-4
+    assert figures["whole_val"]["ours"] == pytest.approx(figures["whole_val"]["nanogpt"], abs=1e-4)
+    assert "whole val split" in out.getvalue()
+
+
+def test_nanogpt_parity_refuses_dropout():
+    from bench import nanogpt_parity
+    from train.config import make_config
+    with pytest.raises(ValueError, match="dropout must be 0"):
+        nanogpt_parity.compare(make_config(overrides=dict(dropout=0.1)), "abc" * 100, seed=0)

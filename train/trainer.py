@@ -133,11 +133,27 @@ class Trainer:
         """Gradients of gradient_accumulation_steps micro-batches, each loss scaled by 1/steps; returns the last."""
         c = self.config
         for _ in range(c.gradient_accumulation_steps):
-            x, y = get_batch(self.splits["train"], c.batch_size, c.block_size, c.device, self.batch_rng)
+            x, y = self.train_batch()
             _, loss = self.model(x, y)
             loss = loss / c.gradient_accumulation_steps
             loss.backward()
         return loss
+
+    def train_batch(self):
+        """The next training micro-batch (x, y), drawn from the checkpointed batch stream.
+
+        Override it (with ``eval_batches``) to feed the loop another sampler's batches, as
+        bench/nanogpt_parity.py does to replay nanoGPT's.
+        """
+        c = self.config
+        return get_batch(self.splits["train"], c.batch_size, c.block_size, c.device, self.batch_rng)
+
+    def eval_batches(self, split):
+        """The eval_iters random (x, y) batches of ``split`` for an evaluation at the current iteration,
+        from a generator seeded by (seed, iteration, split) so evaluating never moves the training streams."""
+        c = self.config
+        rng = np.random.default_rng([c.seed, EVAL_BATCH_STREAM, self.iter_num, list(self.splits).index(split)])
+        return [get_batch(self.splits[split], c.batch_size, c.block_size, c.device, rng) for _ in range(c.eval_iters)]
 
     def _update(self):
         """Clip, step at the scheduled learning rate, and count the step done."""
@@ -165,19 +181,26 @@ class Trainer:
         c = self.config
         self.model.eval()
         losses = {}
-        for number, (split, data) in enumerate(self.splits.items()):
+        for split, data in self.splits.items():
             if split == "val" and c.eval_full_val:
-                total = count = 0
-                for x, y in iter_batches(data, c.batch_size, c.block_size, c.device):
-                    total += self.model(x, y)[1].item() * y.size
-                    count += y.size
-                losses[split] = total / count
+                losses[split] = self.split_loss(data)
             else:
-                rng = np.random.default_rng([c.seed, EVAL_BATCH_STREAM, self.iter_num, number])
-                batches = (get_batch(data, c.batch_size, c.block_size, c.device, rng) for _ in range(c.eval_iters))
-                losses[split] = float(np.mean([self.model(x, y)[1].item() for x, y in batches]))
+                losses[split] = float(np.mean([self.model(x, y)[1].item() for x, y in self.eval_batches(split)]))
         self.model.train()
         return losses
+
+    @no_grad()
+    def split_loss(self, data):
+        """Mean loss over every next-token target of ``data``, in order (deterministic, no sampling noise)."""
+        c = self.config
+        was_training = self.model.training
+        self.model.eval()
+        total = count = 0
+        for x, y in iter_batches(data, c.batch_size, c.block_size, c.device):
+            total += self.model(x, y)[1].item() * y.size
+            count += y.size
+        self.model.train(was_training)
+        return total / count
 
     def _evaluate(self, progress):
         self._close_mark()
