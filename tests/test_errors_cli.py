@@ -64,6 +64,8 @@ FLAG_CATALOGUE = [
     ("c27_dropout_above_one", ["--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
     ("c27_dropout_negative", ["--dropout", "-0.1"], "dropout must be in [0, 1), got -0.1"),
     ("c32_negative_seed", ["--seed", "-1"], "seed must be >= 0, got -1"),
+    ("c34_learning_rate_infinite", ["--learning_rate", "inf"], "learning_rate must be a finite number, got inf"),
+    ("c34_weight_decay_nan", ["--weight_decay", "nan"], "weight_decay must be a finite number, got nan"),
 ]
 
 
@@ -237,3 +239,20 @@ def test_c24_debug_shows_the_traceback(tmp_path):
     assert result.returncode == 1   # Python's status for an uncaught exception
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.rstrip().endswith("ConfigError: batch_size must be > 0, got 0")
+
+
+def test_c35_out_dir_is_a_file(capsys, tmp_path, corpus):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me\n")
+    cli_error(capsys, tiny_run(corpus, taken), f"out_dir '{taken}' is a file, not a directory")
+    assert taken.read_text() == "keep me\n"
+
+
+def test_c36_ctrl_c_before_training_starts(capsys, tmp_path, corpus, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(shakespeare, "TinyShakespeare", interrupted)
+    assert shakespeare.main(tiny_run(corpus, tmp_path / "run")) == 130
+    stderr = capsys.readouterr().err
+    assert stderr.strip() == "interrupted before training started; nothing was written to the checkpoints"
+    assert not (tmp_path / "run" / "ckpt_last.npz").exists()

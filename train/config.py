@@ -11,6 +11,7 @@ Any mistake raises ``ConfigError``, which the CLIs print as one ``error: ...`` l
 import argparse
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 import typing
@@ -195,6 +196,10 @@ def _coerce(name, value, source):
 def validate(config):
     """Raise ConfigError naming the first hyperparameter outside its range."""
     c = config
+    for name, spec in FIELDS.items():
+        value = getattr(c, name)
+        if _base_type(name) is float and value is not None and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
     positive = ("learning_rate", "batch_size", "block_size", "n_layer", "n_head", "n_embd",
                 "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval", "lr_decay_iters")
     for name in positive:
@@ -220,6 +225,8 @@ def validate(config):
         raise ConfigError(f"peak_flops must be > 0, got {c.peak_flops}")
     if not c.out_dir:
         raise ConfigError("out_dir must name a directory, got an empty string")
+    if os.path.exists(c.out_dir) and not os.path.isdir(c.out_dir):
+        raise ConfigError(f"out_dir {c.out_dir!r} is a file, not a directory: choose another --out_dir")
     c.device = backend.normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
 
 

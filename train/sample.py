@@ -56,6 +56,9 @@ def main(argv=None, out=None):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 def sample(args, out):

@@ -37,6 +37,9 @@ def main(argv=None):
     except TrainingInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:   # before the first step: nothing trained, nothing to save
+        print("\ninterrupted before training started; nothing was written to the checkpoints", file=sys.stderr)
+        return 130
 
 
 def train(command):

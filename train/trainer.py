@@ -83,7 +83,10 @@ class Trainer:
         self._completed_step()
         if c.peak_flops is None:
             c.peak_flops = measure_peak_flops(c.device)
-        os.makedirs(c.out_dir, exist_ok=True)
+        try:
+            os.makedirs(c.out_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the run directory {c.out_dir!r}: {exc.strerror}") from None
         save_json(c, os.path.join(c.out_dir, "config.json"))
         tokenizer.save(os.path.join(c.out_dir, "tokenizer.json"))
         self._rewrite_metrics()
