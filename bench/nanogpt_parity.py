@@ -26,6 +26,7 @@ import torch
 
 from bench.reference import ReferenceGPT
 from models.gpt import GPTConfig
+from tinygrad_tx.errors import TinygradTxError
 from train.config import make_config
 from train.data import TinyShakespeare, get_batch, iter_batches, split_data
 from train.tokenizers import CharTokenizer
@@ -190,7 +191,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     config = make_config(overrides={"max_iters": args.max_iters, "lr_decay_iters": max(args.max_iters, 100),
                                     "seed": args.seed})
-    compare(config, TinyShakespeare(args.data).text, args.seed)
+    try:
+        text = TinyShakespeare(args.data).text
+    except TinygradTxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    compare(config, text, args.seed)
     return 0
 
 

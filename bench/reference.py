@@ -1,8 +1,8 @@
-"""The PyTorch reference GPT of the benchmark: nanoGPT's model, written out again in torch.
+"""The PyTorch reference GPT: nanoGPT's model, written out again in torch.
 
 Same parameter names and layouts as ``models.gpt.GPT`` (nanoGPT's), so a tinygrad_tx state dict
-loads unchanged with ``load_numpy_state``. Used only by bench/ (torch is never imported by the
-library itself).
+loads unchanged with ``load_numpy_state``. The oracle of bench/ and of the model tests
+(tests/test_models.py, tests/test_encoder_decoder.py); torch is never imported by the library itself.
 """
 import math
 
@@ -12,8 +12,9 @@ from torch.nn import functional as F
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, causal=True):
         super().__init__()
+        self.causal = causal
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -23,7 +24,8 @@ class CausalSelfAttention(nn.Module):
         batch, time, channels = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(batch, time, self.n_head, channels // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=self.causal)
         y = y.transpose(1, 2).contiguous().view(batch, time, channels)
         return self.resid_dropout(self.c_proj(y))
 
@@ -41,10 +43,10 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, causal=True):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = CausalSelfAttention(config, causal)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -83,12 +85,16 @@ class ReferenceGPT(nn.Module):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
         return self
 
-    def forward(self, idx, targets):
+    def forward(self, idx, targets=None):
+        """(logits, loss); without targets, as nanoGPT, only the last position's logits and no loss."""
         positions = torch.arange(idx.shape[1], device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
         for block in self.transformer.h:
             x = block(x)
-        logits = self.lm_head(self.transformer.ln_f(x))
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return self.lm_head(x[:, [-1], :]), None
+        logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
 

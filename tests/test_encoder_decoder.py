@@ -9,7 +9,8 @@ import torch.nn as tnn
 import torch.nn.functional as TF
 
 from conftest import assert_close
-from test_models import TorchLayerNorm
+from bench.reference import MLP as TorchMLP
+from bench.reference import CausalSelfAttention as TorchSelfAttention
 from models import CausalSelfAttention
 from models.encoder_decoder import (BOS, EOS, PAD, CrossAttention, DecoderBlock, EncoderBlock, EncoderDecoder,
                                     digit_reversal_batch, reversal_accuracy, train_digit_reversal)
@@ -31,18 +32,6 @@ def torch_merge(y):
     return y.transpose(1, 2).contiguous().view(B, T, H * D)
 
 
-class TorchSelfAttention(tnn.Module):
-    def __init__(self, cfg, causal):
-        super().__init__()
-        self.c_attn = tnn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = tnn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.n_head, self.n_embd, self.causal = cfg.n_head, cfg.n_embd, causal
-
-    def forward(self, x):
-        q, k, v = (torch_heads(t, self.n_head) for t in self.c_attn(x).split(self.n_embd, dim=2))
-        return self.c_proj(torch_merge(TF.scaled_dot_product_attention(q, k, v, is_causal=self.causal)))
-
-
 class TorchCrossAttention(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -59,21 +48,11 @@ class TorchCrossAttention(tnn.Module):
         return self.c_proj(torch_merge(TF.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
 
 
-class TorchMLP(tnn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.c_fc = tnn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = tnn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-
-    def forward(self, x):
-        return self.c_proj(TF.gelu(self.c_fc(x)))
-
-
 class TorchEncoderBlock(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.ln_1, self.attn = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchCrossAttention(cfg)
-        self.ln_2, self.mlp = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchMLP(cfg)
+        self.ln_1, self.attn = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias), TorchCrossAttention(cfg)
+        self.ln_2, self.mlp = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias), TorchMLP(cfg)
 
     def forward(self, x, key_padding_mask=None):
         x = x + self.attn(self.ln_1(x), key_padding_mask=key_padding_mask)
@@ -83,9 +62,9 @@ class TorchEncoderBlock(tnn.Module):
 class TorchDecoderBlock(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.ln_1, self.attn = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchSelfAttention(cfg, causal=True)
-        self.ln_2, self.cross_attn = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchCrossAttention(cfg)
-        self.ln_3, self.mlp = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchMLP(cfg)
+        self.ln_1, self.attn = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias), TorchSelfAttention(cfg, causal=True)
+        self.ln_2, self.cross_attn = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias), TorchCrossAttention(cfg)
+        self.ln_3, self.mlp = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias), TorchMLP(cfg)
 
     def forward(self, x, memory, memory_padding_mask=None):
         x = x + self.attn(self.ln_1(x))
@@ -101,9 +80,9 @@ def torch_embeddings(cfg):
 class TorchEncoderDecoder(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.encoder = tnn.ModuleDict(dict(embed=torch_embeddings(cfg), ln_f=TorchLayerNorm(cfg.n_embd, cfg.bias),
+        self.encoder = tnn.ModuleDict(dict(embed=torch_embeddings(cfg), ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
                                            h=tnn.ModuleList([TorchEncoderBlock(cfg) for _ in range(cfg.n_layer)])))
-        self.decoder = tnn.ModuleDict(dict(embed=torch_embeddings(cfg), ln_f=TorchLayerNorm(cfg.n_embd, cfg.bias),
+        self.decoder = tnn.ModuleDict(dict(embed=torch_embeddings(cfg), ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
                                            h=tnn.ModuleList([TorchDecoderBlock(cfg) for _ in range(cfg.n_layer)])))
         self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
 

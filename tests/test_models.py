@@ -1,5 +1,5 @@
-"""models/ against small PyTorch reference modules written here (nanoGPT's and "Let's build GPT"'s
-structure, not imported): forward values, loss and every parameter's gradient, weights copied across
+"""models/ against PyTorch references (nanoGPT's modules from bench/reference.py, "Let's build GPT"'s
+Head and MultiHeadAttention written here): forward values, loss and every parameter's gradient, weights copied across
 through state_dict with dropout 0; 20 AdamW steps of a small GPT; the nanoGPT checkpoint converter.
 """
 import math
@@ -11,6 +11,8 @@ import torch.nn as tnn
 import torch.nn.functional as TF
 
 import tinygrad_tx.nn.functional as F
+from bench.reference import Block as TorchBlock
+from bench.reference import ReferenceGPT as TorchGPT
 from conftest import assert_close
 from models import GPT, BigramLanguageModel, Block, GPTConfig, Head, MultiHeadAttention
 from models.gpt import read_npz
@@ -22,67 +24,6 @@ torch.manual_seed(0)
 
 
 # ---------------------------------------------------------------- PyTorch references
-class TorchLayerNorm(tnn.Module):
-    def __init__(self, ndim, bias):
-        super().__init__()
-        self.weight = tnn.Parameter(torch.ones(ndim))
-        self.bias = tnn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return TF.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
-class TorchCausalSelfAttention(tnn.Module):
-    def __init__(self, cfg, causal=True):
-        super().__init__()
-        self.causal = causal
-        self.c_attn = tnn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
-        self.c_proj = tnn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.n_head, self.n_embd = cfg.n_head, cfg.n_embd
-
-    def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = TF.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
-
-
-class TorchBlock(tnn.Module):
-    def __init__(self, cfg, causal=True):
-        super().__init__()
-        self.ln_1, self.ln_2 = TorchLayerNorm(cfg.n_embd, cfg.bias), TorchLayerNorm(cfg.n_embd, cfg.bias)
-        self.attn = TorchCausalSelfAttention(cfg, causal)
-        self.mlp = tnn.Module()
-        self.mlp.c_fc = tnn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
-        self.mlp.c_proj = tnn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.approximate = cfg.gelu_approximate
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp.c_proj(TF.gelu(self.mlp.c_fc(self.ln_2(x)), approximate=self.approximate))
-
-
-class TorchGPT(tnn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.transformer = tnn.ModuleDict(dict(
-            wte=tnn.Embedding(cfg.vocab_size, cfg.n_embd), wpe=tnn.Embedding(cfg.block_size, cfg.n_embd),
-            h=tnn.ModuleList([TorchBlock(cfg) for _ in range(cfg.n_layer)]), ln_f=TorchLayerNorm(cfg.n_embd, cfg.bias)))
-        self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
-
-    def forward(self, idx, targets=None):
-        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
-        for block in self.transformer.h:
-            x = block(x)
-        x = self.transformer.ln_f(x)
-        if targets is None:
-            return self.lm_head(x[:, [-1], :]), None
-        logits = self.lm_head(x)
-        return logits, TF.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-
-
 class TorchHead(tnn.Module):
     def __init__(self, n_embd, head_size, block_size):
         super().__init__()
