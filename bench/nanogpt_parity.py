@@ -22,7 +22,12 @@ import tempfile
 import time
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as exc:   # test-only dependency (bench.reference needs it too, hence before our imports)
+    raise SystemExit(f"error: bench.nanogpt_parity runs nanoGPT in PyTorch, which is not installed ({exc}); "
+                     'install the test extra: pip install -e ".[test]"') from None
 
 from bench.reference import ReferenceGPT
 from models.gpt import GPTConfig
