@@ -196,7 +196,7 @@ def _coerce(name, value, source):
 def validate(config):
     """Raise ConfigError naming the first hyperparameter outside its range."""
     c = config
-    for name, spec in FIELDS.items():
+    for name in FIELDS:
         value = getattr(c, name)
         if _base_type(name) is float and value is not None and not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {value}")

@@ -156,7 +156,8 @@ class Trainer:
         from a generator seeded by (seed, iteration, split) so evaluating never moves the training streams."""
         c = self.config
         rng = np.random.default_rng([c.seed, EVAL_BATCH_STREAM, self.iter_num, list(self.splits).index(split)])
-        return [get_batch(self.splits[split], c.batch_size, c.block_size, c.device, rng) for _ in range(c.eval_iters)]
+        data = self.splits[split]
+        return [get_batch(data, c.batch_size, c.block_size, c.device, rng) for _ in range(c.eval_iters)]
 
     def _update(self):
         """Clip, step at the scheduled learning rate, and count the step done."""
