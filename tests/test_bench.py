@@ -74,7 +74,7 @@ def test_ops_bench_times_every_op_and_impl():
 
 # ---------------------------------------------------------------- CuPy kernels vs the NumPy path
 if GPU_OK:
-    from tinygrad_tx.nn import cuda_kernels
+    from tinygrad_tx.kernels import cuda as cuda_kernels
 
 
 def _cpu_forward_backward(op, arrays, grad):

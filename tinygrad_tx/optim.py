@@ -11,7 +11,7 @@ import numbers
 
 from . import backend
 from .errors import TinygradTxError
-from .nn import cuda_kernels
+from .kernels import cuda as cuda_kernels
 from .tensor import Tensor
 
 

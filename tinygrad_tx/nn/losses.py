@@ -6,7 +6,7 @@ from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
 from ..ops import require_float
-from . import cuda_kernels
+from ..kernels import cuda as cuda_kernels
 
 REDUCTIONS = ("mean", "sum", "none")
 
