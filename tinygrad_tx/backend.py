@@ -112,6 +112,50 @@ def synchronize(device="cpu"):
         _load_cupy().cuda.get_current_stream().synchronize()
 
 
+# ---------------------------------------------------------------- several GPUs (tinygrad_tx.distributed)
+def use_gpu(index):
+    """Make GPU ``index`` (a rank's local rank, modulo the GPUs present) current for this process."""
+    cupy = _load_cupy()
+    cupy.cuda.Device(index % cupy.cuda.runtime.getDeviceCount()).use()
+
+
+def nccl_module():
+    """``cupy.cuda.nccl`` when this CuPy was built with NCCL, else None (the caller falls back to MPI)."""
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return None
+    return nccl if getattr(nccl, "available", True) and hasattr(nccl, "NcclCommunicator") else None
+
+
+def nccl_dtype(dtype):
+    nccl = nccl_module()
+    names = {np.dtype(np.float32): "NCCL_FLOAT32", np.dtype(np.float64): "NCCL_FLOAT64",
+             np.dtype(np.float16): "NCCL_FLOAT16"}
+    if np.dtype(dtype) not in names:
+        raise DeviceError(f"nccl: no NCCL type for dtype {np.dtype(dtype)}")
+    return getattr(nccl, names[np.dtype(dtype)])
+
+
+def gpu_current_stream():
+    return _load_cupy().cuda.get_current_stream()
+
+
+def gpu_side_stream():
+    """A new non-blocking CUDA stream (communication overlapping the compute stream)."""
+    return _load_cupy().cuda.Stream(non_blocking=True)
+
+
+def gpu_record_event(stream=None):
+    """An event recorded now on ``stream`` (default: the current stream)."""
+    return (stream or gpu_current_stream()).record()
+
+
+def gpu_stream_wait(event, stream=None):
+    """Make ``stream`` (default: the current one) wait for ``event`` without blocking the host."""
+    (stream or gpu_current_stream()).wait_event(event)
+
+
 # ---------------------------------------------------------------- seeded random numbers
 _generators = {}
 _seed = 1337

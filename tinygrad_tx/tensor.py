@@ -175,11 +175,15 @@ class Tensor:
         return f"Tensor({body}, {', '.join(extras)})"
 
     # ------------------------------------------------------------------ reverse mode
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad=None, retain_graph=False, on_leaf_final=None):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
 
         ``grad`` is the upstream gradient (same shape as self); it may be omitted only for a
         one-element tensor. The graph's saved arrays are freed afterwards unless ``retain_graph``.
+        ``on_leaf_final(leaf)`` is called once per leaf that requires grad, as soon as the last op
+        using it has run its backward: its ``.grad`` takes no more contributions in this pass (a leaf
+        used twice, like a tied embedding, is reported after its second use). Data-parallel training
+        starts sending a gradient then, while the rest of backward still runs.
         """
         if not self.requires_grad:
             raise GraphError("backward: this tensor does not require grad (no input had requires_grad=True, "
@@ -197,12 +201,38 @@ class Tensor:
                 raise ShapeError(f"backward: gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
         if self._ctx is None:
             _accumulate_leaf(self, grad)
+            if on_leaf_final is not None:
+                on_leaf_final(self)
             return
         if self._ctx.released:
             raise GraphError(_FREED_MESSAGE)
         self._ctx.pending[self._out_index] = grad
-        for node in reversed(_topological_order(self._ctx)):
+        order = _topological_order(self._ctx)
+        uses = _leaf_uses(order) if on_leaf_final is not None else None
+        for node in reversed(order):
+            inputs = node.inputs   # release() drops them
             _run_backward(node, retain_graph)
+            if uses is not None:
+                _report_final_leaves(inputs, uses, on_leaf_final)
+
+
+def _leaf_uses(order):
+    """{id(leaf): number of ops in ``order`` that take the leaf as an input} for leaves requiring grad."""
+    uses = {}
+    for node in order:
+        for tensor in node.inputs:
+            if tensor is not None and tensor._ctx is None and tensor.requires_grad:
+                uses[id(tensor)] = uses.get(id(tensor), 0) + 1
+    return uses
+
+
+def _report_final_leaves(inputs, uses, on_leaf_final):
+    """Count one use off each leaf among an op's ``inputs`` (the op has run); call back for those with none left."""
+    for tensor in inputs:
+        if tensor is not None and id(tensor) in uses:
+            uses[id(tensor)] -= 1
+            if uses[id(tensor)] == 0:
+                on_leaf_final(tensor)
 
 
 _FREED_MESSAGE = ("backward: the graph was already freed by a previous backward(); "

@@ -70,6 +70,11 @@ class TrainConfig:
     seed: int = _knob(1337, "seed of the weights, dropout, batches and the final sample")
     peak_flops: Optional[float] = _knob(None, "MFU denominator in FLOP/s (default: a GEMM timed once here; give it on a busy machine)")
     detect_anomaly: bool = _knob(False, "stop at the first NaN/Inf, naming the op (slow)")
+    # data-parallel (under mpiexec; docs/distributed.md)
+    dist_backend: str = _knob("auto", "collectives: auto (NCCL for GPU runs when present, else MPI), mpi or nccl")
+    zero: int = _knob(0, "ZeRO stage: 0 (every rank keeps all AdamW state) or 1 (state sharded by whole tensors)")
+    bucket_mb: Optional[float] = _knob(None, "all-reduce gradients in buckets of this many MiB while backward runs "
+                                       "(0: one flat all-reduce after backward; None: 25 with NCCL, else 0)")
 
 
 # nanoGPT's two Shakespeare recipes: README's CPU run, and config/train_shakespeare_char.py for a GPU.
@@ -83,7 +88,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # what a run's checkpoint fixes: resuming with a different value would not continue the same run
 FROZEN_ON_RESUME = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "gelu_approximate")
 METAVARS = {int: "N", float: "X", str: "TEXT"}
-CHOICES = {"tokenizer": ("char", "bpe"), "gelu_approximate": ("none", "tanh")}
+CHOICES = {"tokenizer": ("char", "bpe"), "gelu_approximate": ("none", "tanh"),
+           "dist_backend": ("auto", "mpi", "nccl"), "zero": (0, 1)}
 
 
 @dataclass
@@ -218,9 +224,11 @@ def validate(config):
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(c, name)}")
     for name, allowed in CHOICES.items():
         if getattr(c, name) not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, got {getattr(c, name)!r}")
     if c.tokenizer == "bpe" and c.vocab_size < 256:
         raise ConfigError(f"vocab_size must be >= 256 for the byte-level BPE tokenizer, got {c.vocab_size}")
+    if c.bucket_mb is not None and not c.bucket_mb >= 0:
+        raise ConfigError(f"bucket_mb must be >= 0 (or None), got {c.bucket_mb}")
     if c.peak_flops is not None and not c.peak_flops > 0:
         raise ConfigError(f"peak_flops must be > 0, got {c.peak_flops}")
     if not c.out_dir:

@@ -5,16 +5,19 @@
     python -m train.shakespeare --config my.yaml --max_iters 500 --out_dir runs/mine
     python -m train.shakespeare --out_dir runs/mine --resume --max_iters 4000
     python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
+    mpiexec -n 2 python -m mpi4py -m train.shakespeare --gradient_accumulation_steps 2   # docs/distributed.md
 
 ``--help`` lists every hyperparameter with its default. The run directory gets config.json,
 metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit status: 0 done,
 1 a NaN/Inf caught by --detect_anomaly, 2 a usage error (one ``error: ...`` line on stderr; --debug
-shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz).
+shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec every rank runs this;
+rank 0 alone prints and writes, and a rank that fails ends the whole job with its exit status.
 """
 import os
 import sys
 
 from tinygrad_tx import backend
+from tinygrad_tx.distributed import abort_other_ranks, init_communicator, launched_rank, launched_world_size
 from tinygrad_tx.errors import AnomalyError, TinygradTxError
 from train.checkpoint import load_checkpoint
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config, parse_command_line
@@ -27,24 +30,36 @@ TRAIN_FRACTION = 0.9
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    status = _run(argv)
+    if status:   # under mpiexec one failing rank must not leave the others waiting in a collective
+        abort_other_ranks(status)
+    return status
+
+
+def _run(argv):
+    world_size = launched_world_size()
+    rank_prefix = f"[rank {launched_rank()}/{world_size}] " if world_size > 1 else ""
     try:
         return train(parse_command_line(argv))
     except (TinygradTxError, AnomalyError, OSError) as exc:
         if "--debug" in argv:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {rank_prefix}{exc}", file=sys.stderr)
         return 1 if isinstance(exc, AnomalyError) else 2
     except TrainingInterrupted as stop:
-        print(f"\n{stop}", file=sys.stderr)
+        print(f"\n{rank_prefix}{stop}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:   # before the first step: nothing trained, nothing to save
-        print("\ninterrupted before training started; nothing was written to the checkpoints", file=sys.stderr)
+        print(f"\n{rank_prefix}interrupted before training started; nothing was written to the checkpoints",
+              file=sys.stderr)
         return 130
 
 
 def train(command):
     """Set up the data, tokenizer and model for ``command`` (a train.config.CommandLine), train, print a sample."""
     config, resume = command.config, None
+    comm = init_communicator(config.dist_backend, config.device)   # one line and exit 2 if mpiexec lacks mpi4py
+    say = print if comm.is_main else _silent
     if command.resume:
         path = checkpoint_path(config.out_dir, "last")
         if not os.path.exists(path):
@@ -60,21 +75,28 @@ def train(command):
     else:   # trained on the training split only, so nothing of the val text leaks into the vocabulary
         tokenizer = BPETokenizer.train(split_data(dataset.text, TRAIN_FRACTION)[0], config.vocab_size)
     train_ids, val_ids = split_data(dataset.encode(tokenizer), TRAIN_FRACTION)
-    print(f"{dataset}: {len(train_ids):,} train and {len(val_ids):,} val tokens, {tokenizer}", flush=True)
-    trainer = Trainer(config, tokenizer, train_ids, val_ids, resume=resume)
-    print(f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
+    say(f"{dataset}: {len(train_ids):,} train and {len(val_ids):,} val tokens, {tokenizer}", flush=True)
+    trainer = Trainer(config, tokenizer, train_ids, val_ids, resume=resume,
+                      out=None if comm.is_main else open(os.devnull, "w"), comm=comm)
+    if comm.world_size > 1:
+        say(trainer.dist.describe(config, trainer.optimizer), flush=True)
+    say(f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
           f"{'resuming at iteration ' + str(trainer.iter_num) if resume else 'training'} to {config.max_iters}; "
           f"run directory {config.out_dir}", flush=True)
     summary = trainer.run()
-    print(f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
+    say(f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
           f"final val loss {summary['final_val_loss']:.4f}, best {summary['best_val_loss']:.4f}"
           + (f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
              if summary["tokens_per_s"] else ""), flush=True)
-    if config.sample_tokens:
+    if config.sample_tokens and comm.is_main:
         print(f"--- sample ({config.sample_tokens} tokens, temperature 0.8, top_k 200) ---")
         start = "\n" if "\n" in dataset.text else dataset.text[0]   # nanoGPT starts from a newline
         print(trainer.sample(config.sample_tokens, prompt=start), flush=True)
     return 0
+
+
+def _silent(*args, **kwargs):
+    """print for the ranks other than 0."""
 
 
 def resumed_config(saved, explicit):

@@ -34,10 +34,12 @@ from tqdm import tqdm
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
+from tinygrad_tx.distributed import SingleProcess
 from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import ConfigError, save_json
 from train.data import get_batch, iter_batches
+from train.distributed import DataParallel, ZeroOptimizer, rank_seed
 from train.gradflow import layer_gradient_norms, plot_gradient_flow
 from train.plots import plot_losses
 
@@ -59,9 +61,12 @@ class TrainingInterrupted(Exception):
 
 
 class Trainer:
-    def __init__(self, config, tokenizer, train_ids, val_ids, resume=None, out=None):
-        """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from."""
+    def __init__(self, config, tokenizer, train_ids, val_ids, resume=None, out=None, comm=None):
+        """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from.
+        ``comm``: a ``tinygrad_tx.distributed`` communicator for data-parallel runs (train/distributed.py)."""
         self.config, self.tokenizer, self.out = config, tokenizer, out or sys.stdout
+        self.dist = DataParallel(config, comm or SingleProcess())
+        self.is_main = self.dist.rank == 0   # rank 0 alone writes the run directory
         self.splits = {"train": train_ids, "val": val_ids}
         self._grad_norms = {}   # per-layer gradient norms of the last logged step (train/gradflow.py)
         c = config
@@ -75,6 +80,10 @@ class Trainer:
                                     gelu_approximate=c.gelu_approximate)
         self.model = GPT(self.model_args).to(c.device)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
+        if c.zero:
+            self.optimizer = ZeroOptimizer(self.optimizer, self.dist.comm)
+        if self.dist.rank:   # the same weights on every rank, then each its own dropout draws
+            backend.manual_seed(rank_seed(c.seed, self.dist.rank))
         self.batch_rng = np.random.default_rng([c.seed, TRAIN_BATCH_STREAM])
         self.iter_num, self.best_val_loss, self.records = 0, math.inf, []
         self.train_seconds, self._mark, self._steps_since_mark = 0.0, time.perf_counter(), 0
@@ -83,6 +92,9 @@ class Trainer:
         self._completed_step()
         if c.peak_flops is None:
             c.peak_flops = measure_peak_flops(c.device)
+        if not self.is_main:
+            self._rewrite_metrics(write=False)
+            return
         try:
             os.makedirs(c.out_dir, exist_ok=True)
         except OSError as exc:
@@ -100,19 +112,22 @@ class Trainer:
         self._mark = time.perf_counter()
         progress = Progress(c.max_iters, self.iter_num, self.out)
         try:
-            with detect_anomaly(c.detect_anomaly):
+            with detect_anomaly(c.detect_anomaly), self.dist.ctrl_c_at_step_boundary():
                 while True:
                     if self.iter_num % c.eval_interval == 0 or self.iter_num == c.max_iters:
                         self._evaluate(progress)
                     if self.iter_num >= c.max_iters:
                         break
                     loss = self._forward_backward()
-                    with _ctrl_c_deferred():   # the update and its log line happen wholly or not at all
+                    # the update and its log line happen wholly or not at all (W > 1: Ctrl-C is already held)
+                    with _ctrl_c_deferred() if not self.dist.active else contextlib.nullcontext():
                         self._update()
                         progress.advance()
                         if (self.iter_num - 1) % c.log_interval == 0:
                             self._log_step(self.iter_num - 1, loss.item() * c.gradient_accumulation_steps,
                                            tokens_per_iter, progress)
+                    if self.dist.stop_agreed:   # a Ctrl-C reached some rank: every rank stops after this step
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             progress.close()
             raise TrainingInterrupted(self.iter_num, self.save("last")) from None
@@ -133,13 +148,20 @@ class Trainer:
             else c.learning_rate
 
     def _forward_backward(self):
-        """Gradients of gradient_accumulation_steps micro-batches, each loss scaled by 1/steps; returns the last."""
+        """Gradients of gradient_accumulation_steps micro-batches, each loss scaled by 1/steps; returns the
+        last micro-batch's scaled loss. With W ranks, this rank's share of the micro-batches, then the
+        gradients summed over ranks (train/distributed.py)."""
         c = self.config
-        for _ in range(c.gradient_accumulation_steps):
-            x, y = self.train_batch()
+        batches = self.dist.rank_batches(self.train_batch)
+        for number, (x, y) in enumerate(batches):
             _, loss = self.model(x, y)
             loss = loss / c.gradient_accumulation_steps
-            loss.backward()
+            on_leaf_final = None
+            if number == len(batches) - 1:
+                on_leaf_final = self.dist.start_last_micro_step(list(self.model.parameters()), loss)
+            loss.backward(on_leaf_final=on_leaf_final)
+        if self.dist.active:
+            loss = Tensor(self.dist.reduce_gradients())
         return loss
 
     def train_batch(self):
@@ -208,6 +230,7 @@ class Trainer:
 
     def _evaluate(self, progress):
         self._close_mark()
+        self.dist.check_parameters(self.model, self.iter_num)
         losses = self.estimate_loss()
         improved = losses["val"] < self.best_val_loss
         self.best_val_loss = min(self.best_val_loss, losses["val"])
@@ -215,9 +238,10 @@ class Trainer:
                       "lr": self._lr(self.iter_num)})
         progress.message(f"step {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
                          + (" (best)" if improved else ""))
-        plot_losses(self.records, os.path.join(self.config.out_dir, "loss.png"),
-                    title=f"{os.path.basename(os.path.abspath(self.config.out_dir))}: loss")
-        plot_gradient_flow(self.records, os.path.join(self.config.out_dir, "gradflow.png"))
+        if self.is_main:
+            plot_losses(self.records, os.path.join(self.config.out_dir, "loss.png"),
+                        title=f"{os.path.basename(os.path.abspath(self.config.out_dir))}: loss")
+            plot_gradient_flow(self.records, os.path.join(self.config.out_dir, "gradflow.png"))
         self.save("last")
         if improved:
             self.save("best")
@@ -244,14 +268,17 @@ class Trainer:
 
     def _mfu(self, seconds_per_iter):
         c = self.config
-        return self.model.estimate_mfu(c.batch_size * c.gradient_accumulation_steps, seconds_per_iter, c.peak_flops)
+        return self.model.estimate_mfu(c.batch_size * c.gradient_accumulation_steps, seconds_per_iter,
+                                       c.peak_flops * self.dist.world_size)
 
     def _record(self, record):
         self.records.append(record)
+        if not self.is_main:
+            return
         with open(os.path.join(self.config.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _rewrite_metrics(self):
+    def _rewrite_metrics(self, write=True):
         """Keep the records of the steps before ``iter_num`` (those of a resumed run); later ones are redone.
 
         A last line that a kill or a full disk cut short is dropped, and the file is replaced atomically.
@@ -260,19 +287,28 @@ class Trainer:
         if self.iter_num and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 self.records = [r for r in map(_parse_record, f) if r is not None and r["iter"] < self.iter_num]
+        if not write:
+            return
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.records)
         os.replace(tmp, path)
 
     def save(self, name):
-        """Write ckpt_<name>.npz (atomically) and return its path."""
+        """Write ckpt_<name>.npz (atomically) and return its path. With W ranks every rank calls it (the
+        ZeRO-1 state and the ranks' dropout generators are gathered); rank 0 writes, the others wait."""
         path = checkpoint_path(self.config.out_dir, name)
-        save_checkpoint(path, {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                               "iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
-                               "config": dataclasses.asdict(self.config),
-                               "model_args": dataclasses.asdict(self.model_args),
-                               "tokenizer": self.tokenizer.to_dict(), "rng": self.rng_state})
+        optimizer_state, rng = self.optimizer.state_dict(), dict(self.rng_state)
+        engine_ranks = self.dist.engine_rng_states(self.rng_state["engine"])
+        if engine_ranks is not None:
+            rng["engine_ranks"] = engine_ranks
+        if self.is_main:
+            save_checkpoint(path, {"model": self.model.state_dict(), "optimizer": optimizer_state,
+                                   "iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
+                                   "config": dataclasses.asdict(self.config),
+                                   "model_args": dataclasses.asdict(self.model_args),
+                                   "tokenizer": self.tokenizer.to_dict(), "rng": rng})
+        self.dist.comm.barrier()   # nobody leaves (and may end the job) before the file is in place
         return path
 
     def _restore(self, payload):
@@ -280,6 +316,11 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.iter_num, self.best_val_loss = int(payload["iter_num"]), float(payload["best_val_loss"])
         backend.set_rng_state(payload["rng"]["engine"])
+        rank_state = self.dist.engine_rng_state_to_restore(payload["rng"])
+        if rank_state is not None:
+            backend.set_rng_state(rank_state)
+        elif self.dist.rank:   # another world size saved it: this rank starts its own dropout stream afresh
+            backend.manual_seed(rank_seed(self.config.seed, self.dist.rank))
         self.batch_rng.bit_generator.state = payload["rng"]["batch"]
 
     def sample(self, max_new_tokens, prompt="\n", temperature=0.8, top_k=200):
