@@ -1,0 +1,262 @@
+"""Data-parallel training (train/distributed.py): one process's numbers from W ranks.
+
+In-process: the batch split, the gradient buckets against the engine's on_leaf_final (NumPy, a
+simulated second rank), ZeRO-1's sharding, and W = 1 equal bit for bit to the single-process
+algorithm. Under ``mpiexec -n 2`` (skipped with the reason where MPI is missing): 2 ranks equal 1
+process at the same global batch, ZeRO-1 and buckets equal plain data-parallel, a failing rank or
+diverging ranks end the job, and a Ctrl-C'd 2-rank run resumes exactly.
+"""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import shakespeare_path
+from models.gpt import GPT, GPTConfig
+from test_distributed import launch_env, requires_mpi
+from test_train import read_metrics, run_cli
+from tinygrad_tx import Tensor, backend, distributed
+from tinygrad_tx.distributed import SingleProcess
+from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
+from train import shakespeare
+from train.checkpoint import load_checkpoint
+from train.config import ConfigError, make_config
+from train.data import get_batch
+from train.distributed import DataParallel, GradientBuckets, ZeroOptimizer
+
+TRAIN_STREAM = 1   # train.trainer.TRAIN_BATCH_STREAM
+
+
+class SimulatedRanks(SingleProcess):
+    """Rank ``rank`` of ``world_size`` whose partners hold the same gradients: a sum multiplies by W."""
+
+    def __init__(self, rank=0, world_size=2):
+        self.rank, self.world_size, self.launched = rank, world_size, []
+
+    def allreduce_sum_async(self, array):
+        self.launched.append(array.size)
+        array *= self.world_size
+        return distributed._Done()
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = shakespeare_path()
+    if path:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()[:30_000]
+    else:
+        words = ["thou", "art", "my", "lord", "and", "the", "king", "shall", "not", "die", "ROMEO:", "JULIET:"]
+        text = "\n".join(" ".join(np.random.default_rng(0).choice(words, size=8)) for _ in range(800))[:30_000]
+    file = tmp_path_factory.mktemp("data") / "small.txt"
+    file.write_text(text, encoding="utf-8")
+    return file
+
+
+def args(data, out_dir, max_iters=6, *extra):
+    return ["--data", str(data), "--out_dir", str(out_dir), "--max_iters", str(max_iters), "--n_layer", "1",
+            "--n_head", "2", "--n_embd", "32", "--block_size", "16", "--batch_size", "4",
+            "--gradient_accumulation_steps", "2", "--learning_rate", "3e-3", "--warmup_iters", "2",
+            "--lr_decay_iters", "60", "--eval_interval", "3", "--eval_iters", "2", "--log_interval", "1",
+            "--sample_tokens", "0", "--peak_flops", "1e9", *extra]
+
+
+def weights(out_dir):
+    return load_checkpoint(os.path.join(out_dir, "ckpt_last.npz"))
+
+
+def losses(out_dir):
+    return [(r["kind"], r["iter"], r.get("loss", r.get("val_loss"))) for r in read_metrics(out_dir)]
+
+
+# ---------------------------------------------------------------- in-process
+def test_ranks_split_the_same_global_batch_stream():
+    config = make_config(overrides={"gradient_accumulation_steps": 4})
+    draws = []
+    for rank in range(2):
+        counter = iter(range(100))
+        draws.append(DataParallel(config, SimulatedRanks(rank)).rank_batches(lambda: next(counter)))
+    assert draws == [[0, 1], [2, 3]]   # together the 4 micro-batches one process would draw
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps 3 is not divisible by the world size 2"):
+        DataParallel(make_config(overrides={"gradient_accumulation_steps": 3}), SimulatedRanks())
+
+
+def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
+    backend.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
+    params = list(model.parameters())
+    x = Tensor(np.random.default_rng(0).integers(0, 20, (2, 8)))
+    _, loss = model(x, x)
+    loss.backward()
+    expected = [p.grad.numpy() * 2 for p in params]
+    model.zero_grad()
+    comm = SimulatedRanks()
+    buckets = GradientBuckets(params, comm, bucket_bytes=4 * 2000)
+    assert len(buckets.members) >= 3 and buckets.members[-1][-1] is params[0]   # wte: final last, sent last
+    _, loss = model(x, x)
+    buckets.start(loss, 0.0)
+    launched_during_backward = []
+    loss.backward(on_leaf_final=lambda leaf: (buckets.leaf_final(leaf),
+                                              launched_during_backward.append(len(comm.launched))))
+    assert len(comm.launched) == len(buckets.members)   # every bucket went out before backward returned
+    assert launched_during_backward[0] < len(buckets.members)   # ... and the first ones while it still ran
+    reduced_loss, stop = buckets.finish()
+    assert reduced_loss == pytest.approx(2 * loss.item()) and stop == 0.0
+    for param, grad in zip(params, expected):
+        np.testing.assert_array_equal(param.grad.numpy(), grad)
+
+
+def test_zero_deals_whole_tensors_evenly_between_the_ranks():
+    backend.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
+    shards = [ZeroOptimizer(model.configure_optimizers(0.1, 1e-3), SimulatedRanks(rank)) for rank in range(2)]
+    per_rank = shards[0].state_bytes_per_rank()
+    assert sum(per_rank) == 2 * 4 * sum(p.size for p in model.parameters()) and max(per_rank) < 0.6 * sum(per_rank)
+    assert {i for s in shards for i in s.mine} == set(range(len(shards[0].params)))
+    assert not set(shards[0].mine) & set(shards[1].mine)
+
+
+def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_path):
+    """The trainer at W = 1 (and with --zero 1) against the algorithm written out here: nanoGPT's loop."""
+    status, _, _ = run_cli(shakespeare, args(text_file, tmp_path / "plain", 6, "--dropout", "0.1"))
+    assert status == 0
+    status, _, _ = run_cli(shakespeare, args(text_file, tmp_path / "zero", 6, "--dropout", "0.1", "--zero", "1"))
+    assert status == 0
+    saved = weights(tmp_path / "plain")
+    config = make_config(overrides=saved["config"])
+    backend.manual_seed(config.seed)
+    model = GPT(GPTConfig(**saved["model_args"]))
+    optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
+    batch_rng = np.random.default_rng([config.seed, TRAIN_STREAM])
+    ids = np.array([saved["tokenizer"]["chars"].index(ch) for ch in text_file.read_text(encoding="utf-8")])
+    train_ids = ids[:int(len(ids) * 0.9)]
+    for iteration in range(6):
+        for _ in range(config.gradient_accumulation_steps):
+            x, y = get_batch(train_ids, config.batch_size, config.block_size, "cpu", batch_rng)
+            (model(x, y)[1] / config.gradient_accumulation_steps).backward()
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(iteration, config.learning_rate, config.min_lr, config.warmup_iters,
+                                    config.lr_decay_iters)
+        clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(saved["model"][name], value, err_msg=name)
+        np.testing.assert_array_equal(weights(tmp_path / "zero")["model"][name], value, err_msg=name)
+    assert losses(tmp_path / "zero") == losses(tmp_path / "plain")
+
+
+def test_several_ranks_without_mpi4py_stop_before_writing(text_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    status, out, err = run_cli(shakespeare, args(text_file, tmp_path / "run"))
+    assert status == 2 and err.count("\n") == 1 and "mpi4py is not installed" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_distributed_options_are_one_line_errors():
+    with pytest.raises(ConfigError, match="zero must be one of 0, 1, got 2"):
+        make_config(overrides={"zero": 2})
+    with pytest.raises(ConfigError, match="bucket_mb must be >= 0"):
+        make_config(overrides={"bucket_mb": -1.0})
+    assert dataclasses.asdict(make_config())["dist_backend"] == "auto"
+
+
+# ---------------------------------------------------------------- mpiexec -n 2
+def launch(ranks_args, timeout=120):
+    """mpiexec with one argument list per rank group: [(ranks, argv), ...] (MPMD when they differ)."""
+    command = ["mpiexec"]
+    for number, (ranks, argv) in enumerate(ranks_args):
+        command += ([":"] if number else []) + ["-n", str(ranks), sys.executable, "-m", "mpi4py", "-m",
+                                                "train.shakespeare", *argv]
+    return subprocess.run(command, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          env=launch_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def reference_runs(text_file, tmp_path_factory):
+    """One process and 2 ranks (plain, ZeRO-1, gradient buckets) on the same global batch, dropout 0."""
+    root = tmp_path_factory.mktemp("dp")
+    assert run_cli(shakespeare, args(text_file, root / "one"))[0] == 0
+    runs = {"one": root / "one"}
+    for name, extra in {"dp": [], "zero": ["--zero", "1"], "buckets": ["--bucket_mb", "0.01"]}.items():
+        result = launch([(2, args(text_file, root / name, 6, *extra))])
+        assert result.returncode == 0, result.stdout + result.stderr
+        runs[name] = root / name
+        runs[name + "_stdout"] = result.stdout
+    return runs
+
+
+@requires_mpi
+def test_two_ranks_equal_one_process_at_the_same_global_batch(reference_runs):
+    one, two = weights(reference_runs["one"]), weights(reference_runs["dp"])
+    worst = max(float(np.abs(one["model"][k] - two["model"][k]).max()) for k in one["model"])
+    assert worst <= 1e-5, worst
+    for (kind, iteration, a), (kind2, iteration2, b) in zip(losses(reference_runs["one"]), losses(reference_runs["dp"])):
+        assert (kind, iteration) == (kind2, iteration2) and abs(a - b) <= 1e-5
+    stdout = reference_runs["dp_stdout"]
+    assert stdout.count("data-parallel: world size 2, backend mpi, per-rank batch 4 x 1 micro-steps") == 1
+    assert stdout.count("step 6:") == 1   # rank 0 alone prints
+    assert two["config"]["zero"] == 0 and len(two["rng"]["engine_ranks"]) == 2
+
+
+@requires_mpi
+@pytest.mark.parametrize("variant", ["zero", "buckets"])
+def test_zero1_and_buckets_equal_plain_data_parallel(reference_runs, variant):
+    plain, other = weights(reference_runs["dp"]), weights(reference_runs[variant])
+    for name, value in plain["model"].items():
+        np.testing.assert_array_equal(other["model"][name], value, err_msg=name)
+    for index, state in plain["optimizer"]["state"].items():   # ZeRO's checkpoint gathered every rank's share
+        for key, value in state.items():
+            np.testing.assert_array_equal(other["optimizer"]["state"][index][key], value)
+    assert losses(reference_runs[variant]) == losses(reference_runs["dp"])
+    if variant == "zero":
+        assert "ZeRO-1 AdamW state per rank" in reference_runs["zero_stdout"]
+
+
+@requires_mpi
+def test_a_failing_rank_ends_the_job_quickly(text_file, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("too short for a block\n", encoding="utf-8")
+    started = time.perf_counter()
+    result = launch([(1, args(text_file, tmp_path / "run")), (1, args(short, tmp_path / "run"))], timeout=60)
+    assert result.returncode != 0 and time.perf_counter() - started < 10, result.stderr
+    assert "error: [rank 1/2] block_size 16 is longer than the val split" in result.stderr
+
+
+@requires_mpi
+def test_diverging_ranks_stop_at_the_checksum(text_file, tmp_path):
+    result = launch([(1, args(text_file, tmp_path / "run")),
+                     (1, args(text_file, tmp_path / "run", 6, "--learning_rate", "1e-3"))], timeout=60)
+    assert result.returncode == 2 and "parameters diverged by iteration 3" in result.stderr, result.stderr
+
+
+@requires_mpi
+def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_path):
+    run = lambda out, *extra: args(text_file, out, 24, "--dropout", "0.1", "--eval_interval", "12", *extra)
+    assert launch([(2, run(tmp_path / "whole"))]).returncode == 0
+    command = ["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", "-m", "train.shakespeare", *run(tmp_path / "cut")]
+    process = subprocess.Popen(command, cwd=os.path.dirname(text_file), env=launch_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("iter 3:"):
+            process.send_signal(signal.SIGINT)
+            break
+    _, err = process.communicate(timeout=60)
+    assert process.returncode != 0 and "interrupted at iteration" in err, err
+    stopped_at = weights(tmp_path / "cut")["iter_num"]
+    assert 4 <= stopped_at < 24
+    result = launch([(2, run(tmp_path / "cut", "--resume"))])
+    assert result.returncode == 0, result.stderr
+    whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    for name, value in whole["model"].items():
+        np.testing.assert_array_equal(resumed["model"][name], value, err_msg=name)
+    assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
+    assert json.dumps(resumed["rng"], sort_keys=True, default=str) == json.dumps(whole["rng"], sort_keys=True,
+                                                                                 default=str)
