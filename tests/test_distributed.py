@@ -115,7 +115,7 @@ def test_mpi_collectives_on_two_ranks(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES_SCRIPT)
     result = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", str(script)], cwd=REPO,
-                            env=launch_env(), capture_output=True, text=True, timeout=60)
+                            env=launch_env(), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("collectives ok") == 2
 

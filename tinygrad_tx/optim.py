@@ -226,27 +226,33 @@ class AdamW(Optimizer):
         param -= scratch
 
 
-def clip_grad_norm_(parameters, max_norm):
+def clip_grad_norm_(parameters, max_norm, total_norm=None):
     """Scale all gradients by max_norm / (norm + 1e-6) when their total 2-norm exceeds max_norm.
 
     As torch.nn.utils.clip_grad_norm_: the norm is over every gradient together; returns it as a float
-    (the one value that comes back to the host).
+    (the one value that comes back to the host). ``total_norm``: the norm when it was computed
+    elsewhere (a ZeRO-1 rank holds only its share of the gradients); only ``parameters`` are scaled.
     """
     if not isinstance(max_norm, numbers.Real) or not max_norm > 0:
         raise TinygradTxError(f"clip_grad_norm_: max_norm must be a positive number, got {max_norm!r}")
     if isinstance(parameters, Tensor):
         parameters = [parameters]
     grads = [param.grad.data for param in parameters if param.grad is not None]
-    if not grads:
-        return 0.0
-    xp = backend.xp_of(grads[0])
-    squares = sum(xp.vdot(g.ravel(), g.ravel()).astype(xp.float64) for g in grads)
-    total_norm = math.sqrt(float(squares))
+    if total_norm is None:
+        if not grads:
+            return 0.0
+        total_norm = math.sqrt(float(sum(squared_norm(g) for g in grads)))
     scale = max_norm / (total_norm + 1e-6)
     if scale < 1:
         for grad in grads:
             grad *= scale
     return total_norm
+
+
+def squared_norm(array):
+    """sum(array**2) as a float64 scalar on the array's device (what clip_grad_norm_ adds up, in order)."""
+    xp = backend.xp_of(array)
+    return xp.vdot(array.ravel(), array.ravel()).astype(xp.float64)
 
 
 def cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters):

@@ -18,6 +18,7 @@ The rules (docs/distributed.md explains each):
 - Clipping and the gradient-flow norms run after the all-reduce, on identical gradients everywhere.
 """
 import contextlib
+import math
 import signal
 import threading
 import zlib
@@ -26,7 +27,9 @@ import numpy as np
 
 from tinygrad_tx import Tensor, backend
 from tinygrad_tx.distributed import DistributedError
+from tinygrad_tx.optim import clip_grad_norm_, squared_norm
 from train.config import ConfigError
+from train.gradflow import layer_gradient_norms, layer_of
 
 DEFAULT_NCCL_BUCKET_MB = 25.0
 DROPOUT_STREAM = 3   # seed-sequence tag of the per-rank dropout generators (1 and 2 are the batch streams)
@@ -53,7 +56,7 @@ class DataParallel:
         if bucket_mb is None:
             bucket_mb = DEFAULT_NCCL_BUCKET_MB if comm.name == "nccl" else 0.0
         self.bucket_bytes = int(bucket_mb * 2 ** 20)
-        self.buckets = None
+        self.buckets, self.zero = None, None
         self.stop_agreed = False
         self._interrupted = []
 
@@ -77,22 +80,40 @@ class DataParallel:
         batches = [draw() for _ in range(self.global_steps)]
         return batches[self.rank * self.micro_steps:(self.rank + 1) * self.micro_steps]
 
+    def shard_optimizer(self, optimizer):
+        """--zero 1: the optimizer wrapped so each rank keeps the state of its own tensors only."""
+        self.zero = ZeroOptimizer(optimizer, self.comm)
+        return self.zero
+
     # ---------------------------------------------------------------- gradients
     def start_last_micro_step(self, params, scaled_loss):
         """Before the last micro-step's backward: the callback for ``backward`` (None: reduce afterwards)."""
         if not self.active:
             return None
+        is_last_rank = self.rank == self.world_size - 1   # it holds the global last micro-batch: its loss is logged
+        self._loss_and_stop = (scaled_loss.data if is_last_rank else 0.0), float(bool(self._interrupted))
+        if self.zero is not None:
+            return None
         if self.buckets is None:
             self.buckets = GradientBuckets(params, self.comm, self.bucket_bytes)
-        is_last_rank = self.rank == self.world_size - 1   # it holds the global last micro-batch: its loss is logged
-        self.buckets.start(scaled_loss if is_last_rank else 0.0, float(bool(self._interrupted)))
+        self.buckets.start(*self._loss_and_stop)
         return self.buckets.leaf_final if self.bucket_bytes else None
 
     def reduce_gradients(self):
         """Finish the all-reduce; returns the reduced last micro-loss (scaled by 1/G) and sets stop_agreed."""
-        scaled_loss, stop = self.buckets.finish()
+        reduce = self.buckets.finish if self.zero is None else lambda: self.zero.reduce_gradients(*self._loss_and_stop)
+        scaled_loss, stop = reduce()
         self.stop_agreed = stop > 0
         return scaled_loss
+
+    def clip_and_measure(self, model, grad_clip, measure):
+        """Clip the global gradient norm (grad_clip > 0) and, when ``measure``, return the per-layer norms."""
+        if self.active and self.zero is not None:
+            return self.zero.clip_and_measure(model, grad_clip, measure)
+        norms = layer_gradient_norms(model) if measure else None
+        if grad_clip > 0:
+            clip_grad_norm_(model.parameters(), grad_clip)
+        return norms
 
     # ---------------------------------------------------------------- Ctrl-C on every rank at the same step
     @contextlib.contextmanager
@@ -167,7 +188,7 @@ class GradientBuckets:
     def start(self, last_loss, stop):
         self.missing = [len(group) for group in self.members]
         self.handles = [None] * len(self.members)
-        self.flats[-1][-2] = last_loss.data if hasattr(last_loss, "data") else last_loss
+        self.flats[-1][-2] = last_loss
         self.flats[-1][-1] = stop
 
     def leaf_final(self, param):
@@ -208,11 +229,14 @@ class GradientBuckets:
 class ZeroOptimizer:
     """ZeRO stage 1 around an optimizer: each rank keeps the state of, and steps, only the tensors it owns.
 
-    Tensors are dealt whole, largest first, each to the rank owning the fewest bytes so far. After the
-    all-reduce every rank holds the full gradient (clipping and the gradient-flow norms need it); the
-    owner steps its tensors, and an all-gather sends the new values to everyone. ``state_dict`` gathers
-    all ranks' state (a collective), so a checkpoint is the same as plain data-parallel's and resumes
-    at any world size; ``load_state_dict`` keeps this rank's share.
+    Tensors are dealt whole, largest first, each to the rank owning the fewest bytes so far, and the
+    flat gradient is laid out by owner. A reduce-scatter leaves each rank the summed gradients of its
+    own tensors; one small all-reduce then carries every tensor's squared norm (clipping and the
+    gradient-flow norms need the global values), the logged loss and the Ctrl-C flag. The owner
+    steps its tensors and an all-gather sends the new values to everyone: the same traffic as one
+    all-reduce, and the same weights as plain data-parallel, bit for bit. ``state_dict`` gathers all
+    ranks' state (a collective), so a checkpoint is plain data-parallel's and resumes at any world
+    size; ``load_state_dict`` keeps this rank's share.
     """
 
     def __init__(self, optimizer, comm):
@@ -229,11 +253,59 @@ class ZeroOptimizer:
         self.counts = [sum(self.params[i].size for i in self.order if self.owner[i] == rank)
                        for rank in range(comm.world_size)]
         self.mine = [i for i in self.order if self.owner[i] == comm.rank]
+        self.index_of = {id(param): index for index, param in enumerate(self.params)}
+        self.squared_norms = None   # per tensor, after reduce_gradients: (float64 for clipping, float32 for the log)
 
     def state_bytes_per_rank(self, arrays_per_param: int = 2):
         """[AdamW state bytes each rank holds] (exp_avg and exp_avg_sq per owned tensor)."""
         itemsize = self.params[0].data.itemsize
         return [arrays_per_param * count * itemsize for count in self.counts]
+
+    # ---------------------------------------------------------------- one step
+    def reduce_gradients(self, scaled_loss, stop):
+        """Sum the gradients over ranks, keeping only this rank's tensors'; returns the reduced (loss, stop)."""
+        first = self.params[0].data
+        xp = backend.xp_of(first)
+        flat = xp.empty(sum(self.counts), first.dtype)
+        offset = 0
+        for index in self.order:
+            param = self.params[index]
+            flat[offset:offset + param.size] = 0 if param.grad is None else param.grad.data.reshape(-1)
+            offset += param.size
+        mine, offset = self.comm.reduce_scatter(flat, self.counts), 0
+        for param in self.params:
+            param.grad = None
+        for index in self.mine:
+            param = self.params[index]
+            param.grad = Tensor._wrap(mine[offset:offset + param.size].reshape(param.shape))
+            offset += param.size
+        count = len(self.params)
+        summary = np.zeros(2 * count + 2)   # float64: each entry has one contributor, so every sum is exact
+        if self.mine:
+            grads = [self.params[i].grad.data for i in self.mine]
+            own = xp.stack([squared_norm(g) for g in grads] + [(g * g).sum().astype(xp.float64) for g in grads])
+            own = backend.to_numpy(own)
+            summary[self.mine] = own[:len(grads)]
+            summary[[count + i for i in self.mine]] = own[len(grads):]
+        summary[-2:] = float(scaled_loss), stop
+        self.comm.allreduce_sum(summary)
+        self.squared_norms = summary[:count], summary[count:2 * count].astype(np.float32)
+        return summary[-2], summary[-1]
+
+    def clip_and_measure(self, model, grad_clip, measure):
+        """clip_grad_norm_ and layer_gradient_norms from the gathered squared norms, as the full gradient gives."""
+        clipping, logged = self.squared_norms
+        order = [self.index_of[id(param)] for param in model.parameters()]
+        norms = None
+        if measure:
+            layers = {}
+            for name, param in model.named_parameters():
+                layers.setdefault(layer_of(name), []).append(logged[self.index_of[id(param)]])
+            norms = {layer: math.sqrt(float(sum(parts))) for layer, parts in layers.items()}
+        if grad_clip > 0:
+            total_norm = math.sqrt(float(sum(clipping[i] for i in order)))
+            clip_grad_norm_([self.params[i] for i in self.mine], grad_clip, total_norm=total_norm)
+        return norms
 
     def step(self):
         for index, param in enumerate(self.params):
@@ -252,6 +324,7 @@ class ZeroOptimizer:
     def zero_grad(self):
         self.optimizer.zero_grad()
 
+    # ---------------------------------------------------------------- checkpoints
     def state_dict(self):
         """Every rank's state merged (collective: call it on all ranks)."""
         own = self.optimizer.state_dict()

@@ -13,6 +13,7 @@ metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit s
 shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec every rank runs this;
 rank 0 alone prints and writes, and a rank that fails ends the whole job with its exit status.
 """
+import io
 import os
 import sys
 
@@ -58,8 +59,6 @@ def _run(argv):
 def train(command):
     """Set up the data, tokenizer and model for ``command`` (a train.config.CommandLine), train, print a sample."""
     config, resume = command.config, None
-    comm = init_communicator(config.dist_backend, config.device)   # one line and exit 2 if mpiexec lacks mpi4py
-    say = print if comm.is_main else _silent
     if command.resume:
         path = checkpoint_path(config.out_dir, "last")
         if not os.path.exists(path):
@@ -67,6 +66,8 @@ def train(command):
         resume = load_checkpoint(path)
         config = resumed_config(resume["config"], command.explicit)
     backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
+    comm = init_communicator(config.dist_backend, config.device)   # under mpiexec without mpi4py: one line, exit 2
+    say = print if comm.is_main else _silent
     dataset = TinyShakespeare(config.data)
     if resume is not None:
         tokenizer = Tokenizer.from_dict(resume["tokenizer"])
@@ -77,7 +78,7 @@ def train(command):
     train_ids, val_ids = split_data(dataset.encode(tokenizer), TRAIN_FRACTION)
     say(f"{dataset}: {len(train_ids):,} train and {len(val_ids):,} val tokens, {tokenizer}", flush=True)
     trainer = Trainer(config, tokenizer, train_ids, val_ids, resume=resume,
-                      out=None if comm.is_main else open(os.devnull, "w"), comm=comm)
+                      out=None if comm.is_main else _NullStream(), comm=comm)
     if comm.world_size > 1:
         say(trainer.dist.describe(config, trainer.optimizer), flush=True)
     say(f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
@@ -97,6 +98,13 @@ def train(command):
 
 def _silent(*args, **kwargs):
     """print for the ranks other than 0."""
+
+
+class _NullStream(io.TextIOBase):
+    """The progress output of the ranks other than 0."""
+
+    def write(self, text):
+        return len(text)
 
 
 def resumed_config(saved, explicit):

@@ -35,12 +35,12 @@ from tqdm import tqdm
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
 from tinygrad_tx.distributed import SingleProcess
-from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
+from tinygrad_tx.optim import cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import ConfigError, save_json
 from train.data import get_batch, iter_batches
-from train.distributed import DataParallel, ZeroOptimizer, rank_seed
-from train.gradflow import layer_gradient_norms, plot_gradient_flow
+from train.distributed import DataParallel, rank_seed
+from train.gradflow import plot_gradient_flow
 from train.plots import plot_losses
 
 CHECKPOINT_NAMES = ("best", "last")
@@ -81,7 +81,7 @@ class Trainer:
         self.model = GPT(self.model_args).to(c.device)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         if c.zero:
-            self.optimizer = ZeroOptimizer(self.optimizer, self.dist.comm)
+            self.optimizer = self.dist.shard_optimizer(self.optimizer)
         if self.dist.rank:   # the same weights on every rank, then each its own dropout draws
             backend.manual_seed(rank_seed(c.seed, self.dist.rank))
         self.batch_rng = np.random.default_rng([c.seed, TRAIN_BATCH_STREAM])
@@ -186,10 +186,10 @@ class Trainer:
         lr = self._lr(self.iter_num)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if self.iter_num % self.config.log_interval == 0:   # this step gets a log line: record the gradient flow
-            self._grad_norms = layer_gradient_norms(self.model)
-        if self.config.grad_clip > 0:
-            clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        logged = self.iter_num % self.config.log_interval == 0   # this step gets a log line: record the gradient flow
+        norms = self.dist.clip_and_measure(self.model, self.config.grad_clip, logged)
+        if logged:
+            self._grad_norms = norms
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.iter_num += 1
