@@ -12,6 +12,7 @@ setup(
     install_requires=["numpy>=1.24", "matplotlib>=3.6", "tqdm>=4.60", "PyYAML>=6.0"],
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
+        "dist": ["mpi4py>=4.0", "mpich>=4.1"],   # data-parallel under mpiexec (docs/distributed.md)
         "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1"],
     },
 )

@@ -19,13 +19,19 @@ from tinygrad_tx.distributed import DistributedError, SingleProcess, init_commun
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def mpiexec():
+    """The launcher: the one installed beside this Python (the mpich wheel's), else the one on PATH, else None."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
 def mpi_missing():
     """Why the 2-rank checks cannot run here, or '' when they can."""
     try:
         import mpi4py  # noqa: F401
     except ImportError:
         return 'mpi4py is not installed (pip install "tinygrad-tx[dist]")'
-    return "" if shutil.which("mpiexec") else "no mpiexec on PATH (the mpich wheel provides one)"
+    return "" if mpiexec() else "no mpiexec beside this Python or on PATH (the mpich wheel provides one)"
 
 
 requires_mpi = pytest.mark.skipif(bool(mpi_missing()), reason=mpi_missing() or "mpi available")
@@ -114,7 +120,7 @@ COLLECTIVES_SCRIPT = textwrap.dedent("""
 def test_mpi_collectives_on_two_ranks(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES_SCRIPT)
-    result = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", str(script)], cwd=REPO,
+    result = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", str(script)], cwd=REPO,
                             env=launch_env(), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("collectives ok") == 2

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import shakespeare_path
 from models.gpt import GPT, GPTConfig
-from test_distributed import launch_env, requires_mpi
+from test_distributed import launch_env, mpiexec, requires_mpi
 from test_train import read_metrics, run_cli
 from tinygrad_tx import Tensor, backend, distributed
 from tinygrad_tx.distributed import SingleProcess
@@ -168,7 +168,7 @@ def test_bad_distributed_options_are_one_line_errors():
 # ---------------------------------------------------------------- mpiexec -n 2
 def launch(ranks_args, timeout=120):
     """mpiexec with one argument list per rank group: [(ranks, argv), ...] (MPMD when they differ)."""
-    command = ["mpiexec"]
+    command = [mpiexec()]
     for number, (ranks, argv) in enumerate(ranks_args):
         command += ([":"] if number else []) + ["-n", str(ranks), sys.executable, "-m", "mpi4py", "-m",
                                                 "train.shakespeare", *argv]
@@ -238,7 +238,7 @@ def test_diverging_ranks_stop_at_the_checksum(text_file, tmp_path):
 def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_path):
     run = lambda out, *extra: args(text_file, out, 24, "--dropout", "0.1", "--eval_interval", "12", *extra)
     assert launch([(2, run(tmp_path / "whole"))]).returncode == 0
-    command = ["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", "-m", "train.shakespeare", *run(tmp_path / "cut")]
+    command = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "train.shakespeare", *run(tmp_path / "cut")]
     process = subprocess.Popen(command, cwd=os.path.dirname(text_file), env=launch_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     for line in process.stdout:

@@ -254,6 +254,41 @@ class NCCLCommunicator(HostCopyCommunicator):
                         backend.gpu_current_stream().ptr)
         return array
 
+    def _per_owner(self, array, counts, call):
+        """``call(piece, owner)`` for each rank's piece of ``array``, as one NCCL group (uneven pieces:
+        NCCL's own ReduceScatter and AllGather take equal ones)."""
+        self.nccl.groupStart()
+        try:
+            start = 0
+            for owner, count in enumerate(counts):
+                if count:
+                    call(array[start:start + count], owner)
+                start += count
+        finally:
+            self.nccl.groupEnd()
+
+    def reduce_scatter(self, array, counts):
+        if not backend.is_gpu_array(array):
+            return self.host.reduce_scatter(array, counts)
+        _check_counts("reduce_scatter", counts, self.world_size, array.size)
+        stream, dtype = backend.gpu_current_stream().ptr, backend.nccl_dtype(array.dtype)
+        self._per_owner(array, counts, lambda piece, owner: self.comm.reduce(
+            piece.data.ptr, piece.data.ptr, piece.size, dtype, self.nccl.NCCL_SUM, owner, stream))
+        start = sum(counts[:self.rank])
+        return array[start:start + counts[self.rank]].copy()
+
+    def allgather(self, part, counts):
+        if not backend.is_gpu_array(part):
+            return self.host.allgather(part, counts)
+        _check_counts("allgather", counts, self.world_size)
+        whole = backend.array_module("gpu").empty(sum(counts), part.dtype)
+        start = sum(counts[:self.rank])
+        whole[start:start + counts[self.rank]] = part
+        stream, dtype = backend.gpu_current_stream().ptr, backend.nccl_dtype(part.dtype)
+        self._per_owner(whole, counts, lambda piece, owner: self.comm.bcast(piece.data.ptr, piece.size, dtype,
+                                                                            owner, stream))
+        return whole
+
 
 def init_communicator(kind: str = "auto", device: str = "cpu"):
     """The communicator for this process: ``SingleProcess`` unless a launcher started several ranks.
