@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import train.distributed as distributed_module
 import train.trainer as trainer_module
 from conftest import GPU_OK, shakespeare_path
 from train import sample as sample_cli
@@ -146,14 +147,14 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(full_run, small_text, tm
 
 def test_ctrl_c_during_the_update_applies_the_whole_step(full_run, small_text, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_clip = trainer_module.clip_grad_norm_
+    real_clip = distributed_module.clip_grad_norm_   # the trainer clips through train/distributed.py
 
     def clip_then_signal(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 7:   # a real SIGINT in the middle of step 6's update
             os.kill(os.getpid(), signal.SIGINT)
         return real_clip(*args, **kwargs)
-    monkeypatch.setattr(trainer_module, "clip_grad_norm_", clip_then_signal)
+    monkeypatch.setattr(distributed_module, "clip_grad_norm_", clip_then_signal)
     status, _, stderr = run_cli(shakespeare, tiny_args(small_text, tmp_path, 40))
     monkeypatch.undo()
     assert status == 130 and "interrupted at iteration 7" in stderr

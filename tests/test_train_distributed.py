@@ -9,6 +9,7 @@ diverging ranks end the job, and a Ctrl-C'd 2-rank run resumes exactly.
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,3 +258,17 @@ def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
     assert json.dumps(resumed["rng"], sort_keys=True, default=str) == json.dumps(whole["rng"], sort_keys=True,
                                                                                  default=str)
+
+
+@requires_mpi
+def test_a_zero1_checkpoint_resumes_in_one_process(reference_runs, tmp_path):
+    """ZeRO-1's checkpoint holds every rank's share, so a 2-rank run continues at W = 1 like the 1-process run."""
+    for name in ("zero", "one"):
+        shutil.copytree(reference_runs[name], tmp_path / name)
+        status, _, err = run_cli(shakespeare, ["--out_dir", str(tmp_path / name), "--resume", "--max_iters", "9"])
+        assert status == 0, err
+    resumed, one = weights(tmp_path / "zero"), weights(tmp_path / "one")
+    assert {int(i): s["step"] for i, s in resumed["optimizer"]["state"].items()} == \
+        {int(i): 9 for i in one["optimizer"]["state"]}
+    worst = max(float(np.abs(resumed["model"][k] - one["model"][k]).max()) for k in one["model"])
+    assert worst <= 1e-5, worst
