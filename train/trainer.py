@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 
 import numpy as np
 from tqdm import tqdm
@@ -36,12 +37,12 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
 from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
 from train.checkpoint import save_checkpoint
-from train.config import ConfigError, save_json
+from train.config import CheckpointName, ConfigError, save_json
 from train.data import get_batch, iter_batches
 from train.gradflow import layer_gradient_norms, plot_gradient_flow
 from train.plots import plot_losses
 
-CHECKPOINT_NAMES = ("best", "last")
+CHECKPOINT_NAMES = typing.get_args(CheckpointName)   # ("best", "last")
 # seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
 TRAIN_BATCH_STREAM, EVAL_BATCH_STREAM = 1, 2
 
