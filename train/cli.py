@@ -1,7 +1,7 @@
 """One runner for the command lines (train.shakespeare, train.sample, train.visualize), on jsonargparse.
 
 A CLI's flags are the fields of its dataclass in train/config.py, typed by their annotations:
-``build_parser(SampleConfig, ...)`` gives ``--out_dir``, ``--ckpt``, ... and every CLI also takes
+``ArgumentParser(SampleConfig, ...)`` gives ``--out_dir``, ``--ckpt``, ... and every CLI also takes
 
     --config FILE     a JSON file of {field: value} (YAML when the name ends in .yaml or .yml)
     --print_config    print the resolved config as YAML (a valid --config file) and exit
@@ -59,7 +59,7 @@ class ArgumentParser(jsonargparse.ArgumentParser):
 
     def __init__(self, schema: type, prog: str, description: str, presets: Optional[dict] = None) -> None:
         super().__init__(prog=prog, description=description, exit_on_error=False, print_config=None,
-                         parser_mode=CONFIG_FILE_MODE, env_prefix=False)
+                         allow_abbrev=False, parser_mode=CONFIG_FILE_MODE, env_prefix=False)
         self.schema, self.types = schema, typing.get_type_hints(schema)
         self.add_argument("--config", action=ConfigFile, help="JSON or YAML file of values (keys as the flags "
                           "below); flags and files apply in the order given, a later one winning")
@@ -74,9 +74,9 @@ class ArgumentParser(jsonargparse.ArgumentParser):
     def _add_field(self, spec: dataclasses.Field, presets: dict) -> None:
         kind, required = self.types[spec.name], spec.default is dataclasses.MISSING
         default = "" if required else ", default: %(default)s"
-        in_presets = "".join(f"; {name}: {_shown(values[spec.name])}" for name, values in presets.items()
+        in_presets = "".join(f"; {name}: {json.dumps(values[spec.name])}" for name, values in presets.items()
                              if spec.name in values)
-        flag = dict(nargs="?", const=True) if kind is bool else {}   # --bias means --bias true
+        flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}   # --bias means --bias true
         self.add_argument(f"--{spec.name}", type=kind, required=required, **flag,
                           default=None if required else spec.default,
                           help=f"{spec.metadata['help']} (type: %(type)s{default}{in_presets})")
@@ -84,14 +84,14 @@ class ArgumentParser(jsonargparse.ArgumentParser):
     def error(self, message: str, ex: Optional[Exception] = None) -> typing.NoReturn:
         raise ConfigError(describe(message, self.types)) from None
 
-    def given_values(self, argv: Sequence[str]) -> dict:
-        """The values given in ``argv`` and its --config files, by name (flags such as --debug included)."""
+    def given_values(self, argv: Sequence[str]) -> tuple[dict, dict]:
+        """(the schema's fields given in ``argv`` and its --config files, the other flags given: --resume, ...)."""
         try:
-            values = self.parse_args(list(argv), defaults=False).as_dict()
+            given = self.parse_args(list(argv), defaults=False).as_dict()
         except (TypeError, KeyError) as exc:   # jsonargparse's final check, outside its error()
             raise ConfigError(describe(str(exc), self.types)) from None
-        values.pop("config", None)
-        return values
+        fields = {name: given.pop(name) for name in list(given) if name in self.types}
+        return fields, given
 
 
 class ConfigFile(jsonargparse.ActionConfigFile):
@@ -103,10 +103,6 @@ class ConfigFile(jsonargparse.ActionConfigFile):
             parser.validate(namespace, skip_required=True)
         except (ConfigError, TypeError, KeyError) as exc:
             raise ConfigError(f"config file {path!r}: {describe(str(exc), parser.types)}") from None
-
-
-def _shown(value: Any) -> str:
-    return json.dumps(value) if value is None or isinstance(value, bool) or not str(value).isprintable() else value
 
 
 def _expected(kind: Any) -> str:
@@ -173,19 +169,15 @@ def visualize_parser() -> ArgumentParser:
 def parse_command_line(argv: Sequence[str]) -> CommandLine:
     """argv of python -m train.shakespeare -> CommandLine with a validated TrainConfig: the preset's values under
     the given ones. Raises ConfigError for anything invalid."""
-    values = training_parser().given_values(argv)
-    resume, print_config = values.pop("resume", False), values.pop("print_config", False)
-    values.pop("debug", None)
-    preset = values.pop("preset", DEFAULT_PRESET)
-    return CommandLine(make_config(preset, values), values, resume, print_config)
+    values, flags = training_parser().given_values(argv)
+    config = make_config(flags.get("preset", DEFAULT_PRESET), values)
+    return CommandLine(config, values, flags.get("resume", False), flags.get("print_config", False))
 
 
 def parse(parser: ArgumentParser, argv: Sequence[str]) -> CommandLine:
     """argv -> CommandLine whose config is ``parser``'s dataclass: its defaults with the given values on top."""
-    values = parser.given_values(argv)
-    print_config = values.pop("print_config", False)
-    values.pop("debug", None)
-    return CommandLine(parser.schema(**values), values, False, print_config)
+    values, flags = parser.given_values(argv)
+    return CommandLine(parser.schema(**values), values, False, flags.get("print_config", False))
 
 
 def run(command: Callable[[], int], argv: Sequence[str]) -> int:

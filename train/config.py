@@ -37,8 +37,10 @@ class TrainConfig:
 
     # run directory and data
     out_dir: str = _knob("runs/shakespeare", "run directory: config.json, metrics.jsonl, loss.png, checkpoints")
-    data: Optional[str] = _knob(None, "UTF-8 text file to train on (null: Tiny Shakespeare, found as train/data.py says)")
-    tokenizer: Literal["char", "bpe"] = _knob("char", "char (one id per character) or bpe (byte-level BPE trained on the train split)")
+    data: Optional[str] = _knob(None, "UTF-8 text file to train on (null: Tiny Shakespeare, found as train/data.py "
+                                      "says)")
+    tokenizer: Literal["char", "bpe"] = _knob("char", "char (one id per character) or bpe (byte-level BPE trained on "
+                                                      "the train split)")
     vocab_size: int = _knob(512, "BPE vocabulary size, >= 256 (char takes its vocabulary from the text)")
     # model
     n_layer: int = _knob(4, "transformer blocks")
