@@ -28,10 +28,11 @@ def printed_config(capsys, main, argv):
 
 
 @pytest.mark.parametrize("schema", [TrainConfig, SampleConfig, VisualizeConfig])
-def test_every_field_of_the_schema_is_a_flag(schema):
+def test_every_field_of_the_schema_is_a_flag_with_a_help_text(schema):
     parser = cli.ArgumentParser(schema, "prog", "description")
     flags = {option for action in parser._actions for option in action.option_strings}
     assert {f"--{spec.name}" for spec in dataclasses.fields(schema)} <= flags
+    assert [spec.name for spec in dataclasses.fields(schema) if not spec.metadata.get("help")] == []
 
 
 def test_a_new_field_is_a_typed_flag_and_a_config_key(tmp_path):

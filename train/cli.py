@@ -79,7 +79,7 @@ class ArgumentParser(jsonargparse.ArgumentParser):
         flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}   # --bias means --bias true
         self.add_argument(f"--{spec.name}", type=kind, required=required, **flag,
                           default=None if required else spec.default,
-                          help=f"{spec.metadata['help']} (type: %(type)s{default}{in_presets})")
+                          help=f"{spec.metadata.get('help', '')} (type: %(type)s{default}{in_presets})")
 
     def error(self, message: str, ex: Optional[Exception] = None) -> typing.NoReturn:
         raise ConfigError(describe(message, self.types)) from None
