@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["tinygrad_tx", "tinygrad_tx.*", "models", "models.*", "train", "train.*",
                                     "bench", "bench.*"]),
-    install_requires=["numpy>=1.24", "matplotlib>=3.6", "tqdm>=4.60", "PyYAML>=6.0"],
+    install_requires=["numpy>=1.24", "matplotlib>=3.6", "tqdm>=4.60", "PyYAML>=6.0",
+                      "jsonargparse>=4.53,<5"],
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
         "dist": ["mpi4py>=4.0", "mpich>=4.1"],   # data-parallel under mpiexec (docs/distributed.md)

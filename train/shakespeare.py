@@ -7,7 +7,8 @@
     python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
     mpiexec -n 2 python -m mpi4py -m train.shakespeare --gradient_accumulation_steps 2   # docs/distributed.md
 
-``--help`` lists every hyperparameter with its default. The run directory gets config.json,
+``--help`` lists every hyperparameter with its default; ``--print_config`` prints the resolved
+config as YAML, which ``--config`` reads back (train/cli.py). The run directory gets config.json,
 metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit status: 0 done,
 1 a NaN/Inf caught by --detect_anomaly, 2 a usage error (one ``error: ...`` line on stderr; --debug
 shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec every rank runs this;
@@ -19,9 +20,10 @@ import sys
 
 from tinygrad_tx import backend
 from tinygrad_tx.distributed import abort_other_ranks, init_communicator, launched_rank, launched_world_size
-from tinygrad_tx.errors import AnomalyError, TinygradTxError
+from tinygrad_tx.errors import TinygradTxError
 from train.checkpoint import load_checkpoint
-from train.config import FROZEN_ON_RESUME, ConfigError, make_config, parse_command_line
+from train.cli import dump, parse_command_line, run
+from train.config import FROZEN_ON_RESUME, ConfigError, make_config
 from train.data import TinyShakespeare, split_data
 from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
@@ -41,12 +43,7 @@ def _run(argv):
     world_size = launched_world_size()
     rank_prefix = f"[rank {launched_rank()}/{world_size}] " if world_size > 1 else ""
     try:
-        return train(parse_command_line(argv))
-    except (TinygradTxError, AnomalyError, OSError) as exc:
-        if "--debug" in argv:
-            raise
-        print(f"error: {rank_prefix}{exc}", file=sys.stderr)
-        return 1 if isinstance(exc, AnomalyError) else 2
+        return run(lambda: _naming_the_rank(lambda: train(parse_command_line(argv)), rank_prefix), argv)
     except TrainingInterrupted as stop:
         print(f"\n{rank_prefix}{stop}", file=sys.stderr)
         return 130
@@ -57,7 +54,7 @@ def _run(argv):
 
 
 def train(command):
-    """Set up the data, tokenizer and model for ``command`` (a train.config.CommandLine), train, print a sample."""
+    """Set up the data, tokenizer and model for ``command`` (a train.cli.CommandLine), train, print a sample."""
     config, resume = command.config, None
     if command.resume:
         path = checkpoint_path(config.out_dir, "last")
@@ -65,6 +62,9 @@ def train(command):
             raise ConfigError(f"--resume: no checkpoint to resume from in {config.out_dir!r} ({path} does not exist)")
         resume = load_checkpoint(path)
         config = resumed_config(resume["config"], command.explicit)
+    if command.print_config:
+        print(dump(config), end="")
+        return 0
     backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
     comm = init_communicator(config.dist_backend, config.device)   # under mpiexec without mpi4py: one line, exit 2
     say = print if comm.is_main else _silent
@@ -82,18 +82,28 @@ def train(command):
     if comm.world_size > 1:
         say(trainer.dist.describe(config, trainer.optimizer), flush=True)
     say(f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
-          f"{'resuming at iteration ' + str(trainer.iter_num) if resume else 'training'} to {config.max_iters}; "
-          f"run directory {config.out_dir}", flush=True)
+        f"{'resuming at iteration ' + str(trainer.iter_num) if resume else 'training'} to {config.max_iters}; "
+        f"run directory {config.out_dir}", flush=True)
     summary = trainer.run()
     say(f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
-          f"final val loss {summary['final_val_loss']:.4f}, best {summary['best_val_loss']:.4f}"
-          + (f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
-             if summary["tokens_per_s"] else ""), flush=True)
+        f"final val loss {summary['final_val_loss']:.4f}, best {summary['best_val_loss']:.4f}"
+        + (f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
+           if summary["tokens_per_s"] else ""), flush=True)
     if config.sample_tokens and comm.is_main:
         print(f"--- sample ({config.sample_tokens} tokens, temperature 0.8, top_k 200) ---")
         start = "\n" if "\n" in dataset.text else dataset.text[0]   # nanoGPT starts from a newline
         print(trainer.sample(config.sample_tokens, prompt=start), flush=True)
     return 0
+
+
+def _naming_the_rank(command, rank_prefix):
+    """``command()``; under mpiexec a user error's line starts with the rank that raised it."""
+    try:
+        return command()
+    except TinygradTxError as exc:
+        if rank_prefix and len(exc.args) == 1:
+            exc.args = (f"{rank_prefix}{exc.args[0]}",)
+        raise
 
 
 def _silent(*args, **kwargs):

@@ -28,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 
 import numpy as np
 from tqdm import tqdm
@@ -37,13 +38,13 @@ from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
 from tinygrad_tx.distributed import SingleProcess
 from tinygrad_tx.optim import cosine_lr
 from train.checkpoint import save_checkpoint
-from train.config import ConfigError, save_json
+from train.config import CheckpointName, ConfigError, save_json
 from train.data import get_batch, iter_batches
 from train.distributed import DataParallel, rank_seed
 from train.gradflow import plot_gradient_flow
 from train.plots import plot_losses
 
-CHECKPOINT_NAMES = ("best", "last")
+CHECKPOINT_NAMES = typing.get_args(CheckpointName)   # ("best", "last")
 # seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
 TRAIN_BATCH_STREAM, EVAL_BATCH_STREAM = 1, 2
 

@@ -15,9 +15,9 @@ stream, P = softmax(q k^T / sqrt(head_dim), causal). The model code needs no hoo
 tests/test_visualize.py checks that P @ v, projected by c_proj, is the layer's own output.
 ``cross_attention_maps`` does the same for the cross-attention of an EncoderDecoder's decoder blocks
 (used by docs/figures/make_attention_figures.py).
+The flags are the fields of train.config.VisualizeConfig (``--config``, ``--print_config``: train/cli.py).
 Exit status: 0 done, 2 a usage error (one ``error: ...`` line; --debug shows the traceback).
 """
-import argparse
 import math
 import os
 import sys
@@ -33,7 +33,8 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, no_grad
 from tinygrad_tx.errors import TinygradTxError
 from train.checkpoint import load_checkpoint
-from train.trainer import CHECKPOINT_NAMES, checkpoint_path
+from train.cli import dump, parse, run, visualize_parser
+from train.trainer import checkpoint_path
 from train.tokenizers import Tokenizer
 
 HEADS_PER_ROW = 4
@@ -165,20 +166,17 @@ def visualize(out_dir, prompt, which="best", save_dir=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m train.visualize", description=__doc__.split("\n")[0])
-    parser.add_argument("--out_dir", required=True, help="run directory of train.shakespeare (holds the checkpoints)")
-    parser.add_argument("--prompt", default="ROMEO:", help="text whose attention is drawn (default: ROMEO:)")
-    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="best", help="ckpt_best.npz or ckpt_last.npz")
-    parser.add_argument("--save_dir", help="where the PNGs go (default: --out_dir)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
-    try:
-        paths = visualize(args.out_dir, args.prompt, args.checkpoint, args.save_dir)
-    except (TinygradTxError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run(lambda: draw(parse(visualize_parser(), argv)), argv)
+
+
+def draw(command):
+    """visualize() for ``command`` (a train.cli.CommandLine of a VisualizeConfig), naming the files written."""
+    args = command.config
+    if command.print_config:
+        print(dump(args), end="")
+        return 0
+    paths = visualize(args.out_dir, args.prompt, args.checkpoint, args.save_dir)
     print("\n".join(f"wrote {path}" for path in paths))
     return 0
 
