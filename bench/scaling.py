@@ -3,10 +3,11 @@
     python -m bench.scaling                                  # small and baby presets, W = 1 and 2, CPU
     python -m bench.scaling --presets small --world-sizes 1 2 4 --steps 10 --zero 1
 
-Every (preset, W) runs in fresh processes: W = 1 as a plain ``python`` (the single-process path),
-W > 1 under ``mpiexec -n W -bind-to core python -m mpi4py``, each rank with cores / W BLAS threads.
-The global batch is the same at every W (``--batch-size`` sequences per rank x W micro-steps, split
-across the ranks), so tokens/s compare directly. A step is the trainer's own forward/backward and
+Every (preset, W) runs in fresh processes: W = 1 as a plain ``python`` (the single-process path, all
+cores), W > 1 under ``mpiexec -n W -bind-to core python -m mpi4py``, each rank with cores / W BLAS
+threads. Row ``1c`` repeats W = 1 bound to one core with one BLAS thread: the per-core baseline the
+W ranks (one core each) scale from. The global batch is the same at every W (``--batch-size``
+sequences per rank x W micro-steps, split across the ranks), so tokens/s compare directly. A step is the trainer's own forward/backward and
 update (``Trainer._forward_backward`` and ``Trainer._update``) on random tokens; after ``--warmup``
 steps, ``--steps`` steps are timed. Communication time is the time spent inside the communicator's
 calls (all-reduce, reduce-scatter, all-gather, waits on asynchronous all-reduces), which includes
@@ -93,13 +94,15 @@ def worker(preset, batch_size, accumulation, steps, warmup, zero, bucket_mb):
                               "optimizer_mib_per_rank": [b / 2 ** 20 for b in optimizer_bytes]}), flush=True)
 
 
-def launch(preset, world_size, args):
+def launch(preset, world_size, args, one_core_per_rank):
+    """The worker's JSON record for ``preset`` at ``world_size`` ranks (W = 1: all cores, or one)."""
     command = [sys.executable, "-m", "bench.scaling", "--worker", preset, "--batch-size", str(args.batch_size[preset]),
                "--accumulation", str(max(args.world_sizes)), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--zero", str(args.zero), "--bucket-mb", str(args.bucket_mb)]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(max(1, cores // world_size)), "OPENBLAS_THREAD_TIMEOUT": "1"}
-    if world_size > 1:
+    threads = 1 if one_core_per_rank and world_size == 1 else max(1, cores // world_size)
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OPENBLAS_THREAD_TIMEOUT": "1"}
+    if one_core_per_rank:
         command = ["mpiexec", "-n", str(world_size), "-bind-to", "core", *command[:1], "-m", "mpi4py", *command[1:]]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -127,10 +130,14 @@ def main(argv=None):
     args.batch_size = {preset: args.batch_size or DEFAULT_BATCH[preset] for preset in PRESETS}
     print(f"{'preset':<7}{'W':>3}{'batch/rank':>11}{'micro/rank':>11}{'step ms':>10}{'tokens/s':>10}"
           f"{'comm share':>12}{'AdamW MiB/rank':>16}")
+    runs = [(world_size, world_size > 1) for world_size in args.world_sizes]
+    if 1 in args.world_sizes and len(args.world_sizes) > 1:
+        runs.insert(args.world_sizes.index(1) + 1, (1, True))   # the per-core baseline the ranks scale from
     for preset in args.presets:
-        for world_size in args.world_sizes:
-            r = launch(preset, world_size, args)
-            print(f"{preset:<7}{world_size:>3}{r['batch_per_rank']:>11}{r['micro_steps_per_rank']:>11}"
+        for world_size, one_core_per_rank in runs:
+            r = launch(preset, world_size, args, one_core_per_rank)
+            label = f"{world_size}{'c' if world_size == 1 and one_core_per_rank else ''}"
+            print(f"{preset:<7}{label:>3}{r['batch_per_rank']:>11}{r['micro_steps_per_rank']:>11}"
                   f"{r['step_ms']:>10.1f}{r['tokens_per_s']:>10,.0f}{100 * r['comm_share']:>11.1f}%"
                   f"{max(r['optimizer_mib_per_rank']):>16.2f}", flush=True)
     return 0
