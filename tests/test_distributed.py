@@ -112,6 +112,12 @@ COLLECTIVES_SCRIPT = textwrap.dedent("""
         assert "one entry per rank (2)" in str(exc)
     else:
         raise AssertionError("bad counts accepted")
+    try:
+        distributed.init_communicator("nccl", "cpu")
+    except distributed.DistributedError as exc:   # docs/errors.md D03
+        assert str(exc) == "dist_backend nccl needs device gpu (NCCL moves GPU memory); use mpi on the CPU", exc
+    else:
+        raise AssertionError("nccl on the CPU accepted")
     print("collectives ok on rank", r, flush=True)
 """)
 
