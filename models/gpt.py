@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from tinygrad_tx import Tensor, backend
 import tinygrad_tx.nn.functional as F
+from tinygrad_tx import arange, randn, zeros
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
 from tinygrad_tx.optim import AdamW
@@ -75,14 +75,15 @@ class GPT(Module):
 
     def _init_weights(self):
         """normal(0, 0.02) weights, zero biases, residual projections at 0.02/sqrt(2 n_layer) (GPT-2)."""
-        generator = backend.rng("cpu")
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, param in self.named_parameters():
+        initial = {}
+        for name, param in self.named_parameters():   # in order: each weight's draws come from the same place
             if param.ndim >= 2:
                 std = residual_std if name.endswith("c_proj.weight") else 0.02
-                param.data[...] = generator.standard_normal(param.shape, dtype=np.float32) * std
+                initial[name] = randn(param.shape, device=param.device) * std
             elif name.endswith(".bias"):
-                param.data[...] = 0.0
+                initial[name] = zeros(param.shape, device=param.device)
+        self.load_state_dict(initial, strict=False)   # in place: the tied lm_head weight stays tied
 
     @property
     def device(self):
@@ -108,7 +109,7 @@ class GPT(Module):
         if start + length > self.config.block_size:
             where = f"{start} cached + {length} new positions" if start else f"sequence length {length}"
             raise ShapeError(f"GPT.forward: {where} exceeds block_size {self.config.block_size}")
-        positions = Tensor._wrap(backend.array_module(device).arange(start, start + length))
+        positions = arange(start, start + length, device=device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
         layer_caches = kv_cache.layers if kv_cache is not None else [None] * len(self.transformer.h)
         for block, layer_cache in zip(self.transformer.h, layer_caches):
@@ -123,7 +124,7 @@ class GPT(Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True):
         """Append ``max_new_tokens`` sampled tokens to idx (B, T); returns an int Tensor (B, T + new).
 
-        Runs under no_grad and draws from ``backend.rng(device)`` (seed with ``backend.manual_seed``);
+        Runs under no_grad and draws from ``tinygrad_tx.rng(device)`` (seed with ``tinygrad_tx.manual_seed``);
         call ``model.eval()`` first if the model has dropout. The context is cropped to the last
         block_size tokens. With ``use_cache`` the prompt is run once and each later token costs one
         position's work. Once the sequence is longer than block_size the window slides, which shifts
@@ -141,7 +142,7 @@ class GPT(Module):
                            top_k, top_p, "GPT.generate_stream")
 
     def _next_logits(self, use_cache):
-        """tokens (B, T) -> the next position's logits (B, V), through a key/value cache when asked."""
+        """int Tensor (B, T) -> the next position's logits (B, V), through a key/value cache when asked."""
         block_size = self.config.block_size
         cache = KVCache(self.config.n_layer, block_size) if use_cache else None
 
@@ -150,7 +151,7 @@ class GPT(Module):
                 logits, _ = self(tokens[:, cache.length:], kv_cache=cache)
             else:
                 logits, _ = self(tokens[:, -block_size:])
-            return logits.data[:, -1, :]
+            return logits[:, -1, :]
         return next_logits
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops):

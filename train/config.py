@@ -19,7 +19,7 @@ from typing import Optional
 
 import yaml
 
-from tinygrad_tx import backend
+from tinygrad_tx import normalize_device
 from tinygrad_tx.errors import TinygradTxError
 
 
@@ -227,7 +227,7 @@ def validate(config):
         raise ConfigError("out_dir must name a directory, got an empty string")
     if os.path.exists(c.out_dir) and not os.path.isdir(c.out_dir):
         raise ConfigError(f"out_dir {c.out_dir!r} is a file, not a directory: choose another --out_dir")
-    c.device = backend.normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
+    c.device = normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
 
 
 def save_json(config, path):

@@ -14,7 +14,7 @@ shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz).
 import os
 import sys
 
-from tinygrad_tx import backend
+from tinygrad_tx import require_device
 from tinygrad_tx.errors import AnomalyError, TinygradTxError
 from train.checkpoint import load_checkpoint
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config, parse_command_line
@@ -51,7 +51,7 @@ def train(command):
             raise ConfigError(f"--resume: no checkpoint to resume from in {config.out_dir!r} ({path} does not exist)")
         resume = load_checkpoint(path)
         config = resumed_config(resume["config"], command.explicit)
-    backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
+    require_device(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
     dataset = TinyShakespeare(config.data)
     if resume is not None:
         tokenizer = Tokenizer.from_dict(resume["tokenizer"])

@@ -90,6 +90,24 @@ for _name, _ufunc in [("__lt__", "less"), ("__le__", "less_equal"), ("__gt__", "
 Tensor.__hash__ = object.__hash__
 
 
+def _invert(self):
+    """Elementwise logical not of a boolean tensor (bitwise not of an integer one); no gradient."""
+    if self.dtype.kind not in "biu":
+        raise TypeError(f"~: only boolean and integer tensors can be inverted, got dtype {self.dtype}")
+    return Tensor._wrap(xp_of(self.data).invert(self.data))
+
+
+def _argmax(self, axis=None, keepdims=False):
+    """Index of the largest value (the first one on ties) along ``axis``, as an int64 tensor; no gradient."""
+    axis = None if axis is None else normalize_axes("argmax", axis, self.ndim)[0]
+    index = xp_of(self.data).argmax(self.data, axis=axis, keepdims=keepdims)
+    return Tensor._wrap(xp_of(self.data).asarray(index, dtype=np.int64))
+
+
+Tensor.__invert__ = _invert
+Tensor.argmax = _argmax
+
+
 def _getitem(self, index):
     if isinstance(index, Tensor):
         index = index.data
