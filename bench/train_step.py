@@ -68,6 +68,8 @@ class OursSide:
     @staticmethod
     def import_libraries():
         import models.gpt  # noqa: F401  (imported before the memory baseline is taken)
+        from tinygrad_tx import tune_for_training
+        tune_for_training()   # glibc keeps freed memory, as the trainer has it
 
     def __init__(self, config, state, device, threads):
         from models.gpt import GPT, GPTConfig
@@ -110,7 +112,7 @@ class TorchSide:
             raise RuntimeError("this PyTorch build has no CUDA device")
         self.torch, self.device = torch, "cuda" if device == "gpu" else "cpu"
         torch.set_num_threads(threads)
-        # a plain namespace, not models.GPTConfig: importing tinygrad_tx would change this process's malloc
+        # a plain namespace, not models.GPTConfig: the PyTorch worker loads nothing of tinygrad_tx
         config = types.SimpleNamespace(gelu_approximate="none", **config)
         self.model = ReferenceGPT(config).load_numpy_state(state).to(self.device).train()
         self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
@@ -204,7 +206,7 @@ def ask(connection, *request):
     return answer
 
 
-# glibc's environment twin of tinygrad_tx.backend.keep_freed_memory(), for --pytorch-keep-freed-memory
+# glibc's environment twin of tinygrad_tx.tune_for_training(), for --pytorch-keep-freed-memory
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
 
 
@@ -238,7 +240,7 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
         pytorch_keep_freed_memory=False):
     """Time both sides, alternating; returns (results by side name, num_params).
 
-    tinygrad_tx keeps freed memory for reuse (tinygrad_tx.backend.keep_freed_memory); with
+    tinygrad_tx keeps freed memory for reuse (tinygrad_tx.tune_for_training); with
     ``pytorch_keep_freed_memory`` the PyTorch worker gets the same glibc setting through its environment.
     """
     from models.gpt import GPT, GPTConfig

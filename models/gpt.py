@@ -15,6 +15,11 @@ nanoGPT checkpoints: ``python -m train.convert_nanogpt ckpt.pt model.npz`` write
 ``.npz`` of float32 arrays plus the model arguments as JSON (torch is needed for that step only);
 then ``GPT.from_npz("model.npz")`` builds the model, or ``model.load_npz(path)`` loads the weights
 into an existing one, and ``model.save_npz(path)`` writes the same format back.
+
+safetensors: ``model.save_safetensors(path)``, ``GPT.from_safetensors(path)`` and
+``model.load_safetensors(path)`` do the same in the format PyTorch and Hugging Face tools read
+(``safetensors.torch.load_file(path)`` gives a state dict nanoGPT's GPT loads as it is); the
+GPTConfig travels as JSON in the file's metadata under ``model_args``.
 """
 import dataclasses
 import json
@@ -24,6 +29,7 @@ import numpy as np
 
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import arange, randn, zeros
+from tinygrad_tx.serialization import load_safetensors, save_safetensors
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
 from tinygrad_tx.optim import AdamW
@@ -32,6 +38,7 @@ from .block import Block
 from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
 
 MODEL_ARGS_KEY = "__model_args__"  # the .npz entry holding the GPTConfig as JSON
+SAFETENSORS_ARGS_KEY = "model_args"  # the safetensors metadata entry holding it
 
 
 @dataclasses.dataclass
@@ -195,6 +202,26 @@ class GPT(Module):
     def save_npz(self, path):
         write_npz(path, self.state_dict(), dataclasses.asdict(self.config))
 
+    # ---------------------------------------------------------------- safetensors weights
+    @classmethod
+    def from_safetensors(cls, path, device="cpu"):
+        """A GPT built from a safetensors file written by ``save_safetensors``."""
+        state, model_args = read_safetensors(path)
+        model = cls(GPTConfig(**model_args))
+        model.load_state_dict(state)
+        return model.to(device)
+
+    def load_safetensors(self, path):
+        """Load a safetensors file's weights into this model (state dict names; the metadata is not needed)."""
+        state, _ = load_safetensors(path)
+        self.load_state_dict(state)
+        return self
+
+    def save_safetensors(self, path):
+        """Every parameter under each of its names (the tied weight twice, as nanoGPT's state dict has it),
+        float32, plus the GPTConfig as JSON in the metadata."""
+        save_safetensors(self.state_dict(), path, {SAFETENSORS_ARGS_KEY: json.dumps(dataclasses.asdict(self.config))})
+
 
 def write_npz(path, state, model_args):
     """The interchange format: one float32 array per parameter name, plus the model arguments as JSON."""
@@ -216,5 +243,19 @@ def read_npz(path):
                                   "write it with GPT.save_npz or python -m train.convert_nanogpt")
         model_args = json.loads(str(archive[MODEL_ARGS_KEY]))
         state = {name: archive[name] for name in archive.files if name != MODEL_ARGS_KEY}
+    return state, known_model_args(model_args)
+
+
+def read_safetensors(path):
+    """(state dict of NumPy arrays, model arguments for GPTConfig) from a file of ``GPT.save_safetensors``."""
+    state, metadata = load_safetensors(path)
+    if SAFETENSORS_ARGS_KEY not in metadata:
+        raise TinygradTxError(f"GPT.from_safetensors: {path} has no {SAFETENSORS_ARGS_KEY!r} metadata; build the "
+                              "GPT from its GPTConfig and call model.load_safetensors(path) instead")
+    return state, known_model_args(json.loads(metadata[SAFETENSORS_ARGS_KEY]))
+
+
+def known_model_args(model_args):
+    """The entries of ``model_args`` that GPTConfig has fields for (files may carry more, e.g. nanoGPT's)."""
     fields = {field.name for field in dataclasses.fields(GPTConfig)}
-    return state, {key: value for key, value in model_args.items() if key in fields}
+    return {key: value for key, value in model_args.items() if key in fields}

@@ -17,6 +17,7 @@ from .factories import arange, from_numpy, full, ones, randn, tril, zeros
 from .function import Context, Function
 from .gradcheck import gradcheck, gradcheck_directional
 from .ops import concatenate, maximum, split, stack, where
+from .serialization import load_safetensors, save_safetensors
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
@@ -25,6 +26,6 @@ __all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_e
            "gradcheck_directional", "detect_anomaly", "concatenate", "stack", "split", "where", "maximum",
            "arange", "zeros", "ones", "full", "tril", "randn", "from_numpy",
            "manual_seed", "rng", "get_rng_state", "set_rng_state", "synchronize", "gpu_available",
-           "normalize_device", "require_device", "tune_for_training",
+           "normalize_device", "require_device", "tune_for_training", "save_safetensors", "load_safetensors",
            "TinygradTxError", "ShapeError", "DTypeError", "DeviceError",
            "GraphError", "GradcheckError", "AnomalyError", "IndexOutOfRangeError"]
