@@ -1,3 +1,5 @@
+import pathlib
+
 from setuptools import find_packages, setup
 
 # Only the engine is installed. models/, train/ and bench/ are this checkout's programs, run from its root
@@ -7,7 +9,7 @@ setup(
     name="tinygrad-tx",
     version="0.1.0",
     description="A from-scratch reverse-mode autograd engine for learning and checking backpropagation in transformers",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=pathlib.Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["tinygrad_tx", "tinygrad_tx.*"]),

@@ -10,12 +10,25 @@ import numpy as np
 import pytest
 
 import tinygrad_tx
-from conftest import DEVICES, assert_close
 from models import GPT, CausalSelfAttention, GPTConfig, Head, KVCache, MultiHeadAttention
 from models.attention import record_attention
 from models.encoder_decoder import CrossAttention
-from tinygrad_tx import (DTypeError, Tensor, arange, from_numpy, full, manual_seed, no_grad, ones, randn, rng, tril,
-                         zeros)
+from tinygrad_tx import (
+    DTypeError,
+    Tensor,
+    arange,
+    from_numpy,
+    full,
+    manual_seed,
+    no_grad,
+    ones,
+    randn,
+    rng,
+    tril,
+    zeros,
+)
+
+from conftest import DEVICES, assert_close
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHECKED = ("models", "train")
@@ -53,8 +66,9 @@ ENGINE_PRIVATE = engine_private_names()
 
 def own_names(tree):
     """Names a file defines itself (its own private helpers may share a name with one of the engine's)."""
-    return ({node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-            | {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)})
+    nodes = list(ast.walk(tree))
+    return ({node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+            | {node.attr for node in nodes if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)})
 
 
 def findings(source, filename="<test>"):
@@ -206,7 +220,7 @@ def test_argmax_and_invert():
     assert x.argmax(axis=1, keepdims=True).shape == (2, 1) and x.argmax().item() == 3
     np.testing.assert_array_equal((~Tensor([True, False])).numpy(), [False, True])
     with pytest.raises(TypeError, match="only boolean and integer"):
-        ~x
+        _ = ~x
 
 
 # ---------------------------------------------------------------- attention probabilities on request

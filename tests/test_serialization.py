@@ -7,11 +7,12 @@ import os
 import numpy as np
 import pytest
 
-from conftest import assert_close
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, TinygradTxError, manual_seed, randn
 from tinygrad_tx.serialization import load_safetensors, save_safetensors
 from train.checkpoint import export_safetensors, save_checkpoint
+
+from conftest import assert_close
 
 CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16, bias=True)
 

@@ -7,12 +7,29 @@ is first asked for, and programs that train call ``tune_for_training()`` for the
 Everything in ``__all__`` is the public API that models/ and train/ are written against (enforced by
 tests/test_public_api.py); ``tinygrad_tx.backend`` is the engine's own plumbing.
 """
-from . import ops as _ops  # attaches the operators and methods to Tensor
+from . import ops as _ops  # noqa: F401  (attaches the operators and methods to Tensor)
 from .anomaly import detect_anomaly
-from .backend import (get_rng_state, gpu_available, manual_seed, normalize_device, require_device, rng,
-                      set_rng_state, synchronize, tune_for_training)
-from .errors import (AnomalyError, DeviceError, DTypeError, GradcheckError, GraphError, IndexOutOfRangeError,
-                     ShapeError, TinygradTxError)
+from .backend import (
+                      get_rng_state,
+                      gpu_available,
+                      manual_seed,
+                      normalize_device,
+                      require_device,
+                      rng,
+                      set_rng_state,
+                      synchronize,
+                      tune_for_training,
+)
+from .errors import (
+                      AnomalyError,
+                      DeviceError,
+                      DTypeError,
+                      GradcheckError,
+                      GraphError,
+                      IndexOutOfRangeError,
+                      ShapeError,
+                      TinygradTxError,
+)
 from .factories import arange, from_numpy, full, ones, randn, tril, zeros
 from .function import Context, Function
 from .gradcheck import gradcheck, gradcheck_directional

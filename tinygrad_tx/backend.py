@@ -121,7 +121,7 @@ def synchronize(device="cpu"):
 
 
 # ---------------------------------------------------------------- seeded random numbers
-_generators = {}
+_generators: dict = {}   # device name -> its seeded Generator
 _seed = 1337
 
 

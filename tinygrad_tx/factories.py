@@ -11,7 +11,8 @@ float32 unless ``dtype`` says otherwise (the engine's default); ``dtype`` is any
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def _made(array: Any, dtype: DType, requires_grad: bool) -> Tensor:
     return Tensor.from_array(array, requires_grad=requires_grad)
 
 
-def arange(start: float, stop: Optional[float] = None, step: float = 1, *, dtype: DType = None,
+def arange(start: float, stop: float | None = None, step: float = 1, *, dtype: DType = None,
            device: Device = "cpu", requires_grad: bool = False) -> Tensor:
     """[start, stop) in steps of ``step`` (``arange(n)`` is 0 .. n-1); int64 for integer arguments."""
     xp = backend.array_module(device)
@@ -46,7 +47,7 @@ def arange(start: float, stop: Optional[float] = None, step: float = 1, *, dtype
     return _made(values, dtype, requires_grad)
 
 
-def full(shape: Shape, fill_value: Union[bool, int, float], *, dtype: DType = None, device: Device = "cpu",
+def full(shape: Shape, fill_value: bool | int | float, *, dtype: DType = None, device: Device = "cpu",
          requires_grad: bool = False) -> Tensor:
     """A tensor of ``shape`` filled with ``fill_value``; the dtype follows the value (bool, int64, float32)."""
     return _made(backend.array_module(device).full(_shape((shape,)), fill_value, dtype=dtype), dtype, requires_grad)
@@ -62,7 +63,7 @@ def ones(*shape: Shape, dtype: DType = "float32", device: Device = "cpu", requir
     return _made(backend.array_module(device).ones(_shape(shape), dtype=dtype), dtype, requires_grad)
 
 
-def tril(rows: int, cols: Optional[int] = None, diagonal: int = 0, *, dtype: DType = "float32",
+def tril(rows: int, cols: int | None = None, diagonal: int = 0, *, dtype: DType = "float32",
          device: Device = "cpu") -> Tensor:
     """A (rows, cols) matrix of ones on and below the ``diagonal``-th diagonal, zeros above (NumPy's ``tri``).
 

@@ -12,7 +12,7 @@ A safetensors file is a JSON header (names, dtypes, shapes, offsets, and a strin
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -22,9 +22,9 @@ from .tensor import Tensor
 
 
 def save_safetensors(state: Mapping[str, object], path: str | os.PathLike[str],
-                     metadata: Optional[Mapping[str, str]] = None) -> None:
+                     metadata: Mapping[str, str] | None = None) -> None:
     """Write ``state`` ({name: Tensor or array}) to ``path`` atomically; ``metadata`` values must be strings."""
-    from safetensors.numpy import save_file   # imported on use: ``import tinygrad_tx`` stays NumPy-only
+    from safetensors.numpy import save_file  # imported on use: ``import tinygrad_tx`` stays NumPy-only
 
     arrays = {name: np.ascontiguousarray(backend.to_numpy(value.data if isinstance(value, Tensor) else value))
               for name, value in state.items()}
@@ -46,6 +46,7 @@ def load_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray
 
     try:
         with safe_open(os.fspath(path), framework="numpy") as file:
-            return {name: file.get_tensor(name) for name in file.keys()}, dict(file.metadata() or {})
+            names = file.keys()   # noqa: SIM118  (safe_open is no dict: it has keys() but no __iter__)
+            return {name: file.get_tensor(name) for name in names}, dict(file.metadata() or {})
     except (OSError, SafetensorError) as exc:
         raise TinygradTxError(f"load_safetensors: cannot read {os.fspath(path)!r}: {exc}") from None

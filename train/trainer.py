@@ -33,8 +33,17 @@ import numpy as np
 from tqdm import tqdm
 
 from models.gpt import GPT, GPTConfig
-from tinygrad_tx import (Tensor, detect_anomaly, from_numpy, get_rng_state, manual_seed, no_grad, set_rng_state,
-                         synchronize, tune_for_training)
+from tinygrad_tx import (
+    Tensor,
+    detect_anomaly,
+    from_numpy,
+    get_rng_state,
+    manual_seed,
+    no_grad,
+    set_rng_state,
+    synchronize,
+    tune_for_training,
+)
 from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import ConfigError, save_json

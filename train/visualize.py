@@ -30,8 +30,8 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import no_grad
 from tinygrad_tx.errors import TinygradTxError
 from train.checkpoint import load_checkpoint
-from train.trainer import CHECKPOINT_NAMES, checkpoint_path
 from train.tokenizers import Tokenizer
+from train.trainer import CHECKPOINT_NAMES, checkpoint_path
 
 HEADS_PER_ROW = 4
 SHOWN_AS = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}   # characters a tick label would otherwise hide

@@ -10,8 +10,24 @@ import numpy as np
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
-from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
-                          require_float, unbroadcast)
+from .elementwise import (
+    Add,
+    Cast,
+    Div,
+    Exp,
+    Log,
+    Maximum,
+    Mul,
+    Neg,
+    Pow,
+    Relu,
+    Sqrt,
+    Sub,
+    Tanh,
+    Where,
+    require_float,
+    unbroadcast,
+)
 from .matmul import MatMul
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
@@ -164,7 +180,10 @@ def _unsqueeze(self, axis):
 
 
 def _squeeze(self, axis=None):
-    axes = normalize_axes("squeeze", axis, self.ndim) if axis is not None else [i for i, n in enumerate(self.shape) if n == 1]
+    if axis is None:
+        axes = [i for i, n in enumerate(self.shape) if n == 1]
+    else:
+        axes = normalize_axes("squeeze", axis, self.ndim)
     for a in axes:
         if self.shape[a] != 1:
             raise ShapeError(f"squeeze: axis {a} has size {self.shape[a]}; only size-1 axes can be removed")
