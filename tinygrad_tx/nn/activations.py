@@ -10,8 +10,8 @@ from .. import backend
 from ..backend import xp_of
 from ..errors import TinygradTxError
 from ..function import Function
-from ..kernels import cuda as cuda_kernels
 from ..ops import normalize_axes, require_float
+from ..kernels import cuda as cuda_kernels
 
 SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

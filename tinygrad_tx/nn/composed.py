@@ -9,7 +9,7 @@ masked attention rows 0).
 from .. import backend
 from ..ops import require_float, where
 from ..tensor import Tensor
-from .activations import dropout_mask, single_axis
+from .activations import single_axis, dropout_mask
 from .attention import allowed_keys, check_attention_inputs, default_scale
 from .losses import check_targets
 from .normalization import check_layer_norm_params

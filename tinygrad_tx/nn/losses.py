@@ -5,8 +5,8 @@ Derivation: docs/derivations/cross_entropy.md.
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
-from ..kernels import cuda as cuda_kernels
 from ..ops import require_float
+from ..kernels import cuda as cuda_kernels
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -6,8 +6,8 @@ from .. import backend
 from ..backend import xp_of
 from ..errors import ShapeError, TinygradTxError
 from ..function import Function
-from ..kernels import cuda as cuda_kernels
 from ..ops import require_float
+from ..kernels import cuda as cuda_kernels
 from .activations import row_dots
 
 
