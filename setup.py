@@ -2,6 +2,9 @@ import pathlib
 
 from setuptools import find_packages, setup
 
+# pinned, so .ci/run and pre-commit check with the same versions (settings: pyproject.toml)
+LINT = ["ruff==0.17.5", "mypy==2.4.1", "types-PyYAML", "types-tqdm"]
+
 # Only the engine is installed. models/, train/ and bench/ are this checkout's programs, run from its root
 # (python -m train.shakespeare): as top-level packages named "models", "train" and "bench" in site-packages
 # they would collide with any other project's.
@@ -18,6 +21,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
         "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1", "threadpoolctl>=3.0"],
-        "lint": ["ruff==0.17.5", "mypy==2.4.1", "types-PyYAML", "types-tqdm", "pre-commit>=3.0"],
+        "lint": LINT,
+        "dev": LINT + ["pre-commit>=3.0"],
     },
 )
