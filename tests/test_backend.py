@@ -1,6 +1,7 @@
 """tinygrad_tx.backend's process-wide settings: importing the engine changes none (no library loaded
 through ctypes, so glibc's mallopt cannot have been called; the OpenBLAS thread count and the
 environment unchanged), and ``tune_for_training()`` is the one explicit call that does."""
+import ast
 import json
 import os
 import pathlib
@@ -67,3 +68,12 @@ def test_tune_for_training_is_the_explicit_call():
     assert any("libc" in name for name in report["on_tune"]), report["on_tune"]
     assert report["tuned"] == {"keep_freed_memory": sys.platform.startswith("linux")}
     assert probe({"TINYGRAD_TX_KEEP_FREED_MEMORY": "0"})["tuned"] == {"keep_freed_memory": False}
+
+
+@pytest.mark.parametrize("program",
+                         ["train/trainer.py", "bench/train_step.py", "bench/ops.py", "bench/nanogpt_parity.py"])
+def test_the_trainer_and_the_benchmarks_make_the_call(program):
+    tree = ast.parse((ROOT / program).read_text(encoding="utf-8"))
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tune_for_training"]
+    assert calls, f"{program} never calls tinygrad_tx.tune_for_training()"

@@ -154,12 +154,6 @@ def f(x, config):
         ("f", "xp_of"), ("f", "array_module"), ("f", "._ctx")])
 
 
-def test_positions_come_from_arange_in_one_place_per_model():
-    """The ``positions = Tensor._wrap(...arange...)`` line is gone from every model and visualize."""
-    for path in checked_files():
-        assert "_wrap(" not in path.read_text(encoding="utf-8"), path
-
-
 # ---------------------------------------------------------------- factories
 @pytest.mark.parametrize("device", DEVICES)
 def test_factories_match_numpy(device):
