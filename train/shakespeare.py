@@ -15,7 +15,7 @@ shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz).
 import os
 import sys
 
-from tinygrad_tx import backend
+from tinygrad_tx import require_device
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config
@@ -50,7 +50,7 @@ def train(command):
     if command.print_config:
         print(dump(config), end="")
         return 0
-    backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
+    require_device(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
     dataset = TinyShakespeare(config.data)
     if resume is not None:
         tokenizer = Tokenizer.from_dict(resume["tokenizer"])
