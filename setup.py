@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["tinygrad_tx", "tinygrad_tx.*", "models", "models.*", "train", "train.*",
                                     "bench", "bench.*"]),
-    install_requires=["numpy>=1.24", "matplotlib>=3.6", "tqdm>=4.60", "PyYAML>=6.0"],
+    install_requires=["numpy>=1.24", "matplotlib>=3.6", "tqdm>=4.60", "PyYAML>=6.0", "graphviz>=0.20"],
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
         "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1"],
