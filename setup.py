@@ -13,5 +13,9 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
         "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1"],
+        # the site (mkdocs.yml) and the notebooks' execution; MathJax comes from jupyter-server-mathjax
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-jupyter>=0.25", "mkdocstrings[python]>=0.26",
+                 "pymdown-extensions>=10.0", "jupyter-server-mathjax>=0.2.6", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.0"],
     },
 )
