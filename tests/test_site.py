@@ -151,3 +151,21 @@ def test_math_is_typeset_in_a_browser(site, uri, minimum, tmp_path):
     assert formulas >= minimum, f"{uri}: only {formulas} typeset formulas"
     for raw in ("$$", "\\[", "\\(", "\\frac", "\\sum"):
         assert raw not in text, f"{uri}: raw TeX {raw!r} is visible"
+
+
+def test_pages_missing_from_the_nav_are_appended_to_their_section(monkeypatch):
+    """A page another branch adds (docs/distributed.md, docs/derivations/new_op.md) lands in the navigation
+    without anyone editing mkdocs.yml, so the strict build does not fail on it."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    import mkdocs_hooks
+    from mkdocs.structure.files import File, Files
+
+    def page_file(uri):
+        return File(uri, str(ROOT / "docs"), "/unused", True)
+    files = Files([page_file(uri) for uri in ("README.md", "derivations/softmax.md", "derivations/new_op.md",
+                                              "distributed.md", "gpu/emulator.md")])
+    config = {"nav": [{"Home": "README.md"}, {"Derivations": ["derivations/softmax.md"]}]}
+    mkdocs_hooks._complete_nav(config, files)
+    assert config["nav"] == [{"Home": "README.md"},
+                             {"Derivations": ["derivations/softmax.md", "derivations/new_op.md"]},
+                             {"More": ["distributed.md", "gpu/emulator.md"]}]
