@@ -144,7 +144,8 @@ def on_page_markdown(markdown, page, config, files):
         if uri is None:
             return match.group(0)
         link = posixpath.relpath(uri, posixpath.dirname(page.file.src_uri) or ".")
-        return f"{match.group(1)}{link}{match.group(3) or ''}{match.group(4)}"
+        anchor = "" if uri.startswith("source/") else match.group(3) or ""   # a source page has no line anchors
+        return f"{match.group(1)}{link}{anchor}{match.group(4)}"
     return LINK.sub(relink, markdown)
 
 

@@ -157,8 +157,9 @@ def test_pages_missing_from_the_nav_are_appended_to_their_section(monkeypatch):
     """A page another branch adds (docs/distributed.md, docs/derivations/new_op.md) lands in the navigation
     without anyone editing mkdocs.yml, so the strict build does not fail on it."""
     monkeypatch.syspath_prepend(str(ROOT))
-    import mkdocs_hooks
     from mkdocs.structure.files import File, Files
+
+    import mkdocs_hooks
 
     def page_file(uri):
         return File(uri, str(ROOT / "docs"), "/unused", True)

@@ -82,7 +82,8 @@ def draw_graph(tensor: Tensor, module=None, show_grad: bool = False, max_depth: 
         raise TinygradTxError(f"draw_graph: max_depth must be >= 0, got {max_depth}")
     labels = _leaf_names(module, names)
     graph = graphviz.Digraph("backward", graph_attr={"rankdir": rankdir, "fontsize": "10"},
-                             node_attr={"fontname": "Helvetica", "fontsize": "10"})
+                             node_attr={"fontname": "Helvetica", "fontsize": "10"},
+                             edge_attr={"fontname": "Helvetica", "fontsize": "9"})
     if tensor._ctx is None:
         graph.node("leaf0", _leaf_label(tensor, labels, show_grad), **_leaf_style(tensor))
         return graph
