@@ -14,8 +14,9 @@ intermediate's, for tensors that called ``retain_grad()``; ``retain_all_grads`` 
 
 A whole GPT step is hundreds of ops. ``max_depth`` keeps the ops within that many steps of the output;
 with a Module, repeated blocks (``transformer.h.1``, ``h.2`` ...) collapse to one node each, and only
-the first is drawn in full. The graph is read through public attributes only: a Tensor's ``_ctx`` and
-a Context's ``inputs``, ``saved_tensors`` and ``needs_input_grad`` (see docs/autograd.md).
+the first is drawn in full. The graph is only read, through the attributes docs/autograd.md describes
+(a Tensor's ``_ctx`` and ``_out_index``, a Context's ``inputs``, ``saved_tensors``, ``needs_input_grad``,
+``out_meta``); nothing in the engine knows this module exists.
 """
 from __future__ import annotations
 
