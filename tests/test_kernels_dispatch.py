@@ -1,0 +1,135 @@
+"""The kernel switch: tinygrad_tx.kernels.use / current / pick, the TINYGRAD_TX_KERNELS default, and a
+whole GPT (loss and every gradient) on the reference kernels against the fast ones."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import tinygrad_tx.kernels as kernels
+from tinygrad_tx import Tensor, TinygradTxError, backend
+from tinygrad_tx.kernels import cpu, cpu_elementwise, reference
+from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
+from kernel_cases import TOLERANCE, relative_error
+from models.gpt import GPT, GPTConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# These tests take "fast" for the default; a run under TINYGRAD_TX_KERNELS=reference skips them.
+default_is_fast = pytest.mark.skipif(os.environ.get("TINYGRAD_TX_KERNELS", "fast") != "fast",
+                                     reason="the switch tests assume the default kernels, 'fast'")
+
+
+def test_fast_picks_the_cpu_code_and_reference_the_formulas_on_numpy():
+    probe = np.zeros(3)
+    with kernels.use("fast"):
+        for name in KERNEL_NAMES:
+            assert kernels.pick(name, probe) in (getattr(cpu, name, None), getattr(cpu_elementwise, name, None)), name
+    with kernels.use("reference"):
+        for name in KERNEL_NAMES:
+            assert kernels.pick(name, probe) is getattr(reference, name), name
+
+
+@default_is_fast
+def test_use_as_a_call_and_as_a_context_manager():
+    assert kernels.current() == "fast"
+    with kernels.use("reference") as switch:
+        assert isinstance(switch, kernels.use) and kernels.current() == "reference"
+        with kernels.use("fast"):
+            assert kernels.current() == "fast"
+        assert kernels.current() == "reference"
+        kernels.use("fast")  # a plain call inside a block lasts until the block ends
+        assert kernels.current() == "fast"
+    assert kernels.current() == "fast"
+    with pytest.raises(RuntimeError):
+        with kernels.use("reference"):
+            raise RuntimeError("the previous choice comes back on an exception too")
+    assert kernels.current() == "fast"
+
+
+@default_is_fast
+def test_a_plain_call_sets_the_thread_until_changed():
+    seen = []
+
+    def worker():
+        kernels.use("reference")
+        seen.append(kernels.current())
+        seen.append(kernels.pick("softmax_forward", np.zeros(1)) is reference.softmax_forward)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == ["reference", True]
+    assert kernels.current() == "fast"  # another thread's choice is not this one's
+
+
+@default_is_fast
+def test_each_thread_starts_at_the_default():
+    seen = []
+    with kernels.use("reference"):
+        thread = threading.Thread(target=lambda: seen.append(kernels.current()))
+        thread.start()
+        thread.join()
+    assert seen == ["fast"]
+
+
+@default_is_fast
+def test_unknown_kernels_get_one_line():
+    with pytest.raises(TinygradTxError, match=r"^kernels.use: unknown kernels 'cuda': use 'reference' or 'fast'$"):
+        kernels.use("cuda")
+    assert kernels.current() == "fast"
+
+
+def _run(code, choice):
+    environment = {**os.environ, "PYTHONPATH": ROOT, "TINYGRAD_TX_KERNELS": choice}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT)
+
+
+def test_the_environment_variable_sets_the_default():
+    result = _run("import tinygrad_tx.kernels as k, numpy as np; print(k.current(), "
+                  "k.pick('gelu_forward', np.zeros(1)).__module__)", "reference")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["reference", "tinygrad_tx.kernels.reference"]
+
+
+def test_a_bad_environment_variable_fails_the_first_op_with_one_line():
+    result = _run("import tinygrad_tx.nn.functional as F\nfrom tinygrad_tx import Tensor, TinygradTxError\n"
+                  "try:\n    F.softmax(Tensor([1.0, 2.0]))\nexcept TinygradTxError as error:\n    print(error)", "slow")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "TINYGRAD_TX_KERNELS='slow' is not a kernel choice: use 'reference' or 'fast'"
+
+
+# ---------------------------------------------------------------- a whole GPT on either kernels
+CONFIGS = [GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.1),
+           GPTConfig(block_size=8, vocab_size=300, n_layer=1, n_head=4, n_embd=32, bias=False, gelu_approximate="tanh")]
+
+
+def _loss_and_gradients(config, choice):
+    """The loss and every parameter's gradient, computed on ``choice``'s kernels.
+
+    (No optimizer step: Adam's first step moves each weight by lr * sign(g), which turns a 1e-9 gradient's
+    rounding into a full step; the AdamW kernels are compared on equal gradients in test_kernels_elementwise.py.)
+    """
+    backend.manual_seed(0)
+    model = GPT(config)
+    rng = np.random.default_rng(1)
+    idx, targets = rng.integers(0, config.vocab_size, (3, 8)), rng.integers(0, config.vocab_size, (3, 8))
+    targets[0, :3] = -1
+    with kernels.use(choice):
+        backend.manual_seed(2)  # the same dropout masks on both sides
+        _, loss = model(idx, targets)
+        loss.backward()
+    return loss.item(), {name: param.grad.numpy() for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["dropout", "tanh-large-vocab"])
+def test_a_gpt_trains_the_same_on_reference_and_fast_kernels(config):
+    """float32 end to end, within the per-kernel bound (observed: loss equal, gradients within 3e-7)."""
+    loss, grads = _loss_and_gradients(config, "reference")
+    fast_loss, fast_grads = _loss_and_gradients(config, "fast")
+    bound = TOLERANCE[np.dtype(np.float32)]
+    assert abs(loss - fast_loss) <= bound * abs(loss)
+    assert grads.keys() == fast_grads.keys() and len(grads) >= 9
+    for name in grads:
+        assert relative_error(fast_grads[name], grads[name]) <= bound, f"gradient of {name}"
