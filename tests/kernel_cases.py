@@ -12,7 +12,7 @@ evaluated on absolute values, as that bound does.
 import numpy as np
 from hypothesis import strategies as st
 
-import tinygrad_tx.kernels as kernels
+from tinygrad_tx import kernels
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
 # Widths around the CUDA block size (256 threads) and the largest GPT row, plus small random ones.

@@ -12,10 +12,22 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_cases import (
+    DTYPES,
+    FAST,
+    LAYOUTS,
+    OFFSETS,
+    REFERENCE,
+    ROWS,
+    SEEDS,
+    WIDTHS,
+    WORST,
+    assert_same,
+    hard_array,
+    report_worst,
+)
 
 from tinygrad_tx import backend
-from kernel_cases import (DTYPES, FAST, LAYOUTS, OFFSETS, REFERENCE, ROWS, SEEDS, WIDTHS, WORST, assert_same,
-                          hard_array, report_worst)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,13 +7,12 @@ import threading
 
 import numpy as np
 import pytest
+from kernel_cases import TOLERANCE, relative_error
 
-import tinygrad_tx.kernels as kernels
-from tinygrad_tx import Tensor, TinygradTxError, backend
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import TinygradTxError, backend, kernels
 from tinygrad_tx.kernels import cpu, cpu_elementwise, reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
-from kernel_cases import TOLERANCE, relative_error
-from models.gpt import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # These tests take "fast" for the default; a run under TINYGRAD_TX_KERNELS=reference skips them.
@@ -42,9 +41,8 @@ def test_use_as_a_call_and_as_a_context_manager():
         kernels.use("fast")  # a plain call inside a block lasts until the block ends
         assert kernels.current() == "fast"
     assert kernels.current() == "fast"
-    with pytest.raises(RuntimeError):
-        with kernels.use("reference"):
-            raise RuntimeError("the previous choice comes back on an exception too")
+    with pytest.raises(RuntimeError), kernels.use("reference"):
+        raise RuntimeError("the previous choice comes back on an exception too")
     assert kernels.current() == "fast"
 
 

@@ -9,11 +9,23 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_cases import (
+    DTYPES,
+    FAST,
+    LAYOUTS,
+    OFFSETS,
+    REFERENCE,
+    ROWS,
+    SEEDS,
+    WIDTHS,
+    WORST,
+    assert_same,
+    hard_array,
+    report_worst,
+)
 
 from tinygrad_tx import backend
 from tinygrad_tx.kernels import reference
-from kernel_cases import (DTYPES, FAST, LAYOUTS, OFFSETS, REFERENCE, ROWS, SEEDS, WIDTHS, WORST, assert_same,
-                          hard_array, report_worst)
 
 
 @pytest.fixture(scope="module", autouse=True)

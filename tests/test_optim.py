@@ -5,8 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICES, assert_close
+
 from tinygrad_tx import Tensor, TinygradTxError, kernels
 from tinygrad_tx.optim import SGD, AdamW, clip_grad_norm_, cosine_lr
 

@@ -7,4 +7,4 @@
 """
 from .dispatch import CHOICES, current, pick, use
 
-__all__ = ["use", "current", "pick", "CHOICES"]
+__all__ = ["CHOICES", "current", "pick", "use"]
