@@ -10,7 +10,7 @@ The elementwise kernels are in tests/test_kernels_elementwise.py, the switch in 
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from kernel_cases import (
     DTYPES,
@@ -38,36 +38,37 @@ def _report_worst_errors():
 
 # ---------------------------------------------------------------- the checks (fast: a table of kernels)
 def check_softmax(fast, x, axis, grad):
-    y = REFERENCE["softmax_forward"](x, axis)
-    assert_same("softmax", "forward", fast["softmax_forward"](x, axis), y)
+    y, terms = REFERENCE["softmax_forward"](x, axis), x.shape[axis]
+    assert_same("softmax", "forward", fast["softmax_forward"](x, axis), y, terms=terms)
     magnitude = y * (abs(grad) + (abs(grad) * y).sum(axis=axis, keepdims=True))
     assert_same("softmax", "backward", fast["softmax_backward"](y, grad, axis),
-                REFERENCE["softmax_backward"](y, grad, axis), magnitude)
+                REFERENCE["softmax_backward"](y, grad, axis), magnitude, terms)
 
 
 def check_log_softmax(fast, x, axis, grad):
-    y = REFERENCE["log_softmax_forward"](x, axis)
-    assert_same("log_softmax", "forward", fast["log_softmax_forward"](x, axis), y)
+    y, terms = REFERENCE["log_softmax_forward"](x, axis), x.shape[axis]
+    assert_same("log_softmax", "forward", fast["log_softmax_forward"](x, axis), y, terms=terms)
     magnitude = abs(grad) + np.exp(y) * abs(grad).sum(axis=axis, keepdims=True)
     assert_same("log_softmax", "backward", fast["log_softmax_backward"](y, grad, axis),
-                REFERENCE["log_softmax_backward"](y, grad, axis), magnitude)
+                REFERENCE["log_softmax_backward"](y, grad, axis), magnitude, terms)
 
 
 def check_cross_entropy(fast, logits, targets, counted, row_weight):
     probs, row_loss = REFERENCE["cross_entropy_forward"](logits, targets, counted)
     fast_probs, fast_loss = fast["cross_entropy_forward"](logits, targets, counted)
-    assert_same("cross_entropy", "probabilities", fast_probs, probs)
-    assert_same("cross_entropy", "row losses", fast_loss, row_loss)
+    terms = logits.shape[1]
+    assert_same("cross_entropy", "probabilities", fast_probs, probs, terms=terms)
+    assert_same("cross_entropy", "row losses", fast_loss, row_loss, terms=terms)
     magnitude = abs(row_weight)[:, None] * (probs + (np.arange(probs.shape[1]) == targets[:, None]))
     assert_same("cross_entropy", "backward", fast["cross_entropy_backward"](probs, targets, row_weight),
-                REFERENCE["cross_entropy_backward"](probs, targets, row_weight), magnitude)
+                REFERENCE["cross_entropy_backward"](probs, targets, row_weight), magnitude, terms)
 
 
 def check_layer_norm(fast, x, weight, bias, grad, eps=1e-5):
-    saved = REFERENCE["layer_norm_forward"](x, weight, bias, eps)
+    saved, terms = REFERENCE["layer_norm_forward"](x, weight, bias, eps), max(x.shape[-1], x.size // x.shape[-1])
     for what, actual, expected in zip(("output", "xhat", "rstd"), fast["layer_norm_forward"](x, weight, bias, eps),
                                       saved):
-        assert_same("layer_norm", what, actual, expected)
+        assert_same("layer_norm", what, actual, expected, terms=terms)
     _, xhat, rstd = saved
     d, features = abs(grad if weight is None else grad * weight), x.shape[-1]
     magnitudes = (rstd * (d + d.mean(axis=-1, keepdims=True) + abs(xhat) * (d * abs(xhat)).mean(axis=-1, keepdims=True)),
@@ -78,18 +79,18 @@ def check_layer_norm(fast, x, weight, bias, grad, eps=1e-5):
                                                  magnitudes):
         assert (actual is None) == (expected is None), f"layer_norm {what}: None in one implementation only"
         if expected is not None:
-            assert_same("layer_norm", what, actual, expected, magnitude)
+            assert_same("layer_norm", what, actual, expected, magnitude, terms)
 
 
 def check_attention(fast, q, k, v, allowed, dropout_p, grad, seed):
-    scale = 1.0 / np.sqrt(q.shape[-1]).item()
+    scale, terms = 1.0 / np.sqrt(q.shape[-1]).item(), max(q.shape[-2:] + k.shape[-2:])
     backend.manual_seed(seed)  # both draw the same dropout mask
     out, probs, dropped = REFERENCE["attention_forward"](q, k, v, allowed, dropout_p, scale)
     backend.manual_seed(seed)
     for what, actual, expected in zip(("output", "probabilities", "dropped probabilities"),
                                       fast["attention_forward"](q, k, v, allowed, dropout_p, scale),
                                       (out, probs, dropped)):
-        assert_same("attention", what, actual, expected)
+        assert_same("attention", what, actual, expected, terms=terms)
     kept = dropped * (abs(grad) @ np.swapaxes(abs(v), -1, -2))
     grad_scores = kept + probs * kept.sum(axis=-1, keepdims=True)  # dS's formula on absolute values
     magnitudes = (scale * (grad_scores @ abs(k)), scale * (np.swapaxes(grad_scores, -1, -2) @ abs(q)),
@@ -98,7 +99,7 @@ def check_attention(fast, q, k, v, allowed, dropout_p, grad, seed):
                                                  fast["attention_backward"](q, k, v, probs, dropped, grad, scale),
                                                  REFERENCE["attention_backward"](q, k, v, probs, dropped, grad, scale),
                                                  magnitudes):
-        assert_same("attention", what, actual, expected, magnitude)
+        assert_same("attention", what, actual, expected, magnitude, terms)
 
 
 # ---------------------------------------------------------------- hypothesis-drawn hard inputs
@@ -113,6 +114,7 @@ def softmax_input(rows, width, dtype, offset, layout, axis, masked, seed):
 
 @given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, axis=st.sampled_from([0, 1]),
        masked=st.booleans(), seed=SEEDS)
+@example(80, 4096, np.float32, 1e4, "strided", 1, True, 0)  # large enough for threads: always run
 def test_softmax(rows, width, dtype, offset, layout, axis, masked, seed):
     x, grad = softmax_input(rows, width, dtype, offset, layout, axis, masked, seed)
     check_softmax(FAST, x, axis, grad)
@@ -120,6 +122,7 @@ def test_softmax(rows, width, dtype, offset, layout, axis, masked, seed):
 
 @given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, axis=st.sampled_from([0, 1]),
        seed=SEEDS)
+@example(80, 4096, np.float32, -1e4, "transposed", 1, 0)
 def test_log_softmax(rows, width, dtype, offset, layout, axis, seed):
     x, grad = softmax_input(rows, width, dtype, offset, layout, axis, False, seed)
     check_log_softmax(FAST, x, axis, grad)
@@ -127,6 +130,7 @@ def test_log_softmax(rows, width, dtype, offset, layout, axis, seed):
 
 @given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
        ignored=st.sampled_from(["none", "some", "all"]), seed=SEEDS)
+@example(80, 4096, np.float32, 1e4, "strided", "all", 0)
 def test_cross_entropy(rows, width, dtype, offset, layout, ignored, seed):
     rng = np.random.default_rng(seed)
     logits = hard_array(rng, (rows, width), dtype, offset, layout, scale=3.0)
@@ -138,6 +142,7 @@ def test_cross_entropy(rows, width, dtype, offset, layout, ignored, seed):
 
 @given(lead=st.sampled_from([(), (2,)]), rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
        affine=st.sampled_from(["both", "weight", "none"]), seed=SEEDS)
+@example((), 80, 4096, np.float32, 1e4, "contiguous", "both", 0)
 def test_layer_norm(lead, rows, width, dtype, offset, layout, affine, seed):
     rng = np.random.default_rng(seed)
     x = hard_array(rng, lead + (rows, width), dtype, offset, layout)
@@ -150,6 +155,7 @@ def test_layer_norm(lead, rows, width, dtype, offset, layout, affine, seed):
        head_dim=st.sampled_from([1, 3, 8]), dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
        mask=st.sampled_from(["none", "causal", "fully masked row"]), dropout_p=st.sampled_from([0.0, 0.3]),
        seed=SEEDS)
+@example((2, 2), 64, 4096, 8, np.float32, 1e4, "strided", "fully masked row", 0.3, 0)
 def test_attention(batch, queries, keys, head_dim, dtype, offset, layout, mask, dropout_p, seed):
     rng = np.random.default_rng(seed)
     q = hard_array(rng, batch + (queries, head_dim), dtype, layout=layout)

@@ -7,11 +7,11 @@ import threading
 
 import numpy as np
 import pytest
-from kernel_cases import TOLERANCE, relative_error
+from kernel_cases import relative_error, tolerance
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import TinygradTxError, backend, kernels
-from tinygrad_tx.kernels import cpu, cpu_elementwise, reference
+from tinygrad_tx.kernels import cpu, cpu_elementwise, cuda, cuda_fast, reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -126,8 +126,47 @@ def test_a_gpt_trains_the_same_on_reference_and_fast_kernels(config):
     """float32 end to end, within the per-kernel bound (observed: loss equal, gradients within 3e-7)."""
     loss, grads = _loss_and_gradients(config, "reference")
     fast_loss, fast_grads = _loss_and_gradients(config, "fast")
-    bound = TOLERANCE[np.dtype(np.float32)]
+    bound = tolerance(np.float32)
     assert abs(loss - fast_loss) <= bound * abs(loss)
     assert grads.keys() == fast_grads.keys() and len(grads) >= 9
     for name in grads:
         assert relative_error(fast_grads[name], grads[name]) <= bound, f"gradient of {name}"
+
+
+# ---------------------------------------------------------------- the GPU routing, exercised without a GPU
+def test_fast_on_a_gpu_array_picks_cuda_fast_where_it_has_the_kernel_else_the_reference(monkeypatch):
+    monkeypatch.setattr(backend, "is_gpu_array", lambda array: True)  # as if ``probe`` were a CuPy array
+    probe = np.zeros(1)
+    with kernels.use("fast"):
+        for name in KERNEL_NAMES:
+            assert kernels.pick(name, probe) is getattr(cuda_fast, name, getattr(reference, name)), name
+    with kernels.use("reference"):
+        assert all(kernels.pick(name, probe) is getattr(reference, name) for name in KERNEL_NAMES)
+
+
+def test_cuda_fast_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
+    """cuda.py's kernels replaced by recording stand-ins (the reference on NumPy; "float32 arrays" = CuPy
+    arrays the row kernels take): each cuda_fast function must route, and reshape, as documented."""
+    calls = []
+
+    def recording(name, result):
+        return lambda *args: calls.append(name) or result(*args)
+
+    monkeypatch.setattr(cuda, "fits_row_kernel", lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays))
+    monkeypatch.setattr(cuda, "softmax_last_axis", recording("softmax", lambda x: reference.softmax_forward(x, -1)))
+    monkeypatch.setattr(cuda, "layer_norm_backward", recording("layer_norm_backward", lambda g, xhat, rstd, w:
+                                                               reference.layer_norm_backward(g, xhat, rstd, w)[0]))
+    monkeypatch.setattr(cuda, "gelu", recording("gelu", reference.gelu_forward))
+    rng = np.random.default_rng(0)
+    x32, x64 = rng.standard_normal((2, 3, 5)).astype(np.float32), rng.standard_normal((2, 3, 5))
+    np.testing.assert_array_equal(cuda_fast.softmax_forward(x32, 2), reference.softmax_forward(x32, 2))
+    cuda_fast.softmax_forward(x32, 1)    # not the last axis: the reference
+    cuda_fast.softmax_forward(x64, 2)    # not float32: the reference
+    assert calls == ["softmax"]
+    weight = np.ones(5, np.float32)
+    _, xhat, rstd = reference.layer_norm_forward(x32, weight, None, 1e-5)
+    for actual, expected in zip(cuda_fast.layer_norm_backward(x32, xhat, rstd, weight),
+                                reference.layer_norm_backward(x32, xhat, rstd, weight)):
+        np.testing.assert_array_equal(actual, expected)  # the column sums of the parameter gradients included
+    cuda_fast.gelu_forward(x64, "tanh")  # GELU: any float dtype
+    assert calls == ["softmax", "layer_norm_backward", "gelu"]
