@@ -7,11 +7,12 @@ Every (preset, W) runs in fresh processes: W = 1 as a plain ``python`` (the sing
 cores), W > 1 under ``mpiexec -n W -bind-to core python -m mpi4py``, each rank with cores / W BLAS
 threads. Row ``1c`` repeats W = 1 bound to one core with one BLAS thread: the per-core baseline the
 W ranks (one core each) scale from. The global batch is the same at every W (``--batch-size``
-sequences per rank x W micro-steps, split across the ranks), so tokens/s compare directly. A step is the trainer's own forward/backward and
-update (``Trainer._forward_backward`` and ``Trainer._update``) on random tokens; after ``--warmup``
-steps, ``--steps`` steps are timed. Communication time is the time spent inside the communicator's
-calls (all-reduce, reduce-scatter, all-gather, waits on asynchronous all-reduces), which includes
-waiting for the slowest rank: on a shared, loaded machine that wait is part of the cost.
+sequences per rank x W micro-steps, split across the ranks), so tokens/s compare directly. A step
+is the trainer's own forward/backward and update (``Trainer._forward_backward`` and
+``Trainer._update``) on random tokens; after ``--warmup`` steps, ``--steps`` steps are timed.
+Communication time is the time spent inside the communicator's calls (all-reduce, reduce-scatter,
+all-gather, waits on asynchronous all-reduces), which includes waiting for the slowest rank: on a
+shared, loaded machine that wait is part of the cost.
 """
 import argparse
 import json

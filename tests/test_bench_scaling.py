@@ -5,7 +5,6 @@ import json
 from bench import scaling
 from tinygrad_tx.distributed import SingleProcess
 
-
 CLOCK = [0.0]   # a fake perf_counter: the collectives below take exactly 1 s each, everything else no time
 
 

@@ -12,9 +12,11 @@ import textwrap
 import numpy as np
 import pytest
 
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import Tensor, backend, distributed
+from tinygrad_tx.distributed import DistributedError, GradientBuckets, SingleProcess, ZeroOptimizer, init_communicator
+
 from conftest import GPU_OK, GPU_REASON
-from tinygrad_tx import distributed
-from tinygrad_tx.distributed import DistributedError, SingleProcess, init_communicator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +45,18 @@ def launch_env():
     env.update(PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""), OPENBLAS_NUM_THREADS="1",
                OMP_NUM_THREADS="1")
     return env
+
+
+class SimulatedRanks(SingleProcess):
+    """Rank ``rank`` of ``world_size`` whose partners hold the same gradients: a sum multiplies by W."""
+
+    def __init__(self, rank=0, world_size=2):
+        self.rank, self.world_size, self.launched = rank, world_size, []
+
+    def allreduce_sum_async(self, array):
+        self.launched.append(array.size)
+        array *= self.world_size
+        return SingleProcess().allreduce_sum_async(array)   # a handle that is already done
 
 
 @pytest.fixture
@@ -85,6 +99,41 @@ def test_several_ranks_without_mpi4py_refuse_in_one_line(no_launcher, monkeypatc
 def test_unknown_backend_is_refused(no_launcher):
     with pytest.raises(DistributedError, match="dist_backend must be one of auto, mpi, nccl, got 'gloo'"):
         init_communicator("gloo")
+
+
+def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
+    backend.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
+    params = list(model.parameters())
+    x = Tensor(np.random.default_rng(0).integers(0, 20, (2, 8)))
+    _, loss = model(x, x)
+    loss.backward()
+    expected = [p.grad.numpy() * 2 for p in params]
+    model.zero_grad()
+    comm = SimulatedRanks()
+    buckets = GradientBuckets(params, comm, bucket_bytes=4 * 2000)
+    assert len(buckets.members) >= 3 and buckets.members[-1][-1] is params[0]   # wte: final last, sent last
+    _, loss = model(x, x)
+    buckets.start(loss.data, 0.0)
+    launched_during_backward = []
+    loss.backward(on_leaf_final=lambda leaf: (buckets.leaf_final(leaf),
+                                              launched_during_backward.append(len(comm.launched))))
+    assert len(comm.launched) == len(buckets.members)   # every bucket went out before backward returned
+    assert launched_during_backward[0] < len(buckets.members)   # ... and the first ones while it still ran
+    reduced_loss, stop = buckets.finish()
+    assert reduced_loss == pytest.approx(2 * loss.item()) and stop == 0.0
+    for param, grad in zip(params, expected):
+        np.testing.assert_array_equal(param.grad.numpy(), grad)
+
+
+def test_zero_deals_whole_tensors_evenly_between_the_ranks():
+    backend.manual_seed(0)
+    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
+    shards = [ZeroOptimizer(model.configure_optimizers(0.1, 1e-3), SimulatedRanks(rank)) for rank in range(2)]
+    per_rank = shards[0].state_bytes_per_rank()
+    assert sum(per_rank) == 2 * 4 * sum(p.size for p in model.parameters()) and max(per_rank) < 0.6 * sum(per_rank)
+    assert {i for s in shards for i in s.mine} == set(range(len(shards[0].params)))
+    assert not set(shards[0].mine) & set(shards[1].mine)
 
 
 COLLECTIVES_SCRIPT = textwrap.dedent("""

@@ -17,33 +17,21 @@ import time
 
 import numpy as np
 import pytest
-
-from conftest import shakespeare_path
-from models.gpt import GPT, GPTConfig
-from test_distributed import launch_env, mpiexec, requires_mpi
+from test_distributed import SimulatedRanks, launch_env, mpiexec, requires_mpi
 from test_train import read_metrics, run_cli
-from tinygrad_tx import Tensor, backend, distributed
-from tinygrad_tx.distributed import SingleProcess
+
+from models.gpt import GPT, GPTConfig
+from tinygrad_tx import manual_seed
 from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
 from train import shakespeare
 from train.checkpoint import load_checkpoint
 from train.config import ConfigError, make_config
 from train.data import get_batch
-from train.distributed import DataParallel, GradientBuckets, ZeroOptimizer
+from train.distributed import DataParallel
+
+from conftest import shakespeare_path
 
 TRAIN_STREAM = 1   # train.trainer.TRAIN_BATCH_STREAM
-
-
-class SimulatedRanks(SingleProcess):
-    """Rank ``rank`` of ``world_size`` whose partners hold the same gradients: a sum multiplies by W."""
-
-    def __init__(self, rank=0, world_size=2):
-        self.rank, self.world_size, self.launched = rank, world_size, []
-
-    def allreduce_sum_async(self, array):
-        self.launched.append(array.size)
-        array *= self.world_size
-        return distributed._Done()
 
 
 @pytest.fixture(scope="module")
@@ -85,41 +73,6 @@ def test_ranks_split_the_same_global_batch_stream():
         DataParallel(make_config(overrides={"gradient_accumulation_steps": 3}), SimulatedRanks())
 
 
-def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
-    backend.manual_seed(0)
-    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
-    params = list(model.parameters())
-    x = Tensor(np.random.default_rng(0).integers(0, 20, (2, 8)))
-    _, loss = model(x, x)
-    loss.backward()
-    expected = [p.grad.numpy() * 2 for p in params]
-    model.zero_grad()
-    comm = SimulatedRanks()
-    buckets = GradientBuckets(params, comm, bucket_bytes=4 * 2000)
-    assert len(buckets.members) >= 3 and buckets.members[-1][-1] is params[0]   # wte: final last, sent last
-    _, loss = model(x, x)
-    buckets.start(loss.data, 0.0)
-    launched_during_backward = []
-    loss.backward(on_leaf_final=lambda leaf: (buckets.leaf_final(leaf),
-                                              launched_during_backward.append(len(comm.launched))))
-    assert len(comm.launched) == len(buckets.members)   # every bucket went out before backward returned
-    assert launched_during_backward[0] < len(buckets.members)   # ... and the first ones while it still ran
-    reduced_loss, stop = buckets.finish()
-    assert reduced_loss == pytest.approx(2 * loss.item()) and stop == 0.0
-    for param, grad in zip(params, expected):
-        np.testing.assert_array_equal(param.grad.numpy(), grad)
-
-
-def test_zero_deals_whole_tensors_evenly_between_the_ranks():
-    backend.manual_seed(0)
-    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
-    shards = [ZeroOptimizer(model.configure_optimizers(0.1, 1e-3), SimulatedRanks(rank)) for rank in range(2)]
-    per_rank = shards[0].state_bytes_per_rank()
-    assert sum(per_rank) == 2 * 4 * sum(p.size for p in model.parameters()) and max(per_rank) < 0.6 * sum(per_rank)
-    assert {i for s in shards for i in s.mine} == set(range(len(shards[0].params)))
-    assert not set(shards[0].mine) & set(shards[1].mine)
-
-
 def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_path):
     """The trainer at W = 1 (and with --zero 1) against the algorithm written out here: nanoGPT's loop."""
     status, _, _ = run_cli(shakespeare, args(text_file, tmp_path / "plain", 6, "--dropout", "0.1"))
@@ -128,7 +81,7 @@ def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_pa
     assert status == 0
     saved = weights(tmp_path / "plain")
     config = make_config(overrides=saved["config"])
-    backend.manual_seed(config.seed)
+    manual_seed(config.seed)
     model = GPT(GPTConfig(**saved["model_args"]))
     optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
     batch_rng = np.random.default_rng([config.seed, TRAIN_STREAM])
@@ -196,8 +149,8 @@ def test_two_ranks_equal_one_process_at_the_same_global_batch(reference_runs):
     one, two = weights(reference_runs["one"]), weights(reference_runs["dp"])
     worst = max(float(np.abs(one["model"][k] - two["model"][k]).max()) for k in one["model"])
     assert worst <= 1e-5, worst
-    for (kind, iteration, a), (kind2, iteration2, b) in zip(losses(reference_runs["one"]), losses(reference_runs["dp"])):
-        assert (kind, iteration) == (kind2, iteration2) and abs(a - b) <= 1e-5
+    for (kind, at, a), (kind2, at2, b) in zip(losses(reference_runs["one"]), losses(reference_runs["dp"])):
+        assert (kind, at) == (kind2, at2) and abs(a - b) <= 1e-5
     stdout = reference_runs["dp_stdout"]
     assert stdout.count("data-parallel: world size 2, backend mpi, per-rank batch 4 x 1 micro-steps") == 1
     assert stdout.count("step 6:") == 1   # rank 0 alone prints
@@ -237,7 +190,9 @@ def test_diverging_ranks_stop_at_the_checksum(text_file, tmp_path):
 
 @requires_mpi
 def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_path):
-    run = lambda out, *extra: args(text_file, out, 24, "--dropout", "0.1", "--eval_interval", "12", *extra)
+    def run(out, *extra):
+        return args(text_file, out, 24, "--dropout", "0.1", "--eval_interval", "12", *extra)
+
     assert launch([(2, run(tmp_path / "whole"))]).returncode == 0
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "train.shakespeare", *run(tmp_path / "cut")]
     process = subprocess.Popen(command, cwd=os.path.dirname(text_file), env=launch_env(), stdout=subprocess.PIPE,

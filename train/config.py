@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from tinygrad_tx import backend
+from tinygrad_tx import normalize_device
 from tinygrad_tx.errors import TinygradTxError
 
 CheckpointName = Literal["best", "last"]
@@ -128,7 +128,7 @@ def make_config(preset: str = DEFAULT_PRESET, overrides: Optional[dict] = None) 
         raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     config = TrainConfig(**{**PRESETS[preset], **(overrides or {})})
     validate(config)
-    return dataclasses.replace(config, device=backend.normalize_device(config.device))
+    return dataclasses.replace(config, device=normalize_device(config.device))
 
 
 def validate(config: TrainConfig) -> None:
@@ -170,7 +170,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("out_dir must name a directory, got an empty string")
     if os.path.exists(c.out_dir) and not os.path.isdir(c.out_dir):
         raise ConfigError(f"out_dir {c.out_dir!r} is a file, not a directory: choose another --out_dir")
-    backend.normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
+    normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
 
 
 def save_json(config: TrainConfig, path: str) -> None:

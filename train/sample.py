@@ -15,7 +15,7 @@ import numpy as np
 
 from models.generation import check_sampling_args
 from models.gpt import GPT, GPTConfig
-from tinygrad_tx import Tensor, backend
+from tinygrad_tx import Tensor, manual_seed, normalize_device
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse, run, sampling_parser
 from train.config import ConfigError
@@ -49,7 +49,7 @@ def sample(command, out):
     if args.seed < 0:   # numpy's generators take only non-negative seeds
         raise ConfigError(f"seed must be >= 0, got {args.seed}")
     prompt = read_prompt(args)
-    device = backend.normalize_device(args.device)
+    device = normalize_device(args.device)
     path = checkpoint_path(args.out_dir, args.ckpt)
     if not os.path.exists(path):
         raise ConfigError(f"no checkpoint {path!r}: train first with python -m train.shakespeare --out_dir "
@@ -60,7 +60,7 @@ def sample(command, out):
     model.load_state_dict(payload["model"])
     model.to(device).eval()
     prompt_ids = tokenizer.encode(prompt)
-    backend.manual_seed(args.seed)
+    manual_seed(args.seed)
     for _ in range(args.num_samples):
         out.write(prompt)
         for piece in stream_text(model, tokenizer, prompt_ids, args.max_new_tokens, args.temperature, args.top_k,

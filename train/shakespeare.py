@@ -18,9 +18,8 @@ import io
 import os
 import sys
 
-from tinygrad_tx import backend
+from tinygrad_tx import TinygradTxError, require_device
 from tinygrad_tx.distributed import abort_other_ranks, init_communicator, launched_rank, launched_world_size
-from tinygrad_tx.errors import TinygradTxError
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config
@@ -65,7 +64,7 @@ def train(command):
     if command.print_config:
         print(dump(config), end="")
         return 0
-    backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
+    require_device(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
     comm = init_communicator(config.dist_backend, config.device)   # under mpiexec without mpi4py: one line, exit 2
     say = print if comm.is_main else _silent
     dataset = TinyShakespeare(config.data)

@@ -34,7 +34,17 @@ import numpy as np
 from tqdm import tqdm
 
 from models.gpt import GPT, GPTConfig
-from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
+from tinygrad_tx import (
+    Tensor,
+    detect_anomaly,
+    from_numpy,
+    get_rng_state,
+    manual_seed,
+    no_grad,
+    set_rng_state,
+    synchronize,
+    tune_for_training,
+)
 from tinygrad_tx.distributed import SingleProcess
 from tinygrad_tx.optim import cosine_lr
 from train.checkpoint import save_checkpoint
@@ -75,7 +85,8 @@ class Trainer:
             if len(ids) <= c.block_size:
                 raise ConfigError(f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
                                   f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size")
-        backend.manual_seed(c.seed)
+        tune_for_training()
+        manual_seed(c.seed)
         self.model_args = GPTConfig(block_size=c.block_size, vocab_size=tokenizer.vocab_size, n_layer=c.n_layer,
                                     n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout, bias=c.bias,
                                     gelu_approximate=c.gelu_approximate)
@@ -84,7 +95,7 @@ class Trainer:
         if c.zero:
             self.optimizer = self.dist.shard_optimizer(self.optimizer)
         if self.dist.rank:   # the same weights on every rank, then each its own dropout draws
-            backend.manual_seed(rank_seed(c.seed, self.dist.rank))
+            manual_seed(rank_seed(c.seed, self.dist.rank))
         self.batch_rng = np.random.default_rng([c.seed, TRAIN_BATCH_STREAM])
         self.iter_num, self.best_val_loss, self.records = 0, math.inf, []
         self.train_seconds, self._mark, self._steps_since_mark = 0.0, time.perf_counter(), 0
@@ -199,7 +210,7 @@ class Trainer:
 
     def _completed_step(self):
         """Snapshot the random streams: a checkpoint must hold them as of the last completed step."""
-        self.rng_state = {"engine": backend.get_rng_state(), "batch": self.batch_rng.bit_generator.state}
+        self.rng_state = {"engine": get_rng_state(), "batch": self.batch_rng.bit_generator.state}
 
     # ---------------------------------------------------------------- evaluation, logging, checkpoints
     @no_grad()
@@ -249,7 +260,7 @@ class Trainer:
         self._mark = time.perf_counter()
 
     def _log_step(self, iteration, loss, tokens_per_iter, progress):
-        backend.synchronize(self.config.device)
+        synchronize(self.config.device)
         seconds_per_iter = self._close_mark()
         record = {"kind": "train", "iter": iteration, "loss": loss, "lr": self._lr(iteration),
                   "grad_norms": self._grad_norms}
@@ -316,12 +327,12 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.iter_num, self.best_val_loss = int(payload["iter_num"]), float(payload["best_val_loss"])
-        backend.set_rng_state(payload["rng"]["engine"])
+        set_rng_state(payload["rng"]["engine"])
         rank_state = self.dist.engine_rng_state_to_restore(payload["rng"])
         if rank_state is not None:
-            backend.set_rng_state(rank_state)
+            set_rng_state(rank_state)
         elif self.dist.rank:   # another world size saved it: this rank starts its own dropout stream afresh
-            backend.manual_seed(rank_seed(self.config.seed, self.dist.rank))
+            manual_seed(rank_seed(self.config.seed, self.dist.rank))
         self.batch_rng.bit_generator.state = payload["rng"]["batch"]
 
     def sample(self, max_new_tokens, prompt="\n", temperature=0.8, top_k=200):
@@ -399,14 +410,14 @@ def _ctrl_c_deferred():
 
 def measure_peak_flops(device, repeats=10):
     """This machine's float32 GEMM rate in FLOP/s: the fastest of a few n x n matmuls (the MFU denominator)."""
-    xp = backend.array_module(device)
     n = 1024 if device == "cpu" else 4096
-    a = xp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+    a = from_numpy(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), device)
     best = math.inf
     for _ in range(repeats + 1):   # the first call pays for thread start-up and allocation
-        backend.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
-        a @ a
-        backend.synchronize(device)
+        with no_grad():
+            a @ a
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best

@@ -12,8 +12,8 @@ mpi4py and its collectives return their input unchanged, so a one-process run ta
 path it always took. ``MPICommunicator`` moves NumPy buffers with mpi4py (no pickling).
 ``NCCLCommunicator`` moves CuPy buffers with NCCL: rank 0 makes the unique id and broadcasts it
 over MPI (llm.c's way); where NCCL is missing (or on the CuPy stand-in) the GPU arrays go through
-the MPI communicator by host copies. mpi4py and CuPy come in only through this module and
-``backend`` (the one file that imports CuPy).
+the MPI communicator by host copies. mpi4py comes in only through this module, CuPy only through
+``backend`` (the one file that imports it).
 
 The launcher, not this module, decides the world: ``mpiexec -n 4 python -m mpi4py -m train.shakespeare``.
 """
@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from . import backend
-from .errors import TinygradTxError
+from .. import backend
+from ..errors import TinygradTxError
 
 BACKENDS = ("auto", "mpi", "nccl")
 # what launchers set: MPICH/Hydra and Slurm's PMI, Open MPI, and Intel MPI (PMI too)
