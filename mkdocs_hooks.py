@@ -20,7 +20,7 @@ from mkdocs.structure.files import File, InclusionLevel
 REPO = Path(__file__).resolve().parent
 API_MODULES = ["tinygrad_tx", "tinygrad_tx.tensor", "tinygrad_tx.function", "tinygrad_tx.gradcheck",
                "tinygrad_tx.nn", "tinygrad_tx.nn.functional", "tinygrad_tx.optim", "tinygrad_tx.backend",
-               "tinygrad_tx.viz", "models", "train.data", "train.tokenizers"]
+               "tinygrad_tx.viz", "tinygrad_tx.distributed", "models", "train.data", "train.tokenizers"]
 SECTION_OF_FOLDER = {"derivations": "Derivations"}
 MATHJAX_DIR = "assets/mathjax"
 # A MathJax config file: the fonts jupyter-server-mathjax ships (STIX-Web), the delimiters arithmatex writes

@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from tinygrad_tx import manual_seed, set_rng_state
 from tinygrad_tx.distributed import DistributedError, GradientBuckets, ZeroOptimizer
 from tinygrad_tx.optim import clip_grad_norm_
 from train.config import ConfigError
@@ -58,6 +59,7 @@ class DataParallel:
         self.bucket_bytes = int(bucket_mb * 2 ** 20)
         self.buckets, self.zero = None, None
         self.stop_agreed = False
+        self._loss_and_stop = (0.0, 0.0)   # what the last micro-step puts into the all-reduce besides gradients
         self._interrupted = []
 
     def describe(self, config, optimizer) -> str:
@@ -101,8 +103,10 @@ class DataParallel:
 
     def reduce_gradients(self):
         """Finish the all-reduce; returns the reduced last micro-loss (scaled by 1/G) and sets stop_agreed."""
-        reduce = self.buckets.finish if self.zero is None else lambda: self.zero.reduce_gradients(*self._loss_and_stop)
-        scaled_loss, stop = reduce()
+        if self.zero is None:
+            scaled_loss, stop = self.buckets.finish()
+        else:
+            scaled_loss, stop = self.zero.reduce_gradients(*self._loss_and_stop)
         self.stop_agreed = stop > 0
         return scaled_loss
 
@@ -152,13 +156,21 @@ class DataParallel:
                                    f"{differing} differ from rank 0 (CRC32 {checksums}); the all-reduce must give "
                                    "every rank the same gradients")
 
-    def engine_rng_states(self, own_state):
-        """Every rank's engine (dropout) generator state, for the checkpoint (collective)."""
-        return self.comm.gather_objects(own_state) if self.active else None
+    def seed_dropout(self, seed):
+        """After the weights are made (the same on every rank): each rank other than 0 its own dropout stream."""
+        if self.rank:
+            manual_seed(rank_seed(seed, self.rank))
 
-    def engine_rng_state_to_restore(self, rng_payload):
-        """This rank's saved engine state when the checkpoint came from the same world size, else None."""
+    def checkpoint_rng(self, rng_state):
+        """A checkpoint's random states: this rank's, plus at W > 1 every rank's engine generator (collective)."""
+        if not self.active:
+            return rng_state
+        return {**rng_state, "engine_ranks": self.comm.gather_objects(rng_state["engine"])}
+
+    def restore_dropout(self, rng_payload, seed):
+        """After rank 0's engine state is restored: this rank's own, saved at the same world size, else a fresh one."""
         states = rng_payload.get("engine_ranks")
-        if self.rank == 0 or states is None or len(states) != self.world_size:
-            return None
-        return states[self.rank]
+        if self.rank and states is not None and len(states) == self.world_size:
+            set_rng_state(states[self.rank])
+        else:
+            self.seed_dropout(seed)

@@ -18,8 +18,7 @@ import io
 import os
 import sys
 
-from tinygrad_tx import TinygradTxError, require_device
-from tinygrad_tx.distributed import abort_other_ranks, init_communicator, launched_rank, launched_world_size
+from tinygrad_tx import TinygradTxError, distributed, require_device
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config
@@ -34,17 +33,18 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     status = _run(argv)
     if status:   # under mpiexec one failing rank must not leave the others waiting in a collective
-        abort_other_ranks(status)
+        distributed.abort_other_ranks(status)
     return status
 
 
 def _run(argv):
-    world_size = launched_world_size()
-    rank_prefix = f"[rank {launched_rank()}/{world_size}] " if world_size > 1 else ""
+    world_size = distributed.launched_world_size()
+    rank_prefix = f"[rank {distributed.launched_rank()}/{world_size}] " if world_size > 1 else ""
     try:
         return run(lambda: _naming_the_rank(lambda: train(parse_command_line(argv)), rank_prefix), argv)
-    except TrainingInterrupted as stop:
+    except TrainingInterrupted as stop:   # under mpiexec every rank stopped at the same step and gets here
         print(f"\n{rank_prefix}{stop}", file=sys.stderr)
+        distributed.exit_together(130)
         return 130
     except KeyboardInterrupt:   # before the first step: nothing trained, nothing to save
         print(f"\n{rank_prefix}interrupted before training started; nothing was written to the checkpoints",
@@ -65,7 +65,7 @@ def train(command):
         print(dump(config), end="")
         return 0
     require_device(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
-    comm = init_communicator(config.dist_backend, config.device)   # under mpiexec without mpi4py: one line, exit 2
+    comm = distributed.init_communicator(config.dist_backend, config.device)   # no mpi4py under mpiexec: exit 2
     say = print if comm.is_main else _silent
     dataset = TinyShakespeare(config.data)
     if resume is not None:

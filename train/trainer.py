@@ -50,7 +50,7 @@ from tinygrad_tx.optim import cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import CheckpointName, ConfigError, save_json
 from train.data import get_batch, iter_batches
-from train.distributed import DataParallel, rank_seed
+from train.distributed import DataParallel
 from train.gradflow import plot_gradient_flow
 from train.plots import plot_losses
 
@@ -94,8 +94,7 @@ class Trainer:
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         if c.zero:
             self.optimizer = self.dist.shard_optimizer(self.optimizer)
-        if self.dist.rank:   # the same weights on every rank, then each its own dropout draws
-            manual_seed(rank_seed(c.seed, self.dist.rank))
+        self.dist.seed_dropout(c.seed)
         self.batch_rng = np.random.default_rng([c.seed, TRAIN_BATCH_STREAM])
         self.iter_num, self.best_val_loss, self.records = 0, math.inf, []
         self.train_seconds, self._mark, self._steps_since_mark = 0.0, time.perf_counter(), 0
@@ -105,7 +104,6 @@ class Trainer:
         if c.peak_flops is None:
             c.peak_flops = measure_peak_flops(c.device)
         if not self.is_main:
-            self._rewrite_metrics(write=False)
             return
         try:
             os.makedirs(c.out_dir, exist_ok=True)
@@ -290,7 +288,7 @@ class Trainer:
         with open(os.path.join(self.config.out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _rewrite_metrics(self, write=True):
+    def _rewrite_metrics(self):
         """Keep the records of the steps before ``iter_num`` (those of a resumed run); later ones are redone.
 
         A last line that a kill or a full disk cut short is dropped, and the file is replaced atomically.
@@ -299,8 +297,6 @@ class Trainer:
         if self.iter_num and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 self.records = [r for r in map(_parse_record, f) if r is not None and r["iter"] < self.iter_num]
-        if not write:
-            return
         tmp = f"{path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.records)
@@ -310,10 +306,7 @@ class Trainer:
         """Write ckpt_<name>.npz (atomically) and return its path. With W ranks every rank calls it (the
         ZeRO-1 state and the ranks' dropout generators are gathered); rank 0 writes, the others wait."""
         path = checkpoint_path(self.config.out_dir, name)
-        optimizer_state, rng = self.optimizer.state_dict(), dict(self.rng_state)
-        engine_ranks = self.dist.engine_rng_states(self.rng_state["engine"])
-        if engine_ranks is not None:
-            rng["engine_ranks"] = engine_ranks
+        optimizer_state, rng = self.optimizer.state_dict(), self.dist.checkpoint_rng(self.rng_state)
         if self.is_main:
             save_checkpoint(path, {"model": self.model.state_dict(), "optimizer": optimizer_state,
                                    "iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
@@ -328,11 +321,7 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.iter_num, self.best_val_loss = int(payload["iter_num"]), float(payload["best_val_loss"])
         set_rng_state(payload["rng"]["engine"])
-        rank_state = self.dist.engine_rng_state_to_restore(payload["rng"])
-        if rank_state is not None:
-            set_rng_state(rank_state)
-        elif self.dist.rank:   # another world size saved it: this rank starts its own dropout stream afresh
-            manual_seed(rank_seed(self.config.seed, self.dist.rank))
+        self.dist.restore_dropout(payload["rng"], self.config.seed)
         self.batch_rng.bit_generator.state = payload["rng"]["batch"]
 
     def sample(self, max_new_tokens, prompt="\n", temperature=0.8, top_k=200):

@@ -18,6 +18,7 @@ from .comm import (
     NCCLCommunicator,
     SingleProcess,
     abort_other_ranks,
+    exit_together,
     init_communicator,
     launched_rank,
     launched_world_size,
@@ -26,4 +27,4 @@ from .zero import ZeroOptimizer
 
 __all__ = ["BACKENDS", "RANK_ENV", "WORLD_SIZE_ENV", "DistributedError", "GradientBuckets", "HostCopyCommunicator",
            "MPICommunicator", "NCCLCommunicator", "SingleProcess", "ZeroOptimizer", "abort_other_ranks",
-           "init_communicator", "launched_rank", "launched_world_size"]
+           "exit_together", "init_communicator", "launched_rank", "launched_world_size"]

@@ -18,6 +18,7 @@ the MPI communicator by host copies. mpi4py comes in only through this module, C
 The launcher, not this module, decides the world: ``mpiexec -n 4 python -m mpi4py -m train.shakespeare``.
 """
 import os
+import sys
 
 import numpy as np
 
@@ -65,6 +66,19 @@ def abort_other_ranks(status: int) -> None:
         except ImportError:
             return
         MPI.COMM_WORLD.Abort(status)
+
+
+def exit_together(status: int) -> None:
+    """End this rank with ``status`` when every rank ends here at once (a Ctrl-C agreed in an all-reduce); nothing
+    in a one-process run. MPI is finalized and the process exits without MPI_Abort, which could tear the job
+    down before the launcher has forwarded the ranks' last lines.
+    """
+    if launched_world_size() > 1:
+        from mpi4py import MPI
+        sys.stdout.flush()
+        sys.stderr.flush()
+        MPI.Finalize()
+        os._exit(status)
 
 
 class _Done:
