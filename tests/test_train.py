@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import train.trainer as trainer_module
-from conftest import GPU_OK, shakespeare_path
+from conftest import shakespeare_path
+from tinygrad_tx import backend
 from train import sample as sample_cli
 from train import shakespeare
 from train.checkpoint import load_checkpoint
@@ -244,7 +245,7 @@ def test_help_lists_every_hyperparameter_with_its_default():
 
 def test_gpu_device_trains_or_fails_with_one_clear_error(small_text, tmp_path):
     status, _, stderr = run_cli(shakespeare, tiny_args(small_text, tmp_path, 4, "--device", "gpu"))
-    if GPU_OK:
+    if backend.gpu_available()[0]:
         assert status == 0 and load_checkpoint(str(tmp_path / "ckpt_last.npz"))["iter_num"] == 4
     else:
         assert status == 2 and stderr.startswith("error: ") and "CuPy" in stderr and stderr.count("\n") == 1
