@@ -9,6 +9,7 @@ the functions, ufuncs and constants of ``cupy``, ``cupyx`` and ``cupy.random``, 
 docstring. A parameter is stored as ``[name, kind, has_default]`` (kind as ``inspect.Parameter``
 names it); ``null`` means CuPy publishes no signature, and the stand-in then checks the name only.
 """
+import argparse
 import ast
 import inspect
 import json
@@ -93,14 +94,17 @@ def build():
     }
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gpu_standin.make_api_list", description=__doc__.splitlines()[0])
+    parser.add_argument("--output", default=API_PATH, help="where to write the JSON (default: the committed list)")
+    output = parser.parse_args(argv).output
     api = build()
-    with open(API_PATH + ".tmp", "w") as handle:
+    with open(output + ".tmp", "w") as handle:
         json.dump(api, handle, indent=0, sort_keys=True)
         handle.write("\n")
-    os.replace(API_PATH + ".tmp", API_PATH)
+    os.replace(output + ".tmp", output)
     print(f"CuPy {api['version']}: {len(api['cupy'])} cupy names, {len(api['ndarray'])} ndarray attributes, "
-          f"{len(api['Generator'])} Generator methods -> {API_PATH}")
+          f"{len(api['Generator'])} Generator methods -> {output}")
 
 
 if __name__ == "__main__":
