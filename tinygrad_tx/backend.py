@@ -62,6 +62,19 @@ def gpu_available():
         return False, str(exc)
 
 
+def gpu_name():
+    """The current CUDA device's name (e.g. 'NVIDIA H200'); raises DeviceError without a usable GPU."""
+    cupy = _load_cupy()
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def gpu_memory_held_bytes():
+    """Bytes CuPy's default memory pool holds. The pool keeps freed blocks for reuse, so after a
+    training step this is the step's peak device memory (what bench.train_step reports on the GPU)."""
+    return _load_cupy().get_default_memory_pool().total_bytes()
+
+
 def array_module(device):
     """The array module (numpy or cupy) for a device name."""
     return np if normalize_device(device) == "cpu" else _load_cupy()

@@ -119,7 +119,8 @@ class _Stream:
 
 def _cuda_module():
     cuda = types.ModuleType("cupy.cuda")
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
+    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
+                                         getDeviceProperties=lambda device: {"name": b"gpu_standin (NumPy on the CPU)"})
     cuda.get_current_stream = _Stream
     return cuda
 
