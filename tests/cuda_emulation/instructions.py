@@ -192,7 +192,8 @@ def _float_arithmetic(machine, instruction, threads, op, ptx_type, sources):
                       "lg2": lambda: np.log2(wide[0])}[op]()
         else:
             unsupported(machine, instruction)
-    _float_out(machine, instruction, threads, np.asarray(result).astype(DTYPE[ptx_type]), ptx_type)
+        result = np.asarray(result).astype(DTYPE[ptx_type])  # float32 ops computed wider round here, once
+    _float_out(machine, instruction, threads, result, ptx_type)
 
 
 def set_predicate(machine, instruction, threads):

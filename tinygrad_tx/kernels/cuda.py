@@ -18,6 +18,9 @@ from .. import backend
 THREADS = 256  # threads per row block; a power of two for the shared-memory tree reduction
 
 _ROW_SOURCE = r"""
+// NVRTC (CuPy's compiler) has no math.h, so INFINITY is undefined there (nvcc would accept it): -inf by its bits.
+#define NEGATIVE_INFINITY __int_as_float(0xff800000)
+
 __device__ float block_reduce(float value, float* buffer, bool take_max) {
     buffer[threadIdx.x] = value;
     __syncthreads();
@@ -38,10 +41,10 @@ extern "C" __global__ void softmax_rows(const float* x, float* y, int cols) {
     __shared__ float buffer[256];
     const float* xr = x + (size_t)blockIdx.x * cols;
     float* yr = y + (size_t)blockIdx.x * cols;
-    float row_max = -INFINITY;
+    float row_max = NEGATIVE_INFINITY;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) row_max = fmaxf(row_max, xr[j]);
     row_max = block_reduce(row_max, buffer, true);
-    if (row_max == -INFINITY) row_max = 0.0f;
+    if (row_max == NEGATIVE_INFINITY) row_max = 0.0f;
     float total = 0.0f;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) { float e = expf(xr[j] - row_max); yr[j] = e; total += e; }
     total = block_reduce(total, buffer, false);
@@ -103,7 +106,7 @@ extern "C" __global__ void cross_entropy_rows(const float* z, const long long* t
                                               float* probs, float* loss, int cols) {
     __shared__ float buffer[256];
     size_t offset = (size_t)blockIdx.x * cols;
-    float row_max = -INFINITY;
+    float row_max = NEGATIVE_INFINITY;
     for (int j = threadIdx.x; j < cols; j += blockDim.x) row_max = fmaxf(row_max, z[offset + j]);
     row_max = block_reduce(row_max, buffer, true);
     float total = 0.0f;
