@@ -105,6 +105,21 @@ def _shift(values, amounts, width, right, signed):
     return np.where(amounts >= width, too_far, result).astype(values.dtype)
 
 
+def _high_64(a, b, signed):
+    """The high 64 bits of the 128-bit product (NVRTC divides by constants with mul.hi.s64)."""
+    a_bits, b_bits = (np.asarray(v).astype(np.int64 if signed else np.uint64).view(np.uint64) for v in (a, b))
+    low_mask, shift = np.uint64(0xFFFFFFFF), np.uint64(32)
+    a_low, a_high, b_low, b_high = a_bits & low_mask, a_bits >> shift, b_bits & low_mask, b_bits >> shift
+    cross_1, cross_2 = a_high * b_low, a_low * b_high
+    carry = ((a_low * b_low) >> shift) + (cross_1 & low_mask) + (cross_2 & low_mask)
+    high = a_high * b_high + (cross_1 >> shift) + (cross_2 >> shift) + (carry >> shift)
+    if signed:  # two's complement: subtract b where a < 0 and a where b < 0 (mod 2**64)
+        high = high - np.where(a_bits >> np.uint64(63) == 1, b_bits, 0) - np.where(b_bits >> np.uint64(63) == 1,
+                                                                                  a_bits, 0)
+        return high.astype(np.uint64).view(np.int64)
+    return high
+
+
 def arithmetic(machine, instruction, threads):
     """add sub mul mad fma div rem min max neg abs and or xor not shl shr sqrt rcp ex2 lg2 rsqrt."""
     op, ptx_type, mods = instruction.opcode, instruction.type, instruction.modifiers
@@ -122,10 +137,11 @@ def arithmetic(machine, instruction, threads):
             result = product + (np.asarray(values[2]).astype(DTYPE[wide]) if op == "mad" else 0)
             return write(machine, instruction.operands[0], threads, result, wide)
         if op in ("mul", "mad") and "hi" in mods:
-            if width > 32:
-                unsupported(machine, instruction, "64-bit mul.hi")
-            wide = DTYPE[("s" if ptx_type[0] == "s" else "u") + "64"]
-            result = (np.asarray(values[0]).astype(wide) * np.asarray(values[1]).astype(wide)) >> width
+            if width == 64:
+                result = _high_64(values[0], values[1], signed=ptx_type[0] == "s")
+            else:
+                wide = DTYPE[("s" if ptx_type[0] == "s" else "u") + "64"]
+                result = (np.asarray(values[0]).astype(wide) * np.asarray(values[1]).astype(wide)) >> width
             result = result + (values[2] if op == "mad" else 0)
         elif op == "add":
             result = values[0] + values[1]
