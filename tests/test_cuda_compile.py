@@ -6,10 +6,10 @@ nvcc accepts it, so every fused GPU op raised CompileException on a real GPU.
 import numpy as np
 import pytest
 
-cuda_emulation = pytest.importorskip("cuda_emulation.nvrtc", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12")
-from cuda_emulation import elementwise, sources  # noqa: E402
-from cuda_emulation.nvrtc import ARCHS, CompileError, compile_cuda, compile_to_ptx  # noqa: E402
-from cuda_emulation.ptx import entry_names  # noqa: E402
+pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
+from cuda_emulation import elementwise, sources
+from cuda_emulation.nvrtc import ARCHS, CompileError, compile_cuda, compile_to_ptx
+from cuda_emulation.ptx import entry_names
 
 ELEMENTWISE = sources.elementwise_kernels()
 

@@ -5,9 +5,17 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-pytest.importorskip("cuda_emulation.nvrtc", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12")
-from cuda_emulation import (BarrierDivergence, EmulationError, MemoryFault, SharedMemoryRace,  # noqa: E402
-                            UnsupportedInstruction, compile_to_ptx, interpreter, launch)
+pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
+from cuda_emulation import (
+    BarrierDivergence,
+    EmulationError,
+    MemoryFault,
+    SharedMemoryRace,
+    UnsupportedInstruction,
+    compile_to_ptx,
+    interpreter,
+    launch,
+)
 
 RNG = np.random.default_rng(0)
 

@@ -10,10 +10,16 @@ precision regression of issue 12.
 import numpy as np
 import pytest
 
-pytest.importorskip("cuda_emulation.nvrtc", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12")
-from cuda_emulation import MemoryFault, SharedMemoryRace, sources  # noqa: E402
-from cuda_emulation.checks import (check_cross_entropy, check_layer_norm, check_layer_norm_at_offset,  # noqa: E402
-                                   check_softmax, rows_of)
+pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
+from cuda_emulation import MemoryFault, SharedMemoryRace, sources
+from cuda_emulation.checks import (
+    check_cross_entropy,
+    check_layer_norm,
+    check_layer_norm_at_offset,
+    check_softmax,
+    offset_rows,
+    rows_of,
+)
 
 SOURCE = sources.row_source()
 
@@ -82,4 +88,4 @@ def test_layer_norm_without_the_first_element_shift_loses_precision_at_a_1e4_off
     """Defect 2 of issue 12, kept as a mutation: the check that guards the fix must fail without it."""
     source = mutated("float shift = cols > 0 ? x[offset] : 0.0f;", "float shift = 0.0f;")
     with pytest.raises(AssertionError, match="offset 1e4: max relative error"):
-        check_layer_norm_at_offset(rows_of(3, 4, 16, 1e4, 1.0), row_source=source)
+        check_layer_norm_at_offset(offset_rows(), row_source=source)

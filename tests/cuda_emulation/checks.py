@@ -12,8 +12,8 @@ from tinygrad_tx.kernels import reference
 
 from .device import emulated_gpu
 
-F32_RTOL = 3e-6
-RTOL = {np.dtype(np.float32): 2e-6, np.dtype(np.float64): 1e-13}
+F32_RTOL = 1e-6  # the worst seen is ~2e-7 (report.py)
+RTOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-14}
 WORST = {}
 
 
@@ -29,6 +29,11 @@ def assert_close(actual, expected, rtol, what, scale=None) -> None:
     error = relative_error(actual, expected, scale)
     WORST[what] = max(WORST.get(what, 0.0), error)
     assert error <= rtol, f"{what}: max relative error {error:.3g} > {rtol}"
+
+
+def offset_rows() -> np.ndarray:
+    """test_functional_checks::test_layer_norm_with_a_large_common_offset's input: 1e4 + N(0, 1), (4, 16)."""
+    return (1e4 + np.random.default_rng(0).standard_normal((4, 16))).astype(np.float32)
 
 
 def rows_of(seed, rows, width, offset, scale=3.0) -> np.ndarray:
@@ -80,7 +85,8 @@ def check_cross_entropy(logits, targets, counted, row_source=None):
         probs, row_loss = cuda.cross_entropy_rows(logits, targets, counted)
     probs64, loss64 = reference.cross_entropy_forward(logits.astype(np.float64), targets, counted)
     assert_close(probs, probs64, F32_RTOL, "cross_entropy_rows probs")
-    assert_close(row_loss, loss64, F32_RTOL, "cross_entropy_rows loss")
+    # log(total) rounds total (>= 1) to float32 first: an absolute error for losses below 1
+    assert_close(row_loss, loss64, F32_RTOL, "cross_entropy_rows loss", scale=max(np.abs(loss64).max(), 1.0))
     assert not row_loss[~counted].any(), "cross_entropy_rows: an ignored row has a loss"
 
 
@@ -98,10 +104,13 @@ def check_gelu(x, grad, approximate):
 
 
 def check_adamw(param, grad, exp_avg, exp_avg_sq, **hyper):
+    """Errors relative to the terms each update sums: p decay - step, b1 m + (1 - b1) g (these can cancel)."""
     expected = as64(param, grad, exp_avg, exp_avg_sq)
     reference.adamw_update(*expected, **hyper)
+    beta1 = hyper["beta1"]
+    scales = {"param": max(np.abs(param).max(), np.abs(expected[0] - param).max()),
+              "exp_avg": max(beta1 * np.abs(exp_avg).max(), (1 - beta1) * np.abs(grad).max()), "exp_avg_sq": None}
     with emulated_gpu() as cuda:
         cuda.adamw_update(param, grad, exp_avg, exp_avg_sq, **hyper)
-    for name, actual, wanted in zip(("param", "exp_avg", "exp_avg_sq"), (param, exp_avg, exp_avg_sq),
-                                    expected[:1] + expected[2:]):
-        assert_close(actual, wanted, RTOL[param.dtype], f"adamw {name} {param.dtype}")
+    for name, actual, wanted in zip(scales, (param, exp_avg, exp_avg_sq), expected[:1] + expected[2:]):
+        assert_close(actual, wanted, RTOL[param.dtype], f"adamw {name} {param.dtype}", scale=scales[name])

@@ -7,6 +7,8 @@ code under test too, not a copy of it. Fresh outputs are filled with NaN, so an 
 to write shows up in the comparison. This is only the kernels' harness: the strict CuPy stand-in that
 runs whole models is a separate piece (branch wip-standin).
 """
+from __future__ import annotations
+
 import contextlib
 import functools
 import unittest.mock
@@ -74,7 +76,7 @@ class EmulatedCupy:
 
 
 @contextlib.contextmanager
-def emulated_gpu(row_source: str = None):
+def emulated_gpu(row_source: str | None = None):
     """Within the block, ``cuda.<op>(numpy arrays)`` runs the CUDA kernels emulated; ``row_source``
     replaces the RawModule code (mutation tests)."""
     patches = [unittest.mock.patch.object(cuda.backend, "array_module", lambda device: EmulatedCupy)]

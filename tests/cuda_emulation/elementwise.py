@@ -49,7 +49,7 @@ def _is_scalar_param(built, name: str) -> bool:
     return built.name == "tinygrad_tx_adamw" and name != "grad"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ptx(source: ElementwiseSource, dtype_name: str, arch: str) -> str:
     return compile_to_ptx(generated_code(source, dtype_name), arch, prepend_cupy_headers=True)
 

@@ -48,8 +48,8 @@ def to_bits(values, ptx_type):
 
 
 def immediate_bits(token: str) -> int:
-    if token[:2] in ("0f", "0F", "0d", "0D"):
-        return int(token[2:], 16)
+    if token[:2] in ("0f", "0F", "0d", "0D"):  # a float's bits in hex: 0f3F800000 is 1.0f
+        return int(token[2:], 16)  # noqa: FURB166 (the prefix is not Python's)
     if re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)[uU]?", token):
         return int(token.rstrip("uU"), 0) & ((1 << 64) - 1)
     raise ValueError(token)

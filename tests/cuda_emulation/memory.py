@@ -148,7 +148,7 @@ class SharedMemory:
         raced |= (self.read_epoch[cells] == current) & (self.many_readers[cells] | (self.reader[cells] != thread[:, None]))
         self._raise_race(raced, cells, thread, "writes", fault)
         flat = cells.reshape(-1)
-        unique, first, counts = np.unique(flat, return_index=True, return_counts=True)
+        unique, counts = np.unique(flat, return_counts=True)
         if (counts > 1).any():
             cell = unique[counts > 1][0]
             writers = np.unique(np.repeat(thread, width)[flat == cell])

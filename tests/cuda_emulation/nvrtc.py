@@ -40,14 +40,14 @@ def _arch_pinned(arch: str, output: str):
 
 def cupy_options(options: tuple = (), prepend_cupy_headers: bool = False) -> tuple:
     """The option tuple CuPy hands NVRTC for a kernel built with user ``options`` (before -arch)."""
-    import cupy._core.core as core
+    from cupy._core import core
 
     return tuple(core.assemble_cupy_compiler_options(tuple(options))) + ("-ftz=true",)
 
 
 def cupy_header_prelude() -> str:
     """The ``#include`` lines ``cupy._core.core.compile_with_cache`` prepends for ElementwiseKernel code."""
-    import cupy._core.core as core
+    from cupy._core import core
 
     return "".join(f"#include <{header}>\n" for header in core._cupy_header_list)
 

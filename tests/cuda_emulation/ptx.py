@@ -79,7 +79,7 @@ _SHARED = re.compile(r"(\.extern\s+)?\.shared\s+(?:\.align\s+(\d+)\s+)?\.(\w+)\s
 
 def parse_kernel(ptx: str, name: str) -> Kernel:
     """The ``.entry`` called ``name`` in ``ptx`` (module-level ``.extern .shared`` arrays included)."""
-    match = re.search(r"\.entry\s+" + re.escape(name) + r"\s*\((.*?)\)\s*(?:\.\w+[^{]*)?\{", ptx, re.S)
+    match = re.search(r"\.entry\s+" + re.escape(name) + r"\s*\((.*?)\)\s*(?:\.\w+[^{]*)?\{", ptx, re.DOTALL)
     if match is None:
         entries = re.findall(r"\.entry\s+([\w$]+)", ptx)
         raise PTXError(f"no kernel named {name!r} in the PTX (entries: {', '.join(entries) or 'none'})")
@@ -88,15 +88,14 @@ def parse_kernel(ptx: str, name: str) -> Kernel:
         element = _element_bytes(ptx_type)
         params.append(Param(param_name, ptx_type, element * int(count or 1), int(align or align_after or element)))
     body_start = match.end()
-    body_end = re.search(r"^\}", ptx[body_start:], re.M).start() + body_start
+    body_end = re.search(r"^\}", ptx[body_start:], re.MULTILINE).start() + body_start
     first_line = ptx.count("\n", 0, body_start) + 1
-    module_scope = ptx[:match.start()]
+    module_scope = re.sub(r"\.entry\s.*?^\}", "", ptx, flags=re.DOTALL | re.MULTILINE)  # no kernel's own body
     shared, offset, instructions, labels = {}, 0, [], {}
-    declarations = [(m, True) for m in _SHARED.finditer(module_scope)]
-    declarations += [(m, False) for m in _SHARED.finditer(ptx[body_start:body_end])]
+    declarations = [*_SHARED.finditer(module_scope), *_SHARED.finditer(ptx[body_start:body_end])]
     dynamic = None
-    for found, _ in declarations:
-        is_extern, align, type_name, symbol, count = found.groups()
+    for found in declarations:
+        _, align, type_name, symbol, count = found.groups()
         if not count:
             dynamic = symbol
             continue
