@@ -13,5 +13,7 @@ setup(
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
         "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1"],
+        # tests/cuda_emulation: NVRTC compile checks and the PTX interpreter (no GPU needed; docs/gpu.md)
+        "cuda-emulation": ["cupy-cuda12x>=13.0", "nvidia-cuda-nvrtc-cu12>=12.0"],
     },
 )

@@ -1,0 +1,206 @@
+"""The fused ops as their derivation pages' boxed formulas: one plain forward/backward pair per op.
+
+This is the layer a learner reads and the pages in docs/derivations/ quote ("As implemented"). Each
+function is plain array code on NumPy or CuPy (the module comes from the input): no ``out=`` chains,
+no row blocks, no threads. The fast CPU versions (cpu.py, cpu_elementwise.py) and the CUDA kernels
+(cuda.py) compute the same values; tests/test_kernels.py holds them to these functions.
+``tinygrad_tx.kernels.use("reference")`` makes the whole engine run on this file.
+
+Shapes: ``axis`` is one non-negative axis; the row ops take (..., C) or (N, C) arrays; the saved
+arrays (softmax's y, layer norm's xhat and rstd, GELU's gate, attention's probabilities) are what the
+matching backward takes, in the same form for every implementation.
+"""
+import math
+
+from .. import backend
+
+SQRT_HALF = math.sqrt(0.5)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+TANH_CUBIC = 0.044715  # the cubic coefficient of GELU's tanh approximation (Hendrycks & Gimpel)
+ERF_SERIES_CLAMP, ERF_SERIES_TERMS = 6.0, 100  # erf(6) is 1 in float64; 100 terms reach float64 rounding there
+
+
+# ---------------------------------------------------------------- softmax and log-softmax
+def softmax_forward(x, axis):
+    """y = exp(x - max x) / sum exp(x - max x) along ``axis``.  docs/derivations/softmax.md
+
+    A row that is entirely -inf (a fully masked attention row) gives zeros, not NaN: its maximum is
+    clamped to the most negative float, and its sum (0) to 1. Any other row sums to at least 1.
+    """
+    xp = backend.xp_of(x)
+    row_max = xp.maximum(x.max(axis=axis, keepdims=True), xp.finfo(x.dtype).min)
+    exps = xp.exp(x - row_max)
+    return exps / xp.maximum(exps.sum(axis=axis, keepdims=True), 1.0)
+
+
+def softmax_backward(y, grad, axis):
+    """dx = y * (g - sum(g * y, axis)).  docs/derivations/softmax.md"""
+    return y * (grad - (grad * y).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_forward(x, axis):
+    """y = x - max x - log sum exp(x - max x) along ``axis``.  docs/derivations/softmax.md"""
+    xp = backend.xp_of(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def log_softmax_backward(y, grad, axis):
+    """dx = g - exp(y) * sum(g, axis).  docs/derivations/softmax.md"""
+    return grad - backend.xp_of(y).exp(y) * grad.sum(axis=axis, keepdims=True)
+
+
+# ---------------------------------------------------------------- cross-entropy over (N, C) logits
+def cross_entropy_forward(logits, targets, counted):
+    """(probs, row_loss): p_n = softmax(z_n), loss_n = logsumexp(z_n) - z_n[t_n], 0 where not counted.
+
+    logits (N, C); targets (N,) class indices, valid in every row (ignored rows may hold any class);
+    counted (N,) bool.  docs/derivations/cross_entropy.md
+    """
+    xp = backend.xp_of(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exps = xp.exp(shifted)
+    total = exps.sum(axis=1)
+    picked = xp.take_along_axis(shifted, targets[:, None], axis=1)[:, 0]
+    row_loss = (xp.log(total) - picked) * counted
+    return exps / total[:, None], row_loss
+
+
+def cross_entropy_backward(probs, targets, row_weight):
+    """dz_n = w_n (p_n - onehot(t_n)), w_n the row's weight (0 for an ignored row).  docs/derivations/cross_entropy.md"""
+    xp = backend.xp_of(probs)
+    one_hot = xp.arange(probs.shape[1]) == targets[:, None]
+    return row_weight[:, None] * (probs - one_hot)
+
+
+# ---------------------------------------------------------------- layer norm over the last axis
+def layer_norm_forward(x, weight, bias, eps):
+    """(y, xhat, rstd): xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps), y = xhat weight + bias.
+
+    weight and bias may be None; rstd has shape (..., 1). Shifting each row by its first element
+    first changes no result in exact arithmetic and keeps float32's mean accurate when every feature
+    shares a large offset (1e4 + noise).  docs/derivations/layernorm.md
+    """
+    xp = backend.xp_of(x)
+    shifted = x - x[..., :1]
+    centered = shifted - shifted.mean(axis=-1, keepdims=True)
+    rstd = 1.0 / xp.sqrt((centered * centered).mean(axis=-1, keepdims=True) + eps)
+    xhat = centered * rstd
+    y = xhat if weight is None else xhat * weight
+    return (y if bias is None else y + bias), xhat, rstd
+
+
+def layer_norm_backward(grad, xhat, rstd, weight):
+    """(dx, dweight, dbias): dx = rstd (d - mean(d) - xhat mean(d xhat)) with d = g weight;
+    dweight = sum g xhat, dbias = sum g over every row (dweight is None without a weight).
+    docs/derivations/layernorm.md"""
+    d = grad if weight is None else grad * weight
+    grad_x = rstd * (d - d.mean(axis=-1, keepdims=True) - xhat * (d * xhat).mean(axis=-1, keepdims=True))
+    features = xhat.shape[-1]
+    grad_weight = None if weight is None else (grad * xhat).reshape(-1, features).sum(axis=0)
+    return grad_x, grad_weight, grad.reshape(-1, features).sum(axis=0)
+
+
+# ---------------------------------------------------------------- GELU, exact and tanh forms
+def erf(x):
+    """The error function, elementwise: erf(x) = 2/sqrt(pi) e^(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!.
+
+    Every term of this series is positive, so nothing cancels; evaluated in float64 it is within
+    ~2e-15 of erf, then rounded to x's dtype. Slow (a hundred passes) but plain.  docs/derivations/gelu.md
+    """
+    xp = backend.xp_of(x)
+    clamped = xp.clip(x.astype(xp.float64), -ERF_SERIES_CLAMP, ERF_SERIES_CLAMP)
+    term, total = clamped, clamped
+    for n in range(1, ERF_SERIES_TERMS):
+        term = term * (2.0 * clamped * clamped / (2 * n + 1))
+        total = total + term
+    return (2.0 / math.sqrt(math.pi) * xp.exp(-clamped * clamped) * total).astype(x.dtype)
+
+
+def gelu_forward(x, approximate):
+    """(y, gate): y = x Phi(x), gate = Phi(x) = (1 + erf(x / sqrt 2)) / 2 ("none"), or
+    y = x (1 + t) / 2, gate = t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) ("tanh").  docs/derivations/gelu.md"""
+    xp = backend.xp_of(x)
+    if approximate == "none":
+        gate = 0.5 * (1.0 + erf(x * SQRT_HALF))
+        return x * gate, gate
+    gate = xp.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
+    return 0.5 * x * (1.0 + gate), gate
+
+
+def gelu_backward(x, gate, grad, approximate):
+    """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1 + t + x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2)) / 2.
+    docs/derivations/gelu.md"""
+    xp = backend.xp_of(x)
+    if approximate == "none":
+        return grad * (gate + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+    return grad * 0.5 * (1.0 + gate + x * (1.0 - gate * gate) * SQRT_2_OVER_PI * (1.0 + 3.0 * TANH_CUBIC * x * x))
+
+
+# ---------------------------------------------------------------- dropout
+def dropout_mask(shape, p, dtype, device):
+    """mask = (u >= p) / (1 - p) with u uniform in [0, 1), drawn in float32 from backend.rng(device).
+    docs/derivations/dropout.md"""
+    draws = backend.rng(device).random(shape, dtype="float32")
+    return (draws >= p).astype(dtype) * (1.0 / (1.0 - p))
+
+
+def dropout_forward(x, p):
+    """(y, mask): y = x * mask, each element kept with probability 1 - p.  docs/derivations/dropout.md"""
+    mask = dropout_mask(x.shape, p, x.dtype, backend.device_of(x))
+    return x * mask, mask
+
+
+def dropout_backward(mask, grad):
+    """dx = g * mask, the forward's own mask.  docs/derivations/dropout.md"""
+    return grad * mask
+
+
+# ---------------------------------------------------------------- scaled dot-product attention
+def attention_forward(q, k, v, allowed, dropout_p, scale):
+    """(out, P, Pd): out = Pd v, Pd = dropout(P), P = softmax(S), S = scale q k^T set to -inf where not allowed.
+
+    q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv); allowed: boolean, broadcastable to (..., Tq, Tk),
+    or None for all. Without dropout Pd is P itself.  docs/derivations/attention.md
+    """
+    xp = backend.xp_of(q)
+    scores = (q * scale) @ xp.swapaxes(k, -1, -2)
+    if allowed is not None:
+        scores = xp.where(allowed, scores, -xp.inf)
+    probs = softmax_forward(scores, -1)
+    dropped = dropout_forward(probs, dropout_p)[0] if dropout_p > 0 else probs
+    return dropped @ v, probs, dropped
+
+
+def attention_backward(q, k, v, probs, dropped, grad, scale):
+    """(dq, dk, dv): dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k;
+    dk = scale dS^T q.  docs/derivations/attention.md"""
+    xp = backend.xp_of(q)
+    grad_v = xp.swapaxes(dropped, -1, -2) @ grad
+    grad_dropped = grad @ xp.swapaxes(v, -1, -2)
+    kept = dropped * grad_dropped
+    grad_scores = kept - probs * kept.sum(axis=-1, keepdims=True)
+    return scale * (grad_scores @ k), scale * (xp.swapaxes(grad_scores, -1, -2) @ q), grad_v
+
+
+# ---------------------------------------------------------------- embedding (the lookup's backward)
+def embedding_backward(indices, grad_rows, num_rows):
+    """dweight[k] = sum of g[n] over every n with indices[n] == k; (N,) indices, (N, D) g -> (num_rows, D).
+    docs/derivations/embedding.md"""
+    grad_weight = backend.xp_of(grad_rows).zeros((num_rows, grad_rows.shape[1]), grad_rows.dtype)
+    return backend.scatter_add(grad_weight, indices, grad_rows)  # repeated indices all add up
+
+
+# ---------------------------------------------------------------- AdamW (updates its arrays in place)
+def adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, scratch=None):
+    """torch.optim.AdamW's step t, in place: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    p = p (1 - lr wd) - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).  docs/derivations/adamw.md
+
+    ``scratch`` is the fast CPU update's reusable temporary; this formula needs none.
+    """
+    xp = backend.xp_of(param)
+    exp_avg[...] = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    denominator = xp.sqrt(exp_avg_sq) / math.sqrt(1 - beta2 ** step) + eps
+    param[...] = param * (1 - lr * weight_decay) - lr / (1 - beta1 ** step) * exp_avg / denominator
