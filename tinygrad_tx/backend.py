@@ -110,12 +110,9 @@ def to_numpy(array):
 
 
 def scatter_add(target, indices, values):
-    """``target[indices] += values`` where repeated indices all add up (unbuffered)."""
-    if is_gpu_array(target):
-        import cupyx  # lives with CuPy; only reached once CuPy is loaded
-        cupyx.scatter_add(target, indices, values)
-    else:
-        np.add.at(target, indices, values)
+    """``target[indices] += values`` where repeated indices all add up (unbuffered ``add.at``; CuPy has it
+    since v12 and deprecates ``cupyx.scatter_add`` for it)."""
+    xp_of(target).add.at(target, indices, values)
     return target
 
 

@@ -1,70 +1,31 @@
-"""The stand-in's user kernels: ``RawModule``/``RawKernel`` run their very source, ``ElementwiseKernel`` its operation.
+"""The stand-in's user kernels, run from their very source by tests/cuda_emulation (branch wip-emulator).
 
-RawModule: the source string is compiled by real NVRTC with CuPy's options (``cuda_emulation.compile_to_ptx``)
-and each launch runs the PTX in the emulator (``cuda_emulation.launch``), on the NumPy memory of the
-stand-in arrays. Arguments are checked as the CUDA ABI sees them: device arrays only (a host NumPy
-array is refused, as CuPy refuses it), C-contiguous (the kernel indexes raw memory), scalars passed as
-the NumPy type CuPy would pass (a Python ``int`` is 8 bytes, a ``float`` a double), and the emulator
-checks them against the kernel's parameters.
+RawModule: the source string is compiled by real NVRTC with CuPy's options
+(``cuda_emulation.compile_to_ptx``) and each launch runs the PTX in the emulator
+(``cuda_emulation.launch``) on the NumPy memory of the stand-in arrays. Arguments are checked as the
+CUDA ABI sees them: device arrays only (a host NumPy array is refused, as CuPy refuses it),
+C-contiguous (the kernel indexes raw memory), scalars passed as the NumPy type CuPy would pass (a
+Python ``int`` is 8 bytes, a ``float`` a double); the emulator checks each against the kernel's parameter.
 
-ElementwiseKernel: the operation is evaluated with NumPy in the parameters' dtypes, statement by
-statement. Limits (documented in README.md): assignments (``=``, ``+=``, ``-=``, ``*=``, ``/=``)
-separated by ``;``, C arithmetic, the casts ``(T)literal`` and ``(T)(expr)``, and the math functions
-in ``MATH``; no control flow, no ``i``/``_ind`` indexing, no raw parameters, no preamble. Anything
-else raises NotImplementedError instead of guessing. It is not compiled here: tests/cuda_emulation
-compiles every ElementwiseKernel CuPy would generate with NVRTC for each dtype.
+ElementwiseKernel: the code CuPy itself generates for the kernel is compiled by NVRTC and run in the
+emulator (``cuda_emulation.elementwise.run_elementwise``), on contiguous copies of the inputs broadcast
+to one shape. Its limits are the emulator's: one dtype ``T`` for every array, no preamble, no keyword
+arguments; scalar parameters are those the emulator knows (AdamW's hyper-parameters). Anything else
+raises instead of running something else.
 """
-import functools
-import json
-import math
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 
 from . import api
 from .ndarray import host_array_error, ndarray, storage
 
-_erf = np.frompyfunc(math.erf, 1, 1)
-MATH = {name: getattr(np, name) for name in ("exp", "log", "sqrt", "tanh", "sin", "cos", "fabs", "abs")}
-MATH.update(fabs=np.abs, erf=lambda x: np.asarray(_erf(x), dtype=np.asarray(x).dtype), fmaxf=np.maximum,
-            fminf=np.minimum, max=np.maximum, min=np.minimum, expf=np.exp, logf=np.log, sqrtf=np.sqrt, tanhf=np.tanh)
-
-
-TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Compiling needs the real CuPy (its NVRTC binding and options), which the stand-in has replaced in this
-# process's sys.modules: compile in a fresh interpreter, once per source.
-_COMPILE_SCRIPT = """
-import json, sys
-from cuda_emulation import compile_to_ptx
-request = json.load(sys.stdin)
-sys.stdout.write(compile_to_ptx(request["code"], options=tuple(request["options"])))
-"""
-
-
-class CompileException(Exception):
-    """NVRTC rejected the source (CuPy raises cupy.cuda.compiler.CompileException)."""
-
-
-@functools.lru_cache(maxsize=None)
-def compile_to_ptx(code: str, options: tuple = ()) -> str:
-    """PTX of ``code`` from real NVRTC with CuPy's RawModule options (tests/cuda_emulation, in a clean process)."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], input=json.dumps({"code": code, "options": options}),
-                          capture_output=True, text=True, env=environment)
-    if done.returncode != 0:
-        errors = [line for line in done.stderr.splitlines() if "error" in line.lower()]
-        raise CompileException("\n".join(errors[-10:]) or f"the compiler exited with status {done.returncode}")
-    return done.stdout
-
 
 def _emulator():
     try:
         import cuda_emulation
     except ImportError as exc:  # the emulator ships in tests/cuda_emulation (branch wip-emulator)
-        raise NotImplementedError(f"RawModule launches need tests/cuda_emulation on the path ({exc})") from None
+        raise NotImplementedError(f"the stand-in's kernels need tests/cuda_emulation on the path ({exc})") from None
     return cuda_emulation
 
 
@@ -135,7 +96,7 @@ class RawModule:
     @property
     def ptx(self):
         if self._ptx is None:
-            self._ptx = compile_to_ptx(self.code, self.options)
+            self._ptx = _emulator().compile_to_ptx(self.code, options=self.options)
         return self._ptx
 
     def get_function(self, name):
@@ -145,90 +106,43 @@ class RawModule:
 
 
 # ---------------------------------------------------------------- ElementwiseKernel
-_STATEMENT = re.compile(r"^\s*([A-Za-z_]\w*)\s*([-+*/]?)=(?!=)\s*(.+?)\s*$", re.S)
-_LITERAL = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-
-
-def _parse_params(text, where):
-    params = []
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        words = part.split()
-        if len(words) != 2 or words[0] == "raw":
-            raise NotImplementedError(f"{where}: parameter {part!r} (only 'TYPE name' is evaluated)")
-        params.append((words[0], words[1]))
-    return params
-
-
-def _python_expression(c_expression, type_names, where):
-    """C arithmetic -> a Python expression over NumPy values; casts become calls, ``f`` suffixes vanish."""
-    expression = re.sub(rf"(?<![\w.])({_LITERAL})[fF]\b", r"\1", c_expression)
-    for type_name in type_names:
-        expression = re.sub(rf"\(\s*{type_name}\s*\)\s*(-?{_LITERAL})", rf"{type_name}(\1)", expression)
-        expression = re.sub(rf"\(\s*{type_name}\s*\)\s*\(", rf"{type_name}(", expression)
-    if re.search(r"[?:{}\[\]]|&&|\|\||\+\+|--|\b(if|for|while|return)\b|\(\s*\w+\s*\)\s*[A-Za-z_]", expression):
-        raise NotImplementedError(f"{where}: cannot evaluate {c_expression!r} faithfully with NumPy")
-    return expression
+def _param_names(text):
+    return [part.split()[-1] for part in text.split(",") if part.strip()]
 
 
 class ElementwiseKernel:
-    """``cupy.ElementwiseKernel(in_params, out_params, operation, name)`` evaluated with NumPy (module docstring)."""
+    """``cupy.ElementwiseKernel(in_params, out_params, operation, name)``: CuPy's generated code, emulated."""
 
     def __init__(self, *args, **kwargs):
         bound = _bind("ElementwiseKernel", "init", args, kwargs)
         self.name = bound.get("name", "kernel")
-        if bound.get("preamble"):
-            raise NotImplementedError(f"{self.name}: a preamble is not evaluated by the stand-in")
-        self.in_params = _parse_params(bound["in_params"], self.name)
-        self.out_params = _parse_params(bound["out_params"], self.name)
-        type_names = {t for t, _ in self.in_params + self.out_params}
-        self.statements = []
-        for statement in (s for s in bound["operation"].split(";") if s.strip()):
-            match = _STATEMENT.match(statement)
-            if match is None:
-                raise NotImplementedError(f"{self.name}: statement {statement.strip()!r} is not an assignment")
-            target, operator, expression = match.groups()
-            if target not in {name for _, name in self.out_params}:
-                raise NotImplementedError(f"{self.name}: assignment to {target!r}, which is not an output parameter")
-            code = _python_expression(expression, type_names, self.name)
-            self.statements.append((target, operator, compile(code, f"<{self.name}>", "eval")))
-
-    def _types(self, args):
-        """Bind every parameter type name to a dtype: fixed names are NumPy's, T comes from the arrays."""
-        types = {}
-        for (type_name, name), value in zip(self.in_params + self.out_params, args):
-            if isinstance(value, np.ndarray):
-                raise host_array_error(value, f"{self.name} argument {name}")
-            if hasattr(np, type_name):
-                types[type_name] = np.dtype(type_name)
-            elif isinstance(value, ndarray):
-                dtype = storage(value).dtype
-                if types.setdefault(type_name, dtype) != dtype:
-                    raise TypeError(f"Type is mismatched. {name} {dtype} {types[type_name]}")
-        missing = {t for t, _ in self.in_params + self.out_params} - set(types)
-        if missing:
-            raise TypeError(f"{self.name}: cannot infer the type(s) {sorted(missing)} from the arguments")
-        return types
+        if bound.get("preamble") or bound.get("kwargs"):
+            raise NotImplementedError(f"{self.name}: the stand-in runs kernels without preamble or options")
+        from cuda_emulation.sources import ElementwiseSource
+        self.source = ElementwiseSource(self.name, bound["in_params"], bound["out_params"], bound["operation"],
+                                        self.name)
+        self.in_names, self.out_names = _param_names(bound["in_params"]), _param_names(bound["out_params"])
 
     def __call__(self, *args, **kwargs):
         if kwargs:
-            raise NotImplementedError(f"{self.name}: keyword arguments {sorted(kwargs)} are not evaluated")
-        if len(args) not in (len(self.in_params), len(self.in_params) + len(self.out_params)):
-            raise TypeError(f"Wrong number of arguments for {self.name!r}: got {len(args)}, expected "
-                            f"{len(self.in_params)} or {len(self.in_params) + len(self.out_params)}")
-        types = self._types(args)
-        scope = {**MATH, **{t: dtype.type for t, dtype in types.items()}}
-        for (type_name, name), value in zip(self.in_params, args):
-            scope[name] = storage(value) if isinstance(value, ndarray) else types[type_name].type(value)
+            raise NotImplementedError(f"{self.name}: keyword arguments {sorted(kwargs)} are not emulated")
+        n_in, n_all = len(self.in_names), len(self.in_names) + len(self.out_names)
+        if len(args) not in (n_in, n_all):
+            raise TypeError(f"Wrong number of arguments for {self.name!r}: got {len(args)}, expected {n_in} or {n_all}")
+        for name, value in zip(self.in_names + self.out_names, args):
+            if isinstance(value, np.ndarray):
+                raise host_array_error(value, f"{self.name} argument {name}")
         arrays = [storage(a) for a in args if isinstance(a, ndarray)]
-        shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
-        outputs = list(args[len(self.in_params):]) or [ndarray(shape, types[t]) for t, _ in self.out_params]
-        for (type_name, name), out in zip(self.out_params, outputs):
-            scope[name] = np.array(np.broadcast_to(storage(out), shape), dtype=types[type_name])
-        for target, operator, code in self.statements:
-            value = eval(code, {"__builtins__": {}}, scope)
-            if operator:
-                value = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}[operator](scope[target], value)
-            scope[target] = np.asarray(value, dtype=scope[target].dtype if target in scope else None)
-        for (_, name), out in zip(self.out_params, outputs):
-            storage(out)[...] = scope[name]
+        dtypes = {a.dtype for a in arrays}
+        if len(dtypes) != 1:
+            raise TypeError(f"Type is mismatched. {self.name}: T bound to {sorted(str(d) for d in dtypes)}")
+        dtype, shape = dtypes.pop(), np.broadcast_shapes(*(a.shape for a in arrays))
+        inputs = [np.ascontiguousarray(np.broadcast_to(storage(a), shape)) if isinstance(a, ndarray) else a
+                  for a in args[:n_in]]
+        outputs = list(args[n_in:]) or [ndarray(shape, dtype) for _ in self.out_names]
+        for name, out in zip(self.out_names, outputs):
+            if storage(out).shape != shape or not storage(out).flags.c_contiguous:
+                raise NotImplementedError(f"{self.name}: output {name} must be C-contiguous of shape {shape}")
+        from cuda_emulation.elementwise import run_elementwise
+        run_elementwise(self.source, *inputs, *(storage(o) for o in outputs), dtype=dtype)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -1,4 +1,4 @@
-"""The stand-in ``cupy`` and ``cupyx`` modules: CuPy's names (``cupy_api.json``), NumPy's arithmetic.
+"""The stand-in ``cupy`` module: CuPy's names (``cupy_api.json``), NumPy's arithmetic.
 
 Every name is looked up in the recorded CuPy API first. A name CuPy lacks raises AttributeError as
 the real module would (``cupy.vecdot``); a name CuPy has but the stand-in cannot serve from NumPy
@@ -11,7 +11,7 @@ import types
 import numpy as np
 
 from . import api, kernels
-from .ndarray import checked_call, device_operand, ndarray, storage, wrap
+from .ndarray import checked_call, device_operand, ndarray
 
 # the only functions that take host data (lists, NumPy arrays) and copy it to the device
 CONVERTERS = ("array", "asarray", "asanyarray")
@@ -103,15 +103,6 @@ def get_array_module(*args):
     return CUPY if any(isinstance(a, ndarray) for a in args) else np
 
 
-def scatter_add(a, slices, value):
-    """``cupyx.scatter_add``: unbuffered ``a[slices] += value`` on a device array."""
-    if not isinstance(a, ndarray):
-        raise TypeError(f"cupyx.scatter_add: a must be a cupy.ndarray, got {type(a)}")
-    np.add.at(storage(a), tuple(device_operand(s, "cupyx.scatter_add") for s in slices)
-              if isinstance(slices, tuple) else device_operand(slices, "cupyx.scatter_add"),
-              device_operand(value, "cupyx.scatter_add"))
-
-
 class _Stream:
     def synchronize(self):
         """Work on the stand-in is done when the call returns."""
@@ -146,4 +137,3 @@ def build():
 
 
 CUPY = build()
-CUPYX = _module("cupyx", "cupyx", {"scatter_add": scatter_add})
