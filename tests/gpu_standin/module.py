@@ -24,10 +24,7 @@ class Ufunc:
 
     def __init__(self, name, numpy_ufunc, params, methods):
         self.__name__, self._numpy_ufunc, self._methods = name, numpy_ufunc, methods
-        self._call = checked_call(self._apply, f"cupy.{name}", params)
-
-    def _apply(self, *operands, **kwargs):
-        return self._numpy_ufunc(*operands, **kwargs)
+        self._call = checked_call(numpy_ufunc, f"cupy.{name}", params)
 
     def __call__(self, *operands, **kwargs):
         for operand in operands:   # CuPy's elementwise kernels take arrays and scalars, never lists
