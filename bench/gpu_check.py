@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
@@ -40,7 +39,8 @@ def _run(command, timeout):
     """(exit status, stdout + stderr, seconds) of a command run from the repository root."""
     started = time.perf_counter()
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     return done.returncode, done.stdout + done.stderr, time.perf_counter() - started
 
 
@@ -77,14 +77,16 @@ def final_records(metrics_path: str):
 
 def check_training(iters: int) -> Row:
     with tempfile.TemporaryDirectory() as out_dir:
-        status, output, seconds = _run([sys.executable, "-m", "train.shakespeare", "--preset", "baby", "--device", "gpu",
+        status, output, seconds = _run([sys.executable, "-m", "train.shakespeare", "--preset", "baby",
+                                        "--device", "gpu",
                                         "--max_iters", str(iters), "--eval_interval", str(iters), "--out_dir", out_dir,
                                         "--sample_tokens", "0"], timeout=3600)
         metrics = os.path.join(out_dir, "metrics.jsonl")
         if status != 0 or not os.path.isfile(metrics):
             return Row(f"train.shakespeare baby, {iters} iters", f"failed: {_last_line(output)}", ok=False)
         last_eval, last_step = final_records(metrics)
-    text = f"train {last_eval['train_loss']:.3f}, val {last_eval['val_loss']:.3f} after {last_eval['iter']} iters; {seconds:.0f} s"
+    text = (f"train {last_eval['train_loss']:.3f}, val {last_eval['val_loss']:.3f} after {last_eval['iter']} iters; "
+            f"{seconds:.0f} s")
     if last_step is not None:
         text += f"; {last_step['tokens_per_s']:,.0f} tokens/s"
     return Row(f"train.shakespeare baby, {iters} iters", text, ok=last_eval["iter"] == iters)
@@ -92,18 +94,20 @@ def check_training(iters: int) -> Row:
 
 def train_step_rows(results, num_params) -> list:
     """Rows of the baby step comparison from ``bench.train_step.run``'s results."""
-    from bench import train_step
     import statistics
+
+    from bench import train_step
     config, batch_size = train_step.model_config("baby")
     tokens = batch_size * config["block_size"]
-    flops = train_step.flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params or 0) * tokens
+    per_token = train_step.flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params or 0)
+    flops = per_token * tokens
     peak = max(r.gemm_flops for r in results.values()) or float("nan")
     cells = {"tokens/s": [], "MFU (of measured GEMM peak)": [], "peak device memory (MiB)": []}
     for name in train_step.SIDES:
         result = results[name]
         if result.error or not result.step_times:
-            for label in cells:
-                cells[label].append(f"unavailable ({result.error})" if label == "tokens/s" else "-")
+            for label, column in cells.items():
+                column.append(f"unavailable ({result.error})" if label == "tokens/s" else "-")
             continue
         median = statistics.median(result.step_times)
         cells["tokens/s"].append(f"{tokens / median:,.0f}")
@@ -117,7 +121,7 @@ def check_train_step() -> list:
     from bench import train_step
     try:
         results, num_params = train_step.run("baby", "gpu", repeats=3, steps=1, warmup=1)
-    except Exception as exc:  # a worker's failure: reported in the table, not as a traceback
+    except Exception as exc:  # noqa: BLE001  (a worker's failure: reported in the table, not as a traceback)
         return [Row("baby train step", f"failed: {type(exc).__name__}: {exc}", ok=False)]
     return train_step_rows(results, num_params)
 
@@ -128,7 +132,7 @@ def format_table(rows, device_name: str) -> str:
     return "\n".join(lines)
 
 
-def device_name() -> Optional[str]:
+def device_name() -> str | None:
     from tinygrad_tx import backend
     return backend.gpu_name()
 

@@ -5,8 +5,9 @@
     x = tinygrad_tx.Tensor([1.0, 2.0], device="gpu")
 
 Only the engine sees it (``tinygrad_tx.backend``, the one module that imports CuPy); ``import cupy``
-elsewhere stays the real package. What it refuses, as real CuPy does: implicit host conversion (``numpy.asarray(a)``, ``a.__array__``,
-``range(a)`` without ``__index__``), host NumPy arrays given to device operations, names CuPy lacks
+elsewhere stays the real package. What it refuses, as real CuPy does: implicit host conversion
+(``numpy.asarray(a)``, ``a.__array__``, ``range(a)`` without ``__index__``), host NumPy arrays given
+to device operations, names CuPy lacks
 (``cupy.vecdot``, ``Generator.normal``) and keywords outside CuPy's signatures (``cupy_api.json``,
 regenerated from the installed CuPy by ``python -m gpu_standin.make_api_list``). RawModule kernels
 are compiled by NVRTC and run in the PTX emulator (tests/cuda_emulation); ElementwiseKernel

@@ -7,7 +7,7 @@ import os
 API_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cupy_api.json")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load() -> dict:
     with open(API_PATH) as handle:
         return json.load(handle)
@@ -30,7 +30,7 @@ def generator_params(name: str):
 _REQUIRED = inspect.Parameter.empty
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signature(params, drop_self):
     parameters = [inspect.Parameter(name, getattr(inspect.Parameter, kind), default=None if has_default else _REQUIRED)
                   for name, kind, has_default in params]

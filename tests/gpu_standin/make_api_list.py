@@ -86,8 +86,8 @@ def build():
         "cupy.linalg": surface(cupy.linalg),
         # constructors (from the class docstring: Cython classes publish no signature) and launch methods
         "kernels": {cls.__name__: {"init": _params_from_text(_embedded_signature(cls)),
-                                   **{method: parameters(getattr(cls, method)) for method in ("__call__", "get_function")
-                                      if hasattr(cls, method)}}
+                                   **{method: parameters(getattr(cls, method))
+                                      for method in ("__call__", "get_function") if hasattr(cls, method)}}
                     for cls in (cupy.RawModule, cupy.RawKernel, cupy.ElementwiseKernel)},
         "Generator": {name: parameters(getattr(cupy.random.Generator, name))
                       for name in sorted(dir(cupy.random.Generator)) if not name.startswith("_")},

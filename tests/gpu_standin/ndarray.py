@@ -17,7 +17,7 @@ IMPLICIT_CONVERSION_MESSAGE = ("Implicit conversion to a NumPy array is not allo
                                "Please use `.get()` to construct a NumPy array explicitly.")
 
 
-class ndarray:  # noqa: N801  (CuPy's name)
+class ndarray:
     """An array "on the device": NumPy storage, CuPy's surface."""
 
     __slots__ = ("_storage",)
@@ -125,7 +125,8 @@ def _binary(name, reflected=False, in_place=False):
     return method
 
 
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift", "rshift"):
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift",
+              "rshift"):
     _op = _name + "_" if _name in ("and", "or") else _name
     setattr(ndarray, f"__{_name}__", _binary(_op))
     setattr(ndarray, f"__r{_name}__", _binary(_op, reflected=True))

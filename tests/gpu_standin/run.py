@@ -1,7 +1,8 @@
 """Run a module with device 'gpu' served by the stand-in: ``python -m gpu_standin.run -m MODULE [ARGS...]``.
 
     PYTHONPATH=.:tests python -m gpu_standin.run -m train.shakespeare --device gpu --max_iters 3 \\
-        --n_layer 1 --n_head 2 --n_embd 32 --block_size 8 --batch_size 2 --eval_iters 1 --sample_tokens 4 --peak_flops 1e12
+        --n_layer 1 --n_head 2 --n_embd 32 --block_size 8 --batch_size 2 --eval_iters 1 --sample_tokens 4 \\
+        --peak_flops 1e12
 
 The module runs as ``__main__`` (as ``python -m`` would) after ``gpu_standin.install()``, so every
 CuPy call it makes meets the stand-in's rules and every kernel runs in the emulator. Each kernel
