@@ -173,3 +173,20 @@ def test_nan_and_infinity_propagate_as_on_the_gpu():
     y = np.zeros(4, np.float32)
     launch(ptx, "k", 1, 4, [x, y])
     np.testing.assert_array_equal(y, [np.nan, np.inf, -np.inf, 1.5])  # fmaxf(NaN, 0) is 0; NaN * 0.5 stays NaN
+
+
+def test_shifts_by_the_width_or_more_follow_ptx():
+    ptx = kernel("int i = threadIdx.x; long long a = v[i]; unsigned long long u = (unsigned long long)v[i];"
+                 "out[4*i] = a >> s[i]; out[4*i+1] = (long long)(u >> s[i]); out[4*i+2] = a << s[i];"
+                 "out[4*i+3] = (long long)((unsigned)v[i] >> (s[i] & 31));",
+                 "const long long* v, const int* s, long long* out")
+    v = np.array([-(2**40) - 3, 2**40 + 5, -1, 12345], np.int64)
+    s = np.array([3, 17, 63, 31], np.int32)
+    out = np.zeros(16, np.int64)
+    launch(ptx, "k", 1, 4, [v, s, out])
+    expected = []
+    for a, amount in zip(v.tolist(), s.tolist()):
+        low = a % 2**64
+        expected += [a >> amount, low >> amount, ((a << amount) + 2**63) % 2**64 - 2**63, (a % 2**32) >> (amount & 31)]
+    expected = [(e + 2**63) % 2**64 - 2**63 for e in expected]
+    np.testing.assert_array_equal(out, expected)

@@ -61,7 +61,7 @@ def _nan_like(array, dtype=None):
     return np.full_like(array, np.nan, dtype=dtype)
 
 
-def _nan_array(shape, dtype=np.float32):
+def _nan_array(shape, dtype=np.float64):  # CuPy's default dtype, as NumPy's
     return np.full(shape, np.nan, dtype=dtype)
 
 

@@ -93,16 +93,14 @@ def _mode(instruction, default="rn"):
     return next((m for m in instruction.modifiers if m in ROUNDING), default)
 
 
-def _shift(values, amounts, width, right, signed):
+def _shift(values, amounts, width, right):
+    """PTX shifts: amounts of ``width`` or more give 0, or all sign bits for an arithmetic right shift."""
+    values = np.asarray(values)
     amounts = np.asarray(amounts).astype(np.uint64)
-    clipped = np.minimum(amounts, width - 1).astype(values.dtype if not signed else np.int64)
-    if right:
-        result = values >> clipped.astype(values.dtype)
-        too_far = np.where(values < 0, -1, 0) if signed else 0
-    else:
-        result = values << clipped.astype(values.dtype)
-        too_far = 0
-    return np.where(amounts >= width, too_far, result).astype(values.dtype)
+    clipped = np.minimum(amounts, width - 1).astype(values.dtype)
+    if right:  # arithmetic for signed types (NumPy's >> on signed integers), logical otherwise
+        return np.where(amounts >= width, values >> (width - 1) if values.dtype.kind == "i" else 0, values >> clipped)
+    return np.where(amounts >= width, 0, values << clipped).astype(values.dtype)
 
 
 def _high_64(a, b, signed):
@@ -170,9 +168,9 @@ def arithmetic(machine, instruction, threads):
         elif op == "not":
             result = ~values[0]
         elif op == "shl":
-            result = _shift(values[0], values[1], width, right=False, signed=False)
+            result = _shift(values[0], values[1], width, right=False)
         elif op == "shr":
-            result = _shift(values[0], values[1], width, right=True, signed=ptx_type[0] == "s")
+            result = _shift(values[0], values[1], width, right=True)
         else:
             unsupported(machine, instruction)
     write(machine, instruction.operands[0], threads, result, ptx_type)
@@ -293,11 +291,13 @@ def convert(machine, instruction, threads):
                 unsupported(machine, instruction)
             rounded = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[integral](
                 np.asarray(value, dtype=np.float64))
-            info = np.iinfo(DTYPE[destination_type])
-            result = np.where(np.isnan(rounded), 0, np.clip(rounded, info.min, info.max)).astype(DTYPE[destination_type])
+            info = np.iinfo(DTYPE[destination_type])  # PTX saturates float -> integer; NaN gives 0
+            saturated = np.where(np.isnan(rounded), 0, np.clip(rounded, info.min, info.max))
+            result = saturated.astype(DTYPE[destination_type])
         else:
             result = np.asarray(value).astype(DTYPE[destination_type])  # integer: sign/zero extend or truncate
-    write(machine, instruction.operands[0], threads, np.broadcast_to(result, _count(machine, threads)), destination_type)
+    result = np.broadcast_to(result, _count(machine, threads))
+    write(machine, instruction.operands[0], threads, result, destination_type)
 
 
 def cvta(machine, instruction, threads):

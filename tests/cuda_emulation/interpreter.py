@@ -145,16 +145,16 @@ class Machine:
         block_id = np.repeat(block_ids, per_block)
         self.block_slot = np.repeat(np.arange(len(block_ids)), per_block)  # chunk-local block index
         self.thread_in_block = thread
-        self.special = {}
+        # linear ids -> (x, y, z), x fastest, as CUDA numbers threads and blocks
+        thread_xyz = np.unravel_index(thread, block[::-1])[::-1]
+        block_xyz = np.unravel_index(block_id, grid[::-1])[::-1]
+        self.special = {"%laneid": thread % 32}
         for axis, position in zip("xyz", range(3)):
-            extent_t = [block[0], block[0] * block[1]][:position]
-            extent_b = [grid[0], grid[0] * grid[1]][:position]
-            self.special[f"%tid.{axis}"] = (thread // (extent_t[-1] if extent_t else 1)) % block[position]
-            self.special[f"%ctaid.{axis}"] = (block_id // (extent_b[-1] if extent_b else 1)) % grid[position]
+            self.special[f"%tid.{axis}"] = thread_xyz[position]
+            self.special[f"%ctaid.{axis}"] = block_xyz[position]
             self.special[f"%ntid.{axis}"] = np.full(self.size, block[position])
             self.special[f"%nctaid.{axis}"] = np.full(self.size, grid[position])
         self.special = {name: values.astype(np.uint64) for name, values in self.special.items()}
-        self.special["%laneid"] = (thread % 32).astype(np.uint64)
         self.block_ids = block_ids
         shared_size = kernel.shared_static_bytes + shared_bytes
         self.shared = SharedMemory(len(block_ids), shared_size)

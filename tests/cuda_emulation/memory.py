@@ -51,13 +51,14 @@ class GlobalMemory:
         return "in no argument array"
 
     def _locate(self, addresses: np.ndarray, width: int, fault):
-        """Per address: index of the buffer holding [address, address + width), or raise via ``fault``."""
-        bases = np.array([b for b, _, _ in self.buffers] + [np.iinfo(np.int64).max], dtype=np.uint64)
-        ends = np.array([b + v.size for b, v, _ in self.buffers] + [0], dtype=np.uint64)
-        order = np.argsort(bases[:-1], kind="stable")
-        slot = np.searchsorted(bases[order], addresses, side="right").astype(np.int64) - 1
-        owner = np.where(slot >= 0, order[np.maximum(slot, 0)] if len(order) else -1, -1)
-        inside = (owner >= 0) & (addresses + np.uint64(width) <= ends[owner])
+        """Per address: index of a buffer holding [address, address + width), or raise via ``fault``.
+
+        Arguments may alias (cuda.py passes x again for an absent weight), so every buffer is tried."""
+        owner = np.full(addresses.shape, -1, dtype=np.int64)
+        for index, (base, view, _) in enumerate(self.buffers):
+            inside = (addresses >= np.uint64(base)) & (addresses + np.uint64(width) <= np.uint64(base + view.size))
+            owner[inside & (owner < 0)] = index
+        inside = owner >= 0
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
             fault(bad, f"out-of-bounds access of {width} bytes at address {int(addresses[bad]):#x} "
@@ -145,7 +146,8 @@ class SharedMemory:
         cells = self._bytes(block, offsets, width, fault)
         current = self.epoch[block][:, None]
         raced = (self.write_epoch[cells] == current) & (self.writer[cells] != thread[:, None])
-        raced |= (self.read_epoch[cells] == current) & (self.many_readers[cells] | (self.reader[cells] != thread[:, None]))
+        read_by_other = self.many_readers[cells] | (self.reader[cells] != thread[:, None])
+        raced |= (self.read_epoch[cells] == current) & read_by_other
         self._raise_race(raced, cells, thread, "writes", fault)
         flat = cells.reshape(-1)
         unique, counts = np.unique(flat, return_counts=True)
