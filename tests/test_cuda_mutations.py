@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
-from cuda_emulation import MemoryFault, SharedMemoryRace, sources
+from cuda_emulation import EmulationError, MemoryFault, SharedMemoryRace, interpreter, sources
 from cuda_emulation.checks import (
     check_cross_entropy,
     check_layer_norm,
@@ -62,6 +62,12 @@ def test_an_off_by_one_row_loop_reads_past_the_array():
 def test_an_off_by_one_halving_bound_reads_past_shared_memory():
     with pytest.raises(MemoryFault, match="block_reduce|softmax_rows: .* outside the block's 1024 bytes"):
         run_all_row_kernels(mutated("if (threadIdx.x < half)", "if (threadIdx.x <= half)"))
+
+
+def test_a_halving_loop_that_never_ends_is_stopped(monkeypatch):
+    monkeypatch.setattr(interpreter, "MAX_STEPS", 5_000)  # the real kernels need well under 2,000 steps
+    with pytest.raises(EmulationError, match="softmax_rows: still running after 5000 steps"):
+        run_all_row_kernels(mutated("half > 0; half >>= 1", "half >= 0; half >>= 1"))
 
 
 def test_an_off_by_one_row_loop_start_gives_wrong_values():
