@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
-from cuda_emulation import EmulationError, MemoryFault, SharedMemoryRace, interpreter, sources
+from cuda_emulation import (
+    EmulationError,
+    MemoryFault,
+    SharedMemoryRace,
+    interpreter,
+    sources,
+)
 from cuda_emulation.checks import (
     check_cross_entropy,
     check_layer_norm,
