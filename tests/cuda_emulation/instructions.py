@@ -84,6 +84,8 @@ def _float_in(machine, instruction, threads, tokens, ptx_type):
 
 def _float_out(machine, instruction, threads, result, ptx_type):
     result = np.asarray(result, dtype=DTYPE[ptx_type])
+    if "sat" in instruction.modifiers:  # clamp to [0, 1], NaN to 0
+        result = np.where(np.isnan(result), 0, np.clip(result, 0, 1)).astype(result.dtype)
     if ptx_type == "f32" and "ftz" in instruction.modifiers:
         result = rounding.ftz32(result)
     write(machine, instruction.operands[0], threads, result, ptx_type)
@@ -124,6 +126,8 @@ def arithmetic(machine, instruction, threads):
     sources = instruction.operands[1:]
     if ptx_type in ("f32", "f64"):
         return _float_arithmetic(machine, instruction, threads, op, ptx_type, sources)
+    if {"cc", "sat"} & set(mods):
+        unsupported(machine, instruction, "carry or saturating integer arithmetic")
     width = int(ptx_type[1:]) if ptx_type != "pred" else 1
     values = [read(machine, t, threads, ptx_type) for t in sources]
     if op in ("shl", "shr"):

@@ -25,8 +25,11 @@ floating-point rounding: ``rounding.py``. Not modelled: warps (warp-synchronous 
 votes), atomics, global-memory races between blocks, timing; such instructions raise
 ``UnsupportedInstruction``.
 """
+from __future__ import annotations
+
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -118,7 +121,8 @@ def _bind_params(kernel: Kernel, args, memory: GlobalMemory) -> dict:
     return values
 
 
-def launch(ptx: str, kernel_name: str, grid, block, args, shared_bytes: int = 0) -> None:
+def launch(ptx: str, kernel_name: str, grid: int | tuple, block: int | tuple, args: Sequence,
+           shared_bytes: int = 0) -> None:
     """Run ``kernel_name`` from ``ptx`` over ``grid`` x ``block`` threads; arrays in ``args`` change in place."""
     kernel = _kernel(ptx, kernel_name)
     grid, block = _dims(grid, "grid"), _dims(block, "block")
