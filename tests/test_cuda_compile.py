@@ -8,7 +8,13 @@ import pytest
 
 pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
 from cuda_emulation import device, elementwise, sources
-from cuda_emulation.nvrtc import ARCHS, CompileError, compile_cuda, compile_to_ptx
+from cuda_emulation.nvrtc import (
+    ARCHS,
+    CompileError,
+    compile_cuda,
+    compile_to_ptx,
+    cupy_options,
+)
 from cuda_emulation.ptx import entry_names
 
 ELEMENTWISE = sources.elementwise_kernels()
@@ -65,3 +71,14 @@ def test_nvrtc_rejects_what_only_nvcc_accepts():
     """The check has teeth: INFINITY (math.h) is not defined under NVRTC, so a kernel using it fails."""
     with pytest.raises(CompileError, match="INFINITY"):
         compile_to_ptx('extern "C" __global__ void k(float* y) { y[0] = -INFINITY; }', "90")
+
+
+def test_the_options_are_cupys_own_and_only_the_arch_is_pinned_for_the_call():
+    from cupy.cuda import compiler
+
+    options = cupy_options()
+    assert "-ftz=true" in options and "--std=c++17" in options
+    assert any(option.startswith("-I") and option.endswith("cupy/_core/include") for option in options)
+    asks_the_device = compiler._get_arch_for_options_for_nvrtc
+    assert ".target sm_80" in compile_to_ptx('extern "C" __global__ void k() {}', "80")
+    assert compiler._get_arch_for_options_for_nvrtc is asks_the_device  # restored after the call
