@@ -95,6 +95,6 @@ def assert_same(op, what, fast, reference, magnitude=None, terms=1):
 
 
 def report_worst():
-    print("\nworst fast-vs-reference error: op, dtype, error (max |fast - ref| / max |ref|), as a fraction of its bound")
+    print("\nworst fast-vs-reference error: op, dtype, max |fast - ref| / max |ref|, that as a fraction of its bound")
     for (op, dtype), (error, fraction) in sorted(WORST.items()):
         print(f"  {op:24s} {dtype:8s} {error:.2e}  {fraction:.3f}")

@@ -71,8 +71,10 @@ def check_layer_norm(fast, x, weight, bias, grad, eps=1e-5):
         assert_same("layer_norm", what, actual, expected, terms=terms)
     _, xhat, rstd = saved
     d, features = abs(grad if weight is None else grad * weight), x.shape[-1]
-    magnitudes = (rstd * (d + d.mean(axis=-1, keepdims=True) + abs(xhat) * (d * abs(xhat)).mean(axis=-1, keepdims=True)),
-                  (abs(grad) * abs(xhat)).reshape(-1, features).sum(axis=0), abs(grad).reshape(-1, features).sum(axis=0))
+    projection = abs(xhat) * (d * abs(xhat)).mean(axis=-1, keepdims=True)
+    magnitudes = (rstd * (d + d.mean(axis=-1, keepdims=True) + projection),
+                  (abs(grad) * abs(xhat)).reshape(-1, features).sum(axis=0),
+                  abs(grad).reshape(-1, features).sum(axis=0))
     for what, actual, expected, magnitude in zip(("grad x", "grad weight", "grad bias"),
                                                  fast["layer_norm_backward"](grad, xhat, rstd, weight),
                                                  REFERENCE["layer_norm_backward"](grad, xhat, rstd, weight),
@@ -195,7 +197,8 @@ def _cross_entropy_backward_without_target(probs, targets, row_weight):
 
 def _attention_backward_without_rowsum(q, k, v, probs, dropped, grad, scale):
     grad_scores = dropped * (grad @ np.swapaxes(v, -1, -2))
-    return scale * (grad_scores @ k), scale * (np.swapaxes(grad_scores, -1, -2) @ q), np.swapaxes(dropped, -1, -2) @ grad
+    grad_v = np.swapaxes(dropped, -1, -2) @ grad
+    return scale * (grad_scores @ k), scale * (np.swapaxes(grad_scores, -1, -2) @ q), grad_v
 
 
 def _softmax_case(fast, masked=False):

@@ -146,7 +146,8 @@ def test_cuda_fast_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
     def recording(name, result):
         return lambda *args: calls.append(name) or result(*args)
 
-    monkeypatch.setattr(cuda, "fits_row_kernel", lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays))
+    monkeypatch.setattr(cuda, "fits_row_kernel",
+                        lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays))
     monkeypatch.setattr(cuda, "softmax_last_axis", recording("softmax", lambda x: reference.softmax_forward(x, -1)))
     monkeypatch.setattr(cuda, "layer_norm_backward", recording("layer_norm_backward", lambda g, xhat, rstd, w:
                                                                reference.layer_norm_backward(g, xhat, rstd, w)[0]))

@@ -76,8 +76,8 @@ def check_adamw(fast, make_state, grads, weight_decay):
 
 
 # ---------------------------------------------------------------- hypothesis-drawn hard inputs
-@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, approximate=st.sampled_from(["none", "tanh"]),
-       seed=SEEDS)
+@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
+       approximate=st.sampled_from(["none", "tanh"]), seed=SEEDS)
 @example(80, 4096, np.float32, 0.0, "strided", "none", 0)  # large enough for threads: always run
 def test_gelu(rows, width, dtype, offset, layout, approximate, seed):
     rng = np.random.default_rng(seed)

@@ -7,9 +7,13 @@ releases work to threads only for large arrays), and with no temporary they can 
 function's derivation is the reference's page in docs/derivations/. Elementwise ops (GELU and its
 erf, dropout, AdamW) are in cpu_elementwise.py.
 """
+
+from __future__ import annotations
+
 from .. import backend
 from ..backend import xp_of
 from .cpu_elementwise import dropout_mask
+from .reference import Array
 
 # Below this many table rows a one-hot matmul is the fastest CPU scatter-add; above it, sorting the
 # indices and summing runs (np.add.reduceat). Measured on the 2-core box, rows (16384, 384) float32:
@@ -17,7 +21,7 @@ from .cpu_elementwise import dropout_mask
 ONE_HOT_MAX_ROWS = 256
 
 
-def row_dots(a, b):
+def row_dots(a: Array, b: Array) -> Array:
     """sum(a * b, axis=-1, keepdims=True) without an a-sized temporary (NumPy >= 2's vecdot)."""
     xp = xp_of(a)
     if hasattr(xp, "vecdot"):
@@ -26,7 +30,7 @@ def row_dots(a, b):
 
 
 # ---------------------------------------------------------------- softmax and log-softmax
-def softmax_into(x, axis, out=None):
+def softmax_into(x: Array, axis: int, out: Array | None = None) -> Array:
     """softmax(x) along ``axis`` written into ``out`` (which may be ``x`` itself when the caller owns it)."""
     out = xp_of(x).empty_like(x) if out is None else out
     if axis % x.ndim == 0:
@@ -47,11 +51,11 @@ def _softmax_block(x, axis, out):
     out /= total
 
 
-def softmax_forward(x, axis):
+def softmax_forward(x: Array, axis: int) -> Array:
     return softmax_into(x, axis)
 
 
-def softmax_backward(y, grad, axis):
+def softmax_backward(y: Array, grad: Array, axis: int) -> Array:
     grad_x = grad * y
     weighted = grad_x.sum(axis=axis, keepdims=True)
     xp_of(grad).subtract(grad, weighted, out=grad_x)
@@ -59,14 +63,14 @@ def softmax_backward(y, grad, axis):
     return grad_x
 
 
-def log_softmax_forward(x, axis):
+def log_softmax_forward(x: Array, axis: int) -> Array:
     xp = xp_of(x)
     y = x - x.max(axis=axis, keepdims=True)
     y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
     return y
 
 
-def log_softmax_backward(y, grad, axis):
+def log_softmax_backward(y: Array, grad: Array, axis: int) -> Array:
     grad_x = xp_of(y).exp(y)
     grad_x *= -grad.sum(axis=axis, keepdims=True)
     grad_x += grad
@@ -74,7 +78,7 @@ def log_softmax_backward(y, grad, axis):
 
 
 # ---------------------------------------------------------------- cross-entropy over (N, C) logits
-def cross_entropy_forward(logits, targets, counted):
+def cross_entropy_forward(logits: Array, targets: Array, counted: Array) -> tuple[Array, Array]:
     xp = xp_of(logits)
     shifted = logits - logits.max(axis=1, keepdims=True)
     picked = xp.take_along_axis(shifted, targets[:, None], axis=1)[:, 0]
@@ -87,14 +91,14 @@ def cross_entropy_forward(logits, targets, counted):
     return probs, row_loss
 
 
-def cross_entropy_backward(probs, targets, row_weight):
+def cross_entropy_backward(probs: Array, targets: Array, row_weight: Array) -> Array:
     grad_logits = probs * row_weight[:, None]
     grad_logits[xp_of(probs).arange(probs.shape[0]), targets] -= row_weight
     return grad_logits
 
 
 # ---------------------------------------------------------------- layer norm over the last axis
-def _normalize_rows(x, xhat, rstd, out, weight, bias, eps):
+def _normalize_rows(x, xhat, rstd, out, *, weight, bias, eps):
     """xhat = (x - mean) rstd, out = xhat weight + bias for a block of (rows, features)."""
     xp = xp_of(x)
     # Shifting by the row's first element first is exact for nearby values and keeps the mean
@@ -115,7 +119,7 @@ def _normalize_rows(x, xhat, rstd, out, weight, bias, eps):
         out += bias
 
 
-def _input_gradient_rows(grad, xhat, rstd, out, weight):
+def _input_gradient_rows(grad, xhat, rstd, out, *, weight):
     """out = rstd (d - mean(d) - xhat mean(d xhat)), d = grad weight, for a block of (rows, features)."""
     xp = xp_of(xhat)
     dxhat = grad * weight if weight is not None else grad
@@ -127,19 +131,21 @@ def _input_gradient_rows(grad, xhat, rstd, out, weight):
     out *= rstd
 
 
-def layer_norm_forward(x, weight, bias, eps):
+def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: float) -> tuple[Array, Array, Array]:
     xp = xp_of(x)
     rows = x.reshape(-1, x.shape[-1])
     xhat, out = xp.empty_like(rows), xp.empty_like(rows)
     rstd = xp.empty((rows.shape[0], 1), x.dtype)
-    backend.in_row_blocks(lambda *blocks: _normalize_rows(*blocks, weight, bias, eps), rows, xhat, rstd, out)
+    backend.in_row_blocks(lambda *blocks: _normalize_rows(*blocks, weight=weight, bias=bias, eps=eps),
+                          rows, xhat, rstd, out)
     return out.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
 
 
-def layer_norm_backward(grad, xhat, rstd, weight):
+def layer_norm_backward(grad: Array, xhat: Array, rstd: Array,
+                        weight: Array | None) -> tuple[Array, Array | None, Array]:
     features = xhat.shape[-1]
     grad_x = xp_of(xhat).empty(xhat.shape, xhat.dtype)  # C order: its reshaped rows must be views, not copies
-    backend.in_row_blocks(lambda *blocks: _input_gradient_rows(*blocks, weight),
+    backend.in_row_blocks(lambda *blocks: _input_gradient_rows(*blocks, weight=weight),
                           grad.reshape(-1, features), xhat.reshape(-1, features),
                           rstd.reshape(-1, 1), grad_x.reshape(-1, features))
     grad_weight = None if weight is None else (grad * xhat).reshape(-1, features).sum(axis=0)
@@ -155,7 +161,8 @@ def _over_batch(function, *arrays):
         function(*arrays)
 
 
-def attention_forward(q, k, v, allowed, dropout_p, scale):
+def attention_forward(q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float,
+                      scale: float) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     dtype = xp.result_type(q, k, v)
     scores = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype)
@@ -184,7 +191,7 @@ def _scores_gradient_into(grad_scores, probs, dropped, dropout):
         grad_scores *= probs
 
 
-def _backward_block(q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v, dropout, scale):
+def _backward_block(q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v, *, dropout, scale):
     """The attention backward for one block of the batch, written into grad_q, grad_k, grad_v."""
     xp = xp_of(q)
     xp.matmul(xp.swapaxes(dropped, -1, -2), grad, out=grad_v)
@@ -196,17 +203,18 @@ def _backward_block(q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v, dropo
     grad_k *= scale
 
 
-def attention_backward(q, k, v, probs, dropped, grad, scale):
+def attention_backward(q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array,
+                       scale: float) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
     dropout = dropped is not probs
-    _over_batch(lambda *blocks: _backward_block(*blocks, dropout, scale),
+    _over_batch(lambda *blocks: _backward_block(*blocks, dropout=dropout, scale=scale),
                 q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v)
     return grad_q, grad_k, grad_v
 
 
 # ---------------------------------------------------------------- embedding backward
-def embedding_backward(indices, grad_rows, num_rows):
+def embedding_backward(indices: Array, grad_rows: Array, num_rows: int) -> Array:
     """The same sum as the reference's scatter-add, by whichever method is fastest for the table size."""
     xp = xp_of(grad_rows)
     if indices.size == 0:

@@ -4,12 +4,16 @@ The same functions as reference.py, with the same signatures and results up to f
 (tests/test_kernels.py proves it), written for speed on NumPy: in place, with reusable buffers,
 over cache-sized blocks and on every core (``backend.in_row_blocks``).
 """
+
+from __future__ import annotations
+
 import math
+from typing import Any
 
 from .. import backend
 from ..backend import xp_of
 from . import reference
-from .reference import INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF, TANH_CUBIC
+from .reference import INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF, TANH_CUBIC, Array
 
 # erf(x) ~ x P(x^2) / Q(x^2) on |x| <= 3.92 (beyond it erf rounds to +-1 in float32). Coefficients
 # fitted for this project by weighted least squares against math.erf: max error 2e-8 in exact
@@ -47,7 +51,7 @@ def _erf_rational_into(x, out, scratch):
     xp.copyto(out, xp.sign(x), where=squares >= _ERF_CLAMP)
 
 
-def erf(x):
+def erf(x: Array) -> Array:
     """The error function of a float array, elementwise (NumPy has none; scipy is not a dependency).
 
     float64: the reference's everywhere-positive series (error ~2e-15), slow but exact enough for
@@ -93,7 +97,7 @@ def _gelu_exact_slope_into(x, gate, grad, out):
     out *= grad
 
 
-def gelu_forward(x, approximate):
+def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
     xp = xp_of(x)
     if approximate == "none" and x.dtype != xp.float64:   # the float32 erf: blocks on every core
         x = xp.ascontiguousarray(x)
@@ -117,7 +121,7 @@ def gelu_forward(x, approximate):
     return out, gate
 
 
-def gelu_backward(x, gate, grad, approximate):
+def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array:
     xp = xp_of(x)
     if approximate == "none" and x.flags.c_contiguous:
         slope = xp.empty_like(x)
@@ -145,7 +149,7 @@ def gelu_backward(x, gate, grad, approximate):
 
 
 # ---------------------------------------------------------------- dropout
-def dropout_mask(shape, p, dtype, device):
+def dropout_mask(shape: tuple[int, ...], p: float, dtype: Any, device: str) -> Array:
     """Keep each element with probability 1 - p, scaled by 1/(1 - p): 0 or 1/(1-p), from backend.rng."""
     draws = backend.rng(device).random(shape, dtype="float32")  # one generator: drawn in order, on one core
     mask = draws if draws.dtype == dtype else xp_of(draws).empty(shape, dtype)
@@ -159,17 +163,18 @@ def _keep_scaled_into(draws, out, p):
     out *= 1.0 / (1.0 - p)
 
 
-def dropout_forward(x, p):
+def dropout_forward(x: Array, p: float) -> tuple[Array, Array]:
     mask = dropout_mask(x.shape, p, x.dtype, backend.device_of(x))
     return x * mask, mask
 
 
-def dropout_backward(mask, grad):
+def dropout_backward(mask: Array, grad: Array) -> Array:
     return grad * mask
 
 
 # ---------------------------------------------------------------- AdamW
-def adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, scratch=None):
+def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, lr: float, beta1: float, beta2: float,
+                 eps: float, weight_decay: float, step: int, scratch: Array | None = None) -> None:
     """In place, through one temporary: ``scratch`` (shaped like param; the optimizer reuses one) or a new one."""
     xp = xp_of(param)
     scratch = xp.empty_like(param) if scratch is None else scratch
