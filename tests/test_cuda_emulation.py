@@ -9,6 +9,7 @@ pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu1
 from cuda_emulation import (
     BarrierDivergence,
     EmulationError,
+    GlobalMemoryRace,
     MemoryFault,
     SharedMemoryRace,
     UnsupportedInstruction,
@@ -249,3 +250,27 @@ def test_shifts_by_the_width_or_more_follow_ptx():
         expected += [a >> amount, low >> amount, ((a << amount) + 2**63) % 2**64 - 2**63, (a % 2**32) >> (amount & 31)]
     expected = [(e + 2**63) % 2**64 - 2**63 for e in expected]
     np.testing.assert_array_equal(out, expected)
+
+
+def test_global_races_between_threads_and_blocks_are_refused():
+    neighbour = kernel("int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = 1.0f; z[i] = y[(i + 1) % n];",
+                       "float* y, float* z, int n")
+    y, z = np.zeros(64, np.float32), np.zeros(64, np.float32)
+    with pytest.raises(GlobalMemoryRace, match=r"k: block 0 thread 0 reads byte 4 of argument 0 .*written by "
+                                                r"block 0 thread 1 with no barrier between"):
+        launch(neighbour, "k", 2, 32, [y, z, np.int32(64)])
+    other_block = kernel("y[blockIdx.x] = 1.0f; __syncthreads(); if (blockIdx.x == 1) z[0] = y[0];",
+                         "float* y, float* z")
+    with pytest.raises(GlobalMemoryRace, match=r"k: block 1 thread 0 reads byte 0 of argument 0 .*written by block 0"):
+        launch(other_block, "k", 2, 1, [np.zeros(2, np.float32), np.zeros(1, np.float32)])
+    one_slot = kernel("y[blockIdx.x] = (float)threadIdx.x;", "float* y")
+    with pytest.raises(GlobalMemoryRace, match="in the same instruction as another thread"):
+        launch(one_slot, "k", 1, 32, [np.zeros(1, np.float32)])
+
+
+def test_a_barrier_orders_global_memory_within_a_block():
+    ptx = kernel("int i = threadIdx.x; y[i] = (float)i; __syncthreads(); z[i] = y[(i + 1) % blockDim.x];",
+                 "float* y, float* z")
+    y, z = np.zeros(32, np.float32), np.zeros(32, np.float32)
+    launch(ptx, "k", 1, 32, [y, z])
+    np.testing.assert_array_equal(z, np.roll(np.arange(32, dtype=np.float32), -1))

@@ -95,5 +95,6 @@ def run_elementwise(source: ElementwiseSource, *args, dtype=None, block: int = B
     blocks = max(1, -(-size // block))
     if max_blocks:
         blocks = min(blocks, max_blocks)
-    launch(ptx_for(source, dtype, scalar_inputs(source, args)), source.name, (blocks,), (block,), packed + [cindexer(size)])
+    ptx = ptx_for(source, dtype, scalar_inputs(source, args))
+    launch(ptx, source.name, (blocks,), (block,), [*packed, cindexer(size)])
     return outputs[0] if n_out == 1 else tuple(outputs)

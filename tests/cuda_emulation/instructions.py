@@ -342,11 +342,12 @@ def load_store(machine, instruction, threads):
               ptx_type)
         return
     if space == "global":
+        who = machine.accessors(threads)
         if storing:
             machine.memory.store(addresses, width, to_bits(read(machine, value_token, threads, ptx_type), ptx_type),
-                                 fault)
+                                 who, fault)
         else:
-            machine.register(value_token)[threads] = machine.memory.load(addresses, width, fault)
+            machine.register(value_token)[threads] = machine.memory.load(addresses, width, who, fault)
         return
     block, thread = machine.block_slot[threads], machine.thread_in_block[threads]
     if storing:

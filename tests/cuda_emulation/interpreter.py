@@ -20,10 +20,10 @@ instruction, so branches reconverge where their paths meet and loops run until e
 them. A thread at ``bar.sync`` waits (wherever the barrier sits in the code) until no thread can run;
 then, block by block, every live thread must wait at that same barrier, or ``BarrierDivergence`` is
 raised (a thread that exited, or waits at another barrier: __syncthreads under a non-uniform condition).
-Checks: ``memory.py`` (bounds, alignment, shared-memory races, reads of unwritten shared memory);
-floating-point rounding: ``rounding.py``. Not modelled: warps (warp-synchronous code, shuffles,
-votes), atomics, global-memory races between blocks, timing; such instructions raise
-``UnsupportedInstruction``.
+Checks: ``memory.py`` (bounds, alignment, shared-memory races, reads of unwritten shared memory,
+global-memory races on written bytes); floating-point rounding: ``rounding.py``. Not modelled: warps
+(warp-synchronous code, shuffles, votes), atomics, a global read followed by another thread's write,
+timing; warp and atomic instructions raise ``UnsupportedInstruction``.
 """
 from __future__ import annotations
 
@@ -166,6 +166,11 @@ class Machine:
         self.shared = SharedMemory(len(block_ids), shared_size)
         self.registers = {}
         self.pc = np.zeros(self.size, dtype=np.int64)  # -1: exited
+
+    def accessors(self, threads) -> tuple:
+        """(block id, thread in block, the block's barrier epoch) of ``threads``, for the global race check."""
+        slot = self.block_slot[threads]
+        return self.block_ids[slot], self.thread_in_block[threads], self.shared.epoch[slot]
 
     def register(self, name: str) -> np.ndarray:
         found = self.registers.get(name)

@@ -3,7 +3,11 @@
 Global memory is the launch's NumPy arrays themselves, addressed by their real host addresses (the
 pointer a kernel receives is ``array.ctypes.data``), so a kernel writes its outputs in place. Every
 load and store must fall inside one argument array and be naturally aligned; anything else raises
-``MemoryFault`` naming the kernel, the instruction, the thread and where the address lies.
+``MemoryFault`` naming the kernel, the instruction, the thread and where the address lies. Each byte
+written also remembers its writer: reading or writing it from another thread raises
+``GlobalMemoryRace`` unless both threads are in one block with a ``bar.sync`` between (threads of
+different blocks cannot synchronise within a launch). A read followed by another thread's write is not
+checked in global memory.
 
 Shared memory is one byte array per block. Between two barriers of a block each byte remembers its
 writer and its reader(s); a thread touching a byte that another thread wrote, or writing a byte that
@@ -28,11 +32,16 @@ class SharedMemoryRace(EmulationError):
     """Two threads of a block touched one shared byte, at least one writing, with no barrier between."""
 
 
+class GlobalMemoryRace(EmulationError):
+    """A thread read or wrote a global byte another thread wrote, with no barrier of one block between."""
+
+
 class GlobalMemory:
-    """The argument arrays, found by address."""
+    """The argument arrays, found by address, with each written byte's last writer."""
 
     def __init__(self):
         self.buffers = []  # (base address, byte view, description)
+        self.writers = {}  # buffer index -> (block, thread, block's barrier epoch) per byte, made on first write
 
     def register(self, array: np.ndarray, description: str) -> int:
         if not array.flags.c_contiguous:
@@ -69,28 +78,60 @@ class GlobalMemory:
             fault(bad, f"misaligned {width}-byte access at address {int(addresses[bad]):#x}")
         return owner
 
-    def load(self, addresses: np.ndarray, width: int, fault) -> np.ndarray:
+    def load(self, addresses: np.ndarray, width: int, who: tuple, fault) -> np.ndarray:
+        """``who``: (block id, thread in block, that block's barrier epoch) of each accessing thread."""
         owner = self._locate(addresses, width, fault)
         bits = np.empty(addresses.shape, dtype=np.uint64)
         for index in np.unique(owner):
             base, view, _ = self.buffers[index]
             chosen = owner == index
             offsets = (addresses[chosen] - np.uint64(base)).astype(np.int64)
+            self._check_writers(index, offsets, width, [w[chosen] for w in who], "reads", fault, chosen)
             bits[chosen] = self._words(view, base, width, offsets)
         return bits
 
-    def store(self, addresses: np.ndarray, width: int, bits: np.ndarray, fault) -> None:
+    def store(self, addresses: np.ndarray, width: int, bits: np.ndarray, who: tuple, fault) -> None:
         owner = self._locate(addresses, width, fault)
         bits = np.broadcast_to(bits, addresses.shape)
         for index in np.unique(owner):
             base, view, _ = self.buffers[index]
             chosen = owner == index
             offsets = (addresses[chosen] - np.uint64(base)).astype(np.int64)
+            self._check_writers(index, offsets, width, [w[chosen] for w in who], "writes", fault, chosen)
             values = bits[chosen].astype(UINT[width])
             if base % width == 0:
                 view[: view.size - view.size % width].view(UINT[width])[offsets // width] = values
             else:
                 view[offsets[:, None] + np.arange(width)] = values.view(np.uint8).reshape(-1, width)
+
+    def _check_writers(self, index, offsets, width, who, verb, fault, chosen) -> None:
+        block, thread, epoch = (w[:, None] for w in who)
+        cells = offsets[:, None] + np.arange(width)
+        recorded = self.writers.get(index)
+        if recorded is None and verb == "writes":
+            size = self.buffers[index][1].size
+            recorded = self.writers[index] = tuple(np.full(size, -1, dtype=np.int64) for _ in range(3))
+        if recorded is not None:
+            writer_block, writer, writer_epoch = (r[cells] for r in recorded)
+            another_block = (writer_block >= 0) & (writer_block != block)
+            raced = another_block | ((writer_block == block) & (writer != thread) & (writer_epoch == epoch))
+            if raced.any():
+                row = int(np.flatnonzero(raced.any(axis=1))[0])
+                column = int(np.flatnonzero(raced[row])[0])
+                fault(int(np.flatnonzero(chosen)[row]),
+                      f"{verb} {self.describe(int(self.buffers[index][0] + cells[row, 0]))}, written by block "
+                      f"{int(writer_block[row, column])} thread {int(writer[row, column])} with no barrier between "
+                      f"(a data race)", GlobalMemoryRace)
+        if verb == "writes":
+            flat = cells.reshape(-1)
+            unique, counts = np.unique(flat, return_counts=True)
+            if (counts > 1).any():
+                row = int(np.flatnonzero((cells == unique[counts > 1][0]).any(axis=1))[1])
+                where = self.describe(int(self.buffers[index][0] + cells[row, 0]))
+                fault(int(np.flatnonzero(chosen)[row]), f"writes {where} in the same instruction as another thread "
+                      f"(a data race)", GlobalMemoryRace)
+            for record, value in zip(recorded, (block, thread, epoch)):
+                record[flat] = np.broadcast_to(value, cells.shape).reshape(-1)
 
     @staticmethod
     def _words(view, base, width, offsets):
