@@ -9,6 +9,7 @@ pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu1
 from cuda_emulation import (
     BarrierDivergence,
     EmulationError,
+    GlobalMemoryRace,
     MemoryFault,
     SharedMemoryRace,
     UnsupportedInstruction,
@@ -127,9 +128,68 @@ def test_reading_shared_memory_nobody_wrote_is_refused():
 
 def test_a_barrier_under_a_divergent_condition_is_refused():
     ptx = kernel("__shared__ float s[64]; s[threadIdx.x] = 1.0f; if (threadIdx.x < 16) __syncthreads();"
-                 "y[threadIdx.x] = s[63 - threadIdx.x];", "float* y")
-    with pytest.raises(BarrierDivergence, match=r"k: block 0: thread 16 .* __syncthreads under a condition"):
+                 "y[threadIdx.x] = s[threadIdx.x];", "float* y")
+    with pytest.raises(BarrierDivergence, match=r"k: block 0: thread 16 has exited while others wait at `bar.sync"):
         launch(ptx, "k", 1, 64, [np.zeros(64, np.float32)])
+
+
+def test_threads_waiting_at_two_different_barriers_are_refused():
+    ptx = kernel("__shared__ float s[64]; s[threadIdx.x] = x[threadIdx.x];"
+                 "if (threadIdx.x < 16) { __syncthreads(); y[threadIdx.x] = s[63 - threadIdx.x]; }"
+                 "else { y[threadIdx.x] = 2.0f * s[threadIdx.x]; __syncthreads(); }", "const float* x, float* y")
+    with pytest.raises(BarrierDivergence, match="waits at another barrier"):
+        launch(ptx, "k", 1, 64, [np.ones(64, np.float32), np.zeros(64, np.float32)])
+
+
+# A tree sum whose barrier sits *above* the loop body, as NVRTC sometimes lays loops out: threads that
+# skip the body reach the barrier (a lower address) while the others are still in the body below it.
+BARRIER_ABOVE_BODY = """
+.version 8.0
+.target sm_90
+.address_size 64
+.visible .entry tree_sum(.param .u64 tree_sum_param_0)
+{
+    .shared .align 4 .b8 s[256];
+    mov.u32 %r1, %tid.x;
+    mul.wide.u32 %rd1, %r1, 4;
+    mov.u64 %rd2, s;
+    add.s64 %rd3, %rd2, %rd1;
+    cvt.rn.f32.u32 %f1, %r1;
+    st.shared.f32 [%rd3], %f1;
+    mov.u32 %r2, 64;
+    bra.uni SYNC;
+SYNC:
+    bar.sync 0;
+    shr.u32 %r2, %r2, 1;
+CHECK:
+    setp.eq.u32 %p1, %r2, 0;
+    @%p1 bra DONE;
+    setp.ge.u32 %p2, %r1, %r2;
+    @%p2 bra SYNC;
+    add.s32 %r3, %r1, %r2;
+    mul.wide.u32 %rd4, %r3, 4;
+    add.s64 %rd5, %rd2, %rd4;
+    ld.shared.f32 %f1, [%rd3];
+    ld.shared.f32 %f2, [%rd5];
+    add.f32 %f1, %f1, %f2;
+    st.shared.f32 [%rd3], %f1;
+    bra.uni SYNC;
+DONE:
+    bar.sync 0;
+    ld.shared.f32 %f3, [s];
+    ld.param.u64 %rd6, [tree_sum_param_0];
+    cvta.to.global.u64 %rd7, %rd6;
+    add.s64 %rd8, %rd7, %rd1;
+    st.global.f32 [%rd8], %f3;
+    ret;
+}
+"""
+
+
+def test_a_barrier_placed_above_the_code_that_reaches_it_releases_correctly():
+    y = np.zeros(64, np.float32)
+    launch(BARRIER_ABOVE_BODY, "tree_sum", 1, 64, [y])
+    np.testing.assert_array_equal(y, np.full(64, sum(range(64))))
 
 
 def test_out_of_bounds_accesses_name_kernel_instruction_and_address():
@@ -173,3 +233,44 @@ def test_nan_and_infinity_propagate_as_on_the_gpu():
     y = np.zeros(4, np.float32)
     launch(ptx, "k", 1, 4, [x, y])
     np.testing.assert_array_equal(y, [np.nan, np.inf, -np.inf, 1.5])  # fmaxf(NaN, 0) is 0; NaN * 0.5 stays NaN
+
+
+def test_shifts_by_the_width_or_more_follow_ptx():
+    ptx = kernel("int i = threadIdx.x; long long a = v[i]; unsigned long long u = (unsigned long long)v[i];"
+                 "out[4*i] = a >> s[i]; out[4*i+1] = (long long)(u >> s[i]); out[4*i+2] = a << s[i];"
+                 "out[4*i+3] = (long long)((unsigned)v[i] >> (s[i] & 31));",
+                 "const long long* v, const int* s, long long* out")
+    v = np.array([-(2**40) - 3, 2**40 + 5, -1, 12345], np.int64)
+    s = np.array([3, 17, 63, 31], np.int32)
+    out = np.zeros(16, np.int64)
+    launch(ptx, "k", 1, 4, [v, s, out])
+    expected = []
+    for a, amount in zip(v.tolist(), s.tolist()):
+        low = a % 2**64
+        expected += [a >> amount, low >> amount, ((a << amount) + 2**63) % 2**64 - 2**63, (a % 2**32) >> (amount & 31)]
+    expected = [(e + 2**63) % 2**64 - 2**63 for e in expected]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_global_races_between_threads_and_blocks_are_refused():
+    neighbour = kernel("int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = 1.0f; z[i] = y[(i + 1) % n];",
+                       "float* y, float* z, int n")
+    y, z = np.zeros(64, np.float32), np.zeros(64, np.float32)
+    with pytest.raises(GlobalMemoryRace, match=r"k: block 0 thread 0 reads byte 4 of argument 0 .*written by "
+                                                r"block 0 thread 1 with no barrier between"):
+        launch(neighbour, "k", 2, 32, [y, z, np.int32(64)])
+    other_block = kernel("y[blockIdx.x] = 1.0f; __syncthreads(); if (blockIdx.x == 1) z[0] = y[0];",
+                         "float* y, float* z")
+    with pytest.raises(GlobalMemoryRace, match=r"k: block 1 thread 0 reads byte 0 of argument 0 .*written by block 0"):
+        launch(other_block, "k", 2, 1, [np.zeros(2, np.float32), np.zeros(1, np.float32)])
+    one_slot = kernel("y[blockIdx.x] = (float)threadIdx.x;", "float* y")
+    with pytest.raises(GlobalMemoryRace, match="in the same instruction as another thread"):
+        launch(one_slot, "k", 1, 32, [np.zeros(1, np.float32)])
+
+
+def test_a_barrier_orders_global_memory_within_a_block():
+    ptx = kernel("int i = threadIdx.x; y[i] = (float)i; __syncthreads(); z[i] = y[(i + 1) % blockDim.x];",
+                 "float* y, float* z")
+    y, z = np.zeros(32, np.float32), np.zeros(32, np.float32)
+    launch(ptx, "k", 1, 32, [y, z])
+    np.testing.assert_array_equal(z, np.roll(np.arange(32, dtype=np.float32), -1))

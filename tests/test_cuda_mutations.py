@@ -3,15 +3,22 @@
 Each mutation edits the very RawModule source string of tinygrad_tx.kernels.cuda (asserting first that
 the edited text is there, so a mutation can never silently become a no-op), runs the mutated kernels
 through the same checks as test_cuda_kernels_emulated, and asserts that the harness fails:
-a dropped __syncthreads is a shared-memory race, an off-by-one bound an out-of-bounds access or a race,
-a wrong reduction operator wrong values, and a layer norm without its first-element shift the
-precision regression of issue 12.
+a dropped __syncthreads is a shared-memory race, an off-by-one bound an out-of-bounds access or wrong
+values, a wrong reduction operator wrong values, a lost ``threadIdx.x == 0`` guard a global-memory race,
+and a layer norm without its first-element shift the precision regression of issue 12.
 """
 import numpy as np
 import pytest
 
 pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
-from cuda_emulation import MemoryFault, SharedMemoryRace, sources
+from cuda_emulation import (
+    EmulationError,
+    GlobalMemoryRace,
+    MemoryFault,
+    SharedMemoryRace,
+    interpreter,
+    sources,
+)
 from cuda_emulation.checks import (
     check_cross_entropy,
     check_layer_norm,
@@ -64,6 +71,12 @@ def test_an_off_by_one_halving_bound_reads_past_shared_memory():
         run_all_row_kernels(mutated("if (threadIdx.x < half)", "if (threadIdx.x <= half)"))
 
 
+def test_a_halving_loop_that_never_ends_is_stopped(monkeypatch):
+    monkeypatch.setattr(interpreter, "MAX_STEPS", 5_000)  # the real kernels need well under 2,000 steps
+    with pytest.raises(EmulationError, match="softmax_rows: still running after 5000 steps"):
+        run_all_row_kernels(mutated("half > 0; half >>= 1", "half >= 0; half >>= 1"))
+
+
 def test_an_off_by_one_row_loop_start_gives_wrong_values():
     source = mutated("for (int j = threadIdx.x; j < cols; j += blockDim.x) dx[offset + j]",
                      "for (int j = threadIdx.x + 1; j < cols; j += blockDim.x) dx[offset + j]")
@@ -82,6 +95,11 @@ def test_a_min_instead_of_max_gives_wrong_values_on_wide_ranges():
     with pytest.raises(AssertionError, match="softmax_rows"):
         check_softmax(x, rows_of(2, 2, 257, 0.0), row_source=mutated("fmaxf(buffer[threadIdx.x], other)",
                                                                      "fminf(buffer[threadIdx.x], other)"))
+
+
+def test_every_thread_writing_the_row_statistic_is_a_race():
+    with pytest.raises(GlobalMemoryRace, match="layer_norm_rows: .* in the same instruction as another thread"):
+        run_all_row_kernels(mutated("if (threadIdx.x == 0) rstd[blockIdx.x] = r;", "rstd[blockIdx.x] = r;"))
 
 
 def test_layer_norm_without_the_first_element_shift_loses_precision_at_a_1e4_offset():

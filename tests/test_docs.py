@@ -8,8 +8,11 @@ Link format (every derivation page docs/derivations/<op>.md has both kinds; any 
 Every linked file must exist and define every named symbol (``Class.method`` chains are followed in
 the file's syntax tree, so nothing is imported); a Test symbol must name a test function. A
 ```python block on a derivation page quotes its Code files: each of its lines must still be in one of
-them. Every relative link in docs/ must resolve, every page the source code names must exist, and
-the ```python blocks of the runnable pages run, in order, in one namespace per page.
+them. On the pages of the fused ops (KERNEL_DERIVATIONS), every ```python block of section 3 ("As
+implemented") must be a verbatim excerpt of tinygrad_tx/kernels/reference.py: consecutive lines, the
+same text, one indentation removed. Every relative link in docs/ must resolve, every page the source
+code names must exist, and the ```python blocks of the runnable pages run, in order, in one namespace
+per page.
 """
 import ast
 import pathlib
@@ -21,9 +24,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 DERIVATIONS = sorted((DOCS / "derivations").glob("*.md"))
 ALL_PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
-RUNNABLE_PAGES = [DOCS / "autograd.md", DOCS / "experimenting.md", ROOT / "README.md"]
-REQUIRED_DERIVATIONS = ["matmul", "broadcasting", "elementwise", "movement", "softmax", "cross_entropy", "layernorm",
-                        "embedding", "gelu", "dropout", "attention"]
+RUNNABLE_PAGES = [DOCS / "autograd.md", DOCS / "experimenting.md", DOCS / "kernels.md", ROOT / "README.md"]
+KERNEL_DERIVATIONS = ["softmax", "cross_entropy", "layernorm", "embedding", "gelu", "dropout", "attention", "adamw"]
+REQUIRED_DERIVATIONS = ["matmul", "broadcasting", "elementwise", "movement"] + KERNEL_DERIVATIONS
+REFERENCE_KERNELS = ROOT / "tinygrad_tx" / "kernels" / "reference.py"
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 CODE_LINK_LINE = re.compile(r"^- (Code|Test): \[[^\]]+\]\(([^)\s]+)\)((?:,? `[\w.]+`)+)\s*$")
@@ -106,6 +110,44 @@ def test_derivation_code_quotes_are_still_in_the_code(page):
             if line.strip():
                 assert line.strip() in code_lines, \
                     f"{_relative(page)}: quoted line `{line.strip()}` is no longer in its Code files"
+
+
+def _is_verbatim_excerpt(block, source_lines):
+    """Whether ``block``'s lines are consecutive lines of the source, each with the same indentation added."""
+    lines = block.rstrip("\n").split("\n")
+    for start in range(len(source_lines) - len(lines) + 1):
+        first = source_lines[start]
+        indent = first[:len(first) - len(lines[0])]
+        if first.endswith(lines[0]) and not indent.strip() and all(
+                source == (indent + line if line else "") for source, line in zip(source_lines[start:], lines)):
+            return True
+    return False
+
+
+def _as_implemented(page):
+    text = page.read_text(encoding="utf-8")
+    start = text.index("## 3. As implemented")
+    return text[start:text.index("\n## 4.", start)]
+
+
+@pytest.mark.parametrize("name", KERNEL_DERIVATIONS)
+def test_as_implemented_quotes_the_reference_kernels_verbatim(name):
+    page = DOCS / "derivations" / f"{name}.md"
+    source_lines = REFERENCE_KERNELS.read_text(encoding="utf-8").splitlines()
+    blocks = PYTHON_BLOCK.findall(_as_implemented(page))
+    assert blocks, f"{_relative(page)}: section 3 quotes no code from {_relative(REFERENCE_KERNELS)}"
+    for block in blocks:
+        assert _is_verbatim_excerpt(block, source_lines), \
+            f"{_relative(page)}: this quoted block is not a verbatim excerpt of {_relative(REFERENCE_KERNELS)}:\n{block}"
+
+
+def test_the_verbatim_check_rejects_an_edited_quote():
+    source_lines = ["def f(x):", "    y = x + 1", "", "    return y"]
+    assert _is_verbatim_excerpt("y = x + 1\n\nreturn y\n", source_lines)
+    assert _is_verbatim_excerpt("def f(x):\n    y = x + 1\n", source_lines)
+    assert not _is_verbatim_excerpt("y = x + 2\n", source_lines)               # edited
+    assert not _is_verbatim_excerpt("y = x + 1\nreturn y\n", source_lines)     # a line left out
+    assert not _is_verbatim_excerpt("def f(x):\ny = x + 1\n", source_lines)    # indentation changed
 
 
 @pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: _relative(p))

@@ -3,13 +3,17 @@
 Each entry expects exactly one exception of the documented type whose message names the op and the values.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import tinygrad_tx.nn.functional as F
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import (DeviceError, DTypeError, GraphError, IndexOutOfRangeError, ShapeError, Tensor,
-                         TinygradTxError, backend, nn, where)
+                         TinygradTxError, backend, kernels, nn, where)
 from tinygrad_tx.optim import SGD, AdamW
 
 def expect_error(error_type, action, *fragments):
@@ -164,6 +168,8 @@ ENGINE_CATALOGUE = [
      "GPT.forward: sequence length 9 exceeds block_size 8"),
     ("e29_model_input_of_float_token_ids", DTypeError, lambda: _tiny_gpt()(np.zeros((1, 3))),
      "GPT.forward: token ids must be integers, got dtype float64"),
+    ("e30_unknown_kernels", TinygradTxError, lambda: kernels.use("cuda"),
+     "kernels.use: unknown kernels 'cuda': use 'reference' or 'fast'"),
 ]
 
 
@@ -176,3 +182,13 @@ def test_engine_catalogue(error_type, action, message):
 @pytest.mark.skipif(backend.gpu_available()[0], reason="this machine has a GPU, so the no-GPU error cannot occur")
 def test_e19_gpu_tensor_without_cupy_or_gpu():
     expect_error(DeviceError, lambda: Tensor(np.ones(2), device="gpu"), "device 'gpu'", "pip install")
+
+
+def test_e31_bad_kernels_environment_variable():
+    code = ("import tinygrad_tx.nn.functional as F\nfrom tinygrad_tx import Tensor, TinygradTxError\n"
+            "try:\n    F.gelu(Tensor([1.0]))\nexcept TinygradTxError as error:\n    print(error)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": root, "TINYGRAD_TX_KERNELS": "slow"})
+    assert result.stdout.strip() == "TINYGRAD_TX_KERNELS='slow' is not a kernel choice: use 'reference' or 'fast'", \
+        result.stderr

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import (DTypeError, IndexOutOfRangeError, ShapeError, Tensor, TinygradTxError, backend, gradcheck,
                          gradcheck_directional)
-from tinygrad_tx.nn.activations import erf
+from tinygrad_tx.kernels.cpu_elementwise import erf
 from conftest import DEVICES, assert_close
 
 seeds = st.integers(0, 2**16)

@@ -11,7 +11,7 @@ import numbers
 
 from . import backend
 from .errors import TinygradTxError
-from .kernels import cuda as cuda_kernels
+from .kernels import pick
 from .tensor import Tensor
 
 
@@ -196,34 +196,16 @@ class AdamW(Optimizer):
         group["betas"] = tuple(betas)
 
     def _update(self, param, grad, state, group):
-        """p <- p (1 - lr wd) - lr/(1-b1^t) m / (sqrt(v/(1-b2^t)) + eps), m and v the moving averages of g, g^2."""
+        """p <- p (1 - lr wd) - lr/(1-b1^t) m / (sqrt(v/(1-b2^t)) + eps), m and v the moving averages of g, g^2.
+        docs/derivations/adamw.md"""
         xp = backend.xp_of(param)
         lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
         beta1, beta2 = (float(b) for b in group["betas"])
         if not state:
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
         state["step"] += 1
-        step, exp_avg, exp_avg_sq = state["step"], state["exp_avg"], state["exp_avg_sq"]
-        if backend.is_gpu_array(param):                 # the whole update as one fused CuPy kernel
-            cuda_kernels.adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)
-            return
-        scratch = self._scratch_like(param)
-        if weight_decay:
-            param *= 1 - lr * weight_decay
-        xp.multiply(grad, 1 - beta1, out=scratch)
-        exp_avg *= beta1
-        exp_avg += scratch
-        xp.multiply(grad, grad, out=scratch)
-        scratch *= 1 - beta2
-        exp_avg_sq *= beta2
-        exp_avg_sq += scratch
-        step_size = lr / (1 - beta1 ** step)
-        xp.sqrt(exp_avg_sq, out=scratch)
-        scratch /= math.sqrt(1 - beta2 ** step)
-        scratch += eps
-        xp.divide(exp_avg, scratch, out=scratch)
-        scratch *= step_size
-        param -= scratch
+        pick("adamw_update", param)(param, grad, state["exp_avg"], state["exp_avg_sq"], lr, beta1, beta2, eps,
+                                    weight_decay, state["step"], scratch=self._scratch_like(param))
 
 
 def clip_grad_norm_(parameters, max_norm):

@@ -17,7 +17,7 @@ import numpy as np
 
 from tinygrad_tx.kernels import cuda
 
-from .elementwise import run_elementwise
+from .elementwise import run_elementwise, scalar_inputs
 from .interpreter import launch
 from .nvrtc import compile_to_ptx
 from .ptx import entry_names
@@ -49,11 +49,18 @@ class RawModule:
         return RawKernel(self.ptx, name)
 
 
+# (source, dtype name, scalar parameter names) of every ElementwiseKernel call made under emulated_gpu():
+# the compile tests compile exactly these, as cuda.py launches them
+ELEMENTWISE_LAUNCHES = set()
+
+
 class ElementwiseKernel:
     def __init__(self, in_params: str, out_params: str, operation: str, name: str = "kernel", **unused):
         self.source = ElementwiseSource(name, in_params, out_params, operation, name)
 
     def __call__(self, *args):
+        dtype = next(a.dtype for a in args if isinstance(a, np.ndarray))
+        ELEMENTWISE_LAUNCHES.add((self.source, dtype.name, scalar_inputs(self.source, args)))
         return run_elementwise(self.source, *args)
 
 
@@ -61,7 +68,7 @@ def _nan_like(array, dtype=None):
     return np.full_like(array, np.nan, dtype=dtype)
 
 
-def _nan_array(shape, dtype=np.float32):
+def _nan_array(shape, dtype=np.float64):  # CuPy's default dtype, as NumPy's
     return np.full(shape, np.nan, dtype=dtype)
 
 

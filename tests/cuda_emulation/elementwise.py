@@ -1,8 +1,9 @@
 """ElementwiseKernels compiled and run exactly as CuPy would generate them.
 
 Faithfulness: the CUDA code compiled here is the code CuPy itself generates for the kernel
-(``cupy._core._kernel._get_elementwise_kernel_code``, fed the same parameter/argument descriptions
-CuPy builds at launch for C-contiguous arrays reduced to one dimension), compiled with CuPy's header
+(``cupy._core._kernel._get_elementwise_kernel_code``, fed the argument descriptions CuPy builds at
+launch: C-contiguous arrays reduced to one dimension, and a by-value parameter for each input the
+call passes a NumPy scalar, as cuda.py's AdamW does), compiled with CuPy's header
 prelude and options. That beats wrapping the operation string in a hand-made kernel: the ``CArray`` /
 ``CIndexer`` indexing, the ``CUPY_FOR`` grid-stride loop, the ``typedef`` of ``T`` and the overloads
 the CuPy headers bring into scope (``erf``, ``exp``, ``tanh``, ``sqrt`` on ``float`` vs ``double``)
@@ -26,15 +27,16 @@ BLOCK = 128  # CuPy's elementwise block size
 _ARG_NDARRAY, _ARG_INDEXER, _ARG_SCALAR = 1, 2, 3  # cupy/_core/_kernel.pxd ARG_KIND_*
 
 
-def generated_code(source: ElementwiseSource, dtype) -> str:
-    """The CUDA code CuPy generates for ``source`` launched on 1-d C-contiguous arrays of ``dtype``."""
+def generated_code(source: ElementwiseSource, dtype, scalars: tuple = ()) -> str:
+    """The CUDA code CuPy generates for ``source`` launched on 1-d C-contiguous arrays of ``dtype``, with
+    the input parameters named in ``scalars`` passed NumPy scalars (CuPy makes those by-value parameters)."""
     import cupy
     import cupy._core._carray as carray
     import cupy._core._kernel as kernel
 
     dtype = np.dtype(dtype)
     built = cupy.ElementwiseKernel(source.in_params, source.out_params, source.operation, source.name)
-    in_scalar = [_is_scalar_param(built, param.name) for param in built.in_params]
+    in_scalar = [param.name in scalars for param in built.in_params]
     _, _, type_map = built._decide_params_type((dtype,) * len(built.in_params), (dtype,) * len(built.out_params))
     arg_infos = tuple(kernel._ArgInfo(_ARG_SCALAR, dtype.type, dtype, 0, True, True) if scalar
                       else kernel._ArgInfo(_ARG_NDARRAY, cupy.ndarray, dtype, 1, True, True)
@@ -44,19 +46,25 @@ def generated_code(source: ElementwiseSource, dtype) -> str:
                                                built.preamble)
 
 
-def _is_scalar_param(built, name: str) -> bool:
-    """AdamW's hyper-parameters arrive as NumPy scalars (see cuda.adamw_update); everything else as arrays."""
-    return built.name == "tinygrad_tx_adamw" and name != "grad"
-
-
 @functools.cache
-def _ptx(source: ElementwiseSource, dtype_name: str, arch: str) -> str:
-    return compile_to_ptx(generated_code(source, dtype_name), arch, prepend_cupy_headers=True)
+def _ptx(source: ElementwiseSource, dtype_name: str, scalars: tuple, arch: str) -> str:
+    return compile_to_ptx(generated_code(source, dtype_name, scalars), arch, prepend_cupy_headers=True)
 
 
-def ptx_for(source: ElementwiseSource, dtype, arch: str = "90") -> str:
-    """The PTX of CuPy's generated code for ``source`` and ``dtype`` (compiled once per process)."""
-    return _ptx(source, np.dtype(dtype).name, arch)
+def ptx_for(source: ElementwiseSource, dtype, scalars: tuple = (), arch: str = "90") -> str:
+    """The PTX of CuPy's generated code for ``source``, ``dtype`` and ``scalars`` (compiled once per process)."""
+    return _ptx(source, np.dtype(dtype).name, tuple(scalars), arch)
+
+
+def parameter_names(params: str) -> list:
+    """``"T x, T gate"`` -> ``["x", "gate"]``."""
+    return [param.split()[-1] for param in params.split(",") if param.strip()]
+
+
+def scalar_inputs(source: ElementwiseSource, args) -> tuple:
+    """The input parameters a call passes scalars for (everything that is not an array)."""
+    names = parameter_names(source.in_params)
+    return tuple(name for name, arg in zip(names, args) if not isinstance(arg, np.ndarray))
 
 
 def carray(array: np.ndarray) -> Struct:
@@ -77,8 +85,7 @@ def run_elementwise(source: ElementwiseSource, *args, dtype=None, block: int = B
     kernel's parameter order. ``max_blocks`` > 0 caps the grid so the grid-stride loop runs more than once.
     Returns the output array, or a tuple of them.
     """
-    n_in = len([p for p in source.in_params.split(",") if p.strip()])
-    n_out = len([p for p in source.out_params.split(",") if p.strip()])
+    n_in, n_out = len(parameter_names(source.in_params)), len(parameter_names(source.out_params))
     arrays = [a for a in args if isinstance(a, np.ndarray)]
     dtype = np.dtype(dtype or arrays[0].dtype)
     shape = arrays[0].shape
@@ -88,5 +95,6 @@ def run_elementwise(source: ElementwiseSource, *args, dtype=None, block: int = B
     blocks = max(1, -(-size // block))
     if max_blocks:
         blocks = min(blocks, max_blocks)
-    launch(ptx_for(source, dtype), source.name, (blocks,), (block,), packed + [cindexer(size)])
+    ptx = ptx_for(source, dtype, scalar_inputs(source, args))
+    launch(ptx, source.name, (blocks,), (block,), [*packed, cindexer(size)])
     return outputs[0] if n_out == 1 else tuple(outputs)

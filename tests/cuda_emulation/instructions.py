@@ -84,6 +84,8 @@ def _float_in(machine, instruction, threads, tokens, ptx_type):
 
 def _float_out(machine, instruction, threads, result, ptx_type):
     result = np.asarray(result, dtype=DTYPE[ptx_type])
+    if "sat" in instruction.modifiers:  # clamp to [0, 1], NaN to 0
+        result = np.where(np.isnan(result), 0, np.clip(result, 0, 1)).astype(result.dtype)
     if ptx_type == "f32" and "ftz" in instruction.modifiers:
         result = rounding.ftz32(result)
     write(machine, instruction.operands[0], threads, result, ptx_type)
@@ -93,16 +95,14 @@ def _mode(instruction, default="rn"):
     return next((m for m in instruction.modifiers if m in ROUNDING), default)
 
 
-def _shift(values, amounts, width, right, signed):
+def _shift(values, amounts, width, right):
+    """PTX shifts: amounts of ``width`` or more give 0, or all sign bits for an arithmetic right shift."""
+    values = np.asarray(values)
     amounts = np.asarray(amounts).astype(np.uint64)
-    clipped = np.minimum(amounts, width - 1).astype(values.dtype if not signed else np.int64)
-    if right:
-        result = values >> clipped.astype(values.dtype)
-        too_far = np.where(values < 0, -1, 0) if signed else 0
-    else:
-        result = values << clipped.astype(values.dtype)
-        too_far = 0
-    return np.where(amounts >= width, too_far, result).astype(values.dtype)
+    clipped = np.minimum(amounts, width - 1).astype(values.dtype)
+    if right:  # arithmetic for signed types (NumPy's >> on signed integers), logical otherwise
+        return np.where(amounts >= width, values >> (width - 1) if values.dtype.kind == "i" else 0, values >> clipped)
+    return np.where(amounts >= width, 0, values << clipped).astype(values.dtype)
 
 
 def _high_64(a, b, signed):
@@ -126,6 +126,8 @@ def arithmetic(machine, instruction, threads):
     sources = instruction.operands[1:]
     if ptx_type in ("f32", "f64"):
         return _float_arithmetic(machine, instruction, threads, op, ptx_type, sources)
+    if {"cc", "sat"} & set(mods):
+        unsupported(machine, instruction, "carry or saturating integer arithmetic")
     width = int(ptx_type[1:]) if ptx_type != "pred" else 1
     values = [read(machine, t, threads, ptx_type) for t in sources]
     if op in ("shl", "shr"):
@@ -170,9 +172,9 @@ def arithmetic(machine, instruction, threads):
         elif op == "not":
             result = ~values[0]
         elif op == "shl":
-            result = _shift(values[0], values[1], width, right=False, signed=False)
+            result = _shift(values[0], values[1], width, right=False)
         elif op == "shr":
-            result = _shift(values[0], values[1], width, right=True, signed=ptx_type[0] == "s")
+            result = _shift(values[0], values[1], width, right=True)
         else:
             unsupported(machine, instruction)
     write(machine, instruction.operands[0], threads, result, ptx_type)
@@ -293,11 +295,13 @@ def convert(machine, instruction, threads):
                 unsupported(machine, instruction)
             rounded = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[integral](
                 np.asarray(value, dtype=np.float64))
-            info = np.iinfo(DTYPE[destination_type])
-            result = np.where(np.isnan(rounded), 0, np.clip(rounded, info.min, info.max)).astype(DTYPE[destination_type])
+            info = np.iinfo(DTYPE[destination_type])  # PTX saturates float -> integer; NaN gives 0
+            saturated = np.where(np.isnan(rounded), 0, np.clip(rounded, info.min, info.max))
+            result = saturated.astype(DTYPE[destination_type])
         else:
             result = np.asarray(value).astype(DTYPE[destination_type])  # integer: sign/zero extend or truncate
-    write(machine, instruction.operands[0], threads, np.broadcast_to(result, _count(machine, threads)), destination_type)
+    result = np.broadcast_to(result, _count(machine, threads))
+    write(machine, instruction.operands[0], threads, result, destination_type)
 
 
 def cvta(machine, instruction, threads):
@@ -338,11 +342,12 @@ def load_store(machine, instruction, threads):
               ptx_type)
         return
     if space == "global":
+        who = machine.accessors(threads)
         if storing:
             machine.memory.store(addresses, width, to_bits(read(machine, value_token, threads, ptx_type), ptx_type),
-                                 fault)
+                                 who, fault)
         else:
-            machine.register(value_token)[threads] = machine.memory.load(addresses, width, fault)
+            machine.register(value_token)[threads] = machine.memory.load(addresses, width, who, fault)
         return
     block, thread = machine.block_slot[threads], machine.thread_in_block[threads]
     if storing:

@@ -15,16 +15,21 @@ Public entry::
 
 Execution: every register is a NumPy array over all threads of all blocks (``CHUNK_THREADS`` at a
 time), so each PTX instruction is a handful of vectorised NumPy operations. Divergent threads are
-scheduled by lowest program counter first: the group of live threads at the smallest PC runs one
+scheduled by lowest program counter first: the group of runnable threads at the smallest PC runs one
 instruction, so branches reconverge where their paths meet and loops run until every thread leaves
-them. A ``bar.sync`` that some live thread of the block skipped raises ``BarrierDivergence``.
-Checks: ``memory.py`` (bounds, alignment, shared-memory races, reads of unwritten shared memory);
-floating-point rounding: ``rounding.py``. Not modelled: warps (warp-synchronous code, shuffles,
-votes), atomics, global-memory races between blocks, timing; such instructions raise
-``UnsupportedInstruction``.
+them. A thread at ``bar.sync`` waits (wherever the barrier sits in the code) until no thread can run;
+then, block by block, every live thread must wait at that same barrier, or ``BarrierDivergence`` is
+raised (a thread that exited, or waits at another barrier: __syncthreads under a non-uniform condition).
+Checks: ``memory.py`` (bounds, alignment, shared-memory races, reads of unwritten shared memory,
+global-memory races on written bytes); floating-point rounding: ``rounding.py``. Not modelled: warps
+(warp-synchronous code, shuffles, votes), atomics, a global read followed by another thread's write,
+timing; warp and atomic instructions raise ``UnsupportedInstruction``.
 """
+from __future__ import annotations
+
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -33,7 +38,7 @@ from .memory import EmulationError, GlobalMemory, MemoryFault, SharedMemory
 from .ptx import Kernel, parse_kernel
 
 CHUNK_THREADS = 1 << 16  # threads emulated together; more blocks run in successive chunks
-MAX_STEPS = 5_000_000    # instruction-group executions per chunk before a launch is deemed hung
+MAX_STEPS = 200_000  # instruction-group executions per chunk before a launch is deemed hung (~5 s)
 MAX_STATIC_SHARED = 48 * 1024
 
 _SCALAR_FOR_PARAM = {
@@ -116,7 +121,8 @@ def _bind_params(kernel: Kernel, args, memory: GlobalMemory) -> dict:
     return values
 
 
-def launch(ptx: str, kernel_name: str, grid, block, args, shared_bytes: int = 0) -> None:
+def launch(ptx: str, kernel_name: str, grid: int | tuple, block: int | tuple, args: Sequence,
+           shared_bytes: int = 0) -> None:
     """Run ``kernel_name`` from ``ptx`` over ``grid`` x ``block`` threads; arrays in ``args`` change in place."""
     kernel = _kernel(ptx, kernel_name)
     grid, block = _dims(grid, "grid"), _dims(block, "block")
@@ -145,21 +151,26 @@ class Machine:
         block_id = np.repeat(block_ids, per_block)
         self.block_slot = np.repeat(np.arange(len(block_ids)), per_block)  # chunk-local block index
         self.thread_in_block = thread
-        self.special = {}
+        # linear ids -> (x, y, z), x fastest, as CUDA numbers threads and blocks
+        thread_xyz = np.unravel_index(thread, block[::-1])[::-1]
+        block_xyz = np.unravel_index(block_id, grid[::-1])[::-1]
+        self.special = {"%laneid": thread % 32}
         for axis, position in zip("xyz", range(3)):
-            extent_t = [block[0], block[0] * block[1]][:position]
-            extent_b = [grid[0], grid[0] * grid[1]][:position]
-            self.special[f"%tid.{axis}"] = (thread // (extent_t[-1] if extent_t else 1)) % block[position]
-            self.special[f"%ctaid.{axis}"] = (block_id // (extent_b[-1] if extent_b else 1)) % grid[position]
+            self.special[f"%tid.{axis}"] = thread_xyz[position]
+            self.special[f"%ctaid.{axis}"] = block_xyz[position]
             self.special[f"%ntid.{axis}"] = np.full(self.size, block[position])
             self.special[f"%nctaid.{axis}"] = np.full(self.size, grid[position])
         self.special = {name: values.astype(np.uint64) for name, values in self.special.items()}
-        self.special["%laneid"] = (thread % 32).astype(np.uint64)
         self.block_ids = block_ids
         shared_size = kernel.shared_static_bytes + shared_bytes
         self.shared = SharedMemory(len(block_ids), shared_size)
         self.registers = {}
         self.pc = np.zeros(self.size, dtype=np.int64)  # -1: exited
+
+    def accessors(self, threads) -> tuple:
+        """(block id, thread in block, the block's barrier epoch) of ``threads``, for the global race check."""
+        slot = self.block_slot[threads]
+        return self.block_ids[slot], self.thread_in_block[threads], self.shared.epoch[slot]
 
     def register(self, name: str) -> np.ndarray:
         found = self.registers.get(name)
@@ -179,12 +190,16 @@ class Machine:
     def run(self) -> None:
         instructions_list, labels = self.kernel.instructions, self.kernel.labels
         everyone = np.arange(self.size)
+        waiting = np.zeros(self.size, dtype=bool)  # arrived at a bar.sync, not yet released
         for _ in range(MAX_STEPS):
-            live = self.pc >= 0
-            if not live.any():
-                return
-            pc = int(self.pc[live].min())
-            group = self.pc == pc
+            runnable = (self.pc >= 0) & ~waiting
+            if not runnable.any():
+                if not waiting.any():
+                    return
+                self._release_barrier(waiting)
+                continue
+            pc = int(self.pc[runnable].min())
+            group = runnable & (self.pc == pc)
             threads = slice(None) if group.all() else np.flatnonzero(group)
             if pc >= len(instructions_list):
                 raise EmulationError(f"{self.kernel.name}: ran past the last instruction")
@@ -201,8 +216,11 @@ class Machine:
                 self.pc[threads] = pc + 1
                 self.pc[acting] = -1
             elif instruction.opcode in ("bar", "barrier"):
-                self._barrier(instruction, group, live)
-                self.pc[threads] = pc + 1
+                if set(instruction.modifiers) - {"sync", "aligned"} or len(instruction.operands) > 1 or \
+                        instruction.predicate:
+                    raise UnsupportedInstruction(f"{self.kernel.name}: `{instruction.text.strip()}` (PTX line "
+                                                 f"{instruction.line}): only a plain block-wide bar.sync is modelled")
+                waiting |= group  # released once every live thread of the block has arrived
             else:
                 handler = instructions.HANDLERS.get(instruction.opcode)
                 if handler is None:
@@ -213,18 +231,26 @@ class Machine:
                 self.pc[threads] = pc + 1
         raise EmulationError(f"{self.kernel.name}: still running after {MAX_STEPS} steps (endless loop?)")
 
-    def _barrier(self, instruction, group, live) -> None:
-        if len(instruction.operands) > 1 or instruction.predicate:
-            raise UnsupportedInstruction(f"{self.kernel.name}: `{instruction.text.strip()}` (counted or "
-                                         f"predicated barrier) is not modelled")
-        slots = np.unique(self.block_slot[group])
+    def _release_barrier(self, waiting) -> None:
+        """Every live thread waits at a barrier: release them if, per block, all wait at the same one."""
+        slots = np.unique(self.block_slot[waiting])
         in_those_blocks = np.isin(self.block_slot, slots)
-        waiting_elsewhere = in_those_blocks & ~group
-        if waiting_elsewhere.any():
-            which = int(np.flatnonzero(waiting_elsewhere)[0])
-            state = "has exited" if not live[which] else f"is at PTX instruction {int(self.pc[which])}"
+        exited = in_those_blocks & (self.pc < 0)
+        lowest = np.full(len(self.block_ids), np.iinfo(np.int64).max)
+        highest = np.full(len(self.block_ids), -1)
+        np.minimum.at(lowest, self.block_slot[waiting], self.pc[waiting])
+        np.maximum.at(highest, self.block_slot[waiting], self.pc[waiting])
+        split = in_those_blocks & waiting & (self.pc != lowest[self.block_slot])
+        if exited.any() or split.any():
+            which = int(np.flatnonzero(exited | split)[0])
+            slot = self.block_slot[which]
+            barrier = self.kernel.instructions[int(highest[slot] if exited[which] else lowest[slot])]
+            state = "has exited" if exited[which] else \
+                f"waits at another barrier (PTX line {self.kernel.instructions[int(self.pc[which])].line})"
             raise BarrierDivergence(
-                f"{self.kernel.name}: block {int(self.block_ids[self.block_slot[which]])}: thread "
-                f"{int(self.thread_in_block[which])} {state} while others wait at `{instruction.text.strip()}` "
-                f"(PTX line {instruction.line}): __syncthreads under a condition that differs between threads")
+                f"{self.kernel.name}: block {int(self.block_ids[slot])}: thread {int(self.thread_in_block[which])} "
+                f"{state} while others wait at `{barrier.text.strip()}` (PTX line {barrier.line}): "
+                f"__syncthreads under a condition that differs between threads")
+        self.pc[waiting] += 1
+        waiting[:] = False
         self.shared.barrier(slots)

@@ -3,7 +3,11 @@
 Global memory is the launch's NumPy arrays themselves, addressed by their real host addresses (the
 pointer a kernel receives is ``array.ctypes.data``), so a kernel writes its outputs in place. Every
 load and store must fall inside one argument array and be naturally aligned; anything else raises
-``MemoryFault`` naming the kernel, the instruction, the thread and where the address lies.
+``MemoryFault`` naming the kernel, the instruction, the thread and where the address lies. Each byte
+written also remembers its writer: reading or writing it from another thread raises
+``GlobalMemoryRace`` unless both threads are in one block with a ``bar.sync`` between (threads of
+different blocks cannot synchronise within a launch). A read followed by another thread's write is not
+checked in global memory.
 
 Shared memory is one byte array per block. Between two barriers of a block each byte remembers its
 writer and its reader(s); a thread touching a byte that another thread wrote, or writing a byte that
@@ -28,11 +32,16 @@ class SharedMemoryRace(EmulationError):
     """Two threads of a block touched one shared byte, at least one writing, with no barrier between."""
 
 
+class GlobalMemoryRace(EmulationError):
+    """A thread read or wrote a global byte another thread wrote, with no barrier of one block between."""
+
+
 class GlobalMemory:
-    """The argument arrays, found by address."""
+    """The argument arrays, found by address, with each written byte's last writer."""
 
     def __init__(self):
         self.buffers = []  # (base address, byte view, description)
+        self.writers = {}  # buffer index -> (block, thread, block's barrier epoch) per byte, made on first write
 
     def register(self, array: np.ndarray, description: str) -> int:
         if not array.flags.c_contiguous:
@@ -51,13 +60,14 @@ class GlobalMemory:
         return "in no argument array"
 
     def _locate(self, addresses: np.ndarray, width: int, fault):
-        """Per address: index of the buffer holding [address, address + width), or raise via ``fault``."""
-        bases = np.array([b for b, _, _ in self.buffers] + [np.iinfo(np.int64).max], dtype=np.uint64)
-        ends = np.array([b + v.size for b, v, _ in self.buffers] + [0], dtype=np.uint64)
-        order = np.argsort(bases[:-1], kind="stable")
-        slot = np.searchsorted(bases[order], addresses, side="right").astype(np.int64) - 1
-        owner = np.where(slot >= 0, order[np.maximum(slot, 0)] if len(order) else -1, -1)
-        inside = (owner >= 0) & (addresses + np.uint64(width) <= ends[owner])
+        """Per address: index of a buffer holding [address, address + width), or raise via ``fault``.
+
+        Arguments may alias (cuda.py passes x again for an absent weight), so every buffer is tried."""
+        owner = np.full(addresses.shape, -1, dtype=np.int64)
+        for index, (base, view, _) in enumerate(self.buffers):
+            inside = (addresses >= np.uint64(base)) & (addresses + np.uint64(width) <= np.uint64(base + view.size))
+            owner[inside & (owner < 0)] = index
+        inside = owner >= 0
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
             fault(bad, f"out-of-bounds access of {width} bytes at address {int(addresses[bad]):#x} "
@@ -68,28 +78,60 @@ class GlobalMemory:
             fault(bad, f"misaligned {width}-byte access at address {int(addresses[bad]):#x}")
         return owner
 
-    def load(self, addresses: np.ndarray, width: int, fault) -> np.ndarray:
+    def load(self, addresses: np.ndarray, width: int, who: tuple, fault) -> np.ndarray:
+        """``who``: (block id, thread in block, that block's barrier epoch) of each accessing thread."""
         owner = self._locate(addresses, width, fault)
         bits = np.empty(addresses.shape, dtype=np.uint64)
         for index in np.unique(owner):
             base, view, _ = self.buffers[index]
             chosen = owner == index
             offsets = (addresses[chosen] - np.uint64(base)).astype(np.int64)
+            self._check_writers(index, offsets, width, [w[chosen] for w in who], "reads", fault, chosen)
             bits[chosen] = self._words(view, base, width, offsets)
         return bits
 
-    def store(self, addresses: np.ndarray, width: int, bits: np.ndarray, fault) -> None:
+    def store(self, addresses: np.ndarray, width: int, bits: np.ndarray, who: tuple, fault) -> None:
         owner = self._locate(addresses, width, fault)
         bits = np.broadcast_to(bits, addresses.shape)
         for index in np.unique(owner):
             base, view, _ = self.buffers[index]
             chosen = owner == index
             offsets = (addresses[chosen] - np.uint64(base)).astype(np.int64)
+            self._check_writers(index, offsets, width, [w[chosen] for w in who], "writes", fault, chosen)
             values = bits[chosen].astype(UINT[width])
             if base % width == 0:
                 view[: view.size - view.size % width].view(UINT[width])[offsets // width] = values
             else:
                 view[offsets[:, None] + np.arange(width)] = values.view(np.uint8).reshape(-1, width)
+
+    def _check_writers(self, index, offsets, width, who, verb, fault, chosen) -> None:
+        block, thread, epoch = (w[:, None] for w in who)
+        cells = offsets[:, None] + np.arange(width)
+        recorded = self.writers.get(index)
+        if recorded is None and verb == "writes":
+            size = self.buffers[index][1].size
+            recorded = self.writers[index] = tuple(np.full(size, -1, dtype=np.int64) for _ in range(3))
+        if recorded is not None:
+            writer_block, writer, writer_epoch = (r[cells] for r in recorded)
+            another_block = (writer_block >= 0) & (writer_block != block)
+            raced = another_block | ((writer_block == block) & (writer != thread) & (writer_epoch == epoch))
+            if raced.any():
+                row = int(np.flatnonzero(raced.any(axis=1))[0])
+                column = int(np.flatnonzero(raced[row])[0])
+                fault(int(np.flatnonzero(chosen)[row]),
+                      f"{verb} {self.describe(int(self.buffers[index][0] + cells[row, 0]))}, written by block "
+                      f"{int(writer_block[row, column])} thread {int(writer[row, column])} with no barrier between "
+                      f"(a data race)", GlobalMemoryRace)
+        if verb == "writes":
+            flat = cells.reshape(-1)
+            unique, counts = np.unique(flat, return_counts=True)
+            if (counts > 1).any():
+                row = int(np.flatnonzero((cells == unique[counts > 1][0]).any(axis=1))[1])
+                where = self.describe(int(self.buffers[index][0] + cells[row, 0]))
+                fault(int(np.flatnonzero(chosen)[row]), f"writes {where} in the same instruction as another thread "
+                      f"(a data race)", GlobalMemoryRace)
+            for record, value in zip(recorded, (block, thread, epoch)):
+                record[flat] = np.broadcast_to(value, cells.shape).reshape(-1)
 
     @staticmethod
     def _words(view, base, width, offsets):
@@ -145,7 +187,8 @@ class SharedMemory:
         cells = self._bytes(block, offsets, width, fault)
         current = self.epoch[block][:, None]
         raced = (self.write_epoch[cells] == current) & (self.writer[cells] != thread[:, None])
-        raced |= (self.read_epoch[cells] == current) & (self.many_readers[cells] | (self.reader[cells] != thread[:, None]))
+        read_by_other = self.many_readers[cells] | (self.reader[cells] != thread[:, None])
+        raced |= (self.read_epoch[cells] == current) & read_by_other
         self._raise_race(raced, cells, thread, "writes", fault)
         flat = cells.reshape(-1)
         unique, counts = np.unique(flat, return_counts=True)

@@ -38,7 +38,7 @@ def _arch_pinned(arch: str, output: str):
             compiler._get_arch_for_options_for_nvrtc = asked_device
 
 
-def cupy_options(options: tuple = (), prepend_cupy_headers: bool = False) -> tuple:
+def cupy_options(options: tuple = ()) -> tuple:
     """The option tuple CuPy hands NVRTC for a kernel built with user ``options`` (before -arch)."""
     from cupy._core import core
 

@@ -34,10 +34,7 @@ class Instruction:
     negated: bool       # @!%p
     text: str           # the instruction as written, for messages
     line: int           # 1-based line in the PTX text
-
-    @property
-    def type(self) -> str:
-        return next((m for m in reversed(self.modifiers) if m in TYPES), "")
+    type: str = ""      # the last type modifier ("f32" of add.rn.f32; cvt's source type)
 
 
 @dataclasses.dataclass
@@ -121,8 +118,9 @@ def parse_kernel(ptx: str, name: str) -> Kernel:
             predicate = guard.lstrip("@!")
         head, _, rest = statement.partition(" ")
         opcode, *modifiers = head.split(".")
+        ptx_type = next((m for m in reversed(modifiers) if m in TYPES), "")
         instructions.append(Instruction(opcode, tuple(modifiers), _split_operands(rest.strip()), predicate, negated,
-                                        line, number))
+                                        line, number, ptx_type))
     return Kernel(name, params, shared, offset, instructions, labels)
 
 

@@ -1,11 +1,10 @@
 """Fused CuPy kernels for the GPU path of the fused ops: GELU, softmax, layer norm, cross-entropy, AdamW.
 
-Each NumPy formula of the CPU path (activations.py, normalization.py, losses.py, optim.py) becomes
-one kernel launch here instead of a chain of elementwise passes and reductions, and nothing comes
-back to the host. The row kernels (softmax, layer norm, cross-entropy) run one 256-thread block per
-row of a C-contiguous float32 (rows, cols) array and reduce in shared memory; ``fits_row_kernel``
-says when they apply (anything else keeps the CuPy array path, which is correct for every dtype).
-The math is the CPU path's, with the same pages in docs/derivations/.
+Each formula of reference.py becomes one kernel launch here instead of a chain of elementwise
+passes and reductions, and nothing comes back to the host. The row kernels (softmax, layer norm,
+cross-entropy) run one 256-thread block per row of a C-contiguous float32 (rows, cols) array and
+reduce in shared memory; ``fits_row_kernel`` says when they apply, and cuda_fast.py runs the
+reference formula for anything else. The math is reference.py's, with the same pages in docs/derivations/.
 
 CuPy comes from ``tinygrad_tx.backend`` (never imported here); kernels compile on first use.
 """

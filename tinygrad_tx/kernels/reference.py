@@ -10,9 +10,15 @@ Shapes: ``axis`` is one non-negative axis; the row ops take (..., C) or (N, C) a
 arrays (softmax's y, layer norm's xhat and rstd, GELU's gate, attention's probabilities) are what the
 matching backward takes, in the same form for every implementation.
 """
+
+from __future__ import annotations
+
 import math
+from typing import Any
 
 from .. import backend
+
+Array = Any  # a NumPy or CuPy array (each function takes its module from its inputs)
 
 SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -22,7 +28,7 @@ ERF_SERIES_CLAMP, ERF_SERIES_TERMS = 6.0, 100  # erf(6) is 1 in float64; 100 ter
 
 
 # ---------------------------------------------------------------- softmax and log-softmax
-def softmax_forward(x, axis):
+def softmax_forward(x: Array, axis: int) -> Array:
     """y = exp(x - max x) / sum exp(x - max x) along ``axis``.  docs/derivations/softmax.md
 
     A row that is entirely -inf (a fully masked attention row) gives zeros, not NaN: its maximum is
@@ -34,25 +40,25 @@ def softmax_forward(x, axis):
     return exps / xp.maximum(exps.sum(axis=axis, keepdims=True), 1.0)
 
 
-def softmax_backward(y, grad, axis):
+def softmax_backward(y: Array, grad: Array, axis: int) -> Array:
     """dx = y * (g - sum(g * y, axis)).  docs/derivations/softmax.md"""
     return y * (grad - (grad * y).sum(axis=axis, keepdims=True))
 
 
-def log_softmax_forward(x, axis):
+def log_softmax_forward(x: Array, axis: int) -> Array:
     """y = x - max x - log sum exp(x - max x) along ``axis``.  docs/derivations/softmax.md"""
     xp = backend.xp_of(x)
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
 
-def log_softmax_backward(y, grad, axis):
+def log_softmax_backward(y: Array, grad: Array, axis: int) -> Array:
     """dx = g - exp(y) * sum(g, axis).  docs/derivations/softmax.md"""
     return grad - backend.xp_of(y).exp(y) * grad.sum(axis=axis, keepdims=True)
 
 
 # ---------------------------------------------------------------- cross-entropy over (N, C) logits
-def cross_entropy_forward(logits, targets, counted):
+def cross_entropy_forward(logits: Array, targets: Array, counted: Array) -> tuple[Array, Array]:
     """(probs, row_loss): p_n = softmax(z_n), loss_n = logsumexp(z_n) - z_n[t_n], 0 where not counted.
 
     logits (N, C); targets (N,) class indices, valid in every row (ignored rows may hold any class);
@@ -67,15 +73,16 @@ def cross_entropy_forward(logits, targets, counted):
     return exps / total[:, None], row_loss
 
 
-def cross_entropy_backward(probs, targets, row_weight):
-    """dz_n = w_n (p_n - onehot(t_n)), w_n the row's weight (0 for an ignored row).  docs/derivations/cross_entropy.md"""
+def cross_entropy_backward(probs: Array, targets: Array, row_weight: Array) -> Array:
+    """dz_n = w_n (p_n - onehot(t_n)), w_n the row's weight (0 for an ignored row).
+    docs/derivations/cross_entropy.md"""
     xp = backend.xp_of(probs)
     one_hot = xp.arange(probs.shape[1]) == targets[:, None]
     return row_weight[:, None] * (probs - one_hot)
 
 
 # ---------------------------------------------------------------- layer norm over the last axis
-def layer_norm_forward(x, weight, bias, eps):
+def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: float) -> tuple[Array, Array, Array]:
     """(y, xhat, rstd): xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps), y = xhat weight + bias.
 
     weight and bias may be None; rstd has shape (..., 1). Shifting each row by its first element
@@ -91,7 +98,8 @@ def layer_norm_forward(x, weight, bias, eps):
     return (y if bias is None else y + bias), xhat, rstd
 
 
-def layer_norm_backward(grad, xhat, rstd, weight):
+def layer_norm_backward(grad: Array, xhat: Array, rstd: Array,
+                        weight: Array | None) -> tuple[Array, Array | None, Array]:
     """(dx, dweight, dbias): dx = rstd (d - mean(d) - xhat mean(d xhat)) with d = g weight;
     dweight = sum g xhat, dbias = sum g over every row (dweight is None without a weight).
     docs/derivations/layernorm.md"""
@@ -103,7 +111,7 @@ def layer_norm_backward(grad, xhat, rstd, weight):
 
 
 # ---------------------------------------------------------------- GELU, exact and tanh forms
-def erf(x):
+def erf(x: Array) -> Array:
     """The error function, elementwise: erf(x) = 2/sqrt(pi) e^(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!.
 
     Every term of this series is positive, so nothing cancels; evaluated in float64 it is within
@@ -118,7 +126,7 @@ def erf(x):
     return (2.0 / math.sqrt(math.pi) * xp.exp(-clamped * clamped) * total).astype(x.dtype)
 
 
-def gelu_forward(x, approximate):
+def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
     """(y, gate): y = x Phi(x), gate = Phi(x) = (1 + erf(x / sqrt 2)) / 2 ("none"), or
     y = x (1 + t) / 2, gate = t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) ("tanh").  docs/derivations/gelu.md"""
     xp = backend.xp_of(x)
@@ -129,7 +137,7 @@ def gelu_forward(x, approximate):
     return 0.5 * x * (1.0 + gate), gate
 
 
-def gelu_backward(x, gate, grad, approximate):
+def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array:
     """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1 + t + x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2)) / 2.
     docs/derivations/gelu.md"""
     xp = backend.xp_of(x)
@@ -139,26 +147,27 @@ def gelu_backward(x, gate, grad, approximate):
 
 
 # ---------------------------------------------------------------- dropout
-def dropout_mask(shape, p, dtype, device):
+def dropout_mask(shape: tuple[int, ...], p: float, dtype: Any, device: str) -> Array:
     """mask = (u >= p) / (1 - p) with u uniform in [0, 1), drawn in float32 from backend.rng(device).
     docs/derivations/dropout.md"""
     draws = backend.rng(device).random(shape, dtype="float32")
     return (draws >= p).astype(dtype) * (1.0 / (1.0 - p))
 
 
-def dropout_forward(x, p):
+def dropout_forward(x: Array, p: float) -> tuple[Array, Array]:
     """(y, mask): y = x * mask, each element kept with probability 1 - p.  docs/derivations/dropout.md"""
     mask = dropout_mask(x.shape, p, x.dtype, backend.device_of(x))
     return x * mask, mask
 
 
-def dropout_backward(mask, grad):
+def dropout_backward(mask: Array, grad: Array) -> Array:
     """dx = g * mask, the forward's own mask.  docs/derivations/dropout.md"""
     return grad * mask
 
 
 # ---------------------------------------------------------------- scaled dot-product attention
-def attention_forward(q, k, v, allowed, dropout_p, scale):
+def attention_forward(q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float,
+                      scale: float) -> tuple[Array, Array, Array]:
     """(out, P, Pd): out = Pd v, Pd = dropout(P), P = softmax(S), S = scale q k^T set to -inf where not allowed.
 
     q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv); allowed: boolean, broadcastable to (..., Tq, Tk),
@@ -173,7 +182,8 @@ def attention_forward(q, k, v, allowed, dropout_p, scale):
     return dropped @ v, probs, dropped
 
 
-def attention_backward(q, k, v, probs, dropped, grad, scale):
+def attention_backward(q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array,
+                       scale: float) -> tuple[Array, Array, Array]:
     """(dq, dk, dv): dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k;
     dk = scale dS^T q.  docs/derivations/attention.md"""
     xp = backend.xp_of(q)
@@ -185,7 +195,7 @@ def attention_backward(q, k, v, probs, dropped, grad, scale):
 
 
 # ---------------------------------------------------------------- embedding (the lookup's backward)
-def embedding_backward(indices, grad_rows, num_rows):
+def embedding_backward(indices: Array, grad_rows: Array, num_rows: int) -> Array:
     """dweight[k] = sum of g[n] over every n with indices[n] == k; (N,) indices, (N, D) g -> (num_rows, D).
     docs/derivations/embedding.md"""
     grad_weight = backend.xp_of(grad_rows).zeros((num_rows, grad_rows.shape[1]), grad_rows.dtype)
@@ -193,7 +203,8 @@ def embedding_backward(indices, grad_rows, num_rows):
 
 
 # ---------------------------------------------------------------- AdamW (updates its arrays in place)
-def adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, scratch=None):
+def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, lr: float, beta1: float, beta2: float,
+                 eps: float, weight_decay: float, step: int, scratch: Array | None = None) -> None:
     """torch.optim.AdamW's step t, in place: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     p = p (1 - lr wd) - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).  docs/derivations/adamw.md
 

@@ -7,9 +7,10 @@ messages as the fused ops (shared helpers), same documented choices (all-ignored
 masked attention rows 0).
 """
 from .. import backend
+from ..kernels.reference import dropout_mask
 from ..ops import require_float, where
 from ..tensor import Tensor
-from .activations import single_axis, dropout_mask
+from .activations import single_axis
 from .attention import allowed_keys, check_attention_inputs, default_scale
 from .losses import check_targets
 from .normalization import check_layer_norm_params

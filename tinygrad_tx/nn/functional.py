@@ -1,7 +1,8 @@
 """The functional neural-network ops, imported as ``import tinygrad_tx.nn.functional as F``.
 
 Each op is one fused Function with a hand-derived backward (tinygrad_tx/nn/activations.py,
-losses.py, normalization.py, layer_ops.py, attention.py; derivations in docs/derivations/).
+losses.py, normalization.py, layer_ops.py, attention.py; derivations in docs/derivations/), whose
+arithmetic runs on the kernels ``tinygrad_tx.kernels.use`` selects (reference formulas or fast code).
 softmax, log_softmax, cross_entropy, layer_norm and scaled_dot_product_attention also have a
 composed twin built from Tensor primitives (composed.py), picked per call with ``impl="composed"``
 or for every call with ``F.set_default_impl("composed")``; both give the same values and gradients.

@@ -2,35 +2,11 @@
 
 Derivations: docs/derivations/matmul.md (linear) and docs/derivations/embedding.md.
 """
-from .. import backend
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
+from ..kernels import pick
 from ..ops import require_float
-
-# Below this many table rows a one-hot matmul is the fastest CPU scatter-add; above it, sorting the
-# indices and summing runs (np.add.reduceat). Measured on the 2-core box, rows (16384, 384) float32:
-# 65 rows: add.at 53 ms, one-hot 8 ms, sort 15 ms; 2048 rows: add.at 54 ms, one-hot 154 ms, sort 25 ms.
-ONE_HOT_MAX_ROWS = 256
-
-
-def sum_rows_by_index(indices, rows, num_rows):
-    """out[k] = sum of rows[i] over every i with indices[i] == k; (N,) indices, (N, D) rows -> (num_rows, D).
-
-    The gradient of a row lookup, where an index that was read several times collects every read.
-    """
-    xp = xp_of(rows)
-    if backend.device_of(rows) == "gpu" or indices.size == 0:
-        return backend.scatter_add(xp.zeros((num_rows, rows.shape[1]), rows.dtype), indices, rows)
-    if num_rows <= ONE_HOT_MAX_ROWS:
-        one_hot = (xp.arange(num_rows)[:, None] == indices[None, :]).astype(rows.dtype)
-        return one_hot @ rows
-    order = xp.argsort(indices, kind="stable")
-    sorted_indices = indices[order]
-    run_starts = xp.flatnonzero(xp.concatenate(([True], sorted_indices[1:] != sorted_indices[:-1])))
-    out = xp.zeros((num_rows, rows.shape[1]), rows.dtype)
-    out[sorted_indices[run_starts]] = xp.add.reduceat(rows[order], run_starts, axis=0)
-    return out
 
 
 class Linear(Function):
@@ -90,4 +66,4 @@ class Embedding(Function):
         """dweight[k] = sum of g[i] over every position i with indices[i] == k.  docs/derivations/embedding.md"""
         (indices,) = ctx.saved_tensors
         rows = grad.reshape(-1, grad.shape[-1])
-        return None, sum_rows_by_index(indices.reshape(-1), rows, ctx.num_rows)
+        return None, pick("embedding_backward", rows)(indices.reshape(-1), rows, ctx.num_rows)

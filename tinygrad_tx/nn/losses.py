@@ -5,8 +5,8 @@ Derivation: docs/derivations/cross_entropy.md.
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
+from ..kernels import pick
 from ..ops import require_float
-from ..kernels import cuda as cuda_kernels
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -47,17 +47,7 @@ class CrossEntropy(Function):
         classes = logits.shape[-1]
         rows = logits.reshape(-1, classes)
         safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
-        if cuda_kernels.fits_row_kernel(rows):
-            probs, row_loss = cuda_kernels.cross_entropy_rows(rows, safe_targets, counted)
-        else:
-            shifted = rows - rows.max(axis=1, keepdims=True)
-            picked = xp.take_along_axis(shifted, safe_targets[:, None], axis=1)[:, 0]
-            probs = xp.exp(shifted, out=shifted)
-            total = probs.sum(axis=1)
-            row_loss = xp.log(total)
-            row_loss -= picked
-            row_loss *= counted
-            probs /= total[:, None]
+        probs, row_loss = pick("cross_entropy_forward", rows)(rows, safe_targets, counted)
         count = xp.maximum(counted.sum(dtype=logits.dtype), 1.0)  # all ignored: 0 / 1, not 0 / 0
         ctx.save_for_backward(probs, safe_targets, counted, count)
         ctx.reduction, ctx.logits_shape = reduction, logits.shape
@@ -71,11 +61,9 @@ class CrossEntropy(Function):
         """dz_i = w_i (softmax(z_i) - onehot(t_i)), w_i = g_i (none), g (sum) or g / count (mean), 0 if ignored.
         docs/derivations/cross_entropy.md"""
         probs, safe_targets, counted, count = ctx.saved_tensors
-        xp = xp_of(probs)
         if ctx.reduction == "none":
             row_weight = grad.reshape(-1) * counted
         else:
             row_weight = counted * (grad / count if ctx.reduction == "mean" else grad)
-        grad_logits = probs * row_weight[:, None]
-        grad_logits[xp.arange(probs.shape[0]), safe_targets] -= row_weight
-        return grad_logits.reshape(ctx.logits_shape), None
+        grad_rows = pick("cross_entropy_backward", probs)(probs, safe_targets, row_weight)
+        return grad_rows.reshape(ctx.logits_shape), None

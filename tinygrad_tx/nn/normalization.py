@@ -2,13 +2,10 @@
 
 Derivation: docs/derivations/layernorm.md.
 """
-from .. import backend
-from ..backend import xp_of
 from ..errors import ShapeError, TinygradTxError
 from ..function import Function
+from ..kernels import pick
 from ..ops import require_float
-from ..kernels import cuda as cuda_kernels
-from .activations import row_dots
 
 
 def check_layer_norm_params(x, weight, bias):
@@ -22,39 +19,6 @@ def check_layer_norm_params(x, weight, bias):
                              f"{features} of input shape {tuple(x.shape)}")
 
 
-def _normalize_rows(x, xhat, rstd, out, weight, bias, eps):
-    """xhat = (x - mean) rstd, out = xhat weight + bias for a block of (rows, features)."""
-    xp = xp_of(x)
-    # Shifting by the row's first element first is exact for nearby values and keeps the mean
-    # accurate when all features share a large offset (float32 loses it to rounding otherwise).
-    xp.subtract(x, x[:, :1], out=xhat)
-    xhat -= xhat.mean(axis=-1, keepdims=True)
-    variance = row_dots(xhat, xhat)
-    variance *= 1.0 / x.shape[-1]
-    variance += eps
-    xp.sqrt(variance, out=variance)
-    xp.divide(1.0, variance, out=rstd)
-    xhat *= rstd
-    if weight is not None:
-        xp.multiply(xhat, weight, out=out)
-    else:
-        out[...] = xhat
-    if bias is not None:
-        out += bias
-
-
-def _input_gradient_rows(grad, xhat, rstd, out, weight):
-    """out = rstd (d - mean(d) - xhat mean(d xhat)), d = grad weight, for a block of (rows, features)."""
-    xp = xp_of(xhat)
-    dxhat = grad * weight if weight is not None else grad
-    projection = row_dots(dxhat, xhat)
-    projection *= 1.0 / xhat.shape[-1]
-    xp.multiply(xhat, projection, out=out)
-    xp.subtract(dxhat, out, out=out)
-    out -= dxhat.mean(axis=-1, keepdims=True)
-    out *= rstd
-
-
 class LayerNorm(Function):
     """y = xhat * weight + bias, xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); saves xhat and rstd."""
 
@@ -63,36 +27,14 @@ class LayerNorm(Function):
         check_layer_norm_params(x, weight, bias)
         if not eps >= 0:
             raise TinygradTxError(f"layer_norm: eps must be >= 0, got {eps!r}")
-        if cuda_kernels.fits_row_kernel(x, weight, bias):
-            out, xhat, rstd = cuda_kernels.layer_norm(x, weight, bias, eps)
-            ctx.save_for_backward(xhat, rstd, weight)
-            return out
-        xp = xp_of(x)
-        rows = x.reshape(-1, x.shape[-1])
-        xhat, out = xp.empty_like(rows), xp.empty_like(rows)
-        rstd = xp.empty((rows.shape[0], 1), x.dtype)
-        backend.in_row_blocks(lambda *blocks: _normalize_rows(*blocks, weight, bias, eps), rows, xhat, rstd, out)
-        lead = x.shape[:-1] + (1,)
-        ctx.save_for_backward(xhat.reshape(x.shape), rstd.reshape(lead), weight)
-        return out.reshape(x.shape)
+        out, xhat, rstd = pick("layer_norm_forward", x)(x, weight, bias, eps)
+        ctx.save_for_backward(xhat, rstd, weight)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         """dx = rstd (d - mean(d) - xhat mean(d xhat)), d = g * weight; dweight = sum g xhat; dbias = sum g.
         docs/derivations/layernorm.md"""
         xhat, rstd, weight = ctx.saved_tensors
-        need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        features = xhat.shape[-1]
-        grad_x = grad_weight = grad_bias = None
-        if need_x and cuda_kernels.fits_row_kernel(grad, xhat, weight):
-            grad_x = cuda_kernels.layer_norm_backward(grad, xhat, rstd, weight)
-        elif need_x:
-            grad_x = xp_of(xhat).empty_like(xhat)
-            backend.in_row_blocks(lambda *blocks: _input_gradient_rows(*blocks, weight),
-                                  grad.reshape(-1, features), xhat.reshape(-1, features),
-                                  rstd.reshape(-1, 1), grad_x.reshape(-1, features))
-        if need_weight:
-            grad_weight = (grad * xhat).reshape(-1, features).sum(axis=0)
-        if need_bias:
-            grad_bias = grad.reshape(-1, features).sum(axis=0)
-        return grad_x, grad_weight, grad_bias
+        grads = pick("layer_norm_backward", xhat)(grad, xhat, rstd, weight)
+        return tuple(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad))

@@ -1,0 +1,230 @@
+"""Fast CPU row ops: softmax, log-softmax, cross-entropy, layer norm, attention, embedding backward.
+
+The same functions as reference.py, with the same signatures and results up to float32 rounding
+(tests/test_kernels.py proves it), written for speed on NumPy: in place on buffers they allocate
+themselves (``out=`` chains), over blocks of rows on every core (``backend.in_row_blocks``, which
+releases work to threads only for large arrays), and with no temporary they can avoid. Each
+function's derivation is the reference's page in docs/derivations/. Elementwise ops (GELU and its
+erf, dropout, AdamW) are in cpu_elementwise.py.
+"""
+
+from __future__ import annotations
+
+from .. import backend
+from ..backend import xp_of
+from .cpu_elementwise import dropout_mask
+from .reference import Array
+
+# Below this many table rows a one-hot matmul is the fastest CPU scatter-add; above it, sorting the
+# indices and summing runs (np.add.reduceat). Measured on the 2-core box, rows (16384, 384) float32:
+# 65 rows: add.at 53 ms, one-hot 8 ms, sort 15 ms; 2048 rows: add.at 54 ms, one-hot 154 ms, sort 25 ms.
+ONE_HOT_MAX_ROWS = 256
+
+
+def row_dots(a: Array, b: Array) -> Array:
+    """sum(a * b, axis=-1, keepdims=True) without an a-sized temporary (NumPy >= 2's vecdot)."""
+    xp = xp_of(a)
+    if hasattr(xp, "vecdot"):
+        return xp.vecdot(a, b)[..., None]
+    return (a * b).sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------- softmax and log-softmax
+def softmax_into(x: Array, axis: int, out: Array | None = None) -> Array:
+    """softmax(x) along ``axis`` written into ``out`` (which may be ``x`` itself when the caller owns it)."""
+    out = xp_of(x).empty_like(x) if out is None else out
+    if axis % x.ndim == 0:
+        _softmax_block(x, axis, out)
+    else:  # rows are independent: the leading axis splits across cores
+        backend.in_row_blocks(lambda x_block, out_block: _softmax_block(x_block, axis, out_block), x, out)
+    return out
+
+
+def _softmax_block(x, axis, out):
+    xp = xp_of(x)
+    row_max = x.max(axis=axis, keepdims=True)
+    xp.maximum(row_max, xp.finfo(x.dtype).min, out=row_max)  # all -inf row: avoid -inf - -inf = nan
+    xp.subtract(x, row_max, out=out)
+    xp.exp(out, out=out)
+    total = out.sum(axis=axis, keepdims=True)
+    xp.maximum(total, 1.0, out=total)  # a row with any finite entry sums to >= 1; an all -inf row to 0
+    out /= total
+
+
+def softmax_forward(x: Array, axis: int) -> Array:
+    return softmax_into(x, axis)
+
+
+def softmax_backward(y: Array, grad: Array, axis: int) -> Array:
+    grad_x = grad * y
+    weighted = grad_x.sum(axis=axis, keepdims=True)
+    xp_of(grad).subtract(grad, weighted, out=grad_x)
+    grad_x *= y
+    return grad_x
+
+
+def log_softmax_forward(x: Array, axis: int) -> Array:
+    xp = xp_of(x)
+    y = x - x.max(axis=axis, keepdims=True)
+    y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
+    return y
+
+
+def log_softmax_backward(y: Array, grad: Array, axis: int) -> Array:
+    grad_x = xp_of(y).exp(y)
+    grad_x *= -grad.sum(axis=axis, keepdims=True)
+    grad_x += grad
+    return grad_x
+
+
+# ---------------------------------------------------------------- cross-entropy over (N, C) logits
+def cross_entropy_forward(logits: Array, targets: Array, counted: Array) -> tuple[Array, Array]:
+    xp = xp_of(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    picked = xp.take_along_axis(shifted, targets[:, None], axis=1)[:, 0]
+    probs = xp.exp(shifted, out=shifted)
+    total = probs.sum(axis=1)
+    row_loss = xp.log(total)
+    row_loss -= picked
+    row_loss *= counted
+    probs /= total[:, None]
+    return probs, row_loss
+
+
+def cross_entropy_backward(probs: Array, targets: Array, row_weight: Array) -> Array:
+    grad_logits = probs * row_weight[:, None]
+    grad_logits[xp_of(probs).arange(probs.shape[0]), targets] -= row_weight
+    return grad_logits
+
+
+# ---------------------------------------------------------------- layer norm over the last axis
+def _normalize_rows(x, xhat, rstd, out, *, weight, bias, eps):
+    """xhat = (x - mean) rstd, out = xhat weight + bias for a block of (rows, features)."""
+    xp = xp_of(x)
+    # Shifting by the row's first element first is exact for nearby values and keeps the mean
+    # accurate when all features share a large offset (float32 loses it to rounding otherwise).
+    xp.subtract(x, x[:, :1], out=xhat)
+    xhat -= xhat.mean(axis=-1, keepdims=True)
+    variance = row_dots(xhat, xhat)
+    variance *= 1.0 / x.shape[-1]
+    variance += eps
+    xp.sqrt(variance, out=variance)
+    xp.divide(1.0, variance, out=rstd)
+    xhat *= rstd
+    if weight is not None:
+        xp.multiply(xhat, weight, out=out)
+    else:
+        out[...] = xhat
+    if bias is not None:
+        out += bias
+
+
+def _input_gradient_rows(grad, xhat, rstd, out, *, weight):
+    """out = rstd (d - mean(d) - xhat mean(d xhat)), d = grad weight, for a block of (rows, features)."""
+    xp = xp_of(xhat)
+    dxhat = grad * weight if weight is not None else grad
+    projection = row_dots(dxhat, xhat)
+    projection *= 1.0 / xhat.shape[-1]
+    xp.multiply(xhat, projection, out=out)
+    xp.subtract(dxhat, out, out=out)
+    out -= dxhat.mean(axis=-1, keepdims=True)
+    out *= rstd
+
+
+def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: float) -> tuple[Array, Array, Array]:
+    xp = xp_of(x)
+    rows = x.reshape(-1, x.shape[-1])
+    xhat, out = xp.empty_like(rows), xp.empty_like(rows)
+    rstd = xp.empty((rows.shape[0], 1), x.dtype)
+    backend.in_row_blocks(lambda *blocks: _normalize_rows(*blocks, weight=weight, bias=bias, eps=eps),
+                          rows, xhat, rstd, out)
+    return out.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
+
+
+def layer_norm_backward(grad: Array, xhat: Array, rstd: Array,
+                        weight: Array | None) -> tuple[Array, Array | None, Array]:
+    features = xhat.shape[-1]
+    grad_x = xp_of(xhat).empty(xhat.shape, xhat.dtype)  # C order: its reshaped rows must be views, not copies
+    backend.in_row_blocks(lambda *blocks: _input_gradient_rows(*blocks, weight=weight),
+                          grad.reshape(-1, features), xhat.reshape(-1, features),
+                          rstd.reshape(-1, 1), grad_x.reshape(-1, features))
+    grad_weight = None if weight is None else (grad * xhat).reshape(-1, features).sum(axis=0)
+    return grad_x, grad_weight, grad.reshape(-1, features).sum(axis=0)
+
+
+# ---------------------------------------------------------------- scaled dot-product attention
+def _over_batch(function, *arrays):
+    """function(*blocks) over blocks of the leading (batch) axis on every core; whole when there is none."""
+    if arrays[0].ndim > 2:
+        backend.in_row_blocks(function, *arrays)
+    else:
+        function(*arrays)
+
+
+def attention_forward(q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float,
+                      scale: float) -> tuple[Array, Array, Array]:
+    xp = xp_of(q)
+    dtype = xp.result_type(q, k, v)
+    scores = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype)
+    _over_batch(lambda q_block, k_block, out:                  # scaling q: cheaper than Tq x Tk scores
+                xp.matmul(q_block * scale, xp.swapaxes(k_block, -1, -2), out=out), q, k, scores)
+    if allowed is not None:
+        xp.copyto(scores, -xp.inf, where=~allowed)
+    probs = softmax_into(scores, -1, out=scores)
+    dropped = probs
+    if dropout_p > 0:
+        dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, backend.device_of(q))
+        dropped *= probs                            # the mask's buffer becomes Pd
+    out = xp.empty(q.shape[:-1] + v.shape[-1:], dtype)
+    _over_batch(lambda p_block, v_block, o_block: xp.matmul(p_block, v_block, out=o_block), dropped, v, out)
+    return out, probs, dropped
+
+
+def _scores_gradient_into(grad_scores, probs, dropped, dropout):
+    """grad_scores holds dPd on entry and dS = Pd * dPd - P * rowsum(Pd * dPd) on return."""
+    row_dot = row_dots(grad_scores, dropped)
+    if dropout:
+        grad_scores *= dropped
+        grad_scores -= probs * row_dot
+    else:                                           # Pd = P: dS = P * (dP - rowsum), no temporary
+        grad_scores -= row_dot
+        grad_scores *= probs
+
+
+def _backward_block(q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v, *, dropout, scale):
+    """The attention backward for one block of the batch, written into grad_q, grad_k, grad_v."""
+    xp = xp_of(q)
+    xp.matmul(xp.swapaxes(dropped, -1, -2), grad, out=grad_v)
+    grad_scores = grad @ xp.swapaxes(v, -1, -2)
+    _scores_gradient_into(grad_scores, probs, dropped, dropout)
+    xp.matmul(grad_scores, k, out=grad_q)
+    grad_q *= scale
+    xp.matmul(xp.swapaxes(grad_scores, -1, -2), q, out=grad_k)
+    grad_k *= scale
+
+
+def attention_backward(q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array,
+                       scale: float) -> tuple[Array, Array, Array]:
+    xp = xp_of(q)
+    grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
+    dropout = dropped is not probs
+    _over_batch(lambda *blocks: _backward_block(*blocks, dropout=dropout, scale=scale),
+                q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v)
+    return grad_q, grad_k, grad_v
+
+
+# ---------------------------------------------------------------- embedding backward
+def embedding_backward(indices: Array, grad_rows: Array, num_rows: int) -> Array:
+    """The same sum as the reference's scatter-add, by whichever method is fastest for the table size."""
+    xp = xp_of(grad_rows)
+    if indices.size == 0:
+        return xp.zeros((num_rows, grad_rows.shape[1]), grad_rows.dtype)
+    if num_rows <= ONE_HOT_MAX_ROWS:
+        one_hot = (xp.arange(num_rows)[:, None] == indices[None, :]).astype(grad_rows.dtype)
+        return one_hot @ grad_rows
+    order = xp.argsort(indices, kind="stable")
+    sorted_indices = indices[order]
+    run_starts = xp.flatnonzero(xp.concatenate(([True], sorted_indices[1:] != sorted_indices[:-1])))
+    out = xp.zeros((num_rows, grad_rows.shape[1]), grad_rows.dtype)
+    out[sorted_indices[run_starts]] = xp.add.reduceat(grad_rows[order], run_starts, axis=0)
+    return out
