@@ -167,6 +167,8 @@ def test_elementwise_kernel_runs_cupys_generated_code_in_the_emulator():
     assert y.dtype == np.float32 and np.array_equal(y.get(), expected) and np.array_equal(twice.get(), expected * 2)
     out, out_twice = cp.zeros((2, 3), dtype=np.float32), cp.zeros((2, 3), dtype=np.float32)
     assert kernel(x, g, out, out_twice)[0] is out and np.array_equal(out.get(), expected)
+    y_scalar, _ = kernel(x, np.float32(4))   # a scalar input is a by-value parameter, as in CuPy
+    assert np.array_equal(y_scalar.get(), np.float32(0.5) * x.get() * np.float32(4) + np.float32(1))
 
 
 @needs_emulator

@@ -9,8 +9,8 @@ Python ``int`` is 8 bytes, a ``float`` a double); the emulator checks each again
 
 ElementwiseKernel: the code CuPy itself generates for the kernel is compiled by NVRTC and run in the
 emulator (``cuda_emulation.elementwise.run_elementwise``), on contiguous copies of the inputs broadcast
-to one shape. Its limits are the emulator's: one dtype ``T`` for every array, no preamble, no keyword
-arguments; scalar parameters are those the emulator knows (AdamW's hyper-parameters). Anything else
+to one shape; an input given as a scalar becomes a by-value parameter, as CuPy makes it. Its limits are
+the emulator's: one dtype ``T`` for every array, no preamble, no keyword arguments. Anything else
 raises instead of running something else.
 """
 import re
