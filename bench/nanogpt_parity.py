@@ -31,6 +31,7 @@ except ImportError as exc:   # test-only dependency (bench.reference needs it to
 
 from bench.reference import ReferenceGPT
 from models.gpt import GPTConfig
+from tinygrad_tx import tune_for_training
 from tinygrad_tx.errors import TinygradTxError
 from train.config import make_config
 from train.data import TinyShakespeare, get_batch, iter_batches, split_data
@@ -192,6 +193,7 @@ def main(argv=None):
     parser.add_argument("--data", help="Tiny Shakespeare's input.txt (default: found as train/data.py says)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch's CPU threads (default: PyTorch's choice)")
     args = parser.parse_args(argv)
+    tune_for_training()   # our side trains as train.shakespeare does
     if args.threads:
         torch.set_num_threads(args.threads)
     config = make_config(overrides={"max_iters": args.max_iters, "lr_decay_iters": max(args.max_iters, 100),

@@ -110,6 +110,9 @@ def run(config_name="baby", repeats=5, threads=None):
     """{op: {impl: median seconds or None}} for one forward + backward."""
     import numpy as np
     import torch
+
+    from tinygrad_tx import tune_for_training
+    tune_for_training()   # the trainer's allocator setting, so the op times are the ones a training step sees
     torch.set_num_threads(threads or os.cpu_count())
     rng = np.random.default_rng(0)
     results = {}

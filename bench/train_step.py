@@ -70,6 +70,8 @@ class OursSide:
     @staticmethod
     def import_libraries():
         import models.gpt  # noqa: F401  (imported before the memory baseline is taken)
+        from tinygrad_tx import tune_for_training
+        tune_for_training()   # glibc keeps freed memory, as the trainer has it
 
     def __init__(self, config, state, device, threads):
         from models.gpt import GPT, GPTConfig
@@ -112,12 +114,13 @@ class TorchSide:
 
     def __init__(self, config, state, device, threads):
         import torch
+
         from bench.reference import ReferenceGPT
         if device == "gpu" and not torch.cuda.is_available():
             raise RuntimeError("this PyTorch build has no CUDA device")
         self.torch, self.device = torch, "cuda" if device == "gpu" else "cpu"
         torch.set_num_threads(threads)
-        # a plain namespace, not models.GPTConfig: importing tinygrad_tx would change this process's malloc
+        # a plain namespace, not models.GPTConfig: the PyTorch worker loads nothing of tinygrad_tx
         config = types.SimpleNamespace(gelu_approximate="none", **config)
         self.model = ReferenceGPT(config).load_numpy_state(state).to(self.device).train()
         self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
@@ -216,7 +219,7 @@ def ask(connection, *request):
     return answer
 
 
-# glibc's environment twin of tinygrad_tx.backend.keep_freed_memory(), for --pytorch-keep-freed-memory
+# glibc's environment twin of tinygrad_tx.tune_for_training(), for --pytorch-keep-freed-memory
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
 
 
@@ -250,12 +253,13 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
         pytorch_keep_freed_memory=False):
     """Time both sides, alternating; returns (results by side name, num_params).
 
-    tinygrad_tx keeps freed memory for reuse (tinygrad_tx.backend.keep_freed_memory); with
+    tinygrad_tx keeps freed memory for reuse (tinygrad_tx.tune_for_training); with
     ``pytorch_keep_freed_memory`` the PyTorch worker gets the same glibc setting through its environment.
     """
+    import numpy as np
+
     from models.gpt import GPT, GPTConfig
     from tinygrad_tx import backend
-    import numpy as np
     threads = threads or os.cpu_count()
     config, _ = model_config(config_name)
     backend.manual_seed(seed)
@@ -316,8 +320,9 @@ def report(config_name, device, results, num_params, threads):
     flops = flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params) * tokens
     peak = max(result.gemm_flops for result in results.values())
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    lines = [f"config {config_name} ({device}, {threads} threads, load average {load} at the end): {config['n_layer']} layers, {config['n_head']} heads, "
-             f"{config['n_embd']} channels, block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
+    lines = [f"config {config_name} ({device}, {threads} threads, load average {load} at the end): "
+             f"{config['n_layer']} layers, {config['n_head']} heads, {config['n_embd']} channels, "
+             f"block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
              f"bias {config['bias']}; {num_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per step; "
              f"fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s (best of NumPy "
              f"{results['tinygrad_tx'].gemm_flops / 1e9:.0f}, PyTorch {results['pytorch'].gemm_flops / 1e9:.0f})",
@@ -352,7 +357,8 @@ def main(argv=None):
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 7 small, 3 baby)")
     parser.add_argument("--steps", type=int, default=None, help="steps per side per round (default: 5 small, 1 baby)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per side first (default: 2 small, 1 baby)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="untimed steps per side first (default: 2 small, 1 baby)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads on both sides")
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--pytorch-keep-freed-memory", action="store_true",

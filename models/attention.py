@@ -7,15 +7,77 @@
   one GEMM, the heads are a batch axis, and the fused ``F.scaled_dot_product_attention`` does the
   rest; ``c_proj`` projects back. ``causal=False`` gives plain (encoder) self-attention. An optional
   ``kv_cache`` (``models.generation.LayerCache``) lets generation process only the new positions.
+
+Every attention module can hand out its attention probabilities: inside ``record_attention(model)``
+each one computes P = softmax(q k^T / sqrt(D), masked) as a Tensor, keeps it, and then computes its
+output as dropout(P) @ v from that very P (without recording, the fused op never materialises P
+outside itself). ``train/visualize.py`` draws them.
 """
+import contextlib
+
 import tinygrad_tx.nn.functional as F
-from tinygrad_tx import concatenate
-from tinygrad_tx.backend import xp_of
+from tinygrad_tx import concatenate, tril
 from tinygrad_tx.errors import ShapeError
 from tinygrad_tx.nn import Dropout, Linear, Module, ModuleList
 
 
-class Head(Module):
+def attention_probabilities(q, k, causal, attn_mask=None):
+    """softmax(q k^T / sqrt(D)) over the keys for q (..., Tq, D) and k (..., Tk, D), masked as the fused op
+    masks (``F.scaled_dot_product_attention``): causal aligned bottom-right, ``attn_mask`` True = may attend.
+    A query whose keys are all masked gets all-zero probabilities."""
+    queries, keys = q.shape[-2], k.shape[-2]
+    scores = (q @ k.transpose(-2, -1)) * (1.0 / q.shape[-1] ** 0.5)
+    if causal:
+        scores = scores.masked_fill(~tril(queries, keys, keys - queries, dtype="bool", device=q.device),
+                                    float("-inf"))
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return F.softmax(scores, axis=-1)
+
+
+class AttentionModule(Module):
+    """Base of the modules that attend: ``keep_attention`` (set by ``record_attention``) makes ``forward``
+    keep its probabilities in ``.attention``."""
+
+    def __init__(self):
+        super().__init__()
+        self.keep_attention = False
+        self.attention = None
+
+    def attend(self, q, k, v, causal, dropout_p, attn_mask=None):
+        """dropout(P) @ v: the fused op, or, while recording, P kept as ``.attention`` and used explicitly."""
+        if not self.keep_attention:
+            return F.scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=dropout_p, attn_mask=attn_mask)
+        self.attention = attention_probabilities(q, k, causal, attn_mask)
+        return F.dropout(self.attention, dropout_p) @ v
+
+
+@contextlib.contextmanager
+def record_attention(model):
+    """Record the attention probabilities of every attention module in ``model`` (itself included).
+
+        with record_attention(model) as probabilities:
+            model(idx)
+        probabilities["transformer.h.0.attn"]     # (B, H, Tq, Tk) Tensor; (B, T, T) for a Head
+
+    The dict, keyed by module name, is filled when the block ends, with each module's last forward.
+    Recording costs memory and speed (P is materialised), so it is off outside the block.
+    """
+    modules = {name: module for name, module in model.named_modules() if isinstance(module, AttentionModule)}
+    previous = {name: module.keep_attention for name, module in modules.items()}
+    probabilities = {}
+    for module in modules.values():
+        module.keep_attention, module.attention = True, None
+    try:
+        yield probabilities
+    finally:
+        for name, module in modules.items():
+            if module.attention is not None:
+                probabilities[name] = module.attention
+            module.keep_attention, module.attention = previous[name], None
+
+
+class Head(AttentionModule):
     """One head of causal self-attention: (B, T, n_embd) -> (B, T, head_size)."""
 
     def __init__(self, n_embd, head_size, block_size, dropout=0.0):
@@ -32,9 +94,10 @@ class Head(Module):
             raise ShapeError(f"Head: sequence length {time} exceeds block_size {self.block_size}")
         k, q, v = self.key(x), self.query(x), self.value(x)
         scores = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5
-        xp = xp_of(x.data)
-        future = ~xp.tril(xp.ones((time, time), dtype=bool))  # position t may not look at t' > t
+        future = tril(time, time, device=x.device) == 0  # position t may not look at t' > t
         weights = F.softmax(scores.masked_fill(future, float("-inf")), axis=-1)
+        if self.keep_attention:
+            self.attention = weights
         return self.dropout(weights) @ v
 
 
@@ -52,7 +115,7 @@ class MultiHeadAttention(Module):
         return self.dropout(self.proj(out))
 
 
-class CausalSelfAttention(Module):
+class CausalSelfAttention(AttentionModule):
     """nanoGPT's attention layer over (B, T, C), all heads at once; parameter names as nanoGPT."""
 
     def __init__(self, config, causal=True):
@@ -77,6 +140,6 @@ class CausalSelfAttention(Module):
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
         dropout_p = self.attn_dropout.p if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, causal=self.causal, dropout_p=dropout_p)
+        y = self.attend(q, k, v, self.causal, dropout_p)
         y = y.transpose(1, 2).reshape(batch, time, channels)
         return self.resid_dropout(self.c_proj(y))

@@ -29,8 +29,8 @@ class BigramLanguageModel(Module):
         """Append ``max_new_tokens`` sampled tokens to idx (B, T); an int Tensor (B, T + new).
 
         Only the last token matters to a bigram model, so each step looks up one row. Sampling as
-        ``GPT.generate`` (seeded by ``backend.rng(device)``)."""
+        ``GPT.generate`` (seeded by ``tinygrad_tx.rng(device)``)."""
         def next_logits(tokens):
-            return self(tokens[:, -1:])[0].data[:, -1, :]
+            return self(tokens[:, -1:])[0][:, -1, :]
         return generate_tokens(next_logits, idx, max_new_tokens, self.device, temperature, top_k, top_p,
                                "BigramLanguageModel.generate")

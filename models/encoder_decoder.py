@@ -23,12 +23,12 @@ import time
 import numpy as np
 
 import tinygrad_tx.nn.functional as F
-from tinygrad_tx import Tensor, backend, no_grad
+from tinygrad_tx import Tensor, arange, concatenate, full, manual_seed, no_grad
 from tinygrad_tx.errors import DTypeError, ShapeError
 from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
 from tinygrad_tx.optim import AdamW, clip_grad_norm_, cosine_lr
 
-from .attention import CausalSelfAttention
+from .attention import AttentionModule, CausalSelfAttention
 from .block import FeedForward
 from .generation import as_token_ids
 from .gpt import GPTConfig
@@ -36,8 +36,8 @@ from .gpt import GPTConfig
 
 def attending_keys(key_padding_mask, batch, keys, device, op):
     """(B, Tk) padding mask (True = padding) -> (B, 1, 1, Tk) "may attend" mask for the attention op."""
-    mask = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else key_padding_mask
-    mask = backend.as_array(mask, device)
+    mask = key_padding_mask if isinstance(key_padding_mask, Tensor) else Tensor(key_padding_mask, device=device)
+    mask = mask.to(device)
     if mask.dtype.kind != "b":
         raise DTypeError(f"{op}: key_padding_mask must be boolean (True = padding), got dtype {mask.dtype}")
     if mask.shape != (batch, keys):
@@ -45,7 +45,7 @@ def attending_keys(key_padding_mask, batch, keys, device, op):
     return ~mask[:, None, None, :]
 
 
-class CrossAttention(Module):
+class CrossAttention(AttentionModule):
     """Multi-head attention of x (B, Tq, C) over a context (B, Tk, C); the context defaults to x."""
 
     def __init__(self, config):
@@ -74,7 +74,7 @@ class CrossAttention(Module):
         attn_mask = None if key_padding_mask is None else \
             attending_keys(key_padding_mask, batch, keys, x.device, "CrossAttention")
         dropout_p = self.attn_dropout.p if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, causal=False, dropout_p=dropout_p, attn_mask=attn_mask)
+        y = self.attend(q, k, v, False, dropout_p, attn_mask)
         y = y.transpose(1, 2).reshape(batch, queries, channels)
         return self.resid_dropout(self.c_proj(y))
 
@@ -149,7 +149,7 @@ class EncoderDecoder(Module):
         idx = as_token_ids(idx, self.device, op)
         if idx.shape[1] > self.config.block_size:
             raise ShapeError(f"{op}: sequence length {idx.shape[1]} exceeds block_size {self.config.block_size}")
-        positions = Tensor._wrap(backend.array_module(self.device).arange(idx.shape[1]))
+        positions = arange(idx.shape[1], device=self.device)
         return embed.drop(embed.wte(idx) + embed.wpe(positions))
 
     def encode(self, src, src_padding_mask=None):
@@ -184,12 +184,11 @@ class EncoderDecoder(Module):
             raise ShapeError(f"EncoderDecoder.generate: max_new_tokens {max_new_tokens} exceeds block_size "
                              f"{self.config.block_size}, the longest target the decoder has positions for")
         memory = self.encode(src, src_padding_mask)
-        xp = backend.array_module(self.device)
-        tokens = xp.full((memory.shape[0], 1), start_token, dtype=np.int64)
+        tokens = full((memory.shape[0], 1), start_token, dtype="int64", device=self.device)
         for _ in range(max_new_tokens):
-            logits = self.decode(Tensor._wrap(tokens), memory, src_padding_mask)
-            tokens = xp.concatenate([tokens, logits.data[:, -1, :].argmax(axis=-1)[:, None]], axis=1)
-        return Tensor._wrap(tokens)
+            logits = self.decode(tokens, memory, src_padding_mask)
+            tokens = concatenate([tokens, logits[:, -1, :].argmax(axis=-1, keepdims=True)], axis=1)
+        return tokens
 
 
 # ---------------------------------------------------------------- the toy task: reverse a digit string
@@ -223,7 +222,7 @@ def train_digit_reversal(steps=300, max_digits=5, batch_size=16, learning_rate=1
     Small batches on purpose: OpenBLAS splits larger GEMMs over threads, which on a busy 2-core
     machine made a 64-sequence step 30x slower than a 16-sequence one.
     """
-    backend.manual_seed(seed)
+    manual_seed(seed)
     config = GPTConfig(block_size=max_digits + 1, vocab_size=REVERSAL_VOCAB, n_layer=2, n_head=2, n_embd=32)
     model = EncoderDecoder(config)
     optimizer = AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)

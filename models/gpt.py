@@ -15,23 +15,35 @@ nanoGPT checkpoints: ``python -m train.convert_nanogpt ckpt.pt model.npz`` write
 ``.npz`` of float32 arrays plus the model arguments as JSON (torch is needed for that step only);
 then ``GPT.from_npz("model.npz")`` builds the model, or ``model.load_npz(path)`` loads the weights
 into an existing one, and ``model.save_npz(path)`` writes the same format back.
+
+safetensors: ``model.save_safetensors(path)``, ``GPT.from_safetensors(path)`` and
+``model.load_safetensors(path)`` do the same in the format PyTorch and Hugging Face tools read
+(``safetensors.torch.load_file(path)`` gives a state dict nanoGPT's GPT loads as it is); the
+GPTConfig travels as JSON in the file's metadata under ``model_args``.
 """
 import dataclasses
 import json
 import math
+import os
+from collections.abc import Iterator
+from typing import Any, Optional, Union
 
 import numpy as np
 
-from tinygrad_tx import Tensor, backend
 import tinygrad_tx.nn.functional as F
+from tinygrad_tx import Tensor, arange, randn, zeros
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 from tinygrad_tx.nn import Dropout, Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList
 from tinygrad_tx.optim import AdamW
+from tinygrad_tx.serialization import load_safetensors, save_safetensors
 
 from .block import Block
 from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
 
+TokenIds = Any   # int token ids (B, T): a Tensor, a NumPy/CuPy array or nested lists
+Path = Union[str, "os.PathLike[str]"]
 MODEL_ARGS_KEY = "__model_args__"  # the .npz entry holding the GPTConfig as JSON
+SAFETENSORS_ARGS_KEY = "model_args"  # the safetensors metadata entry holding it
 
 
 @dataclasses.dataclass
@@ -45,7 +57,7 @@ class GPTConfig:
     bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2; False is a bit better and faster
     gelu_approximate: str = "none"  # "none": the exact erf GELU of GPT-2; "tanh": the tanh approximation
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -55,11 +67,12 @@ class GPTConfig:
         if not 0 <= self.dropout < 1:
             raise TinygradTxError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.gelu_approximate not in ("none", "tanh"):
-            raise TinygradTxError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}")
+            raise TinygradTxError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', "
+                                  f"got {self.gelu_approximate!r}")
 
 
 class GPT(Module):
-    def __init__(self, config):
+    def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
         self.transformer = ModuleDict(dict(
@@ -75,26 +88,28 @@ class GPT(Module):
 
     def _init_weights(self):
         """normal(0, 0.02) weights, zero biases, residual projections at 0.02/sqrt(2 n_layer) (GPT-2)."""
-        generator = backend.rng("cpu")
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, param in self.named_parameters():
+        initial = {}
+        for name, param in self.named_parameters():   # in order: each weight's draws come from the same place
             if param.ndim >= 2:
                 std = residual_std if name.endswith("c_proj.weight") else 0.02
-                param.data[...] = generator.standard_normal(param.shape, dtype=np.float32) * std
+                initial[name] = randn(param.shape, device=param.device) * std
             elif name.endswith(".bias"):
-                param.data[...] = 0.0
+                initial[name] = zeros(param.shape, device=param.device)
+        self.load_state_dict(initial, strict=False)   # in place: the tied lm_head weight stays tied
 
     @property
-    def device(self):
+    def device(self) -> str:
         return self.transformer.wte.weight.device
 
-    def num_params(self, non_embedding=True):
+    def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (the token embedding is
         counted: it is also the lm_head's weight), as nanoGPT reports it."""
         total = sum(param.size for param in self.parameters())  # the tied weight once
         return total - self.transformer.wpe.weight.size if non_embedding else total
 
-    def forward(self, idx, targets=None, kv_cache=None):
+    def forward(self, idx: TokenIds, targets: Optional[TokenIds] = None,
+                kv_cache: Optional[KVCache] = None) -> tuple[Tensor, Optional[Tensor]]:
         """idx: int (B, T) token ids, T <= block_size. Returns (logits, loss).
 
         With targets (B, T) (-1 = ignored position): logits (B, T, V) and the mean cross-entropy.
@@ -108,7 +123,7 @@ class GPT(Module):
         if start + length > self.config.block_size:
             where = f"{start} cached + {length} new positions" if start else f"sequence length {length}"
             raise ShapeError(f"GPT.forward: {where} exceeds block_size {self.config.block_size}")
-        positions = Tensor._wrap(backend.array_module(device).arange(start, start + length))
+        positions = arange(start, start + length, device=device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(positions))
         layer_caches = kv_cache.layers if kv_cache is not None else [None] * len(self.transformer.h)
         for block, layer_cache in zip(self.transformer.h, layer_caches):
@@ -120,10 +135,11 @@ class GPT(Module):
         loss = F.cross_entropy(logits, as_token_ids(targets, device, "GPT.forward targets"), ignore_index=-1)
         return logits, loss
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True):
+    def generate(self, idx: TokenIds, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, use_cache: bool = True) -> Tensor:
         """Append ``max_new_tokens`` sampled tokens to idx (B, T); returns an int Tensor (B, T + new).
 
-        Runs under no_grad and draws from ``backend.rng(device)`` (seed with ``backend.manual_seed``);
+        Runs under no_grad and draws from ``tinygrad_tx.rng(device)`` (seed with ``tinygrad_tx.manual_seed``);
         call ``model.eval()`` first if the model has dropout. The context is cropped to the last
         block_size tokens. With ``use_cache`` the prompt is run once and each later token costs one
         position's work. Once the sequence is longer than block_size the window slides, which shifts
@@ -134,14 +150,16 @@ class GPT(Module):
         return generate_tokens(self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature,
                                top_k, top_p, "GPT.generate")
 
-    def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, use_cache=True):
+    def generate_stream(self, idx: TokenIds, max_new_tokens: int, temperature: float = 1.0,
+                        top_k: Optional[int] = None, top_p: Optional[float] = None,
+                        use_cache: bool = True) -> Iterator[np.ndarray]:
         """``generate`` one token at a time: yields each new token as an int array (B, 1) when it is drawn
         (the same draws as ``generate`` for the same seed)."""
         return iter_tokens(self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature,
                            top_k, top_p, "GPT.generate_stream")
 
     def _next_logits(self, use_cache):
-        """tokens (B, T) -> the next position's logits (B, V), through a key/value cache when asked."""
+        """int Tensor (B, T) -> the next position's logits (B, V), through a key/value cache when asked."""
         block_size = self.config.block_size
         cache = KVCache(self.config.n_layer, block_size) if use_cache else None
 
@@ -150,10 +168,10 @@ class GPT(Module):
                 logits, _ = self(tokens[:, cache.length:], kv_cache=cache)
             else:
                 logits, _ = self(tokens[:, -block_size:])
-            return logits.data[:, -1, :]
+            return logits[:, -1, :]
         return next_logits
 
-    def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops):
+    def estimate_mfu(self, fwdbwd_per_iter: int, dt: float, peak_flops: float) -> float:
         """Model FLOPs utilisation: achieved FLOP/s over ``peak_flops`` (the device's peak FLOP/s, e.g.
         the BLAS GEMM rate measured on this machine). PaLM appendix B: 6N + 12 L H Q T FLOPs per token
         for a forward and backward pass."""
@@ -165,7 +183,8 @@ class GPT(Module):
         flops_per_iter = flops_per_token * seq * fwdbwd_per_iter
         return flops_per_iter / dt / peak_flops
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas=(0.9, 0.95)):
+    def configure_optimizers(self, weight_decay: float, learning_rate: float,
+                             betas: tuple[float, float] = (0.9, 0.95)) -> AdamW:
         """AdamW with two groups: weight decay on every >= 2-D weight (matmuls, embeddings), none on
         biases and LayerNorm gains, as nanoGPT."""
         params = [param for param in self.parameters() if param.requires_grad]
@@ -175,7 +194,7 @@ class GPT(Module):
 
     # ---------------------------------------------------------------- .npz weights (nanoGPT interchange)
     @classmethod
-    def from_npz(cls, path, device="cpu"):
+    def from_npz(cls, path: Path, device: str = "cpu") -> "GPT":
         """A GPT built from an .npz written by ``save_npz`` or ``train.convert_nanogpt`` (with the file's
         dropout: call ``.eval()`` before sampling)."""
         state, model_args = read_npz(path)
@@ -183,7 +202,7 @@ class GPT(Module):
         model.load_state_dict(state)
         return model.to(device)
 
-    def load_npz(self, path):
+    def load_npz(self, path: Path) -> "GPT":
         """Load the weights of an .npz into this model; its architecture must match the file's (dropout may differ)."""
         state, model_args = read_npz(path)
         if dataclasses.replace(GPTConfig(**model_args), dropout=self.config.dropout) != self.config:
@@ -191,8 +210,28 @@ class GPT(Module):
         self.load_state_dict(state)
         return self
 
-    def save_npz(self, path):
+    def save_npz(self, path: Path) -> None:
         write_npz(path, self.state_dict(), dataclasses.asdict(self.config))
+
+    # ---------------------------------------------------------------- safetensors weights
+    @classmethod
+    def from_safetensors(cls, path: Path, device: str = "cpu") -> "GPT":
+        """A GPT built from a safetensors file written by ``save_safetensors``."""
+        state, model_args = read_safetensors(path)
+        model = cls(GPTConfig(**model_args))
+        model.load_state_dict(state)
+        return model.to(device)
+
+    def load_safetensors(self, path: Path) -> "GPT":
+        """Load a safetensors file's weights into this model (state dict names; the metadata is not needed)."""
+        state, _ = load_safetensors(path)
+        self.load_state_dict(state)
+        return self
+
+    def save_safetensors(self, path: Path) -> None:
+        """Every parameter under each of its names (the tied weight twice, as nanoGPT's state dict has it),
+        float32, plus the GPTConfig as JSON in the metadata."""
+        save_safetensors(self.state_dict(), path, {SAFETENSORS_ARGS_KEY: json.dumps(dataclasses.asdict(self.config))})
 
 
 def write_npz(path, state, model_args):
@@ -215,5 +254,19 @@ def read_npz(path):
                                   "write it with GPT.save_npz or python -m train.convert_nanogpt")
         model_args = json.loads(str(archive[MODEL_ARGS_KEY]))
         state = {name: archive[name] for name in archive.files if name != MODEL_ARGS_KEY}
+    return state, known_model_args(model_args)
+
+
+def read_safetensors(path):
+    """(state dict of NumPy arrays, model arguments for GPTConfig) from a file of ``GPT.save_safetensors``."""
+    state, metadata = load_safetensors(path)
+    if SAFETENSORS_ARGS_KEY not in metadata:
+        raise TinygradTxError(f"GPT.from_safetensors: {path} has no {SAFETENSORS_ARGS_KEY!r} metadata; build the "
+                              "GPT from its GPTConfig and call model.load_safetensors(path) instead")
+    return state, known_model_args(json.loads(metadata[SAFETENSORS_ARGS_KEY]))
+
+
+def known_model_args(model_args):
+    """The entries of ``model_args`` that GPTConfig has fields for (files may carry more, e.g. nanoGPT's)."""
     fields = {field.name for field in dataclasses.fields(GPTConfig)}
-    return state, {key: value for key, value in model_args.items() if key in fields}
+    return {key: value for key, value in model_args.items() if key in fields}

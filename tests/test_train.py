@@ -18,7 +18,7 @@ from tinygrad_tx import backend
 from train import sample as sample_cli
 from train import shakespeare
 from train.checkpoint import load_checkpoint
-from train.config import parse_command_line
+from train.cli import parse_command_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -80,6 +80,14 @@ def array_module(device):
     return np if normalize_device(device) == "cpu" else _load_cupy()
 
 
+def require_device(device):
+    """The device's name ('cpu' | 'gpu') once it is known to be usable; DeviceError naming the fix if not.
+
+    What a program calls before any work, so a GPU run without CuPy or a GPU stops at once."""
+    array_module(device)
+    return normalize_device(device)
+
+
 def is_gpu_array(array):
     return _cupy is not None and isinstance(array, _cupy.ndarray)
 
@@ -123,7 +131,7 @@ def synchronize(device="cpu"):
 
 
 # ---------------------------------------------------------------- seeded random numbers
-_generators = {}
+_generators: dict = {}   # device name -> its seeded Generator
 _seed = 1337
 
 
@@ -168,8 +176,8 @@ def keep_freed_memory():
     fresh mmap and unmaps it on free, so each training step faults all its activations in again: the
     kernel zeroes every page and, with transparent huge pages, may compact memory first. Measured on
     the baby recipe (batch 32, 1 thread): 5.7 s of system time per step -> 0.14 s, step 23.7 s ->
-    12.3 s, same peak RSS (docs/performance.md). Process-wide: freed memory stays with the process.
-    tinygrad_tx calls it on import unless the environment sets TINYGRAD_TX_KEEP_FREED_MEMORY=0.
+    12.3 s, same peak RSS (docs/performance.md). Process-wide: freed memory stays with the process,
+    so importing the engine never calls it; ``tune_for_training()`` does.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -178,8 +186,17 @@ def keep_freed_memory():
         return False
 
 
-if os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0":
-    keep_freed_memory()
+def tune_for_training():
+    """Apply the process-wide settings that make training steps fast; returns what was applied.
+
+    A library should not change its host process behind its back, so ``import tinygrad_tx`` changes
+    nothing global; programs that train (the trainer, the benchmarks) call this once at start-up.
+    Today it makes glibc keep freed memory (``keep_freed_memory``), unless the environment sets
+    TINYGRAD_TX_KEEP_FREED_MEMORY=0. It leaves the BLAS thread count alone.
+    Returns {"keep_freed_memory": True when glibc took the setting}.
+    """
+    keep = os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0" and keep_freed_memory()
+    return {"keep_freed_memory": keep}
 
 
 # ---------------------------------------------------------------- CPU elementwise work on every core
@@ -209,7 +226,14 @@ def _find_blas_thread_setter():
     return None
 
 
-_blas_threads = _find_blas_thread_setter()
+_blas_threads = None   # (set, get), found on the first parallel call: importing loads no library
+
+
+def _blas_thread_functions():
+    global _blas_threads
+    if _blas_threads is None:
+        _blas_threads = _find_blas_thread_setter() or ()
+    return _blas_threads
 
 
 def in_row_blocks(function, *arrays):
@@ -232,9 +256,10 @@ def in_row_blocks(function, *arrays):
     blocks = [[a[bounds[i]:bounds[i + 1]] for a in arrays] for i in range(parts)]
     # Each block gets one BLAS thread: OpenBLAS's own threads would fight the blocks for the cores
     # (batched attention matmuls: ~70-100 GFLOP/s with 2 BLAS threads, ~140 as two 1-thread blocks).
-    blas_threads = _blas_threads[1]() if _blas_threads else None
+    blas = _blas_thread_functions()
+    blas_threads = blas[1]() if blas else None
     if blas_threads:
-        _blas_threads[0](1)
+        blas[0](1)
     try:
         pending = [_pool.submit(_run_block, function, block) for block in blocks[1:]]
         _run_block(function, blocks[0])
@@ -242,7 +267,7 @@ def in_row_blocks(function, *arrays):
             future.result()
     finally:
         if blas_threads:
-            _blas_threads[0](blas_threads)
+            blas[0](blas_threads)
 
 
 def _run_block(function, block):

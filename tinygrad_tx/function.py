@@ -18,6 +18,10 @@ axes) is passed through unchanged and gets ``None`` as its gradient. Keyword arg
 can skip saving what backward will not use. A forward that returns a tuple makes one Tensor per
 element, and its backward then receives one gradient per output. See docs/experimenting.md.
 """
+from __future__ import annotations
+
+from typing import Any
+
 from . import anomaly, backend
 from . import tensor as _tensor_module
 from .errors import DeviceError
@@ -27,22 +31,22 @@ from .tensor import Tensor
 class Context:
     """What one op call remembers for its backward; also the graph node that links its inputs."""
 
-    def __init__(self, function, needs_input_grad):
+    def __init__(self, function: type[Function], needs_input_grad: tuple[bool, ...]) -> None:
         self.function = function
         self.needs_input_grad = needs_input_grad
-        self.saved_tensors = ()
-        self.inputs = ()
-        self.pending = [None]      # summed gradients of the outputs, filled during backward
+        self.saved_tensors: tuple[Any, ...] = ()
+        self.inputs: tuple[Tensor | None, ...] = ()
+        self.pending: list[Any] = [None]      # summed gradients of the outputs, filled during backward
         self.owned = [False]       # whether each pending array is ours to update in place
-        self.retained = {}         # output index -> weakref of a tensor that asked retain_grad()
-        self.out_meta = None       # (shape, dtype) per output, for multi-output ops
-        self.call_site = None      # user file:line, recorded in anomaly mode
+        self.retained: dict[int, Any] = {}   # output index -> weakref of a tensor that asked retain_grad()
+        self.out_meta: list[tuple[Any, Any]] | None = None   # (shape, dtype) per output, for multi-output ops
+        self.call_site: str | None = None   # user file:line, recorded in anomaly mode
         self.released = False
 
-    def save_for_backward(self, *arrays):
+    def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
 
-    def release(self):
+    def release(self) -> None:
         """Drop everything backward needed: saved arrays, user attributes and the links to inputs."""
         keep = ("function", "needs_input_grad", "pending", "owned", "retained", "out_meta", "call_site")
         for name in [n for n in self.__dict__ if n not in keep]:
@@ -56,17 +60,19 @@ class Function:
     """Subclass with static ``forward(ctx, *arrays, **kwargs)`` and ``backward(ctx, grad_output)``."""
 
     @staticmethod
-    def forward(ctx, *args, **kwargs):
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("a Function subclass must define forward(ctx, *arrays)")
 
     @staticmethod
-    def backward(ctx, *grad_outputs):
+    def backward(ctx: Context, *grad_outputs: Any) -> Any:
         raise NotImplementedError("a Function subclass must define backward(ctx, grad_output)")
 
     @classmethod
-    def apply(cls, *args, **kwargs):
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
         """Run forward on the arrays of the Tensor arguments and record the call in the graph."""
-        arrays, device, needs_grad = [], None, []
+        arrays: list[Any] = []
+        device: str | None = None
+        needs_grad: list[bool] = []
         for arg in args:
             if isinstance(arg, Tensor):
                 array = arg.data

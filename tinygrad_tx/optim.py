@@ -6,13 +6,20 @@ grows with the model. float32 parameters stay float32: hyperparameters enter as 
 The update rules are torch.optim's (SGD with momentum and L2 weight decay; AdamW with decoupled
 weight decay), so their results agree to float32 rounding.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Iterable
+from typing import Any, Union
 
 from . import backend
 from .errors import TinygradTxError
 from .kernels import pick
 from .tensor import Tensor
+
+# the parameters, or group dicts {"params": [...], "lr": ..., ...}
+Params = Union[Iterable[Tensor], Iterable[dict[str, Any]]]
 
 
 class Optimizer:
@@ -22,29 +29,30 @@ class Optimizer:
     whose missing settings come from the optimizer's defaults.
     """
 
-    state_keys = ()   # names of the per-parameter state entries (arrays, plus "step" counts)
+    state_keys: tuple[str, ...] = ()   # names of the per-parameter state entries (arrays, plus "step" counts)
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         if isinstance(params, Tensor):
             raise TinygradTxError(f"{self._name}: params must be an iterable of Parameters or of group dicts, "
                                   "got a single Tensor (wrap it in a list)")
-        groups = list(params)
+        groups: list[Any] = list(params)
         if not groups:
             raise TinygradTxError(f"{self._name}: got an empty parameter list")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
-        self.param_groups = []
+        self.param_groups: list[dict[str, Any]] = []
         for group in groups:
             self.add_param_group(group)
-        self.state = {}      # id(param) -> dict of state entries
-        self._scratch = {}   # (device, dtype) -> flat buffer as large as the largest parameter seen
+        self.state: dict[int, dict[str, Any]] = {}      # id(param) -> dict of state entries
+        # (device, dtype) -> flat buffer as large as the largest parameter seen
+        self._scratch: dict[tuple[str, Any], Any] = {}
 
     @property
     def _name(self):
         return type(self).__name__
 
-    def add_param_group(self, group):
+    def add_param_group(self, group: dict[str, Any]) -> None:
         group = {**self.defaults, **group, "params": list(group["params"])}
         self._check_hyperparameters(group)
         known = {id(p) for g in self.param_groups for p in g["params"]}
@@ -68,11 +76,11 @@ class Optimizer:
     def _params(self):
         return [param for group in self.param_groups for param in group["params"]]
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for param in self._params():
             param.grad = None
 
-    def step(self):
+    def step(self) -> None:
         """Update every parameter that has a gradient, in place."""
         for group in self.param_groups:
             for param in group["params"]:
@@ -91,7 +99,7 @@ class Optimizer:
         return buffer[:array.size].reshape(array.shape)
 
     # ------------------------------------------------------------------ saving and restoring
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """{"state": {index: {key: NumPy array or int}}, "param_groups": [{settings, "params": [index]}]}.
 
         Parameters are numbered in group order, as torch.optim does; arrays are copies.
@@ -104,7 +112,7 @@ class Optimizer:
                   for g in self.param_groups]
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore settings and state saved by ``state_dict``; every mismatch is reported in one error."""
         problems = self._problems_loading(state_dict)
         if problems:
@@ -152,7 +160,7 @@ class SGD(Optimizer):
 
     state_keys = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params: Params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
         if not isinstance(momentum, numbers.Real) or not momentum >= 0:
             raise TinygradTxError(f"SGD: momentum must be >= 0, got {momentum!r}")
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
@@ -183,7 +191,8 @@ class AdamW(Optimizer):
 
     state_keys = ("step", "exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01) -> None:
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
     def _check_hyperparameters(self, group):
@@ -208,7 +217,7 @@ class AdamW(Optimizer):
                                     weight_decay, state["step"], scratch=self._scratch_like(param))
 
 
-def clip_grad_norm_(parameters, max_norm):
+def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float) -> float:
     """Scale all gradients by max_norm / (norm + 1e-6) when their total 2-norm exceeds max_norm.
 
     As torch.nn.utils.clip_grad_norm_: the norm is over every gradient together; returns it as a float
@@ -231,7 +240,7 @@ def clip_grad_norm_(parameters, max_norm):
     return total_norm
 
 
-def cosine_lr(it, learning_rate, min_lr, warmup_iters, lr_decay_iters):
+def cosine_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, lr_decay_iters: int) -> float:
     """nanoGPT's get_lr: linear warmup lr (it+1)/(warmup_iters+1), cosine decay to min_lr at lr_decay_iters."""
     if it < 0 or lr_decay_iters < warmup_iters:
         raise TinygradTxError(f"cosine_lr: need it >= 0 and lr_decay_iters >= warmup_iters, got it={it}, "

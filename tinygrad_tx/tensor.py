@@ -89,6 +89,27 @@ class Tensor:
         tensor._out_index = 0
         return tensor
 
+    @classmethod
+    def from_array(cls, array, requires_grad=False):
+        """A leaf Tensor over a NumPy or CuPy array, without copying it: the two share memory.
+
+        The public no-copy constructor. The device is where the array lives and the dtype is kept
+        as it is (no float32 conversion). Writes through either are seen by both: an optimizer step
+        on the tensor changes the array, and changing the array changes the next forward's result.
+        ``Tensor(array)`` copies instead. ``tinygrad_tx.from_numpy`` is the NumPy-only spelling.
+        """
+        if not isinstance(array, backend.ARRAY_TYPES) and type(array).__module__.split(".")[0] == "cupy":
+            backend.array_module("gpu")   # a CuPy array made before the engine loaded CuPy
+        if not isinstance(array, backend.ARRAY_TYPES):
+            raise DTypeError(f"Tensor.from_array: expected a NumPy or CuPy array, got {type(array).__name__} "
+                             "(Tensor(data) copies any array-like)")
+        if array.dtype.kind not in "biufc":
+            raise DTypeError(f"Tensor.from_array: data must be numbers or booleans, got dtype {array.dtype}")
+        tensor = cls._wrap(array)
+        if requires_grad:
+            tensor.requires_grad_(True)
+        return tensor
+
     # ------------------------------------------------------------------ plain properties
     @property
     def shape(self):

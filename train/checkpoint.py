@@ -10,6 +10,10 @@ JSON entry, ``__tree__``, where each array is replaced by ``{"__array__": entry}
 non-string keys and tuples are tagged so they come back as they went in. No pickle: loading a
 checkpoint never runs code. Writing goes to a temporary file in the same folder, is fsync'ed, then
 renamed over the old file, so a crash leaves either the old checkpoint or the new one, never half.
+
+``export_safetensors(checkpoint, path)`` writes a checkpoint's model weights as safetensors (the
+ecosystem's pickle-free weights format, which PyTorch loads directly); ``models.gpt.GPT.from_safetensors``
+reads it back.
 """
 import json
 import os
@@ -17,6 +21,7 @@ import zipfile
 
 import numpy as np
 
+from models.gpt import GPT, GPTConfig
 from tinygrad_tx.errors import TinygradTxError
 
 TREE_KEY = "__tree__"
@@ -61,6 +66,15 @@ def load_checkpoint(path):
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
                               f"({type(exc).__name__}: {exc}); delete it or train again") from None
+
+
+def export_safetensors(checkpoint, path):
+    """Write the model weights of a trainer checkpoint (``ckpt_best.npz``) to ``path`` as safetensors."""
+    payload = load_checkpoint(checkpoint)
+    model = GPT(GPTConfig(**payload["model_args"]))
+    model.load_state_dict(payload["model"])
+    model.save_safetensors(path)
+    return path
 
 
 def _encode(value, path, arrays):

@@ -1,26 +1,26 @@
-"""Training hyperparameters: one dataclass, its presets, and the rules for overriding them.
+"""The command lines' schemas: one dataclass per CLI, the training presets, and the rules a training config obeys.
 
-    options = parse_command_line(["--preset", "baby", "--config", "my.yaml", "--max_iters", "100"])
-    options.config.learning_rate, options.explicit, options.resume, options.debug
+Each field of ``TrainConfig`` (``python -m train.shakespeare``), ``SampleConfig`` (``python -m train.sample``) and
+``VisualizeConfig`` (``python -m train.visualize``) is a ``--flag`` and a key of a ``--config`` file, typed by its
+annotation and described by its ``help``; train/cli.py turns them into parsers. A new field is a new flag.
 
-Precedence, lowest first: the dataclass defaults (which are the ``cpu`` preset), the chosen preset,
-a ``--config`` file (JSON, or YAML by its .yaml/.yml suffix; it may name the preset itself), then the
-command line. Every field of ``TrainConfig`` is a ``--flag``; ``--help`` lists them with their defaults.
+    config = make_config("baby", {"max_iters": 100})   # a validated TrainConfig
+    config.learning_rate, config.n_layer
+
 Any mistake raises ``ConfigError``, which the CLIs print as one ``error: ...`` line (exit status 2).
 """
-import argparse
 import dataclasses
 import json
 import math
 import os
-from dataclasses import dataclass, field
 import typing
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Literal, Optional
 
-import yaml
-
-from tinygrad_tx import backend
+from tinygrad_tx import normalize_device
 from tinygrad_tx.errors import TinygradTxError
+
+CheckpointName = Literal["best", "last"]
 
 
 class ConfigError(TinygradTxError):
@@ -33,10 +33,14 @@ def _knob(default, help):
 
 @dataclass
 class TrainConfig:
+    """What ``python -m train.shakespeare`` trains and how; its defaults are the ``cpu`` preset."""
+
     # run directory and data
     out_dir: str = _knob("runs/shakespeare", "run directory: config.json, metrics.jsonl, loss.png, checkpoints")
-    data: Optional[str] = _knob(None, "UTF-8 text file to train on (None: Tiny Shakespeare, found as train/data.py says)")
-    tokenizer: str = _knob("char", "char (one id per character) or bpe (byte-level BPE trained on the train split)")
+    data: Optional[str] = _knob(None, "UTF-8 text file to train on (null: Tiny Shakespeare, found as train/data.py "
+                                      "says)")
+    tokenizer: Literal["char", "bpe"] = _knob("char", "char (one id per character) or bpe (byte-level BPE trained on "
+                                                      "the train split)")
     vocab_size: int = _knob(512, "BPE vocabulary size, >= 256 (char takes its vocabulary from the text)")
     # model
     n_layer: int = _knob(4, "transformer blocks")
@@ -45,7 +49,7 @@ class TrainConfig:
     block_size: int = _knob(64, "context length in tokens")
     dropout: float = _knob(0.0, "dropout probability while training")
     bias: bool = _knob(False, "biases in the Linears and LayerNorms")
-    gelu_approximate: str = _knob("none", "GELU form: none (exact erf) or tanh")
+    gelu_approximate: Literal["none", "tanh"] = _knob("none", "GELU form: none (exact erf) or tanh")
     # optimisation
     batch_size: int = _knob(12, "sequences per micro-batch")
     gradient_accumulation_steps: int = _knob(1, "micro-batches per optimizer step (loss scaled by 1/steps)")
@@ -68,8 +72,36 @@ class TrainConfig:
     # system
     device: str = _knob("cpu", "cpu or gpu (CuPy)")
     seed: int = _knob(1337, "seed of the weights, dropout, batches and the final sample")
-    peak_flops: Optional[float] = _knob(None, "MFU denominator in FLOP/s (default: a GEMM timed once here; give it on a busy machine)")
+    peak_flops: Optional[float] = _knob(None, "MFU denominator in FLOP/s (null: a GEMM timed once here; "
+                                              "give it on a busy machine)")
     detect_anomaly: bool = _knob(False, "stop at the first NaN/Inf, naming the op (slow)")
+
+
+@dataclass
+class SampleConfig:
+    """What ``python -m train.sample`` draws; the model and its tokenizer come from the run's checkpoint."""
+
+    out_dir: str = _knob("runs/shakespeare", "run directory of train.shakespeare (holds the checkpoints)")
+    ckpt: CheckpointName = _knob("best", "which checkpoint: ckpt_best.npz or ckpt_last.npz")
+    prompt: str = _knob("\n", "start text (the default is a newline), or FILE:path to read it from a file")
+    prompt_file: Optional[str] = _knob(None, "read the start text from this file")
+    num_samples: int = _knob(3, "samples to draw")
+    max_new_tokens: int = _knob(500, "tokens per sample")
+    temperature: float = _knob(0.8, "> 0; lower is more conservative")
+    top_k: int = _knob(200, "keep the k most likely tokens, >= 1")
+    top_p: Optional[float] = _knob(None, "nucleus sampling mass in (0, 1] (null: off)")
+    seed: int = _knob(1337, "sampling seed")
+    device: str = _knob("cpu", "cpu or gpu (CuPy)")
+
+
+@dataclass
+class VisualizeConfig:
+    """What ``python -m train.visualize`` draws: the attention maps of a run's model over a prompt."""
+
+    out_dir: str = field(metadata={"help": "run directory of train.shakespeare (holds the checkpoints)"})
+    prompt: str = _knob("ROMEO:", "text whose attention is drawn")
+    checkpoint: CheckpointName = _knob("best", "ckpt_best.npz or ckpt_last.npz")
+    save_dir: Optional[str] = _knob(None, "where the PNGs go (null: --out_dir)")
 
 
 # nanoGPT's two Shakespeare recipes: README's CPU run, and config/train_shakespeare_char.py for a GPU.
@@ -79,127 +111,28 @@ PRESETS = {
                  lr_decay_iters=5000, eval_iters=200),
 }
 DEFAULT_PRESET = "cpu"
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # what a run's checkpoint fixes: resuming with a different value would not continue the same run
 FROZEN_ON_RESUME = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "gelu_approximate")
-METAVARS = {int: "N", float: "X", str: "TEXT"}
-CHOICES = {"tokenizer": ("char", "bpe"), "gelu_approximate": ("none", "tanh")}
 
 
-@dataclass
-class CommandLine:
-    config: TrainConfig
-    explicit: dict   # the values given in the config file or on the command line (they win over a checkpoint's)
-    resume: bool
-    debug: bool
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):   # one "error: ..." line from main(), not argparse's usage dump
-        raise ConfigError(message)
-
-
-def build_parser(prog="python -m train.shakespeare"):
-    parser = ArgumentParser(prog=prog, allow_abbrev=False, description="Train a GPT on a text file (default: Tiny Shakespeare), nanoGPT style. "
-                     "Precedence: command line > --config file > --preset > defaults.")
-    parser.add_argument("--preset", default=argparse.SUPPRESS, help=f"{' or '.join(PRESETS)} (default: {DEFAULT_PRESET})")
-    parser.add_argument("--config", help="JSON or YAML file of hyperparameters (keys as the flags below)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out_dir from ckpt_last.npz")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    for name, spec in FIELDS.items():
-        baby = PRESETS["baby"].get(name)
-        shown = f"default: {spec.default}" + (f"; baby: {baby}" if baby is not None else "")
-        if _base_type(name) is bool:
-            parser.add_argument(f"--{name}", nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL",
-                                help=f"{spec.metadata['help']} ({shown})")
-        else:
-            parser.add_argument(f"--{name}", default=argparse.SUPPRESS, metavar=METAVARS[_base_type(name)],
-                                help=f"{spec.metadata['help']} ({shown})")
-    return parser
-
-
-def parse_command_line(argv):
-    """argv -> CommandLine; raises ConfigError for anything invalid (argparse's own errors included)."""
-    args = vars(build_parser().parse_args(argv))
-    resume, debug, config_path = args.pop("resume"), args.pop("debug"), args.pop("config")
-    file_values = load_config_file(config_path) if config_path else {}
-    preset = args.pop("preset", file_values.pop("preset", DEFAULT_PRESET))
-    explicit = {**file_values, **{name: _coerce(name, value, "command line") for name, value in args.items()}}
-    return CommandLine(make_config(preset, explicit), explicit, resume, debug)
-
-
-def make_config(preset=DEFAULT_PRESET, overrides=None):
+def make_config(preset: str = DEFAULT_PRESET, overrides: Optional[dict] = None) -> TrainConfig:
     """A validated TrainConfig: the preset's values with ``overrides`` (already-typed values) on top."""
     if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     config = TrainConfig(**{**PRESETS[preset], **(overrides or {})})
     validate(config)
-    return config
+    return dataclasses.replace(config, device=normalize_device(config.device))
 
 
-def load_config_file(path):
-    """The typed values of a JSON or YAML file of ``{name: value}``; unknown names are an error."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path!r} cannot be read ({exc})") from None
-    try:
-        values = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"config file {path!r} is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: "
-                          f"{str(exc).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"config file {path!r} must hold a mapping of hyperparameters, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(FIELDS) - {"preset"})
-    if unknown:
-        raise ConfigError(f"config file {path!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                          f"see --help for the names")
-    source = f"config file {path!r}"
-    return {name: value if name == "preset" else _coerce(name, value, source) for name, value in values.items()}
-
-
-def _base_type(name):
-    annotation = FIELDS[name].type
-    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Union else annotation
-
-
-def _coerce(name, value, source):
-    """``value`` (a string from the command line, or whatever a file held) as the field's type."""
-    kind, optional = _base_type(name), FIELDS[name].default is None
-    if optional and (value is None or str(value).lower() in ("none", "null")):
-        return None
-    if value is None:
-        raise ConfigError(f"{source}: {name} needs a value, got none")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{source}: {name} must be true or false, got {value!r}")
-    if kind is str:
-        return str(value)
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-        if kind is int:
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        return number
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{source}: {name} must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {value!r}") from None
-
-
-def validate(config):
-    """Raise ConfigError naming the first hyperparameter outside its range."""
+def validate(config: TrainConfig) -> None:
+    """Raise ConfigError naming the first hyperparameter outside its range; ``config`` is left as it is."""
     c = config
-    for name in FIELDS:
-        value = getattr(c, name)
-        if _base_type(name) is float and value is not None and not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value}")
+    types = typing.get_type_hints(TrainConfig)
+    for spec in dataclasses.fields(c):
+        value = getattr(c, spec.name)
+        if float in (types[spec.name], *typing.get_args(types[spec.name])) and value is not None \
+                and not math.isfinite(value):
+            raise ConfigError(f"{spec.name} must be a finite number, got {value}")
     positive = ("learning_rate", "batch_size", "block_size", "n_layer", "n_head", "n_embd",
                 "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval", "lr_decay_iters")
     for name in positive:
@@ -216,7 +149,8 @@ def validate(config):
     for name in ("dropout", "beta1", "beta2"):
         if not 0 <= getattr(c, name) < 1:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(c, name)}")
-    for name, allowed in CHOICES.items():
+    for name in ("tokenizer", "gelu_approximate"):
+        allowed = typing.get_args(types[name])
         if getattr(c, name) not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(c, name)!r}")
     if c.tokenizer == "bpe" and c.vocab_size < 256:
@@ -227,10 +161,10 @@ def validate(config):
         raise ConfigError("out_dir must name a directory, got an empty string")
     if os.path.exists(c.out_dir) and not os.path.isdir(c.out_dir):
         raise ConfigError(f"out_dir {c.out_dir!r} is a file, not a directory: choose another --out_dir")
-    c.device = backend.normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
+    normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
 
 
-def save_json(config, path):
+def save_json(config: TrainConfig, path: str) -> None:
     """Write the resolved config as JSON, atomically."""
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:

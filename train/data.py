@@ -19,7 +19,8 @@ import urllib.request
 
 import numpy as np
 
-from tinygrad_tx import Tensor, backend
+import tinygrad_tx
+from tinygrad_tx import Tensor, from_numpy
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -157,11 +158,11 @@ def split_data(ids, train_fraction=0.9):
 def get_batch(data, batch_size, block_size, device="cpu", rng=None):
     """Random (x, y) int64 Tensors of shape (batch_size, block_size) on ``device``; y[:, t] = x[:, t + 1].
 
-    Window starts are drawn from ``rng`` (a numpy Generator; default ``backend.rng("cpu")``), so a
+    Window starts are drawn from ``rng`` (a numpy Generator; default ``tinygrad_tx.rng("cpu")``), so a
     seeded generator gives the same batches on every device.
     """
     data = _check_split(data, batch_size, block_size, "get_batch")
-    rng = backend.rng("cpu") if rng is None else rng
+    rng = tinygrad_tx.rng("cpu") if rng is None else rng
     starts = rng.integers(0, len(data) - block_size, size=batch_size)
     return _windows(data, starts, block_size, device)
 
@@ -199,5 +200,5 @@ def _check_split(data, batch_size, block_size, op):
 def _windows(data, starts, length, device):
     # gather (x and y together) on the host, then move once: x is the first `length` columns, y the last
     windows = data[starts[:, None] + np.arange(length + 1)].astype(np.int64)
-    windows = backend.as_array(windows, device)
+    windows = from_numpy(windows, device)
     return Tensor(windows[:, :-1]), Tensor(windows[:, 1:])

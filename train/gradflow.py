@@ -18,7 +18,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tinygrad_tx import backend
+from tinygrad_tx import no_grad, stack
 
 WRAPPER = "transformer."   # nanoGPT's ModuleDict around the layers: dropped from the layer names
 
@@ -38,15 +38,14 @@ def layer_gradient_norms(model):
     Parameters without a gradient are skipped; a tied parameter (GPT's wte / lm_head) counts once,
     under its first name. One host transfer for the whole model (a GPU syncs once, not per layer).
     """
-    squares, xp = {}, None
-    for name, param in model.named_parameters():
-        if param.grad is not None:
-            grad = param.grad.data
-            xp = backend.xp_of(grad)
-            squares.setdefault(layer_of(name), []).append((grad * grad).sum())
-    if not squares:
-        return {}
-    totals = backend.to_numpy(xp.stack([sum(parts) for parts in squares.values()]))
+    squares = {}
+    with no_grad():
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                squares.setdefault(layer_of(name), []).append((param.grad * param.grad).sum())
+        if not squares:
+            return {}
+        totals = stack([sum(parts) for parts in squares.values()]).numpy()
     return {layer: math.sqrt(float(total)) for layer, total in zip(squares, totals)}
 
 

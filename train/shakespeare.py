@@ -6,7 +6,8 @@
     python -m train.shakespeare --out_dir runs/mine --resume --max_iters 4000
     python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
 
-``--help`` lists every hyperparameter with its default. The run directory gets config.json,
+``--help`` lists every hyperparameter with its default; ``--print_config`` prints the resolved
+config as YAML, which ``--config`` reads back (train/cli.py). The run directory gets config.json,
 metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit status: 0 done,
 1 a NaN/Inf caught by --detect_anomaly, 2 a usage error (one ``error: ...`` line on stderr; --debug
 shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz).
@@ -14,10 +15,10 @@ shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz).
 import os
 import sys
 
-from tinygrad_tx import backend
-from tinygrad_tx.errors import AnomalyError, TinygradTxError
+from tinygrad_tx import require_device
 from train.checkpoint import load_checkpoint
-from train.config import FROZEN_ON_RESUME, ConfigError, make_config, parse_command_line
+from train.cli import dump, parse_command_line, run
+from train.config import FROZEN_ON_RESUME, ConfigError, make_config
 from train.data import TinyShakespeare, split_data
 from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
@@ -28,12 +29,7 @@ TRAIN_FRACTION = 0.9
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return train(parse_command_line(argv))
-    except (TinygradTxError, AnomalyError, OSError) as exc:
-        if "--debug" in argv:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, AnomalyError) else 2
+        return run(lambda: train(parse_command_line(argv)), argv)
     except TrainingInterrupted as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 130
@@ -43,7 +39,7 @@ def main(argv=None):
 
 
 def train(command):
-    """Set up the data, tokenizer and model for ``command`` (a train.config.CommandLine), train, print a sample."""
+    """Set up the data, tokenizer and model for ``command`` (a train.cli.CommandLine), train, print a sample."""
     config, resume = command.config, None
     if command.resume:
         path = checkpoint_path(config.out_dir, "last")
@@ -51,7 +47,10 @@ def train(command):
             raise ConfigError(f"--resume: no checkpoint to resume from in {config.out_dir!r} ({path} does not exist)")
         resume = load_checkpoint(path)
         config = resumed_config(resume["config"], command.explicit)
-    backend.array_module(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
+    if command.print_config:
+        print(dump(config), end="")
+        return 0
+    require_device(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
     dataset = TinyShakespeare(config.data)
     if resume is not None:
         tokenizer = Tokenizer.from_dict(resume["tokenizer"])

@@ -11,6 +11,8 @@ repeatedly merges the most frequent adjacent pair of ids into a new id; encoding
 merges, earliest-learned first. Text is first cut into chunks (words with their leading space,
 number runs, punctuation runs, whitespace) so that no merge spans two words.
 """
+from __future__ import annotations
+
 import heapq
 import json
 import os
@@ -40,8 +42,8 @@ class Tokenizer:
     ``vocab_size``, ``to_dict`` and ``_from_state`` (the inverse of ``to_dict``).
     """
 
-    kind = None
-    _kinds = {}
+    kind: str | None = None
+    _kinds: dict[str, type[Tokenizer]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

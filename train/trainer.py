@@ -28,20 +28,31 @@ import signal
 import sys
 import threading
 import time
+import typing
 
 import numpy as np
 from tqdm import tqdm
 
 from models.gpt import GPT, GPTConfig
-from tinygrad_tx import Tensor, backend, detect_anomaly, no_grad
+from tinygrad_tx import (
+    Tensor,
+    detect_anomaly,
+    from_numpy,
+    get_rng_state,
+    manual_seed,
+    no_grad,
+    set_rng_state,
+    synchronize,
+    tune_for_training,
+)
 from tinygrad_tx.optim import clip_grad_norm_, cosine_lr
 from train.checkpoint import save_checkpoint
-from train.config import ConfigError, save_json
+from train.config import CheckpointName, ConfigError, save_json
 from train.data import get_batch, iter_batches
 from train.gradflow import layer_gradient_norms, plot_gradient_flow
 from train.plots import plot_losses
 
-CHECKPOINT_NAMES = ("best", "last")
+CHECKPOINT_NAMES = typing.get_args(CheckpointName)   # ("best", "last")
 # seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
 TRAIN_BATCH_STREAM, EVAL_BATCH_STREAM = 1, 2
 
@@ -69,7 +80,8 @@ class Trainer:
             if len(ids) <= c.block_size:
                 raise ConfigError(f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
                                   f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size")
-        backend.manual_seed(c.seed)
+        tune_for_training()
+        manual_seed(c.seed)
         self.model_args = GPTConfig(block_size=c.block_size, vocab_size=tokenizer.vocab_size, n_layer=c.n_layer,
                                     n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout, bias=c.bias,
                                     gelu_approximate=c.gelu_approximate)
@@ -176,7 +188,7 @@ class Trainer:
 
     def _completed_step(self):
         """Snapshot the random streams: a checkpoint must hold them as of the last completed step."""
-        self.rng_state = {"engine": backend.get_rng_state(), "batch": self.batch_rng.bit_generator.state}
+        self.rng_state = {"engine": get_rng_state(), "batch": self.batch_rng.bit_generator.state}
 
     # ---------------------------------------------------------------- evaluation, logging, checkpoints
     @no_grad()
@@ -224,7 +236,7 @@ class Trainer:
         self._mark = time.perf_counter()
 
     def _log_step(self, iteration, loss, tokens_per_iter, progress):
-        backend.synchronize(self.config.device)
+        synchronize(self.config.device)
         seconds_per_iter = self._close_mark()
         record = {"kind": "train", "iter": iteration, "loss": loss, "lr": self._lr(iteration),
                   "grad_norms": self._grad_norms}
@@ -279,7 +291,7 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.iter_num, self.best_val_loss = int(payload["iter_num"]), float(payload["best_val_loss"])
-        backend.set_rng_state(payload["rng"]["engine"])
+        set_rng_state(payload["rng"]["engine"])
         self.batch_rng.bit_generator.state = payload["rng"]["batch"]
 
     def sample(self, max_new_tokens, prompt="\n", temperature=0.8, top_k=200):
@@ -357,14 +369,14 @@ def _ctrl_c_deferred():
 
 def measure_peak_flops(device, repeats=10):
     """This machine's float32 GEMM rate in FLOP/s: the fastest of a few n x n matmuls (the MFU denominator)."""
-    xp = backend.array_module(device)
     n = 1024 if device == "cpu" else 4096
-    a = xp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+    a = from_numpy(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), device)
     best = math.inf
     for _ in range(repeats + 1):   # the first call pays for thread start-up and allocation
-        backend.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
-        a @ a
-        backend.synchronize(device)
+        with no_grad():
+            a @ a
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best

@@ -9,15 +9,14 @@ the query at position i and column j the key at position j, both labelled with t
 a cell's colour is the probability that query i puts on key j (each row sums to 1; the causal mask
 leaves the upper triangle at 0).
 
-The probabilities are recomputed from the model's weights, as CausalSelfAttention computes them
-inside its fused attention op: q and k from each block's c_attn applied to ln_1 of the residual
-stream, P = softmax(q k^T / sqrt(head_dim), causal). The model code needs no hook for it, and
-tests/test_visualize.py checks that P @ v, projected by c_proj, is the layer's own output.
-``cross_attention_maps`` does the same for the cross-attention of an EncoderDecoder's decoder blocks
-(used by docs/figures/make_attention_figures.py).
+The probabilities are the model's own: one forward inside ``models.attention.record_attention``, in
+which every attention layer keeps its P = softmax(q k^T / sqrt(head_dim), causal) and computes its
+output from it (tests/test_visualize.py checks that P @ v, projected by c_proj, is the layer's
+output). ``cross_attention_maps`` does the same for the cross-attention of an EncoderDecoder's
+decoder blocks (used by docs/figures/make_attention_figures.py).
+The flags are the fields of train.config.VisualizeConfig (``--config``, ``--print_config``: train/cli.py).
 Exit status: 0 done, 2 a usage error (one ``error: ...`` line; --debug shows the traceback).
 """
-import argparse
 import math
 import os
 import sys
@@ -26,44 +25,24 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-import tinygrad_tx.nn.functional as F
-from models.encoder_decoder import attending_keys
-from models.generation import as_token_ids
+from models.attention import record_attention
 from models.gpt import GPT, GPTConfig
-from tinygrad_tx import Tensor, backend, no_grad
+from tinygrad_tx import no_grad
 from tinygrad_tx.errors import TinygradTxError
 from train.checkpoint import load_checkpoint
-from train.trainer import CHECKPOINT_NAMES, checkpoint_path
+from train.cli import dump, parse, run, visualize_parser
 from train.tokenizers import Tokenizer
+from train.trainer import checkpoint_path
 
 HEADS_PER_ROW = 4
 SHOWN_AS = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}   # characters a tick label would otherwise hide
 
 
-def _heads(t, heads):
-    batch, time, channels = t.shape
-    return t.reshape(batch, time, heads, channels // heads).transpose(1, 2)
-
-
-def _probabilities(q, k, allowed):
-    """softmax(q k^T / sqrt(head_dim)) over the keys, -inf where ``allowed`` (broadcastable) is False."""
-    scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
-    return F.softmax(scores if allowed is None else scores.masked_fill(~allowed, float("-inf")), axis=-1)
-
-
 def attention_probabilities(attn, x):
-    """The probabilities (B, H, T, T) a CausalSelfAttention ``attn`` computes for its input x (B, T, C)."""
-    q, k, _ = (_heads(t, attn.n_head) for t in attn.c_attn(x).split(attn.n_embd, axis=2))
-    time = x.shape[1]
-    return _probabilities(q, k, backend.xp_of(x.data).tri(time, time, dtype=bool) if attn.causal else None)
-
-
-def cross_attention_probabilities(cross, x, context, key_padding_mask=None):
-    """The probabilities (B, H, Tq, Tk) a CrossAttention computes for queries x and keys from context."""
-    k, _ = (_heads(t, cross.n_head) for t in cross.c_kv(context).split(cross.n_embd, axis=2))
-    allowed = None if key_padding_mask is None else \
-        attending_keys(key_padding_mask, x.shape[0], context.shape[1], x.device, "cross_attention_probabilities")
-    return _probabilities(_heads(cross.c_q(x), cross.n_head), k, allowed)
+    """The probabilities (B, H, T, T) an attention module ``attn`` computes for its input x (B, T, C)."""
+    with record_attention(attn) as probabilities:
+        attn(x)
+    return probabilities[""]
 
 
 @no_grad()
@@ -71,15 +50,12 @@ def attention_maps(model, idx):
     """One (B, H, T, T) NumPy array of attention probabilities per layer of a GPT, for token ids (B, T)."""
     was_training = model.training
     model.eval()
-    idx = as_token_ids(idx, model.device, "attention_maps")
-    positions = Tensor._wrap(backend.array_module(model.device).arange(idx.shape[1]))
-    x = model.transformer.wte(idx) + model.transformer.wpe(positions)
-    maps = []
-    for block in model.transformer.h:
-        maps.append(backend.to_numpy(attention_probabilities(block.attn, block.ln_1(x)).data))
-        x = block(x)
-    model.train(was_training)
-    return maps
+    try:
+        with record_attention(model) as probabilities:
+            model(idx)
+    finally:
+        model.train(was_training)
+    return [probabilities[f"transformer.h.{layer}.attn"].numpy() for layer in range(len(model.transformer.h))]
 
 
 @no_grad()
@@ -88,16 +64,12 @@ def cross_attention_maps(model, src, tgt, src_padding_mask=None):
     position looks in the source."""
     was_training = model.training
     model.eval()
-    memory = model.encode(src, src_padding_mask)
-    x = model.embed_tokens(model.decoder.embed, tgt, "cross_attention_maps")
-    maps = []
-    for block in model.decoder.h:
-        queries = block.ln_2(x + block.attn(block.ln_1(x)))
-        maps.append(backend.to_numpy(cross_attention_probabilities(block.cross_attn, queries, memory,
-                                                                   src_padding_mask).data))
-        x = block(x, memory, src_padding_mask)
-    model.train(was_training)
-    return maps
+    try:
+        with record_attention(model) as probabilities:
+            model(src, tgt, src_padding_mask=src_padding_mask)
+    finally:
+        model.train(was_training)
+    return [probabilities[f"decoder.h.{layer}.cross_attn"].numpy() for layer in range(len(model.decoder.h))]
 
 
 def token_labels(tokenizer, ids):
@@ -165,20 +137,17 @@ def visualize(out_dir, prompt, which="best", save_dir=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m train.visualize", description=__doc__.split("\n")[0])
-    parser.add_argument("--out_dir", required=True, help="run directory of train.shakespeare (holds the checkpoints)")
-    parser.add_argument("--prompt", default="ROMEO:", help="text whose attention is drawn (default: ROMEO:)")
-    parser.add_argument("--checkpoint", choices=CHECKPOINT_NAMES, default="best", help="ckpt_best.npz or ckpt_last.npz")
-    parser.add_argument("--save_dir", help="where the PNGs go (default: --out_dir)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    args = parser.parse_args(argv)
-    try:
-        paths = visualize(args.out_dir, args.prompt, args.checkpoint, args.save_dir)
-    except (TinygradTxError, OSError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run(lambda: draw(parse(visualize_parser(), argv)), argv)
+
+
+def draw(command):
+    """visualize() for ``command`` (a train.cli.CommandLine of a VisualizeConfig), naming the files written."""
+    args = command.config
+    if command.print_config:
+        print(dump(args), end="")
+        return 0
+    paths = visualize(args.out_dir, args.prompt, args.checkpoint, args.save_dir)
     print("\n".join(f"wrote {path}" for path in paths))
     return 0
 

@@ -7,6 +7,10 @@ softmax, log_softmax, cross_entropy, layer_norm and scaled_dot_product_attention
 composed twin built from Tensor primitives (composed.py), picked per call with ``impl="composed"``
 or for every call with ``F.set_default_impl("composed")``; both give the same values and gradients.
 """
+from __future__ import annotations
+
+from typing import Any
+
 from .. import backend
 from ..errors import TinygradTxError
 from ..tensor import Tensor
@@ -21,42 +25,43 @@ IMPLS = ("fused", "composed")
 _default_impl = "fused"
 
 
-def _check_impl(op, impl):
+def _check_impl(op: str, impl: str) -> str:
     if impl not in IMPLS:
         raise TinygradTxError(f"{op}: impl must be one of {IMPLS}, got {impl!r}")
     return impl
 
 
-def set_default_impl(impl):
+def set_default_impl(impl: str) -> None:
     """Make ``impl`` ("fused" | "composed") what every op uses when called with impl=None."""
     global _default_impl
     _default_impl = _check_impl("set_default_impl", impl)
 
 
-def get_default_impl():
+def get_default_impl() -> str:
     return _default_impl
 
 
-def _fused(op, impl):
+def _fused(op: str, impl: str | None) -> bool:
     return _check_impl(op, _default_impl if impl is None else impl) == "fused"
 
 
-def _index_tensor(indices, device):
+def _index_tensor(indices: Any, device: str) -> Tensor:
     """Integer indices (Tensor, array or list) as a Tensor on ``device``; a Tensor stays as it is."""
     return indices if isinstance(indices, Tensor) else Tensor(indices, device=device)
 
 
-def softmax(x, axis=-1, impl=None):
+def softmax(x: Tensor, axis: int = -1, impl: str | None = None) -> Tensor:
     """exp(x) / sum(exp(x)) along ``axis``, stable for any finite logits; an all -inf row gives 0s."""
     return Softmax.apply(x, axis=axis) if _fused("softmax", impl) else composed.softmax(x, axis)
 
 
-def log_softmax(x, axis=-1, impl=None):
+def log_softmax(x: Tensor, axis: int = -1, impl: str | None = None) -> Tensor:
     """x - logsumexp(x) along ``axis``, stable for any finite logits."""
     return LogSoftmax.apply(x, axis=axis) if _fused("log_softmax", impl) else composed.log_softmax(x, axis)
 
 
-def cross_entropy(logits, targets, ignore_index=-1, reduction="mean", impl=None):
+def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1, reduction: str = "mean",
+                  impl: str | None = None) -> Tensor:
     """Softmax cross-entropy of (N, C) or (B, T, C) logits against integer targets (N,) or (B, T).
 
     Positions whose target equals ``ignore_index`` add neither loss nor gradient; "mean" averages
@@ -71,34 +76,35 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean", impl=None)
     return composed.cross_entropy(logits, targets, ignore_index, reduction)
 
 
-def layer_norm(x, weight=None, bias=None, eps=1e-5, impl=None):
+def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5,
+               impl: str | None = None) -> Tensor:
     """Normalize over the last axis (biased variance, as PyTorch), then scale by weight and add bias."""
     if _fused("layer_norm", impl):
         return LayerNorm.apply(x, weight, bias, eps=eps)
     return composed.layer_norm(x, weight, bias, eps)
 
 
-def embedding(indices, weight):
+def embedding(indices: Any, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` of any shape -> (*indices, dim)."""
     return Embedding.apply(_index_tensor(indices, weight.device), weight)
 
 
-def gelu(x, approximate="none"):
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """x Phi(x): "none" is the exact erf form (PyTorch's default), "tanh" PyTorch's tanh approximation."""
     return Gelu.apply(x, approximate=approximate)
 
 
-def relu(x):
+def relu(x: Tensor) -> Tensor:
     """max(x, 0), the engine's primitive."""
     return x.relu()
 
 
-def linear(x, weight, bias=None):
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x W^T + b with PyTorch's weight layout (out_features, in_features); (..., in) -> (..., out)."""
     return Linear.apply(x, weight, bias)
 
 
-def dropout(x, p, training=True):
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (backend.rng's draws).
 
     Returns ``x`` itself when p == 0 or not training. p must be in [0, 1).
@@ -109,7 +115,9 @@ def dropout(x, p, training=True):
     return Dropout.apply(x, p)
 
 
-def scaled_dot_product_attention(q, k, v, causal=True, dropout_p=0.0, scale=None, attn_mask=None, impl=None):
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, dropout_p: float = 0.0,
+                                 scale: float | None = None, attn_mask: Any = None,
+                                 impl: str | None = None) -> Tensor:
     """softmax(q k^T * scale, masked) v over (..., T, D) heads (typically (B, H, T, D)).
 
     scale defaults to 1/sqrt(D). attn_mask: boolean, broadcastable to (..., Tq, Tk), True = may

@@ -11,7 +11,11 @@ A parameter assigned under two names (nanoGPT ties ``lm_head.weight`` to ``trans
 is one object: ``parameters()`` yields it once, ``state_dict()`` lists it under every name, and
 ``load_state_dict``/``to`` write into it in place, so the tie survives both.
 """
+from __future__ import annotations
+
 from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +24,7 @@ from ..errors import TinygradTxError
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+ModuleT = TypeVar("ModuleT", bound="Module")   # what train(), eval(), to() and apply() return: the module itself
 
 
 class Parameter(Tensor):
@@ -30,25 +35,25 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data, requires_grad=True, dtype=None):
+    def __init__(self, data: Any, requires_grad: bool = True, dtype: Any = None) -> None:
         super().__init__(data, requires_grad=requires_grad, dtype=dtype)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
 
 
 class Module:
     """Base class of every layer and model: override ``forward``; call the module to run it."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
         object.__setattr__(self, "training", True)
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}: a Module subclass must define forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------------ registration by assignment
@@ -78,7 +83,7 @@ class Module:
             if registry is not keep:
                 registry.pop(name, None)
 
-    def __getattr__(self, name):  # only reached when ordinary lookup fails
+    def __getattr__(self, name: str) -> Any:  # only reached when ordinary lookup fails
         for registry in ("_parameters", "_modules"):
             entries = self.__dict__.get(registry, {})
             if name in entries:
@@ -92,10 +97,10 @@ class Module:
             object.__delattr__(self, name)
 
     # ------------------------------------------------------------------ walking the tree
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         return ((name, module) for name, module in self._modules.items() if module is not None)
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         return (module for _, module in self.named_children())
 
     def named_modules(self, prefix="", remove_duplicate=True, _seen=None):
@@ -109,10 +114,10 @@ class Module:
         for name, child in self.named_children():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name, remove_duplicate, seen)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         return (module for _, module in self.named_modules())
 
-    def named_parameters(self, prefix="", remove_duplicate=True):
+    def named_parameters(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) pairs; a shared parameter comes once, under its first name."""
         seen = set()
         for module_name, module in self.named_modules(prefix, remove_duplicate):
@@ -122,10 +127,10 @@ class Module:
                 seen.add(id(param))
                 yield (f"{module_name}.{name}" if module_name else name), param
 
-    def parameters(self):
+    def parameters(self) -> Iterator[Parameter]:
         return (param for _, param in self.named_parameters())
 
-    def apply(self, fn):
+    def apply(self: ModuleT, fn: Callable[[Module], None]) -> ModuleT:
         """Call ``fn(module)`` on every descendant, then on this module (how models run custom init)."""
         for child in self.children():
             child.apply(fn)
@@ -133,19 +138,19 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ modes, gradients, devices
-    def train(self, mode=True):
+    def train(self: ModuleT, mode: bool = True) -> ModuleT:
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self: ModuleT) -> ModuleT:
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for param in self.parameters():
             param.grad = None
 
-    def to(self, device):
+    def to(self: ModuleT, device: str) -> ModuleT:
         """Move every parameter (and its gradient) to ``device`` in place; shared parameters stay shared."""
         device = backend.normalize_device(device)
         for param in self.parameters():
@@ -155,12 +160,12 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ saving and loading
-    def state_dict(self):
+    def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter name (shared ones under each name) -> a NumPy copy of its values."""
         return {name: np.array(backend.to_numpy(param.data), copy=True)
                 for name, param in self.named_parameters(remove_duplicate=False)}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays into the existing parameters (casting dtype, keeping ties).
 
         Every missing, unexpected or mis-shaped key is reported in one TinygradTxError; missing and
@@ -191,7 +196,7 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """The settings shown between the parentheses, e.g. ``in_features=4, out_features=3``."""
         return ""
 

@@ -10,8 +10,24 @@ import numpy as np
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
-from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
-                          require_float, unbroadcast)
+from .elementwise import (
+    Add,
+    Cast,
+    Div,
+    Exp,
+    Log,
+    Maximum,
+    Mul,
+    Neg,
+    Pow,
+    Relu,
+    Sqrt,
+    Sub,
+    Tanh,
+    Where,
+    require_float,
+    unbroadcast,
+)
 from .matmul import MatMul
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
@@ -90,6 +106,24 @@ for _name, _ufunc in [("__lt__", "less"), ("__le__", "less_equal"), ("__gt__", "
 Tensor.__hash__ = object.__hash__
 
 
+def _invert(self):
+    """Elementwise logical not of a boolean tensor (bitwise not of an integer one); no gradient."""
+    if self.dtype.kind not in "biu":
+        raise TypeError(f"~: only boolean and integer tensors can be inverted, got dtype {self.dtype}")
+    return Tensor._wrap(xp_of(self.data).invert(self.data))
+
+
+def _argmax(self, axis=None, keepdims=False):
+    """Index of the largest value (the first one on ties) along ``axis``, as an int64 tensor; no gradient."""
+    axis = None if axis is None else normalize_axes("argmax", axis, self.ndim)[0]
+    index = xp_of(self.data).argmax(self.data, axis=axis, keepdims=keepdims)
+    return Tensor._wrap(xp_of(self.data).asarray(index, dtype=np.int64))
+
+
+Tensor.__invert__ = _invert
+Tensor.argmax = _argmax
+
+
 def _getitem(self, index):
     if isinstance(index, Tensor):
         index = index.data
@@ -146,7 +180,10 @@ def _unsqueeze(self, axis):
 
 
 def _squeeze(self, axis=None):
-    axes = normalize_axes("squeeze", axis, self.ndim) if axis is not None else [i for i, n in enumerate(self.shape) if n == 1]
+    if axis is None:
+        axes = [i for i, n in enumerate(self.shape) if n == 1]
+    else:
+        axes = normalize_axes("squeeze", axis, self.ndim)
     for a in axes:
         if self.shape[a] != 1:
             raise ShapeError(f"squeeze: axis {a} has size {self.shape[a]}; only size-1 axes can be removed")

@@ -1,0 +1,79 @@
+"""tinygrad_tx.backend's process-wide settings: importing the engine changes none (no library loaded
+through ctypes, so glibc's mallopt cannot have been called; the OpenBLAS thread count and the
+environment unchanged), and ``tune_for_training()`` is the one explicit call that does."""
+import ast
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+pytest.importorskip("threadpoolctl")
+
+PROBE = r"""
+import ctypes, json, os
+loaded = []
+_load = ctypes.CDLL.__init__
+def recording_load(self, name, *args, **kwargs):
+    loaded.append(str(name))
+    _load(self, name, *args, **kwargs)
+ctypes.CDLL.__init__ = recording_load
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+def blas_threads():
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+threads_before, environment_before = blas_threads(), dict(os.environ)
+loaded.clear()
+import tinygrad_tx, models, train.trainer, train.visualize   # the engine and everything built on it
+from tinygrad_tx import Tensor
+import tinygrad_tx.nn.functional as F
+on_import = list(loaded)
+threads_after_import = blas_threads()
+# a big batched op takes the row-block path, which lends each block one BLAS thread: it must give them back
+F.softmax(Tensor(np.random.default_rng(0).standard_normal((4, 256, 512))), axis=-1)
+threads_after_op = blas_threads()
+tuned = tinygrad_tx.tune_for_training()
+print(json.dumps({"on_import": on_import, "on_tune": loaded[len(on_import):], "tuned": tuned,
+                  "threads": [threads_before, threads_after_import, threads_after_op],
+                  "environment_changed": dict(os.environ) != environment_before}))
+"""
+
+
+def probe(environment=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(environment or {}))
+    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_import_changes_no_process_wide_state():
+    report = probe()
+    assert report["on_import"] == [], f"importing loaded libraries through ctypes: {report['on_import']}"
+    before, after_import, after_op = report["threads"]
+    assert before and after_import == before, "importing changed the OpenBLAS thread count"
+    assert after_op == before, "a row-blocked op did not restore the OpenBLAS thread count"
+    assert not report["environment_changed"]
+
+
+def test_tune_for_training_is_the_explicit_call():
+    """The probe can see the call it says import does not make (glibc via ctypes), so the check above can fail."""
+    report = probe()
+    assert any("libc" in name for name in report["on_tune"]), report["on_tune"]
+    assert report["tuned"] == {"keep_freed_memory": sys.platform.startswith("linux")}
+    assert probe({"TINYGRAD_TX_KEEP_FREED_MEMORY": "0"})["tuned"] == {"keep_freed_memory": False}
+
+
+@pytest.mark.parametrize("program",
+                         ["train/trainer.py", "bench/train_step.py", "bench/ops.py", "bench/nanogpt_parity.py"])
+def test_the_trainer_and_the_benchmarks_make_the_call(program):
+    tree = ast.parse((ROOT / program).read_text(encoding="utf-8"))
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tune_for_training"]
+    assert calls, f"{program} never calls tinygrad_tx.tune_for_training()"

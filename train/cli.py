@@ -1,0 +1,192 @@
+"""One runner for the command lines (train.shakespeare, train.sample, train.visualize), on jsonargparse.
+
+A CLI's flags are the fields of its dataclass in train/config.py, typed by their annotations:
+``ArgumentParser(SampleConfig, ...)`` gives ``--out_dir``, ``--ckpt``, ... and every CLI also takes
+
+    --config FILE     a JSON file of {field: value} (YAML when the name ends in .yaml or .yml)
+    --print_config    print the resolved config as YAML (a valid --config file) and exit
+    --debug           tracebacks instead of one-line errors
+    --preset NAME     (train only) the recipe the config file and the flags start from
+
+Flags and --config files apply in the order given, a later one winning (jsonargparse's rule); a preset
+sits below both. A mistake jsonargparse finds becomes a ``ConfigError`` whose one line names the field
+(and the file), which ``run`` prints as ``error: ...`` with exit status 2.
+"""
+import dataclasses
+import json
+import re
+import sys
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Optional, Sequence
+
+import jsonargparse
+import yaml
+
+from tinygrad_tx.errors import AnomalyError, TinygradTxError
+from train.config import (DEFAULT_PRESET, PRESETS, ConfigError, SampleConfig, TrainConfig, VisualizeConfig,
+                          make_config)
+
+# A parser mode of our own, so that a --config file named *.json is read as JSON (jsonargparse reads every file
+# as YAML, which takes the invalid JSON {n_layer: 2}). Values on the command line are read as jsonargparse does.
+CONFIG_FILE_MODE = "tinygrad_tx"
+_read_yaml = jsonargparse.get_loader("yaml")
+
+
+def _read_config_text(text: str, path: str = "") -> Any:
+    if not path:
+        return _read_yaml(text)
+    file_format = "YAML" if str(path).endswith((".yaml", ".yml")) else "JSON"
+    try:
+        return _read_yaml(text) if file_format == "YAML" else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:   # a ConfigError passes through jsonargparse to ConfigFile
+        raise ConfigError(f"not valid {file_format}: {str(exc).splitlines()[0]}") from None
+
+
+jsonargparse.set_loader(CONFIG_FILE_MODE, _read_config_text, exceptions=(yaml.YAMLError,))
+
+
+@dataclass
+class CommandLine:
+    config: Any          # the CLI's dataclass (TrainConfig, SampleConfig, VisualizeConfig), resolved
+    explicit: dict       # the values given in config files or flags (for training, they win over a checkpoint's)
+    resume: bool         # train only: continue the run in out_dir
+    print_config: bool
+
+
+class ArgumentParser(jsonargparse.ArgumentParser):
+    """jsonargparse's parser with one-line ConfigErrors instead of a usage dump and sys.exit."""
+
+    def __init__(self, schema: type, prog: str, description: str, presets: Optional[dict] = None) -> None:
+        super().__init__(prog=prog, description=description, exit_on_error=False, print_config=None,
+                         allow_abbrev=False, parser_mode=CONFIG_FILE_MODE, env_prefix=False)
+        self.schema, self.types = schema, typing.get_type_hints(schema)
+        self.add_argument("--config", action=ConfigFile, help="JSON or YAML file of values (keys as the flags "
+                          "below); flags and files apply in the order given, a later one winning")
+        self.add_argument("--print_config", action="store_true", help="print the resolved config as YAML and exit")
+        self.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+        if presets:
+            self.add_argument("--preset", type=str, default=DEFAULT_PRESET, help=f"{' or '.join(presets)}: the values "
+                              "the config file and flags start from (type: %(type)s, default: %(default)s)")
+        for spec in dataclasses.fields(schema):
+            self._add_field(spec, presets or {})
+
+    def _add_field(self, spec: dataclasses.Field, presets: dict) -> None:
+        kind, required = self.types[spec.name], spec.default is dataclasses.MISSING
+        default = "" if required else ", default: %(default)s"
+        in_presets = "".join(f"; {name}: {json.dumps(values[spec.name])}" for name, values in presets.items()
+                             if spec.name in values)
+        flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}   # --bias means --bias true
+        self.add_argument(f"--{spec.name}", type=kind, required=required, **flag,
+                          default=None if required else spec.default,
+                          help=f"{spec.metadata.get('help', '')} (type: %(type)s{default}{in_presets})")
+
+    def error(self, message: str, ex: Optional[Exception] = None) -> typing.NoReturn:
+        raise ConfigError(describe(message, self.types)) from None
+
+    def given_values(self, argv: Sequence[str]) -> tuple[dict, dict]:
+        """(the schema's fields given in ``argv`` and its --config files, the other flags given: --resume, ...)."""
+        try:
+            given = self.parse_args(list(argv), defaults=False).as_dict()
+        except (TypeError, KeyError) as exc:   # jsonargparse's final check, outside its error()
+            raise ConfigError(describe(str(exc), self.types)) from None
+        fields = {name: given.pop(name) for name in list(given) if name in self.types}
+        return fields, given
+
+
+class ConfigFile(jsonargparse.ActionConfigFile):
+    """--config, with the file named in its errors (jsonargparse checks keys only after parsing, unnamed)."""
+
+    def __call__(self, parser, namespace, path, option_string=None):
+        try:
+            super().__call__(parser, namespace, path, option_string)
+            parser.validate(namespace, skip_required=True)
+        except (ConfigError, TypeError, KeyError) as exc:
+            raise ConfigError(f"config file {path!r}: {describe(str(exc), parser.types)}") from None
+
+
+def _expected(kind: Any) -> str:
+    """'an integer', 'a finite number', 'one of char, bpe', ... for a field's annotation."""
+    if typing.get_origin(kind) is typing.Union:
+        return " or ".join(_expected(option) for option in typing.get_args(kind))
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(kind)))
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "text",
+            type(None): "null"}.get(kind, str(kind))
+
+
+def _as_given(text: str) -> str:
+    """A value as the user typed it: a number (inf and nan included) bare, anything else quoted."""
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return repr(text)
+
+
+def describe(message: str, types: dict) -> str:
+    """jsonargparse's (often multi-line) message as one line in the words of docs/errors.md."""
+    message = message.removeprefix('Parser key "config": ')   # a --config given as a string instead of a file
+    typed = re.match(r'Parser key "(\w+)":.*(?:Got|Given) value: (.*)$', message, re.S)
+    if typed and typed.group(1) in types:
+        name, value = typed.groups()
+        return f"{name} must be {_expected(types[name])}, got {_as_given(value.strip())}"
+    unknown = re.match(r"Option '([\w.]+)' is not accepted", message)
+    if unknown:
+        return f"unknown key {unknown.group(1)!r}; see --help for the names"
+    if message.startswith("Unexpected config: "):
+        return "must hold a mapping of names to values"
+    if message.startswith("the following arguments are required: "):
+        names = message.split(": ", 1)[1].split(", ")
+        return "the following arguments are required: " + ", ".join(f"--{name}" for name in names)
+    if message.startswith("File does not exist"):
+        return "no such file"
+    return " ".join(message.split())
+
+
+def dump(config: Any) -> str:
+    """``config`` as the YAML that ``--config`` reads back."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
+
+
+def training_parser() -> ArgumentParser:
+    parser = ArgumentParser(TrainConfig, "python -m train.shakespeare", "Train a GPT on a text file (default: "
+                            "Tiny Shakespeare), nanoGPT style.", presets=PRESETS)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out_dir from ckpt_last.npz")
+    return parser
+
+
+def sampling_parser() -> ArgumentParser:
+    return ArgumentParser(SampleConfig, "python -m train.sample", "Generate text from a checkpoint of "
+                          "python -m train.shakespeare.")
+
+
+def visualize_parser() -> ArgumentParser:
+    return ArgumentParser(VisualizeConfig, "python -m train.visualize", "Attention heatmaps of a trained GPT, "
+                          "one PNG per layer with its heads in a grid.")
+
+
+def parse_command_line(argv: Sequence[str]) -> CommandLine:
+    """argv of python -m train.shakespeare -> CommandLine with a validated TrainConfig: the preset's values under
+    the given ones. Raises ConfigError for anything invalid."""
+    values, flags = training_parser().given_values(argv)
+    config = make_config(flags.get("preset", DEFAULT_PRESET), values)
+    return CommandLine(config, values, flags.get("resume", False), flags.get("print_config", False))
+
+
+def parse(parser: ArgumentParser, argv: Sequence[str]) -> CommandLine:
+    """argv -> CommandLine whose config is ``parser``'s dataclass: its defaults with the given values on top."""
+    values, flags = parser.given_values(argv)
+    return CommandLine(parser.schema(**values), values, False, flags.get("print_config", False))
+
+
+def run(command: Callable[[], int], argv: Sequence[str]) -> int:
+    """``command()``, with a user mistake (a TinygradTxError, an unreadable file) printed as one ``error: ...``
+    line and exit status 2, or 1 for a NaN/Inf caught by anomaly mode; ``--debug`` in argv re-raises it."""
+    try:
+        return command()
+    except (TinygradTxError, AnomalyError, OSError) as exc:
+        if "--debug" in argv:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, AnomalyError) else 2
