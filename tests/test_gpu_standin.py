@@ -248,6 +248,7 @@ def test_install_serves_the_engine_only():
               "x = Tensor(np.ones(3, dtype=np.float32), device='gpu')\n"
               "assert isinstance(x.data, standin.ndarray) and gpu_standin.installed()\n"
               "assert (x * 2).sum().item() == 6.0\n"
+              "assert backend.gpu_name() == 'gpu_standin (NumPy on the CPU)'\n"
               "import cupy\n"
               "assert cupy is not standin and hasattr(cupy, 'cuda') and 'compiler' not in dir(standin.cuda)\n"
               "print('ok')\n")
