@@ -27,6 +27,8 @@ setup(
         "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-jupyter>=0.25", "mkdocstrings[python]>=0.26",
                  "pymdown-extensions>=10.0", "jupyter-server-mathjax>=0.2.6", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6.0"],
+        # tests/cuda_emulation: NVRTC compile checks and the PTX interpreter (no GPU needed; docs/gpu.md)
+        "cuda-emulation": ["cupy-cuda12x>=13.0", "nvidia-cuda-nvrtc-cu12>=12.0"],
         "lint": LINT,
         "dev": LINT + ["pre-commit>=3.0"],
     },

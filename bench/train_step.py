@@ -11,7 +11,9 @@ allocator or imports touch the other. After warm-up the parent alternates the wo
 every round each side runs ``--steps`` steps and the round's median step time counts; the ratio
 ours / PyTorch is the median of the per-round ratios (load that drifts during the run hits both
 sides of a round alike). Peak memory is each worker's ``ru_maxrss`` at the end minus its value
-right after its imports, so the model, optimizer state and the step's activations count.
+right after its imports, so the model, optimizer state and the step's activations count; on the GPU
+it is the device memory each side's caching allocator holds (CuPy's default pool, PyTorch's
+``max_memory_reserved``).
 
 Environment of the workers only (never of tests or of the library): OpenBLAS's idle threads spin for
 ~0.1 s after every call and would slow whatever runs next, so ``OPENBLAS_THREAD_TIMEOUT=1`` (OpenBLAS
@@ -92,6 +94,11 @@ class OursSide:
         self.optimizer.zero_grad()
         self.backend.synchronize(self.device)
 
+    def memory_mib(self, baseline):
+        if self.device == "gpu":
+            return self.backend.gpu_memory_held_bytes() / 2 ** 20
+        return max_rss_mib() - baseline
+
     def gemm_rate(self):
         xp = self.backend.array_module(self.device)
         a = xp.asarray(self.backend.rng("cpu").standard_normal((GEMM_SIZE, GEMM_SIZE), dtype="float32"))
@@ -132,6 +139,11 @@ class TorchSide:
         if self.device == "cuda":
             self.torch.cuda.synchronize()
 
+    def memory_mib(self, baseline):
+        if self.device == "cuda":
+            return self.torch.cuda.max_memory_reserved() / 2 ** 20
+        return max_rss_mib() - baseline
+
     def gemm_rate(self):
         a = self.torch.randn(GEMM_SIZE, GEMM_SIZE, device=self.device)
         return best_rate(lambda: a @ a, self.synchronize)
@@ -157,7 +169,7 @@ def max_rss_mib():
 
 def worker(side_name, config_name, device, threads, state_path, seed, connection):
     """Build one side, then answer ("steps", first_step, count) -> step times, ("gemm",) -> FLOP/s,
-    ("memory",) -> MiB above the post-import baseline, until ("stop",)."""
+    ("memory",) -> peak MiB (host: above the post-import baseline; GPU: held by the allocator), until ("stop",)."""
     try:
         import numpy as np
         side_class = OursSide if side_name == "tinygrad_tx" else TorchSide
@@ -195,7 +207,7 @@ def serve(side, request, seed, batch_size, block_size, baseline):
         return times
     if request[0] == "gemm":
         return side.gemm_rate()
-    return max_rss_mib() - baseline
+    return side.memory_mib(baseline)
 
 
 def ask(connection, *request):

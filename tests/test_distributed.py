@@ -16,7 +16,7 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, distributed
 from tinygrad_tx.distributed import DistributedError, GradientBuckets, SingleProcess, ZeroOptimizer, init_communicator
 
-from conftest import GPU_OK, GPU_REASON
+from conftest import requires_gpu
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -181,21 +181,22 @@ def test_mpi_collectives_on_two_ranks(tmp_path):
     assert result.stdout.count("collectives ok") == 2
 
 
-@pytest.mark.skipif(not GPU_OK, reason=f"NCCL needs a CUDA device: {GPU_REASON}")
+@requires_gpu
 def test_nccl_on_one_gpu():
     """W = 1 with NCCL (a GPU machine may have one GPU): the calls, stream hand-offs and dtypes work."""
+    nccl = backend.nccl_module()
+    if nccl is None:
+        pytest.skip("this CuPy has no NCCL (or device 'gpu' is the CuPy stand-in)")
     pytest.importorskip("mpi4py", reason='the NCCL id travels over MPI: pip install "tinygrad-tx[dist]"')
     from mpi4py import MPI
 
-    from tinygrad_tx import backend
-    nccl = backend.nccl_module()
-    if nccl is None:
-        pytest.skip("this CuPy has no NCCL")
     comm = distributed.NCCLCommunicator(distributed.MPICommunicator(MPI), nccl)
     xp = backend.array_module("gpu")
     array = xp.arange(8, dtype=xp.float32)
     comm.allreduce_sum(array)
     comm.allreduce_sum_async(array).wait()
     comm.broadcast(array)
+    np.testing.assert_array_equal(comm.reduce_scatter(array, [8]).get(), np.arange(8, dtype=np.float32))
+    np.testing.assert_array_equal(comm.allgather(array, [8]).get(), np.arange(8, dtype=np.float32))
     backend.synchronize("gpu")
     np.testing.assert_array_equal(backend.to_numpy(array), np.arange(8, dtype=np.float32))

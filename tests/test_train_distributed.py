@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from test_distributed import SimulatedRanks, launch_env, mpiexec, requires_mpi
+from test_distributed import REPO, SimulatedRanks, launch_env, mpi_missing, mpiexec, requires_mpi
 from test_train import read_metrics, run_cli
 
 from models.gpt import GPT, GPTConfig
@@ -226,4 +226,37 @@ def test_a_zero1_checkpoint_resumes_in_one_process(reference_runs, tmp_path):
     assert {int(i): s["step"] for i, s in resumed["optimizer"]["state"].items()} == \
         {int(i): 9 for i in one["optimizer"]["state"]}
     worst = max(float(np.abs(resumed["model"][k] - one["model"][k]).max()) for k in one["model"])
+    assert worst <= 1e-5, worst
+
+
+def standin_missing():
+    """Why the GPU path cannot run on the CuPy stand-in here, or ''."""
+    try:
+        import cuda_emulation  # noqa: F401  (the stand-in runs CuPy kernels in this PTX emulator)
+        import gpu_standin  # noqa: F401
+    except ImportError as exc:
+        return f"the CuPy stand-in (tests/gpu_standin, tests/cuda_emulation) cannot load: {exc}"
+    return mpi_missing()
+
+
+@pytest.mark.skipif(bool(standin_missing()), reason=standin_missing() or "stand-in available")
+@pytest.mark.parametrize("variant", [["--bucket_mb", "0.001"], ["--zero", "1"]], ids=["buckets", "zero"])
+def test_the_gpu_path_on_two_ranks_through_the_cupy_standin(text_file, tmp_path, variant):
+    """--device gpu under mpiexec with every array on the strict CuPy stand-in: no NCCL there, so the
+    gradients go through MPI by host copies (HostCopyCommunicator), in buckets or ZeRO-1's reduce-scatter,
+    and give one stand-in process's weights."""
+    gpu = ["--device", "gpu", "--n_embd", "16", "--block_size", "8", "--batch_size", "2", "--max_iters", "2",
+           "--eval_interval", "2", "--eval_iters", "1", "--peak_flops", "1e12"]
+    env = {**launch_env(), "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests")])}
+    standin = [sys.executable, "-m", "gpu_standin.run", "-m", "train.shakespeare"]
+    one = subprocess.run([*standin, *args(text_file, tmp_path / "one"), *gpu], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", *standin[1:],
+                          *args(text_file, tmp_path / "two"), *gpu, *variant], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "backend mpi (host copies)" in two.stdout
+    worst = max(float(np.abs(weights(tmp_path / "one")["model"][k] - value).max())
+                for k, value in weights(tmp_path / "two")["model"].items())
     assert worst <= 1e-5, worst

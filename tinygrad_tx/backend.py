@@ -63,6 +63,19 @@ def gpu_available():
         return False, str(exc)
 
 
+def gpu_name():
+    """The current CUDA device's name (e.g. 'NVIDIA H200'); raises DeviceError without a usable GPU."""
+    cupy = _load_cupy()
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.runtime.getDevice())["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def gpu_memory_held_bytes():
+    """Bytes CuPy's default memory pool holds. The pool keeps freed blocks for reuse, so after a
+    training step this is the step's peak device memory (what bench.train_step reports on the GPU)."""
+    return _load_cupy().get_default_memory_pool().total_bytes()
+
+
 def array_module(device):
     """The array module (numpy or cupy) for a device name."""
     return np if normalize_device(device) == "cpu" else _load_cupy()
@@ -106,12 +119,9 @@ def to_numpy(array):
 
 
 def scatter_add(target, indices, values):
-    """``target[indices] += values`` where repeated indices all add up (unbuffered)."""
-    if is_gpu_array(target):
-        import cupyx  # lives with CuPy; only reached once CuPy is loaded
-        cupyx.scatter_add(target, indices, values)
-    else:
-        np.add.at(target, indices, values)
+    """``target[indices] += values`` where repeated indices all add up (unbuffered ``add.at``; CuPy has it
+    since v12 and deprecates ``cupyx.scatter_add`` for it)."""
+    xp_of(target).add.at(target, indices, values)
     return target
 
 
@@ -125,13 +135,18 @@ def synchronize(device="cpu"):
 def use_gpu(index):
     """Make GPU ``index`` (a rank's local rank, modulo the GPUs present) current for this process."""
     cupy = _load_cupy()
-    cupy.cuda.Device(index % cupy.cuda.runtime.getDeviceCount()).use()
+    count = cupy.cuda.runtime.getDeviceCount()
+    if count > 1:   # with one GPU it is already the current one
+        cupy.cuda.Device(index % count).use()
 
 
 def nccl_module():
     """``cupy.cuda.nccl`` when this CuPy was built with NCCL, else None (the caller falls back to MPI)."""
+    cuda = _load_cupy().cuda
+    if not hasattr(cuda, "__path__"):   # not CuPy's cuda package (the tests' CuPy stand-in): no NCCL there
+        return None
     try:   # a submodule CuPy builds only with NCCL; imported by name so type checkers need no CuPy stubs
-        nccl = importlib.import_module("cupy.cuda.nccl")
+        nccl = importlib.import_module(f"{cuda.__name__}.nccl")
     except ImportError:
         return None
     return nccl if getattr(nccl, "available", True) and hasattr(nccl, "NcclCommunicator") else None
