@@ -81,7 +81,7 @@ class Function:
             else:
                 arrays.append(arg)
                 needs_grad.append(False)
-        record = _tensor_module._grad_enabled and any(needs_grad)
+        record = any(needs_grad) and _tensor_module.is_grad_enabled()
         ctx = Context(cls, tuple(needs_grad) if record else (False,) * len(args))
         check = anomaly.is_anomaly_enabled()
         if check:

@@ -134,6 +134,7 @@ def make_config(preset=DEFAULT_PRESET, overrides=None):
         raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     config = TrainConfig(**{**PRESETS[preset], **(overrides or {})})
     validate(config)
+    config.device = backend.normalize_device(config.device)   # our own new object: 'cuda' is stored as 'gpu'
     return config
 
 
@@ -227,7 +228,7 @@ def validate(config):
         raise ConfigError("out_dir must name a directory, got an empty string")
     if os.path.exists(c.out_dir) and not os.path.isdir(c.out_dir):
         raise ConfigError(f"out_dir {c.out_dir!r} is a file, not a directory: choose another --out_dir")
-    c.device = backend.normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
+    backend.normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name; checks, never rewrites
 
 
 def save_json(config, path):

@@ -20,6 +20,7 @@ interrupted run then saves ckpt_last.npz and raises ``TrainingInterrupted``. On 
 dropout stream is not saved: resuming a GPU run with dropout > 0 is not bit-exact.
 """
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -61,6 +62,8 @@ class TrainingInterrupted(Exception):
 class Trainer:
     def __init__(self, config, tokenizer, train_ids, val_ids, resume=None, out=None):
         """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from."""
+        config = copy.copy(config)   # ours to complete (device, peak_flops): the caller's object is never written
+        config.device = backend.normalize_device(config.device)
         self.config, self.tokenizer, self.out = config, tokenizer, out or sys.stdout
         self.splits = {"train": train_ids, "val": val_ids}
         self._grad_norms = {}   # per-layer gradient norms of the last logged step (train/gradflow.py)

@@ -12,7 +12,7 @@ from ..tensor import Tensor
 from .activations import single_axis, dropout_mask
 from .attention import allowed_keys, check_attention_inputs, default_scale
 from .losses import check_targets
-from .normalization import check_layer_norm_params
+from .normalization import check_eps, check_layer_norm_params
 
 
 def _row_max(x, axis):
@@ -53,6 +53,7 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     check_layer_norm_params(x.data, None if weight is None else weight.data, None if bias is None else bias.data)
+    eps = check_eps("layer_norm", eps)
     shifted = x - x[..., :1].detach()      # exact for nearby values; the shift cancels in x - mean(x)
     centered = shifted - shifted.mean(axis=-1, keepdims=True)
     variance = (centered * centered).mean(axis=-1, keepdims=True)

@@ -8,6 +8,7 @@ or for every call with ``F.set_default_impl("composed")``; both give the same va
 """
 from .. import backend
 from ..errors import TinygradTxError
+from ..scoped import ScopedSetting
 from ..tensor import Tensor
 from . import composed
 from .activations import Dropout, Gelu, LogSoftmax, Softmax, check_dropout_probability
@@ -17,7 +18,7 @@ from .losses import CrossEntropy
 from .normalization import LayerNorm
 
 IMPLS = ("fused", "composed")
-_default_impl = "fused"
+_default_impl = ScopedSetting("default impl", "fused")
 
 
 def _check_impl(op, impl):
@@ -26,18 +27,22 @@ def _check_impl(op, impl):
     return impl
 
 
-def set_default_impl(impl):
-    """Make ``impl`` ("fused" | "composed") what every op uses when called with impl=None."""
-    global _default_impl
-    _default_impl = _check_impl("set_default_impl", impl)
+def set_default_impl(impl: str) -> None:
+    """Make ``impl`` ("fused" | "composed") what every op called with impl=None uses, in this thread.
+
+    Other threads keep their own default ("fused" in a new thread), so one thread's switch never
+    changes what another computes.
+    """
+    _default_impl.set(_check_impl("set_default_impl", impl))
 
 
-def get_default_impl():
-    return _default_impl
+def get_default_impl() -> str:
+    """This thread's default implementation, "fused" unless ``set_default_impl`` changed it."""
+    return _default_impl.get()
 
 
 def _fused(op, impl):
-    return _check_impl(op, _default_impl if impl is None else impl) == "fused"
+    return _check_impl(op, _default_impl.get() if impl is None else impl) == "fused"
 
 
 def _index_tensor(indices, device):

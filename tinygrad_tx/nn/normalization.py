@@ -2,6 +2,8 @@
 
 Derivation: docs/derivations/layernorm.md.
 """
+import numbers
+
 from .. import backend
 from ..backend import xp_of
 from ..errors import ShapeError, TinygradTxError
@@ -9,6 +11,13 @@ from ..function import Function
 from ..ops import require_float
 from ..kernels import cuda as cuda_kernels
 from .activations import row_dots
+
+
+def check_eps(op, eps):
+    """One rule for F.layer_norm (both impls) and nn.LayerNorm: a real eps >= 0 (0 is PyTorch's limit too)."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise TinygradTxError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    return float(eps)
 
 
 def check_layer_norm_params(x, weight, bias):
@@ -61,8 +70,7 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5):
         check_layer_norm_params(x, weight, bias)
-        if not eps >= 0:
-            raise TinygradTxError(f"layer_norm: eps must be >= 0, got {eps!r}")
+        eps = check_eps("layer_norm", eps)
         if cuda_kernels.fits_row_kernel(x, weight, bias):
             out, xhat, rstd = cuda_kernels.layer_norm(x, weight, bias, eps)
             ctx.save_for_backward(xhat, rstd, weight)

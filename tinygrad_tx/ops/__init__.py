@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ..backend import xp_of
+from ..backend import as_array, xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
@@ -158,10 +158,14 @@ def _split(self, split_size_or_sections, axis=0, dim=None):
     return Split.apply(self, split_size_or_sections, axis)
 
 
+def _mask_array(mask, device):
+    """A mask or condition as a raw array on ``device``; Where refuses it unless it is boolean."""
+    return mask.data if isinstance(mask, Tensor) else as_array(mask, device)
+
+
 def _masked_fill(self, mask, value):
-    """Elements where ``mask`` holds become ``value``; they get no gradient."""
-    mask = mask.data if isinstance(mask, Tensor) else mask
-    return Where.apply(mask, _operand(value), self)
+    """Elements where the boolean ``mask`` holds become ``value``; they get no gradient."""
+    return Where.apply(_mask_array(mask, self.device), _operand(value), self, op="masked_fill")
 
 
 def _astype(self, dtype):
@@ -210,9 +214,13 @@ def split(tensor, split_size_or_sections, axis=0):
 
 
 def where(condition, a, b):
-    """``a`` where ``condition`` holds, else ``b``; gradients flow to a and b accordingly."""
-    condition = condition.data if isinstance(condition, Tensor) else condition
-    return Where.apply(condition, _operand(a), _operand(b))
+    """``a`` where the boolean ``condition`` holds, else ``b``; gradients flow to a and b accordingly.
+
+    A non-boolean condition raises DTypeError (as PyTorch does) instead of being read as nonzero.
+    """
+    a, b = _operand(a), _operand(b)
+    device = next((t.device for t in (a, b) if isinstance(t, Tensor)), "cpu")
+    return Where.apply(_mask_array(condition, device), a, b)
 
 
 def maximum(a, b):
