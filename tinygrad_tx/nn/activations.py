@@ -188,7 +188,7 @@ class Gelu(Function):
             ctx.save_for_backward(x, gate)
             return out
         if approximate == "none" and x.dtype != xp.float64:   # the float32 erf: blocks on every core
-            x = xp.ascontiguousarray(x)
+            x = xp.ascontiguousarray(x).reshape(x.shape)   # keeps a 0-d input 0-d
             gate, out = xp.empty_like(x), xp.empty_like(x)
             backend.in_row_blocks(_gelu_exact_into, x.reshape(-1), gate.reshape(-1), out.reshape(-1))
             ctx.save_for_backward(x, gate)

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ..backend import as_array, xp_of
+from ..backend import ARRAY_TYPES, as_array, xp_of
 from ..errors import ShapeError
 from ..tensor import Tensor
 from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
@@ -27,7 +27,8 @@ def _operand(value):
         return value.item()
     if isinstance(value, numbers.Number):
         return value
-    return Tensor(value)
+    # an array keeps its dtype (a float64 operand is not rounded to float32 first); lists get Tensor's default
+    return Tensor(value, dtype=value.dtype if isinstance(value, ARRAY_TYPES) else None)
 
 
 def _promoted(a, b):
