@@ -45,6 +45,8 @@ class Expand(Function):
     @staticmethod
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
+        lead = len(shape) - x.ndim   # -1 keeps an existing axis's size, as in PyTorch
+        shape = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
         try:
             return xp_of(x).broadcast_to(x, shape)
         except ValueError:
@@ -94,17 +96,18 @@ class Concatenate(Function):
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         xp = xp_of(arrays[0])
+        try:
+            out = xp.concatenate(arrays, axis=axis)
+        except ValueError:
+            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {axis}") from None
         ctx.axis = axis
         ctx.boundaries = []
         total = 0
         for a in arrays[:-1]:
             total += a.shape[axis]
             ctx.boundaries.append(total)
-        try:
-            return xp.concatenate(arrays, axis=axis)
-        except ValueError:
-            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
-            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {axis}") from None
+        return out
 
     @staticmethod
     def backward(ctx, grad):
