@@ -212,7 +212,7 @@ def _compare_gradients(spec, ours, theirs, ours_leaves, torch_leaves, seed):
             raise Divergence(f"{spec.name}: output requires_grad {a.requires_grad}, PyTorch {b.requires_grad}")
     if not pairs:
         return
-    upstream = [rng.standard_normal(b.shape).astype(_as_numpy(b).dtype) for _, b in pairs]
+    upstream = [np.asarray(rng.standard_normal(b.shape), _as_numpy(b).dtype) for _, b in pairs]
     torch.autograd.backward([b for _, b in pairs], [torch.from_numpy(g) for g in upstream])
     if len(pairs) == 1:
         pairs[0][0].backward(upstream[0])

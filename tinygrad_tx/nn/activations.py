@@ -133,7 +133,7 @@ class Softmax(Function):
     def forward(ctx, x, axis=-1):
         require_float("softmax", x)
         ctx.axis = single_axis("softmax", axis, x.ndim)
-        y = softmax_into(x, ctx.axis)
+        y = softmax_into(x, ctx.axis) if x.size else x.copy()   # an empty axis has no maximum to shift by
         ctx.save_for_backward(y)
         return y
 
@@ -158,6 +158,9 @@ class LogSoftmax(Function):
         require_float("log_softmax", x)
         xp = xp_of(x)
         ctx.axis = axis = single_axis("log_softmax", axis, x.ndim)
+        if x.size == 0:   # an empty axis has no maximum to shift by
+            ctx.save_for_backward(x.copy())
+            return x.copy()
         y = x - x.max(axis=axis, keepdims=True)
         y -= xp.log(xp.exp(y).sum(axis=axis, keepdims=True))
         ctx.save_for_backward(y)
@@ -181,14 +184,23 @@ class Gelu(Function):
         require_float("gelu", x)
         if approximate not in ("none", "tanh"):
             raise TinygradTxError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        ctx.approximate = approximate
+        ctx.approximate, ctx.in_shape = approximate, x.shape
+        # a 0-d input runs as shape (1,): NumPy arithmetic on 0-d arrays returns scalars, which out= refuses
+        return Gelu._forward(ctx, x.reshape(x.shape or (1,)), approximate).reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return Gelu._backward(ctx, grad.reshape(grad.shape or (1,))).reshape(ctx.in_shape)
+
+    @staticmethod
+    def _forward(ctx, x, approximate):
         xp = xp_of(x)
         if backend.is_gpu_array(x):                            # one fused CuPy kernel
             out, gate = cuda_kernels.gelu(x, approximate)
             ctx.save_for_backward(x, gate)
             return out
         if approximate == "none" and x.dtype != xp.float64:   # the float32 erf: blocks on every core
-            x = xp.ascontiguousarray(x).reshape(x.shape)   # keeps a 0-d input 0-d
+            x = xp.ascontiguousarray(x)
             gate, out = xp.empty_like(x), xp.empty_like(x)
             backend.in_row_blocks(_gelu_exact_into, x.reshape(-1), gate.reshape(-1), out.reshape(-1))
             ctx.save_for_backward(x, gate)
@@ -213,7 +225,7 @@ class Gelu(Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad):
+    def _backward(ctx, grad):
         """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1+t)/2 + g x (1-t^2) sqrt(2/pi) (1 + 3 0.044715 x^2) / 2.
         docs/derivations/gelu.md"""
         x, gate = ctx.saved_tensors

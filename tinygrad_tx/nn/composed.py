@@ -18,6 +18,8 @@ from .normalization import check_eps, check_layer_norm_params
 def _row_max(x, axis):
     """The detached row maximum, clamped so an all -inf row shifts by a finite amount (no -inf - -inf)."""
     xp = backend.xp_of(x.data)
+    if x.size == 0:   # an empty axis has no maximum; any shift does
+        return Tensor._wrap(xp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype))
     row_max = x.data.max(axis=axis, keepdims=True)
     return Tensor._wrap(xp.maximum(row_max, xp.finfo(x.dtype).min))
 
@@ -40,7 +42,7 @@ def log_softmax(x, axis=-1):
 def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
     xp = backend.xp_of(logits.data)
     counted = check_targets(logits.data, targets.data, ignore_index, reduction).reshape(-1)
-    log_probs = log_softmax(logits.reshape(-1, logits.shape[-1]), axis=-1)
+    log_probs = log_softmax(logits.reshape(counted.shape[0], logits.shape[-1]), axis=-1)
     safe_targets = xp.where(counted, targets.data.reshape(-1), 0)
     picked = log_probs[xp.arange(counted.shape[0]), safe_targets]
     row_loss = -picked * Tensor._wrap(counted.astype(logits.dtype))

@@ -5,7 +5,7 @@ Derivation: docs/derivations/cross_entropy.md.
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
-from ..ops import require_float
+from ..ops import as_rows, require_float
 from ..kernels import cuda as cuda_kernels
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -45,7 +45,7 @@ class CrossEntropy(Function):
         xp = xp_of(logits)
         counted = check_targets(logits, targets, ignore_index, reduction).reshape(-1)
         classes = logits.shape[-1]
-        rows = logits.reshape(-1, classes)
+        rows = as_rows(logits)
         safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
         if cuda_kernels.fits_row_kernel(rows):
             probs, row_loss = cuda_kernels.cross_entropy_rows(rows, safe_targets, counted)

@@ -8,7 +8,7 @@ from .. import backend
 from ..backend import xp_of
 from ..errors import ShapeError, TinygradTxError
 from ..function import Function
-from ..ops import require_float
+from ..ops import as_rows, require_float
 from ..kernels import cuda as cuda_kernels
 from .activations import row_dots
 
@@ -71,12 +71,15 @@ class LayerNorm(Function):
     def forward(ctx, x, weight=None, bias=None, eps=1e-5):
         check_layer_norm_params(x, weight, bias)
         eps = check_eps("layer_norm", eps)
+        ctx.empty = x.size == 0
+        if ctx.empty:   # no rows or no features: nothing to normalize (and no 1/features)
+            return x.copy()
         if cuda_kernels.fits_row_kernel(x, weight, bias):
             out, xhat, rstd = cuda_kernels.layer_norm(x, weight, bias, eps)
             ctx.save_for_backward(xhat, rstd, weight)
             return out
         xp = xp_of(x)
-        rows = x.reshape(-1, x.shape[-1])
+        rows = as_rows(x)
         xhat, out = xp.empty_like(rows), xp.empty_like(rows)
         rstd = xp.empty((rows.shape[0], 1), x.dtype)
         backend.in_row_blocks(lambda *blocks: _normalize_rows(*blocks, weight, bias, eps), rows, xhat, rstd, out)
@@ -88,19 +91,22 @@ class LayerNorm(Function):
     def backward(ctx, grad):
         """dx = rstd (d - mean(d) - xhat mean(d xhat)), d = g * weight; dweight = sum g xhat; dbias = sum g.
         docs/derivations/layernorm.md"""
-        xhat, rstd, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
-        features = xhat.shape[-1]
+        if ctx.empty:
+            features = (grad.shape[-1],)
+            return grad.copy() if need_x else None, *(xp_of(grad).zeros(features, grad.dtype) if need else None
+                                                      for need in (need_weight, need_bias))
+        xhat, rstd, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
         if need_x and cuda_kernels.fits_row_kernel(grad, xhat, weight):
             grad_x = cuda_kernels.layer_norm_backward(grad, xhat, rstd, weight)
         elif need_x:
             grad_x = xp_of(xhat).empty_like(xhat)
             backend.in_row_blocks(lambda *blocks: _input_gradient_rows(*blocks, weight),
-                                  grad.reshape(-1, features), xhat.reshape(-1, features),
-                                  rstd.reshape(-1, 1), grad_x.reshape(-1, features))
+                                  as_rows(grad), as_rows(xhat),
+                                  as_rows(rstd), as_rows(grad_x))
         if need_weight:
-            grad_weight = (grad * xhat).reshape(-1, features).sum(axis=0)
+            grad_weight = as_rows(grad * xhat).sum(axis=0)
         if need_bias:
-            grad_bias = grad.reshape(-1, features).sum(axis=0)
+            grad_bias = as_rows(grad).sum(axis=0)
         return grad_x, grad_weight, grad_bias

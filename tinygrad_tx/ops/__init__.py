@@ -12,11 +12,11 @@ from ..errors import ShapeError
 from ..tensor import Tensor
 from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
                           require_float, unbroadcast)
-from .matmul import MatMul
+from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
 
-__all__ = ["concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes", "require_float"]
+__all__ = ["as_rows", "concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes", "require_float"]
 
 
 def _operand(value):
@@ -80,7 +80,11 @@ Tensor.__rpow__ = _rpow
 def _compare(ufunc_name):
     def compare(self, other):
         other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
+        try:
+            return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
+        except ValueError:
+            raise ShapeError(f"{ufunc_name}: shapes {self.shape} and {tuple(getattr(other, 'shape', ()))} cannot be "
+                             "broadcast together (trailing dimensions must be equal or 1)") from None
     compare.__doc__ = f"Elementwise {ufunc_name}; a boolean tensor with no gradient."
     return compare
 

@@ -22,7 +22,7 @@ def _check_shapes(a, b):
                          f"({inner_a} != {inner_b})")
 
 
-def _rows(x):
+def as_rows(x):
     """(..., n) -> (N, n); the row count is spelled out because -1 is ambiguous when n is 0."""
     return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
@@ -37,7 +37,7 @@ class MatMul(Function):
         ctx.save_for_backward(a, b)
         if a.ndim > 2 and b.ndim == 2:
             # (..., n, k) @ (k, m) as one (N, k) @ (k, m) GEMM instead of one small GEMM per batch
-            return (_rows(a) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+            return (as_rows(a) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
         try:
             return xp.matmul(a, b)
         except ValueError:
@@ -50,7 +50,7 @@ class MatMul(Function):
         need = ctx.needs_input_grad
         xp = xp_of(grad)
         if a.ndim > 2 and b.ndim == 2:
-            rows_a, rows_g = _rows(a), _rows(grad)
+            rows_a, rows_g = as_rows(a), as_rows(grad)
             return ((rows_g @ b.T).reshape(a.shape) if need[0] else None,
                     rows_a.T @ rows_g if need[1] else None)
         # promote 1-D operands to matrices so one formula covers every case

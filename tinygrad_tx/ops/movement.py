@@ -28,8 +28,9 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx, x, axes):
-        axes = tuple(a % x.ndim if x.ndim else a for a in axes)
-        if sorted(axes) != list(range(x.ndim)):
+        in_range = all(-x.ndim <= a < x.ndim for a in axes)   # checked before % folds 5 into range
+        axes = tuple(a % x.ndim for a in axes) if x.ndim and in_range else tuple(axes)
+        if not in_range or sorted(axes) != list(range(x.ndim)):
             raise ShapeError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {tuple(x.shape)}")
         ctx.inverse = tuple(axes.index(i) for i in range(len(axes)))
         return x.transpose(axes)
