@@ -57,7 +57,17 @@ def binary(draw, domain_b="real", scalar_other=True, raw_other=False):
         return (a, draw(scalar(domain_b))), {}
     if raw_other and choice == 1:
         return (a, Raw(values(draw(st.integers(0, 99)), shape_b, dtype, domain_b))), {}
+    if draw(st.integers(0, 4)) == 0:   # mixed precision: the other float dtype
+        dtype = FLOATS[1 - FLOATS.index(dtype)]
     return (a, draw(leaf(shape_b, dtype, domain_b))), {}
+
+
+def _promoted(function, a, b):
+    """NumPy's promotion, which we keep: a 0-d float64 tensor with a float32 one computes in float64
+    (PyTorch: float32, as 0-d tensors do not promote); both sides are cast up first (docs/errors.md)."""
+    if isinstance(b, torch.Tensor) and a.dtype != b.dtype and a.dtype.is_floating_point and b.dtype.is_floating_point:
+        return function(a.to(torch.float64), b.to(torch.float64))
+    return function(a, b)
 
 
 def axes(ndim):
@@ -129,7 +139,7 @@ def _specs_elementwise():
     specs = []
     for name, (ours, theirs, domain, word) in BINARY.items():
         specs.append(Spec(f"Tensor.{name}", binary(domain, raw_other=True), ours,
-                          lambda a, b, theirs=theirs: theirs(a, _torch_operand(b, a)), (word,)))
+                          lambda a, b, theirs=theirs: _promoted(theirs, a, _torch_operand(b, a)), (word,)))
     for name, (ours, theirs, word) in REFLECTED.items():
         domain = "nonzero" if name == "__rtruediv__" else "real"
         specs.append(Spec(f"Tensor.{name}", reflected(domain), ours,
@@ -141,12 +151,10 @@ def _specs_elementwise():
                           lambda a, name=name: getattr(a, name)(), (word,), stricter=_integer_input))
     specs += [
         Spec("Tensor.__pow__", power(), lambda a, p: a ** p, lambda a, p: a ** _torch_exponent(p), ("pow",),
-             stricter=_integer_input),
+             stricter=_tensor_exponent),
         Spec("Tensor.__rpow__", rpower(), lambda a, base: a.__rpow__(base), lambda a, base: base ** a, ("pow", "exp")),
-        Spec("Tensor.maximum", binary(), lambda a, b: a.maximum(b),
-             lambda a, b: torch.maximum(a, torch.as_tensor(b, dtype=a.dtype)), ("maximum",)),
-        Spec("tinygrad_tx.maximum", binary(), tx.maximum,
-             lambda a, b: torch.maximum(a, torch.as_tensor(b, dtype=a.dtype)), ("maximum",)),
+        Spec("Tensor.maximum", binary(), lambda a, b: a.maximum(b), _torch_maximum, ("maximum",)),
+        Spec("tinygrad_tx.maximum", binary(), tx.maximum, _torch_maximum, ("maximum",)),
     ]
     for name, symbol in [("__lt__", "<"), ("__le__", "<="), ("__gt__", ">"), ("__ge__", ">="), ("__eq__", "=="),
                          ("__ne__", "!=")]:
@@ -157,6 +165,16 @@ def _specs_elementwise():
     return specs
 
 
+def _torch_maximum(a, b):
+    return _promoted(torch.maximum, a, b if isinstance(b, torch.Tensor) else torch.as_tensor(b, dtype=a.dtype))
+
+
+def _tensor_exponent(args, kwargs):
+    if isinstance(args[1], Leaf):
+        return "a tensor exponent is refused: exp(b log a) is wrong for negative bases (docs/errors.md)"
+    return _integer_input(args, kwargs)
+
+
 @st.composite
 def power(draw):
     """x ** p: integer exponents (Python or NumPy int64) on any base, fractional ones on positive bases."""
@@ -164,6 +182,8 @@ def power(draw):
     fractional = isinstance(exponent, float) and not float(exponent).is_integer()
     domain = "positive" if fractional else ("nonzero" if exponent < 0 else "real")
     (x,), _ = draw(unary(domain))
+    if draw(st.integers(0, 9)) == 0:
+        exponent = draw(leaf(draw(shapes(max_dims=2)), draw(float_dtypes())))
     return (x, exponent), {}
 
 

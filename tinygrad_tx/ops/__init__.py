@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from ..backend import ARRAY_TYPES, as_array, xp_of
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
 from .elementwise import (Add, Cast, Div, Exp, Log, Maximum, Mul, Neg, Pow, Relu, Sqrt, Sub, Tanh, Where,
                           require_float, unbroadcast)
@@ -65,7 +65,8 @@ Tensor.__rmatmul__ = lambda self, other: _binary(MatMul, other, self)
 
 def _pow(self, exponent):
     if isinstance(exponent, Tensor):
-        raise TypeError("pow: the exponent must be a Python number (use exp(b * log(a)) for a tensor exponent)")
+        raise DTypeError("pow: the exponent must be a Python number, not a tensor (use (b * a.log()).exp() for a "
+                         "tensor exponent b and a positive base a)")
     return Pow.apply(self, _operand(exponent))
 
 
