@@ -51,11 +51,10 @@ def getitem_case(draw):
 
 
 def _out_of_range_in_empty(args, kwargs):
-    """PyTorch checks only the indices it reads, so an empty result hides an out-of-range index; we refuse it."""
+    """PyTorch checks only the indices it reads, so an empty result (an empty axis, or a slice that selects
+    nothing) hides an out-of-range index; we refuse whatever NumPy refuses."""
     x, index = args
     shape = x.view[1] if x.view[0] == "expand" else _view_shape(x)
-    if 0 not in shape:
-        return None
     plain = tuple(i.array if isinstance(i, Raw) else i for i in index) if isinstance(index, tuple) else \
         (index.array if isinstance(index, Raw) else index)
     try:

@@ -14,7 +14,7 @@ import pytest
 from fuzz_core import Divergence, Leaf, Spec, check, fuzz
 from fuzz_specs import NOT_OPS, SPECS, public_names
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 BUDGET_S = 60.0
 _spent = []
 
