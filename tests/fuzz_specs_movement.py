@@ -79,6 +79,10 @@ def _torch_index(x, index):
             axis += 1
         elif item is not None:
             axis += 1
+    if any(isinstance(item, torch.Tensor) for item in items):
+        # NumPy counts an int beside an index array as one more advanced index (so an int and an array
+        # apart put the indexed axes first); PyTorch applies the int first. We keep NumPy's rule.
+        items = [torch.tensor([item]) if isinstance(item, int) else item for item in items]
     return x[tuple(items) if isinstance(index, tuple) else items[0]]
 
 

@@ -160,7 +160,7 @@ def _specs_elementwise():
                          ("__ne__", "!=")]:
         specs.append(Spec(f"Tensor.{name}", binary(raw_other=True),
                           lambda a, b, name=name: getattr(a, name)(b),
-                          lambda a, b, name=name: getattr(a, name)(_torch_operand(b, a)),
+                          lambda a, b, name=name: _promoted(getattr(torch.Tensor, name), a, _torch_operand(b, a)),
                           ("compare", "less", "greater", "equal")))
     return specs
 
