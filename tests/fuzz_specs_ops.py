@@ -230,8 +230,10 @@ def _specs_reduce():
         Spec("Tensor.sum", reduction(), lambda x, **kw: x.sum(**kw), _reduce_twin("sum"), stricter=_zero_d_axis),
         Spec("Tensor.mean", reduction(), lambda x, **kw: x.mean(**kw), _reduce_twin("mean"), stricter=_zero_d_axis),
         # distinct values: PyTorch's amax splits ties evenly, we give the first (documented in Max)
-        Spec("Tensor.max", reduction("distinct"), lambda x, **kw: x.max(**kw), _reduce_twin("amax"), stricter=_zero_d_axis),
-        Spec("Tensor.min", reduction("distinct"), lambda x, **kw: x.min(**kw), _reduce_twin("amin"), ("max", "min"), _zero_d_axis),
+        Spec("Tensor.max", reduction("distinct"), lambda x, **kw: x.max(**kw), _reduce_twin("amax"),
+             stricter=_zero_d_axis),
+        Spec("Tensor.min", reduction("distinct"), lambda x, **kw: x.min(**kw), _reduce_twin("amin"), ("max", "min"),
+             _zero_d_axis),
     ]
 
 

@@ -94,7 +94,8 @@ class Function:
                 array = backend.xp_of(arrays[0] if arrays else array).asarray(array)
             if check:
                 anomaly.check_finite(array, cls.__name__, "forward", ctx.call_site or "<unknown>", "output")
-            outputs.append(Tensor._wrap(array, record and array.dtype.kind in "fc"))  # int/bool outputs carry no gradient
+            # an integer or boolean output carries no gradient (as in PyTorch)
+            outputs.append(Tensor._wrap(array, record and array.dtype.kind in "fc"))
         if record:
             ctx.inputs = tuple(arg if isinstance(arg, Tensor) and arg.requires_grad else None for arg in args)
             if len(outputs) > 1:

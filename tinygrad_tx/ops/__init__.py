@@ -16,7 +16,8 @@ from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
 
-__all__ = ["as_rows", "concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes", "require_float"]
+__all__ = ["as_rows", "concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes",
+           "require_float"]
 
 
 def _operand(value):
