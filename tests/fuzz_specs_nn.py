@@ -91,9 +91,12 @@ def layer_norm_case(draw):
 
 
 def _layer_norm_twin(x, weight, bias, eps, impl):
+    """PyTorch's layer_norm in float64, cast back: its float32 backward loses up to ~3e-4 (relative) on
+    rows of two nearly equal features, where ours stays within ~2e-6 of float64 (sweep seed 2, round 79)."""
     if x.ndim == 0:
         raise ValueError("layer_norm needs an axis")
-    return TF.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+    up = [None if t is None else t.double() for t in (x, weight, bias)]
+    return TF.layer_norm(up[0], (x.shape[-1],), up[1], up[2], eps).to(x.dtype)
 
 
 @st.composite
