@@ -79,11 +79,21 @@ def _torch_index(x, index):
             axis += 1
         elif item is not None:
             axis += 1
-    if any(isinstance(item, torch.Tensor) for item in items):
-        # NumPy counts an int beside an index array as one more advanced index (so an int and an array
-        # apart put the indexed axes first); PyTorch applies the int first. We keep NumPy's rule.
-        items = [torch.tensor([item]) if isinstance(item, int) else item for item in items]
-    return x[tuple(items) if isinstance(index, tuple) else items[0]]
+    if not any(isinstance(item, torch.Tensor) for item in items):
+        return x[tuple(items) if isinstance(index, tuple) else items[0]]
+    # NumPy counts an int beside an index array as one more advanced index (so an int and an array
+    # apart put the indexed axes first); PyTorch applies the int first. We keep NumPy's rule.
+    items = [torch.tensor([item]) if isinstance(item, int) else item for item in items]
+    out = x[tuple(items) if isinstance(index, tuple) else items[0]]
+    advanced = [i for i, item in enumerate(items) if isinstance(item, torch.Tensor)]
+    between = items[advanced[0]:advanced[-1] + 1]
+    if Ellipsis in between and not any(isinstance(item, slice) or item is None for item in between):
+        # an Ellipsis that stands for no axis still separates the advanced indices in NumPy (their axes go
+        # first), not in PyTorch (they stay in place)
+        before = sum(1 for item in items[:advanced[0]] if isinstance(item, slice) or item is None)
+        width = len(torch.broadcast_shapes(*(items[i].shape for i in advanced)))
+        out = out.movedim(list(range(before, before + width)), list(range(width)))
+    return out
 
 
 # ---------------------------------------------------------------- shapes and axes
