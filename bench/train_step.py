@@ -81,7 +81,6 @@ class OursSide:
         self.model.load_state_dict(state)
         self.model.to(device).train()
         self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
-        self.num_params = self.model.num_params()
 
     def batch(self, x, y):
         xp = self.backend.array_module(self.device)
@@ -180,7 +179,7 @@ def worker(side_name, config_name, device, threads, state_path, seed, connection
             state = {name: archive[name] for name in archive.files}
         side = side_class(config, state, device, threads)
         del state
-        connection.send(("ready", getattr(side, "num_params", None)))
+        connection.send(("ready", ""))
     except Exception as exc:  # reported to the parent, which prints it as the side's result
         connection.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -263,7 +262,9 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
     threads = threads or os.cpu_count()
     config, _ = model_config(config_name)
     backend.manual_seed(seed)
-    state = GPT(GPTConfig(**config)).state_dict()
+    model = GPT(GPTConfig(**config))
+    state, num_params = model.state_dict(), model.num_params()  # counted here: a worker may fail to start
+    del model
     results = {name: SideResult(name) for name in SIDES}
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
@@ -278,14 +279,11 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
                                           args=(name, config_name, device, threads, state_path, seed, child_end))
                 process.start()
                 workers[name] = (process, parent_end)
-        num_params = None
         for name, (_, connection) in list(workers.items()):
             status, detail = connection.recv()
             if status == "error":
                 results[name].error = detail
                 del workers[name]
-            elif detail is not None:
-                num_params = detail
         try:
             for name, (_, connection) in workers.items():
                 ask(connection, "steps", 0, warmup)

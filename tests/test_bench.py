@@ -1,6 +1,8 @@
 """bench/ smoke runs at a tiny size (no timing assertions) and the CuPy kernels against the NumPy path."""
 import io
+import multiprocessing
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -61,6 +63,30 @@ def test_report_marks_a_side_that_could_not_run():
     results["pytorch"] = train_step.SideResult("pytorch", error="RuntimeError: no CUDA")
     table = train_step.report("tiny", "gpu", results, 1000, 1)
     assert "unavailable (RuntimeError: no CUDA)" in table and "ours / PyTorch" not in table
+
+
+class _InProcessContext:
+    """multiprocessing's context API with workers as threads, so a test's monkeypatch reaches them."""
+
+    Pipe = staticmethod(multiprocessing.Pipe)
+
+    class Process(threading.Thread):
+        def __init__(self, target, args, daemon):
+            super().__init__(target=target, args=args, daemon=daemon)
+
+
+def test_run_reports_our_worker_failing_to_start_as_unavailable(monkeypatch, capsys):
+    """Regression (issue 13): num_params came from our worker, so its failure crashed report() with a TypeError."""
+    def fail(*args, **kwargs):
+        raise RuntimeError("no device for this test")
+    monkeypatch.setattr(train_step.OursSide, "__init__", fail)
+    monkeypatch.setattr(train_step.TorchSide, "__init__", fail)
+    monkeypatch.setattr(train_step.multiprocessing, "get_context", lambda method: _InProcessContext)
+    assert train_step.main(["--config", "tiny", "--repeats", "1", "--steps", "1", "--warmup", "0",
+                            "--threads", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "unavailable (RuntimeError: no device for this test)" in table
+    assert "M parameters" in table and "ours / PyTorch" not in table
 
 
 def test_ops_bench_times_every_op_and_impl():

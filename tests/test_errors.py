@@ -170,6 +170,12 @@ ENGINE_CATALOGUE = [
      "GPT.forward: token ids must be integers, got dtype float64"),
     ("e30_unknown_kernels", TinygradTxError, lambda: kernels.use("cuda"),
      "kernels.use: unknown kernels 'cuda': use 'reference' or 'fast'"),
+    ("e32_integer_mask_or_condition", DTypeError, lambda: floats(2, 3).masked_fill(np.array([1, 0, 1]), 0.0),
+     "masked_fill: the mask must be a boolean tensor, got dtype int64 (compare it first, e.g. mask != 0)"),
+    ("e33_permute_axes_out_of_range", ShapeError, lambda: floats(2, 3).permute(0, 2),
+     "permute: (0, 2) is not a permutation of the 2 axes of shape (2, 3)"),
+    ("e34_comparison_shape_mismatch", ShapeError, lambda: floats(2, 3) < floats(4),
+     "less: shapes (2, 3) and (4,) cannot be broadcast together (trailing dimensions must be equal or 1)"),
 ]
 
 

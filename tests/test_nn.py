@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import tinygrad_tx.nn as nn
+import tinygrad_tx.nn.functional as F
 from conftest import DEVICES, assert_close
 from tinygrad_tx import Tensor, TinygradTxError, manual_seed
 
@@ -210,7 +211,7 @@ def test_initialisation_follows_pytorch_defaults_and_the_seed():
     (lambda: nn.Linear(3, 2.5), "Linear: out_features must be a positive integer, got 2.5"),
     (lambda: nn.Embedding(-1, 3), "Embedding: num_embeddings must be a positive integer, got -1"),
     (lambda: nn.LayerNorm((4, 0)), r"LayerNorm: normalized_shape must be positive integers, got \(4, 0\)"),
-    (lambda: nn.LayerNorm(4, eps=0), "LayerNorm: eps must be positive, got 0"),
+    (lambda: nn.LayerNorm(4, eps=-1), "LayerNorm: eps must be a number >= 0, got -1"),
     (lambda: nn.Dropout(1.0), r"Dropout: dropout probability must be a number in \[0, 1\), got 1.0"),
     (lambda: nn.LayerNorm(4)(Tensor(np.ones((2, 3)))), r"LayerNorm: input of shape \(2, 3\) does not end in"),
 ])
@@ -292,3 +293,15 @@ def test_to_device_moves_parameters_in_place_and_keeps_ties(device):
         np.testing.assert_array_equal(saved[key], value)
     net.load_state_dict(expected)
     assert all(p.device == device for p in net.parameters())
+
+
+def test_layer_norm_eps_zero_is_one_rule_for_module_and_function():
+    """Regression: nn.LayerNorm refused eps=0 while F.layer_norm accepted it; both now follow PyTorch."""
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    expected = torch.nn.functional.layer_norm(torch.from_numpy(x), (5,), eps=0.0).numpy()
+    module = nn.LayerNorm(5, eps=0)
+    assert_close(module(Tensor(x)).numpy(), expected, rtol=1e-5, what="nn.LayerNorm eps=0")
+    for impl in ("fused", "composed"):
+        assert_close(F.layer_norm(Tensor(x), eps=0.0, impl=impl).numpy(), expected, rtol=1e-5, what=impl)
+        with pytest.raises(TinygradTxError, match="layer_norm: eps must be a number >= 0, got -1"):
+            F.layer_norm(Tensor(x), eps=-1, impl=impl)

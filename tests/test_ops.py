@@ -298,3 +298,28 @@ def test_non_numeric_data_is_refused():
         Tensor([[1, 2], [3]])
     with pytest.raises(tx.DTypeError, match="Tensor: data must be numbers or booleans, got dtype <U3"):
         Tensor("abc")
+
+
+# ---------------------------------------------------------------- masks and conditions (issue 13, item 1)
+@pytest.mark.parametrize("make", [
+    lambda x, y: tx.where(Tensor([1, 0, 1]), x, y),
+    lambda x, y: tx.where(np.array([1.0, 0.0, 1.0]), x, y),
+    lambda x, y: y.masked_fill(Tensor([1, 0, 1]), 0.0),
+    lambda x, y: y.masked_fill(np.array([1, 0, 1], dtype=np.uint8), 0.0),
+])
+def test_non_boolean_masks_are_refused_like_pytorch(make):
+    """Regression: an int mask gave NumPy's forward but ``~mask`` (bitwise not) in backward: y.grad [-2, -1, -2]."""
+    x, y = (Tensor([1.0, 2.0, 3.0], requires_grad=True) for _ in range(2))
+    with pytest.raises(tx.DTypeError, match=r"(where|masked_fill): the (condition|mask) must be a boolean tensor"):
+        make(x, y)
+
+
+def test_boolean_masks_give_pytorchs_gradients():
+    mask = np.array([True, False, True])
+    x, y = (Tensor([1.0, 2.0, 3.0], requires_grad=True) for _ in range(2))
+    (tx.where(Tensor(mask), x, y) * Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1, 0, 3])
+    np.testing.assert_array_equal(y.grad.numpy(), [0, 2, 0])
+    z = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    z.masked_fill(mask, 0.0).sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy(), [0, 1, 0])

@@ -169,3 +169,25 @@ def test_checkpoint_refuses_values_it_cannot_store(tmp_path):
         save_checkpoint(str(tmp_path / "x.npz"), {"config": {"names": {"a"}}})
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(str(tmp_path / "missing.npz"))
+
+
+def test_validate_and_the_trainer_never_write_to_the_callers_config(tmp_path, monkeypatch):
+    """Regression: validate rewrote config.device ('cuda' -> 'gpu'), Trainer.__init__ wrote peak_flops into it."""
+    import dataclasses
+
+    from train.config import make_config, validate
+    from train.tokenizers import CharTokenizer
+    from train.trainer import Trainer
+    import train.trainer as trainer_module
+    config = make_config("cpu", {"out_dir": str(tmp_path), "n_layer": 1, "n_head": 1, "n_embd": 8, "block_size": 4,
+                                 "batch_size": 2, "max_iters": 1})
+    config = dataclasses.replace(config, device="CPU")
+    before = dataclasses.asdict(config)
+    validate(config)
+    assert dataclasses.asdict(config) == before
+    monkeypatch.setattr(trainer_module, "measure_peak_flops", lambda device: 1e12)
+    tokenizer = CharTokenizer.from_text("hello world, hello")
+    ids = np.array(tokenizer.encode("hello world, hello " * 4))
+    trainer = Trainer(config, tokenizer, ids, ids)
+    assert dataclasses.asdict(config) == before and config.peak_flops is None
+    assert trainer.config.peak_flops == 1e12 and trainer.config.device == "cpu"

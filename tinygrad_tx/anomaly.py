@@ -9,24 +9,25 @@ import traceback
 
 from .backend import xp_of
 from .errors import AnomalyError
+from .scoped import ScopedSetting
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_enabled = False
+_anomaly_mode = ScopedSetting("anomaly mode", False)
 
 
 def is_anomaly_enabled():
-    return _enabled
+    """Whether anomaly detection is on in this thread (off by default in every thread)."""
+    return _anomaly_mode.get()
 
 
 @contextlib.contextmanager
 def detect_anomaly(enabled=True):
-    """Context manager: raise ``AnomalyError`` at the first non-finite forward output or gradient."""
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    try:
+    """Context manager: raise ``AnomalyError`` at the first non-finite forward output or gradient.
+
+    Applies to the calling thread only, and restores the previous mode on exit (nesting, exceptions).
+    """
+    with _anomaly_mode.scope(bool(enabled)):
         yield
-    finally:
-        _enabled = previous
 
 
 def user_call_site():

@@ -87,7 +87,7 @@ class Function:
             else:
                 arrays.append(arg)
                 needs_grad.append(False)
-        record = _tensor_module._grad_enabled and any(needs_grad)
+        record = any(needs_grad) and _tensor_module.is_grad_enabled()
         ctx = Context(cls, tuple(needs_grad) if record else (False,) * len(args))
         check = anomaly.is_anomaly_enabled()
         if check:
@@ -100,7 +100,8 @@ class Function:
                 array = backend.xp_of(arrays[0] if arrays else array).asarray(array)
             if check:
                 anomaly.check_finite(array, cls.__name__, "forward", ctx.call_site or "<unknown>", "output")
-            outputs.append(Tensor._wrap(array, record))
+            # an integer or boolean output carries no gradient (as in PyTorch)
+            outputs.append(Tensor._wrap(array, record and array.dtype.kind in "fc"))
         if record:
             ctx.inputs = tuple(arg if isinstance(arg, Tensor) and arg.requires_grad else None for arg in args)
             if len(outputs) > 1:

@@ -9,39 +9,55 @@ gradient flowing into its outputs has been summed. See docs/autograd.md.
 The operator methods (``+``, ``@``, ``sum``, ``reshape`` ...) are attached by ``tinygrad_tx.ops``.
 """
 import contextlib
+import threading
 import weakref
 
 import numpy as np
 
 from . import anomaly, backend
 from .errors import DTypeError, GraphError, ShapeError
+from .scoped import ScopedSetting
 
-_grad_enabled = True
+_grad_mode = ScopedSetting("grad mode", True)
 
 
 def is_grad_enabled():
-    return _grad_enabled
+    """Whether ops record the graph in this thread (each thread starts with it on, as in PyTorch)."""
+    return _grad_mode.get()
 
 
-class no_grad(contextlib.ContextDecorator):
-    """Context manager and decorator: ops inside record no graph (evaluation, sampling, updates)."""
+class _GradModeScope(contextlib.ContextDecorator):
+    """Grad mode set to ``enabled`` for a block or a decorated function, in the calling thread only.
+
+    The tokens of open scopes live per thread on the instance, so one decorator instance can be
+    entered recursively and from several threads at once; each exit restores what its entry found.
+    """
+
+    enabled = False
+
+    def __init__(self):
+        self._open = threading.local()
 
     def __enter__(self):
-        global _grad_enabled
-        self._previous, _grad_enabled = _grad_enabled, False
+        tokens = self._open.__dict__.setdefault("tokens", [])
+        tokens.append(_grad_mode.push(self.enabled))
+        return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _grad_mode.pop(self._open.tokens.pop())
         return False
 
 
-class enable_grad(no_grad):
+class no_grad(_GradModeScope):
+    """Context manager and decorator: ops inside record no graph (evaluation, sampling, updates)."""
+
+    enabled = False
+
+
+class enable_grad(_GradModeScope):
     """Turn graph recording back on inside a ``no_grad`` region."""
 
-    def __enter__(self):
-        global _grad_enabled
-        self._previous, _grad_enabled = _grad_enabled, True
+    enabled = True
 
 
 class Tensor:

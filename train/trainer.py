@@ -20,6 +20,7 @@ interrupted run then saves ckpt_last.npz and raises ``TrainingInterrupted``. On 
 dropout stream is not saved: resuming a GPU run with dropout > 0 is not bit-exact.
 """
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -41,6 +42,7 @@ from tinygrad_tx import (
     get_rng_state,
     manual_seed,
     no_grad,
+    normalize_device,
     set_rng_state,
     synchronize,
     tune_for_training,
@@ -75,6 +77,8 @@ class Trainer:
     def __init__(self, config, tokenizer, train_ids, val_ids, resume=None, out=None, comm=None):
         """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from.
         ``comm``: a ``tinygrad_tx.distributed`` communicator for data-parallel runs (train/distributed.py)."""
+        config = copy.copy(config)   # ours to complete (device, peak_flops): the caller's object is never written
+        config.device = normalize_device(config.device)
         self.config, self.tokenizer, self.out = config, tokenizer, out or sys.stdout
         self.dist = DataParallel(config, comm or SingleProcess())
         self.is_main = self.dist.rank == 0   # rank 0 alone writes the run directory

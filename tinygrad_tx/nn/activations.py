@@ -30,7 +30,7 @@ class Softmax(Function):
     def forward(ctx, x, axis=-1):
         require_float("softmax", x)
         ctx.axis = single_axis("softmax", axis, x.ndim)
-        y = pick("softmax_forward", x)(x, ctx.axis)
+        y = pick("softmax_forward", x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
         ctx.save_for_backward(y)
         return y
 
@@ -48,7 +48,7 @@ class LogSoftmax(Function):
     def forward(ctx, x, axis=-1):
         require_float("log_softmax", x)
         ctx.axis = single_axis("log_softmax", axis, x.ndim)
-        y = pick("log_softmax_forward", x)(x, ctx.axis)
+        y = pick("log_softmax_forward", x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
         ctx.save_for_backward(y)
         return y
 
@@ -68,17 +68,20 @@ class Gelu(Function):
         require_float("gelu", x)
         if approximate not in ("none", "tanh"):
             raise TinygradTxError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        ctx.approximate = approximate
+        ctx.approximate, ctx.in_shape = approximate, x.shape
+        # a 0-d input runs as shape (1,): NumPy arithmetic on 0-d arrays returns scalars, which out= refuses
+        x = x.reshape(x.shape or (1,))
         out, gate = pick("gelu_forward", x)(x, approximate)
         ctx.save_for_backward(x, gate)
-        return out
+        return out.reshape(ctx.in_shape)
 
     @staticmethod
     def backward(ctx, grad):
         """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1+t)/2 + g x (1-t^2) sqrt(2/pi) (1 + 3 0.044715 x^2) / 2.
         docs/derivations/gelu.md"""
         x, gate = ctx.saved_tensors
-        return pick("gelu_backward", x)(x, gate, grad, ctx.approximate)
+        grad = grad.reshape(x.shape)
+        return pick("gelu_backward", x)(x, gate, grad, ctx.approximate).reshape(ctx.in_shape)
 
 
 class Dropout(Function):

@@ -13,12 +13,14 @@ from ..tensor import Tensor
 from .activations import single_axis
 from .attention import allowed_keys, check_attention_inputs, default_scale
 from .losses import check_targets
-from .normalization import check_layer_norm_params
+from .normalization import check_eps, check_layer_norm_params
 
 
 def _row_max(x, axis):
     """The detached row maximum, clamped so an all -inf row shifts by a finite amount (no -inf - -inf)."""
     xp = backend.xp_of(x.data)
+    if x.size == 0:   # an empty axis has no maximum; any shift does
+        return Tensor._wrap(xp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype))
     row_max = x.data.max(axis=axis, keepdims=True)
     return Tensor._wrap(xp.maximum(row_max, xp.finfo(x.dtype).min))
 
@@ -41,7 +43,7 @@ def log_softmax(x, axis=-1):
 def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
     xp = backend.xp_of(logits.data)
     counted = check_targets(logits.data, targets.data, ignore_index, reduction).reshape(-1)
-    log_probs = log_softmax(logits.reshape(-1, logits.shape[-1]), axis=-1)
+    log_probs = log_softmax(logits.reshape(counted.shape[0], logits.shape[-1]), axis=-1)
     safe_targets = xp.where(counted, targets.data.reshape(-1), 0)
     picked = log_probs[xp.arange(counted.shape[0]), safe_targets]
     row_loss = -picked * Tensor._wrap(counted.astype(logits.dtype))
@@ -54,6 +56,7 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
 
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     check_layer_norm_params(x.data, None if weight is None else weight.data, None if bias is None else bias.data)
+    eps = check_eps("layer_norm", eps)
     shifted = x - x[..., :1].detach()      # exact for nearby values; the shift cancels in x - mean(x)
     centered = shifted - shifted.mean(axis=-1, keepdims=True)
     variance = (centered * centered).mean(axis=-1, keepdims=True)

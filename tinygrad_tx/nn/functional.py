@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import backend
 from ..errors import TinygradTxError
+from ..scoped import ScopedSetting
 from ..tensor import Tensor
 from . import composed
 from .activations import Dropout, Gelu, LogSoftmax, Softmax, check_dropout_probability
@@ -22,7 +23,7 @@ from .losses import CrossEntropy
 from .normalization import LayerNorm
 
 IMPLS = ("fused", "composed")
-_default_impl = "fused"
+_default_impl = ScopedSetting("default impl", "fused")
 
 
 def _check_impl(op: str, impl: str) -> str:
@@ -32,17 +33,21 @@ def _check_impl(op: str, impl: str) -> str:
 
 
 def set_default_impl(impl: str) -> None:
-    """Make ``impl`` ("fused" | "composed") what every op uses when called with impl=None."""
-    global _default_impl
-    _default_impl = _check_impl("set_default_impl", impl)
+    """Make ``impl`` ("fused" | "composed") what every op called with impl=None uses, in this thread.
+
+    Other threads keep their own default ("fused" in a new thread), so one thread's switch never
+    changes what another computes.
+    """
+    _default_impl.set(_check_impl("set_default_impl", impl))
 
 
 def get_default_impl() -> str:
-    return _default_impl
+    """This thread's default implementation, "fused" unless ``set_default_impl`` changed it."""
+    return _default_impl.get()
 
 
 def _fused(op: str, impl: str | None) -> bool:
-    return _check_impl(op, _default_impl if impl is None else impl) == "fused"
+    return _check_impl(op, _default_impl.get() if impl is None else impl) == "fused"
 
 
 def _index_tensor(indices: Any, device: str) -> Tensor:

@@ -6,7 +6,7 @@ from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
 from ..kernels import pick
-from ..ops import require_float
+from ..ops import as_rows, require_float
 
 
 class Linear(Function):
@@ -21,7 +21,7 @@ class Linear(Function):
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
             raise ShapeError(f"linear: bias shape {tuple(bias.shape)} does not match out_features "
                              f"({weight.shape[0]},) of weight shape {tuple(weight.shape)}")
-        rows = x.reshape(-1, x.shape[-1])
+        rows = as_rows(x)
         out = rows @ weight.T
         if bias is not None:
             out += bias
@@ -34,7 +34,7 @@ class Linear(Function):
         """dx = g W, dW = g^T x, db = sum_rows g (g, x as (N, features) matrices).  docs/derivations/matmul.md"""
         rows, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad
-        grad_rows = grad.reshape(-1, weight.shape[0])
+        grad_rows = as_rows(grad)
         return ((grad_rows @ weight).reshape(ctx.x_shape) if need_x else None,
                 grad_rows.T @ rows if need_weight else None,
                 grad_rows.sum(axis=0) if need_bias else None)
@@ -65,5 +65,5 @@ class Embedding(Function):
     def backward(ctx, grad):
         """dweight[k] = sum of g[i] over every position i with indices[i] == k.  docs/derivations/embedding.md"""
         (indices,) = ctx.saved_tensors
-        rows = grad.reshape(-1, grad.shape[-1])
+        rows = as_rows(grad)
         return None, pick("embedding_backward", rows)(indices.reshape(-1), rows, ctx.num_rows)

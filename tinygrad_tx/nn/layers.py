@@ -18,6 +18,7 @@ from ..tensor import Tensor
 from . import functional as F
 from .activations import check_dropout_probability
 from .module import Module, Parameter
+from .normalization import check_eps
 
 
 def _positive_int(layer, name, value):
@@ -77,9 +78,7 @@ class LayerNorm(Module):
         shape = (normalized_shape,) if isinstance(normalized_shape, integral) else tuple(normalized_shape)
         if not shape or not all(isinstance(n, integral) and int(n) > 0 for n in shape):
             raise TinygradTxError(f"LayerNorm: normalized_shape must be positive integers, got {normalized_shape!r}")
-        if not eps > 0:
-            raise TinygradTxError(f"LayerNorm: eps must be positive, got {eps!r}")
-        self.normalized_shape, self.eps = tuple(int(n) for n in shape), float(eps)
+        self.normalized_shape, self.eps = tuple(int(n) for n in shape), check_eps("LayerNorm", eps)
         xp = backend.array_module(device)
         self.weight = Parameter(xp.ones(self.normalized_shape, dtype=np.float32))
         self.bias = Parameter(xp.zeros(self.normalized_shape, dtype=np.float32)) if bias else None

@@ -6,7 +6,7 @@ from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
 from ..kernels import pick
-from ..ops import require_float
+from ..ops import as_rows, require_float
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -45,7 +45,7 @@ class CrossEntropy(Function):
         xp = xp_of(logits)
         counted = check_targets(logits, targets, ignore_index, reduction).reshape(-1)
         classes = logits.shape[-1]
-        rows = logits.reshape(-1, classes)
+        rows = as_rows(logits)
         safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
         probs, row_loss = pick("cross_entropy_forward", rows)(rows, safe_targets, counted)
         count = xp.maximum(counted.sum(dtype=logits.dtype), 1.0)  # all ignored: 0 / 1, not 0 / 0

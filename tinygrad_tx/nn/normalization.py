@@ -2,10 +2,20 @@
 
 Derivation: docs/derivations/layernorm.md.
 """
+import numbers
+
+from ..backend import xp_of
 from ..errors import ShapeError, TinygradTxError
 from ..function import Function
 from ..kernels import pick
 from ..ops import require_float
+
+
+def check_eps(op, eps):
+    """One rule for F.layer_norm (both impls) and nn.LayerNorm: a real eps >= 0 (0 is PyTorch's limit too)."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise TinygradTxError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    return float(eps)
 
 
 def check_layer_norm_params(x, weight, bias):
@@ -25,8 +35,10 @@ class LayerNorm(Function):
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5):
         check_layer_norm_params(x, weight, bias)
-        if not eps >= 0:
-            raise TinygradTxError(f"layer_norm: eps must be >= 0, got {eps!r}")
+        eps = check_eps("layer_norm", eps)
+        ctx.empty = x.size == 0
+        if ctx.empty:  # no rows or no features: nothing to normalize (and no 1/features)
+            return x.copy()
         out, xhat, rstd = pick("layer_norm_forward", x)(x, weight, bias, eps)
         ctx.save_for_backward(xhat, rstd, weight)
         return out
@@ -35,6 +47,11 @@ class LayerNorm(Function):
     def backward(ctx, grad):
         """dx = rstd (d - mean(d) - xhat mean(d xhat)), d = g * weight; dweight = sum g xhat; dbias = sum g.
         docs/derivations/layernorm.md"""
+        need = ctx.needs_input_grad[:3]
+        if ctx.empty:
+            features = (grad.shape[-1],)
+            zeros = [xp_of(grad).zeros(features, grad.dtype) if needed else None for needed in need[1:]]
+            return (grad.copy() if need[0] else None, *zeros)
         xhat, rstd, weight = ctx.saved_tensors
         grads = pick("layer_norm_backward", xhat)(grad, xhat, rstd, weight)
-        return tuple(g if needed else None for g, needed in zip(grads, ctx.needs_input_grad))
+        return tuple(g if needed else None for g, needed in zip(grads, need))

@@ -7,8 +7,8 @@ import numbers
 
 import numpy as np
 
-from ..backend import xp_of
-from ..errors import ShapeError
+from ..backend import ARRAY_TYPES, as_array, xp_of
+from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
 from .elementwise import (
     Add,
@@ -28,11 +28,12 @@ from .elementwise import (
     require_float,
     unbroadcast,
 )
-from .matmul import MatMul
+from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
 
-__all__ = ["concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes", "require_float"]
+__all__ = ["as_rows", "concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes",
+           "require_float"]
 
 
 def _operand(value):
@@ -43,7 +44,8 @@ def _operand(value):
         return value.item()
     if isinstance(value, numbers.Number):
         return value
-    return Tensor(value)
+    # an array keeps its dtype (a float64 operand is not rounded to float32 first); lists get Tensor's default
+    return Tensor(value, dtype=value.dtype if isinstance(value, ARRAY_TYPES) else None)
 
 
 def _promoted(a, b):
@@ -80,7 +82,8 @@ Tensor.__rmatmul__ = lambda self, other: _binary(MatMul, other, self)
 
 def _pow(self, exponent):
     if isinstance(exponent, Tensor):
-        raise TypeError("pow: the exponent must be a Python number (use exp(b * log(a)) for a tensor exponent)")
+        raise DTypeError("pow: the exponent must be a Python number, not a tensor (use (b * a.log()).exp() for a "
+                         "tensor exponent b and a positive base a)")
     return Pow.apply(self, _operand(exponent))
 
 
@@ -95,7 +98,11 @@ Tensor.__rpow__ = _rpow
 def _compare(ufunc_name):
     def compare(self, other):
         other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
+        try:
+            return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
+        except ValueError:
+            raise ShapeError(f"{ufunc_name}: shapes {self.shape} and {tuple(getattr(other, 'shape', ()))} cannot be "
+                             "broadcast together (trailing dimensions must be equal or 1)") from None
     compare.__doc__ = f"Elementwise {ufunc_name}; a boolean tensor with no gradient."
     return compare
 
@@ -195,10 +202,14 @@ def _split(self, split_size_or_sections, axis=0, dim=None):
     return Split.apply(self, split_size_or_sections, axis)
 
 
+def _mask_array(mask, device):
+    """A mask or condition as a raw array on ``device``; Where refuses it unless it is boolean."""
+    return mask.data if isinstance(mask, Tensor) else as_array(mask, device)
+
+
 def _masked_fill(self, mask, value):
-    """Elements where ``mask`` holds become ``value``; they get no gradient."""
-    mask = mask.data if isinstance(mask, Tensor) else mask
-    return Where.apply(mask, _operand(value), self)
+    """Elements where the boolean ``mask`` holds become ``value``; they get no gradient."""
+    return Where.apply(_mask_array(mask, self.device), _operand(value), self, op="masked_fill")
 
 
 def _astype(self, dtype):
@@ -247,9 +258,13 @@ def split(tensor, split_size_or_sections, axis=0):
 
 
 def where(condition, a, b):
-    """``a`` where ``condition`` holds, else ``b``; gradients flow to a and b accordingly."""
-    condition = condition.data if isinstance(condition, Tensor) else condition
-    return Where.apply(condition, _operand(a), _operand(b))
+    """``a`` where the boolean ``condition`` holds, else ``b``; gradients flow to a and b accordingly.
+
+    A non-boolean condition raises DTypeError (as PyTorch does) instead of being read as nonzero.
+    """
+    a, b = _operand(a), _operand(b)
+    device = next((t.device for t in (a, b) if isinstance(t, Tensor)), "cpu")
+    return Where.apply(_mask_array(condition, device), a, b)
 
 
 def maximum(a, b):

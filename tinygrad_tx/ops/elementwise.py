@@ -244,18 +244,25 @@ class Maximum(Function):
 
 
 class Where(Function):
-    """where(cond, a, b): the gradient goes to a where cond holds, to b elsewhere."""
+    """where(cond, a, b): the gradient goes to a where cond holds, to b elsewhere.
+
+    ``cond`` must be boolean, as in PyTorch: an integer mask is refused rather than read as
+    "nonzero is true", so no op ever takes ``~`` of an integer (bitwise not) for logical not.
+    """
 
     @staticmethod
-    def forward(ctx, condition, a, b):
+    def forward(ctx, condition, a, b, op="where"):
         xp = xp_of(condition)
+        if condition.dtype.kind != "b":
+            raise DTypeError(f"{op}: the {'condition' if op == 'where' else 'mask'} must be a boolean tensor, got dtype {condition.dtype} "
+                             "(compare it first, e.g. mask != 0)")
         ctx.save_for_backward(condition)
         ctx.shapes = (_shape(a), _shape(b))
         try:
             return xp.where(condition, a, b)
         except ValueError:
-            raise ShapeError(f"where: condition {tuple(condition.shape)} and values {ctx.shapes[0] or ()}, {ctx.shapes[1] or ()} "
-                             "cannot be broadcast together") from None
+            raise ShapeError(f"{op}: condition {tuple(condition.shape)} and values {ctx.shapes[0] or ()}, "
+                             f"{ctx.shapes[1] or ()} cannot be broadcast together") from None
 
     @staticmethod
     def backward(ctx, grad):

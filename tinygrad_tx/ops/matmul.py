@@ -3,6 +3,8 @@
 Derivation: docs/derivations/matmul.md. For C = A B:  dA = dC B^T,  dB = A^T dC, with 1-D operands
 promoted to matrices first and broadcast batch dimensions summed back (unbroadcast).
 """
+import math
+
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..function import Function
@@ -20,6 +22,11 @@ def _check_shapes(a, b):
                          f"({inner_a} != {inner_b})")
 
 
+def as_rows(x):
+    """(..., n) -> (N, n); the row count is spelled out because -1 is ambiguous when n is 0."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+
+
 class MatMul(Function):
     """``a @ b``. A stack of rows times one matrix runs as a single GEMM (rows flattened)."""
 
@@ -30,7 +37,7 @@ class MatMul(Function):
         ctx.save_for_backward(a, b)
         if a.ndim > 2 and b.ndim == 2:
             # (..., n, k) @ (k, m) as one (N, k) @ (k, m) GEMM instead of one small GEMM per batch
-            return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+            return (as_rows(a) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
         try:
             return xp.matmul(a, b)
         except ValueError:
@@ -43,7 +50,7 @@ class MatMul(Function):
         need = ctx.needs_input_grad
         xp = xp_of(grad)
         if a.ndim > 2 and b.ndim == 2:
-            rows_a, rows_g = a.reshape(-1, a.shape[-1]), grad.reshape(-1, grad.shape[-1])
+            rows_a, rows_g = as_rows(a), as_rows(grad)
             return ((rows_g @ b.T).reshape(a.shape) if need[0] else None,
                     rows_a.T @ rows_g if need[1] else None)
         # promote 1-D operands to matrices so one formula covers every case

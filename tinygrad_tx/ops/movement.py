@@ -28,8 +28,9 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx, x, axes):
-        axes = tuple(a % x.ndim if x.ndim else a for a in axes)
-        if sorted(axes) != list(range(x.ndim)):
+        in_range = all(-x.ndim <= a < x.ndim for a in axes)   # checked before % folds 5 into range
+        axes = tuple(a % x.ndim for a in axes) if x.ndim and in_range else tuple(axes)
+        if not in_range or sorted(axes) != list(range(x.ndim)):
             raise ShapeError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {tuple(x.shape)}")
         ctx.inverse = tuple(axes.index(i) for i in range(len(axes)))
         return x.transpose(axes)
@@ -45,6 +46,8 @@ class Expand(Function):
     @staticmethod
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
+        lead = len(shape) - x.ndim   # -1 keeps an existing axis's size, as in PyTorch
+        shape = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
         try:
             return xp_of(x).broadcast_to(x, shape)
         except ValueError:
@@ -94,17 +97,18 @@ class Concatenate(Function):
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         xp = xp_of(arrays[0])
+        try:
+            out = xp.concatenate(arrays, axis=axis)
+        except ValueError:
+            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
+            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {axis}") from None
         ctx.axis = axis
         ctx.boundaries = []
         total = 0
         for a in arrays[:-1]:
             total += a.shape[axis]
             ctx.boundaries.append(total)
-        try:
-            return xp.concatenate(arrays, axis=axis)
-        except ValueError:
-            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
-            raise ShapeError(f"concatenate: shapes {shapes} differ outside axis {axis}") from None
+        return out
 
     @staticmethod
     def backward(ctx, grad):

@@ -2,6 +2,8 @@
 
 Derivation: docs/derivations/broadcasting.md (a reduction's backward is a broadcast, and back).
 """
+import math
+
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..function import Function
@@ -27,7 +29,7 @@ def _expand_back(grad, in_shape, axes, keepdims):
     xp = xp_of(grad)
     if not keepdims:
         grad = grad.reshape([1 if i in axes else n for i, n in enumerate(in_shape)])
-    return xp.ascontiguousarray(xp.broadcast_to(grad, in_shape))
+    return xp.broadcast_to(grad, in_shape).copy()  # not ascontiguousarray: it turns a 0-d array into shape (1,)
 
 
 class Sum(Function):
@@ -71,11 +73,12 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
-        if x.size == 0:
-            raise ShapeError(f"max: cannot reduce an empty tensor of shape {tuple(x.shape)}")
         axes = normalize_axes("max", axis, x.ndim)
+        if any(x.shape[a] == 0 for a in axes):
+            raise ShapeError(f"max: cannot reduce over an empty axis (tensor shape {tuple(x.shape)}, axis {axis})")
         kept = [i for i in range(x.ndim) if i not in axes]
-        moved = x.transpose(kept + list(axes)).reshape([x.shape[i] for i in kept] + [-1])
+        reduced = math.prod(x.shape[a] for a in axes)   # not -1: ambiguous when another axis is empty
+        moved = x.transpose(kept + list(axes)).reshape([x.shape[i] for i in kept] + [reduced])
         ctx.argmax = moved.argmax(axis=-1)
         ctx.moved_shape, ctx.order, ctx.in_shape = moved.shape, kept + list(axes), x.shape
         return x.max(axis=axes, keepdims=keepdims)
@@ -87,4 +90,4 @@ class Max(Function):
         flat_grad = grad.reshape(ctx.argmax.shape)[..., None] * one_hot
         moved_axes_shape = [ctx.in_shape[i] for i in ctx.order]
         inverse = [ctx.order.index(i) for i in range(len(ctx.order))]
-        return xp.ascontiguousarray(flat_grad.reshape(moved_axes_shape).transpose(inverse))
+        return flat_grad.reshape(moved_axes_shape).transpose(inverse).copy()

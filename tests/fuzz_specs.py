@@ -1,0 +1,52 @@
+"""The fuzzer's one table: every public op of tinygrad_tx, Tensor and nn.functional, with its PyTorch twin.
+
+``SPECS`` maps a public name to its Spec (tests/fuzz_core.py). ``NOT_OPS`` names the public
+callables that are not ops (accessors, graph and mode controls) with the reason they have no spec;
+tests/test_fuzz.py fails when a public name is in neither, so a new op cannot go unfuzzed.
+"""
+import inspect
+
+import tinygrad_tx
+import tinygrad_tx.nn.functional as F
+from fuzz_specs_movement import SPECS as MOVEMENT
+from fuzz_specs_nn import SPECS as FUNCTIONAL
+from fuzz_specs_ops import SPECS as ELEMENTWISE
+from tinygrad_tx import Tensor
+
+SPECS = {spec.name: spec for spec in ELEMENTWISE + MOVEMENT + FUNCTIONAL}
+
+_ACCESSOR = "reads the tensor or its metadata; no computation to compare"
+_GRAPH = "graph or mode control, tested in test_tensor.py / test_modes.py"
+NOT_OPS = {
+    **{f"Tensor.{name}": _ACCESSOR for name in ("shape", "ndim", "size", "dtype", "device", "is_leaf", "grad_fn",
+                                                 "numpy", "item", "tolist", "to", "data", "grad", "requires_grad")},
+    **{f"Tensor.{name}": _GRAPH for name in ("backward", "detach", "requires_grad_", "zero_grad", "retain_grad")},
+    **{f"tinygrad_tx.{name}": _GRAPH for name in ("no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly")},
+    "tinygrad_tx.gradcheck": "the finite-difference checker itself (tests/test_gradcheck.py)",
+    "tinygrad_tx.gradcheck_directional": "the finite-difference checker itself (tests/test_gradcheck.py)",
+    "tinygrad_tx.manual_seed": "seeds the generators (tests/test_nn.py)",
+    "tinygrad_tx.gpu_available": "reports the device (tests/test_tensor.py)",
+    "F.set_default_impl": "picks fused or composed; every spec draws impl per call (tests/test_modes.py)",
+    "F.get_default_impl": "reads the default impl (tests/test_modes.py)",
+}
+
+
+def public_names():
+    """Every public op-like name: Tensor's public attributes and the operators tinygrad_tx.ops attaches,
+    tinygrad_tx's top-level functions, and nn.functional's functions."""
+    names = set()
+    for name in dir(Tensor):
+        attribute = inspect.getattr_static(Tensor, name)
+        function = attribute.fget if isinstance(attribute, property) else attribute
+        module = getattr(function, "__module__", "") or ""
+        if not name.startswith("_") or (name.startswith("__") and module.startswith("tinygrad_tx.ops")):
+            names.add(f"Tensor.{name}")
+    for name in tinygrad_tx.__all__:
+        value = getattr(tinygrad_tx, name)
+        if callable(value) and not (inspect.isclass(value) and issubclass(value, (Exception, Tensor))) \
+                and name not in ("Function", "Context"):
+            names.add(f"tinygrad_tx.{name}")
+    for name, value in vars(F).items():
+        if inspect.isfunction(value) and value.__module__ == F.__name__ and not name.startswith("_"):
+            names.add(f"F.{name}")
+    return names
