@@ -28,6 +28,14 @@ NOT_OPS = {
     "tinygrad_tx.gpu_available": "reports the device (tests/test_tensor.py)",
     "F.set_default_impl": "picks fused or composed; every spec draws impl per call (tests/test_modes.py)",
     "F.get_default_impl": "reads the default impl (tests/test_modes.py)",
+    **{f"tinygrad_tx.{name}": "a factory: builds a tensor from plain arguments, nothing to differentiate "
+       "(tests/test_public_api.py)" for name in ("arange", "zeros", "ones", "full", "tril", "randn", "from_numpy")},
+    "Tensor.from_array": "the no-copy constructor (tests/test_public_api.py)",
+    **{f"tinygrad_tx.{name}": "device, generator or process control, no computation (tests/test_backend.py)"
+       for name in ("rng", "get_rng_state", "set_rng_state", "synchronize", "normalize_device", "require_device",
+                    "tune_for_training")},
+    **{f"tinygrad_tx.{name}": "weights to and from a file (tests/test_serialization.py)"
+       for name in ("save_safetensors", "load_safetensors")},
 }
 
 

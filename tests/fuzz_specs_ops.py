@@ -162,7 +162,31 @@ def _specs_elementwise():
                           lambda a, b, name=name: getattr(a, name)(b),
                           lambda a, b, name=name: _promoted(getattr(torch.Tensor, name), a, _torch_operand(b, a)),
                           ("compare", "less", "greater", "equal")))
+    specs += [
+        Spec("Tensor.__invert__", logical(), lambda a: ~a, lambda a: ~a, ("invert",)),
+        Spec("Tensor.argmax", argmax_case(), lambda x, **kw: x.argmax(**kw),
+             lambda x, axis=None, keepdims=False: x.argmax(dim=axis, keepdim=keepdims)),
+    ]
     return specs
+
+
+@st.composite
+def logical(draw):
+    """A boolean or integer tensor (what ~ inverts) or, sometimes, a float one (refused by both)."""
+    shape, seed = draw(shapes()), draw(st.integers(0, 99))
+    kind = draw(st.sampled_from(["bool", "int", "float"]))
+    if kind == "float":
+        return (draw(leaf(shape, draw(float_dtypes()))),), {}
+    array = values(seed, shape, np.int64, "integer")
+    return (np.asarray(array > 0) if kind == "bool" else array,), {}
+
+
+@st.composite
+def argmax_case(draw):
+    shape = draw(shapes())
+    x = draw(leaf(shape, draw(float_dtypes()), "distinct"))
+    axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1))) if shape else None
+    return (x,), {"axis": axis, "keepdims": draw(st.booleans()) if axis is not None else False}
 
 
 def _torch_maximum(a, b):

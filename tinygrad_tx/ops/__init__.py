@@ -116,13 +116,15 @@ Tensor.__hash__ = object.__hash__
 def _invert(self):
     """Elementwise logical not of a boolean tensor (bitwise not of an integer one); no gradient."""
     if self.dtype.kind not in "biu":
-        raise TypeError(f"~: only boolean and integer tensors can be inverted, got dtype {self.dtype}")
+        raise DTypeError(f"invert: only boolean and integer tensors can be inverted (~), got dtype {self.dtype}")
     return Tensor._wrap(xp_of(self.data).invert(self.data))
 
 
 def _argmax(self, axis=None, keepdims=False):
     """Index of the largest value (the first one on ties) along ``axis``, as an int64 tensor; no gradient."""
     axis = None if axis is None else normalize_axes("argmax", axis, self.ndim)[0]
+    if (self.shape[axis] if axis is not None else self.size) == 0:
+        raise ShapeError(f"argmax: an empty axis has no largest value (shape {self.shape}, axis {axis})")
     index = xp_of(self.data).argmax(self.data, axis=axis, keepdims=keepdims)
     return Tensor._wrap(xp_of(self.data).asarray(index, dtype=np.int64))
 
