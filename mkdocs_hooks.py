@@ -8,6 +8,7 @@
 - MathJax 2 is copied from the ``jupyter-server-mathjax`` package into the site, so math renders with
   no network at view time; the pages and the notebooks load it from ``assets/mathjax``.
 """
+
 import posixpath
 import re
 import shutil
@@ -18,9 +19,21 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, InclusionLevel
 
 REPO = Path(__file__).resolve().parent
-API_MODULES = ["tinygrad_tx", "tinygrad_tx.tensor", "tinygrad_tx.function", "tinygrad_tx.gradcheck",
-               "tinygrad_tx.nn", "tinygrad_tx.nn.functional", "tinygrad_tx.optim", "tinygrad_tx.backend",
-               "tinygrad_tx.viz", "tinygrad_tx.distributed", "models", "train.data", "train.tokenizers"]
+API_MODULES = [
+    "tinygrad_tx",
+    "tinygrad_tx.tensor",
+    "tinygrad_tx.function",
+    "tinygrad_tx.gradcheck",
+    "tinygrad_tx.nn",
+    "tinygrad_tx.nn.functional",
+    "tinygrad_tx.optim",
+    "tinygrad_tx.backend",
+    "tinygrad_tx.viz",
+    "tinygrad_tx.distributed",
+    "models",
+    "train.data",
+    "train.tokenizers",
+]
 SECTION_OF_FOLDER = {"derivations": "Derivations"}
 MATHJAX_DIR = "assets/mathjax"
 # A MathJax config file: the fonts jupyter-server-mathjax ships (STIX-Web), the delimiters arithmatex writes
@@ -45,10 +58,10 @@ def _repo_target(page_uri, link):
 def _site_uri(target):
     """Where the site keeps what a repository path shows: docs pages as they are, other files as source pages."""
     path = REPO / target
-    if target.startswith("notebooks/") and path.suffix == ".ipynb":   # the site's notebook pages
+    if target.startswith("notebooks/") and path.suffix == ".ipynb":  # the site's notebook pages
         return target
-    if target.startswith("docs/") and path.suffix != ".py":   # docs/**/*.py are excluded from the site as files
-        inner = target[len("docs/"):]
+    if target.startswith("docs/") and path.suffix != ".py":  # docs/**/*.py are excluded from the site as files
+        inner = target[len("docs/") :]
         return posixpath.join(inner, "index.md") if path.is_dir() and not (path / "README.md").exists() else None
     return posixpath.join("source", target, "index.md") if path.is_dir() else f"source/{target}.md"
 
@@ -87,8 +100,7 @@ def _generated_targets(files):
                 targets.add(target)
     # a source folder's page lists its files, so each listed file needs its own page too
     for target in [t for t in targets if (REPO / t).is_dir() and not t.startswith("docs/")]:
-        targets.update(str(p.relative_to(REPO)) for p in (REPO / target).iterdir()
-                       if p.is_file() and p.suffix == ".py")
+        targets.update(str(p.relative_to(REPO)) for p in (REPO / target).iterdir() if p.is_file() and p.suffix == ".py")
     return targets
 
 
@@ -116,7 +128,7 @@ def _complete_nav(config, files):
         entries.append(uri)
 
 
-@event_priority(100)   # before mkdocs-jupyter looks for notebooks among the files
+@event_priority(100)  # before mkdocs-jupyter looks for notebooks among the files
 def on_files(files, config):
     for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
         files.append(File(f"notebooks/{notebook.name}", str(REPO), config["site_dir"], config["use_directory_urls"]))
@@ -127,7 +139,7 @@ def on_files(files, config):
         if files.get_file_from_path(uri) is not None:
             continue
         in_docs = target.startswith("docs/") and (REPO / target).is_dir()
-        content = _docs_index_page(target[len("docs/"):]) if in_docs else _source_page(target)
+        content = _docs_index_page(target[len("docs/") :]) if in_docs else _source_page(target)
         files.append(File.generated(config, uri, content=content, inclusion=InclusionLevel.NOT_IN_NAV))
     _complete_nav(config, files)
     return files
@@ -144,8 +156,9 @@ def on_page_markdown(markdown, page, config, files):
         if uri is None:
             return match.group(0)
         link = posixpath.relpath(uri, posixpath.dirname(page.file.src_uri) or ".")
-        anchor = "" if uri.startswith("source/") else match.group(3) or ""   # a source page has no line anchors
+        anchor = "" if uri.startswith("source/") else match.group(3) or ""  # a source page has no line anchors
         return f"{match.group(1)}{link}{anchor}{match.group(4)}"
+
     return LINK.sub(relink, markdown)
 
 
@@ -153,6 +166,5 @@ def on_post_build(config):
     """Ship MathJax with the site (no CDN at view time), with this site's configuration file."""
     source = Path(jupyter_server_mathjax.__file__).parent / "static"
     destination = Path(config["site_dir"]) / MATHJAX_DIR
-    shutil.copytree(source, destination, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("localization", "*.md"))
+    shutil.copytree(source, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns("localization", "*.md"))
     (destination / "config" / "tinygrad_tx.js").write_text(MATHJAX_CONFIG, encoding="utf-8")

@@ -17,16 +17,31 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["tinygrad_tx", "tinygrad_tx.*"]),
     package_data={"tinygrad_tx": ["py.typed", "*.pyi"]},
-    install_requires=["numpy>=1.24", "matplotlib>=3.6", "tqdm>=4.60", "PyYAML>=6.0", "safetensors>=0.4",
-                      "jsonargparse>=4.53,<5", "graphviz>=0.20"],
+    install_requires=[
+        "numpy>=1.24",
+        "matplotlib>=3.6",
+        "tqdm>=4.60",
+        "PyYAML>=6.0",
+        "safetensors>=0.4",
+        "jsonargparse>=4.53,<5",
+        "graphviz>=0.20",
+    ],
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
         "dist": ["mpi4py>=4.0", "mpich>=4.1"],  # data-parallel under mpiexec (docs/distributed.md)
         "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1", "threadpoolctl>=3.0"],
         # the site (mkdocs.yml) and the notebooks' execution; MathJax comes from jupyter-server-mathjax
-        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocs-jupyter>=0.25", "mkdocstrings[python]>=0.26",
-                 "pymdown-extensions>=10.0", "jupyter-server-mathjax>=0.2.6", "nbclient>=0.10", "nbformat>=5.9",
-                 "ipykernel>=6.0"],
+        "docs": [
+            "mkdocs>=1.6",
+            "mkdocs-material>=9.5",
+            "mkdocs-jupyter>=0.25",
+            "mkdocstrings[python]>=0.26",
+            "pymdown-extensions>=10.0",
+            "jupyter-server-mathjax>=0.2.6",
+            "nbclient>=0.10",
+            "nbformat>=5.9",
+            "ipykernel>=6.0",
+        ],
         # tests/cuda_emulation: NVRTC compile checks and the PTX interpreter (no GPU needed; docs/gpu.md)
         "cuda-emulation": ["cupy-cuda12x>=13.0", "nvidia-cuda-nvrtc-cu12>=12.0"],
         "lint": LINT,

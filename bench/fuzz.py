@@ -8,6 +8,7 @@ Prints a summary table: cases per op, how many PyTorch and we both refused, how 
 purpose (documented divergences), failures, and the shrunk failing example with its message.
 Exit status: 0 when nothing failed, 1 otherwise.
 """
+
 import argparse
 import collections
 import dataclasses
@@ -30,7 +31,7 @@ class OpStats:
 
 def _first_failure(exc):
     """The message of a failure, or of the first of several distinct ones hypothesis reports together."""
-    while isinstance(exc, BaseExceptionGroup):
+    while getattr(exc, "exceptions", None):  # an exception group (built in from Python 3.11, backported before)
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
@@ -41,6 +42,7 @@ def sweep(minutes, seed=0, ops=None, chunk=50, progress=sys.stderr):
         sys.path.insert(0, TESTS_DIR)
     from fuzz_core import fuzz
     from fuzz_specs import SPECS
+
     names = [name for name in sorted(SPECS) if ops is None or ops in name]
     stats = {name: OpStats() for name in names}
     deadline = time.monotonic() + minutes * 60
@@ -54,11 +56,16 @@ def sweep(minutes, seed=0, ops=None, chunk=50, progress=sys.stderr):
             def on_case(case, outcome, op=op):
                 op.outcomes[outcome or "failed"] += 1
                 op.last_case = case
+
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    fuzz(SPECS[name], chunk, seed=(seed * 1_000_003 + round_index * 1009 + index) % 2 ** 32,
-                         on_case=on_case)
+                    fuzz(
+                        SPECS[name],
+                        chunk,
+                        seed=(seed * 1_000_003 + round_index * 1009 + index) % 2**32,
+                        on_case=on_case,
+                    )
             except Exception as exc:  # a divergence, already shrunk by hypothesis
                 op.failures += 1
                 if not op.example:
@@ -66,19 +73,26 @@ def sweep(minutes, seed=0, ops=None, chunk=50, progress=sys.stderr):
         round_index += 1
         total = sum(sum(op.outcomes.values()) for op in stats.values())
         failed = [name for name, op in stats.items() if op.failures]
-        print(f"round {round_index}: {total:,} cases, failing ops: {', '.join(failed) or 'none'}",
-              file=progress, flush=True)
+        print(
+            f"round {round_index}: {total:,} cases, failing ops: {', '.join(failed) or 'none'}",
+            file=progress,
+            flush=True,
+        )
     return stats
 
 
 def summary(stats):
-    lines = ["| op | cases | both refused | refused on purpose | failures | shrunk failing example |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        "| op | cases | both refused | refused on purpose | failures | shrunk failing example |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for name, op in stats.items():
         cases = sum(op.outcomes.values())
         example = f"`{op.example}`: {op.message}" if op.failures else ""
-        lines.append(f"| {name} | {cases:,} | {op.outcomes['raised']:,} | {op.outcomes['refused']:,} | "
-                     f"{op.failures} | {example.replace('|', '/')} |")
+        lines.append(
+            f"| {name} | {cases:,} | {op.outcomes['raised']:,} | {op.outcomes['refused']:,} | "
+            f"{op.failures} | {example.replace('|', '/')} |"
+        )
     total = sum(sum(op.outcomes.values()) for op in stats.values())
     failing = sum(1 for op in stats.values() if op.failures)
     lines += ["", f"{total:,} cases over {len(stats)} ops; {failing} op(s) with failures"]

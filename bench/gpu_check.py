@@ -13,6 +13,7 @@ Without a usable GPU it prints one line saying why and exits with status 1; it a
 check fails. On a CPU-only machine the GPU path is checked instead by ``python -m pytest --gpu-standin``
 (docs/performance.md, "Checking the GPU path").
 """
+
 import argparse
 import dataclasses
 import json
@@ -39,8 +40,9 @@ def _run(command, timeout):
     """(exit status, stdout + stderr, seconds) of a command run from the repository root."""
     started = time.perf_counter()
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    done = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout, check=False
+    )
     return done.returncode, done.stdout + done.stderr, time.perf_counter() - started
 
 
@@ -58,11 +60,12 @@ def summary_counts(pytest_output: str) -> dict:
 def check_tests() -> Row:
     if not os.path.isdir(TESTS):
         return Row("gpu-marked tests", "not run: tests/ is missing (run from a source checkout)", ok=False)
-    status, output, seconds = _run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", TESTS],
-                                   timeout=3600)
+    status, output, seconds = _run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", TESTS], timeout=3600
+    )
     counts = summary_counts(output)
     text = ", ".join(f"{n} {word}" for word, n in counts.items()) or "no summary: " + _last_line(output)
-    ran = counts.get("passed", 0) > 0 and not counts.get("skipped", 0)   # a skip here means no GPU reached pytest
+    ran = counts.get("passed", 0) > 0 and not counts.get("skipped", 0)  # a skip here means no GPU reached pytest
     return Row("gpu-marked tests", f"{text} in {seconds:.0f} s", ok=status == 0 and ran)
 
 
@@ -77,16 +80,34 @@ def final_records(metrics_path: str):
 
 def check_training(iters: int) -> Row:
     with tempfile.TemporaryDirectory() as out_dir:
-        status, output, seconds = _run([sys.executable, "-m", "train.shakespeare", "--preset", "baby",
-                                        "--device", "gpu",
-                                        "--max_iters", str(iters), "--eval_interval", str(iters), "--out_dir", out_dir,
-                                        "--sample_tokens", "0"], timeout=3600)
+        status, output, seconds = _run(
+            [
+                sys.executable,
+                "-m",
+                "train.shakespeare",
+                "--preset",
+                "baby",
+                "--device",
+                "gpu",
+                "--max_iters",
+                str(iters),
+                "--eval_interval",
+                str(iters),
+                "--out_dir",
+                out_dir,
+                "--sample_tokens",
+                "0",
+            ],
+            timeout=3600,
+        )
         metrics = os.path.join(out_dir, "metrics.jsonl")
         if status != 0 or not os.path.isfile(metrics):
             return Row(f"train.shakespeare baby, {iters} iters", f"failed: {_last_line(output)}", ok=False)
         last_eval, last_step = final_records(metrics)
-    text = (f"train {last_eval['train_loss']:.3f}, val {last_eval['val_loss']:.3f} after {last_eval['iter']} iters; "
-            f"{seconds:.0f} s")
+    text = (
+        f"train {last_eval['train_loss']:.3f}, val {last_eval['val_loss']:.3f} after {last_eval['iter']} iters; "
+        f"{seconds:.0f} s"
+    )
     if last_step is not None:
         text += f"; {last_step['tokens_per_s']:,.0f} tokens/s"
     return Row(f"train.shakespeare baby, {iters} iters", text, ok=last_eval["iter"] == iters)
@@ -97,6 +118,7 @@ def train_step_rows(results, num_params) -> list:
     import statistics
 
     from bench import train_step
+
     config, batch_size = train_step.model_config("baby")
     tokens = batch_size * config["block_size"]
     per_token = train_step.flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params or 0)
@@ -119,6 +141,7 @@ def train_step_rows(results, num_params) -> list:
 
 def check_train_step() -> list:
     from bench import train_step
+
     try:
         results, num_params = train_step.run("baby", "gpu", repeats=3, steps=1, warmup=1)
     except Exception as exc:  # noqa: BLE001  (a worker's failure: reported in the table, not as a traceback)
@@ -134,6 +157,7 @@ def format_table(rows, device_name: str) -> str:
 
 def device_name() -> str | None:
     from tinygrad_tx import backend
+
     return backend.gpu_name()
 
 
@@ -143,6 +167,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-tests", action="store_true", help="skip the gpu-marked tests")
     args = parser.parse_args(argv)
     from tinygrad_tx import backend
+
     gpu_ok, reason = backend.gpu_available()
     if not gpu_ok:
         print(f"bench.gpu_check: no usable GPU on this machine, nothing checked ({reason})", file=sys.stderr)

@@ -14,6 +14,7 @@ same weights and replays those batches. Printed: both sides' train and val estim
 evaluation, the largest difference of the logged training losses, and the loss over the whole val
 split at the end. Dropout must be 0 (the two engines' dropout masks cannot be the same draws).
 """
+
 import argparse
 import io
 import math
@@ -25,9 +26,11 @@ import numpy as np
 
 try:
     import torch
-except ImportError as exc:   # test-only dependency (bench.reference needs it too, hence before our imports)
-    raise SystemExit(f"error: bench.nanogpt_parity runs nanoGPT in PyTorch, which is not installed ({exc}); "
-                     'install the test extra: pip install -e ".[test]"') from None
+except ImportError as exc:  # test-only dependency (bench.reference needs it too, hence before our imports)
+    raise SystemExit(
+        f"error: bench.nanogpt_parity runs nanoGPT in PyTorch, which is not installed ({exc}); "
+        'install the test extra: pip install -e ".[test]"'
+    ) from None
 
 from bench.reference import ReferenceGPT
 from models.gpt import GPTConfig
@@ -55,12 +58,20 @@ class NanoGPTRun:
     def __init__(self, config, vocab_size, train_ids, val_ids, seed):
         self.config, self.splits = config, {"train": train_ids, "val": val_ids}
         torch.manual_seed(seed)
-        model_args = GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
-                               n_head=config.n_head, n_embd=config.n_embd, dropout=0.0, bias=config.bias)
+        model_args = GPTConfig(
+            block_size=config.block_size,
+            vocab_size=vocab_size,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            n_embd=config.n_embd,
+            dropout=0.0,
+            bias=config.bias,
+        )
         self.model = ReferenceGPT(model_args).init_as_nanogpt()
         self.initial_state = {name: value.numpy().copy() for name, value in self.model.state_dict().items()}
-        self.optimizer = self.model.configure_optimizers(config.weight_decay, config.learning_rate,
-                                                         (config.beta1, config.beta2))
+        self.optimizer = self.model.configure_optimizers(
+            config.weight_decay, config.learning_rate, (config.beta1, config.beta2)
+        )
         self.train_starts, self.eval_starts = [], {}
         self.train_losses, self.evals = [], {}
 
@@ -70,7 +81,7 @@ class NanoGPTRun:
         windows = data[starts[:, None] + np.arange(c.block_size + 1)].astype(np.int64)
         return starts, torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
 
-    def get_lr(self, it):   # nanoGPT's, written out again so the reference does not lean on our cosine_lr
+    def get_lr(self, it):  # nanoGPT's, written out again so the reference does not lean on our cosine_lr
         c = self.config
         if it < c.warmup_iters:
             return c.learning_rate * (it + 1) / (c.warmup_iters + 1)
@@ -160,9 +171,13 @@ def compare(config, text, seed, out=sys.stdout):
     our_evals = {r["iter"]: r for r in ours.records if r["kind"] == "eval"}
     logged = {r["iter"]: r["loss"] for r in ours.records if r["kind"] == "train"}
     figures = {
-        "evals": {it: {"nanogpt": reference.evals[it], "ours": {"train": our_evals[it]["train_loss"],
-                                                                 "val": our_evals[it]["val_loss"]}}
-                  for it in sorted(reference.evals)},
+        "evals": {
+            it: {
+                "nanogpt": reference.evals[it],
+                "ours": {"train": our_evals[it]["train_loss"], "val": our_evals[it]["val_loss"]},
+            }
+            for it in sorted(reference.evals)
+        },
         "train_loss_max_difference": max(abs(loss - reference.train_losses[it]) for it, loss in logged.items()),
         "whole_val": {"nanogpt": reference.split_loss(val_ids), "ours": ours.split_loss(val_ids)},
         "seconds": {"nanogpt": reference_seconds, "ours": our_seconds},
@@ -172,17 +187,27 @@ def compare(config, text, seed, out=sys.stdout):
 
 
 def report(figures, seed, config, logged_steps, val_targets, out):
-    print(f"nanoGPT (PyTorch {torch.__version__}) and tinygrad_tx on the same draws: seed {seed}, "
-          f"{config.max_iters} iterations of the cpu preset", file=out)
+    print(
+        f"nanoGPT (PyTorch {torch.__version__}) and tinygrad_tx on the same draws: seed {seed}, "
+        f"{config.max_iters} iterations of the cpu preset",
+        file=out,
+    )
     print(f"{'step':>6} | {'train: nanoGPT':>14} {'ours':>7} | {'val: nanoGPT':>12} {'ours':>7}", file=out)
     for it, sides in figures["evals"].items():
-        print(f"{it:>6} | {sides['nanogpt']['train']:>14.4f} {sides['ours']['train']:>7.4f} | "
-              f"{sides['nanogpt']['val']:>12.4f} {sides['ours']['val']:>7.4f}", file=out)
+        print(
+            f"{it:>6} | {sides['nanogpt']['train']:>14.4f} {sides['ours']['train']:>7.4f} | "
+            f"{sides['nanogpt']['val']:>12.4f} {sides['ours']['val']:>7.4f}",
+            file=out,
+        )
     whole, seconds = figures["whole_val"], figures["seconds"]
-    print(f"training loss at the {logged_steps} logged steps: largest difference "
-          f"{figures['train_loss_max_difference']:.1e}", file=out)
-    print(f"whole val split ({val_targets:,} targets): nanoGPT {whole['nanogpt']:.4f}, ours {whole['ours']:.4f}",
-          file=out)
+    print(
+        f"training loss at the {logged_steps} logged steps: largest difference "
+        f"{figures['train_loss_max_difference']:.1e}",
+        file=out,
+    )
+    print(
+        f"whole val split ({val_targets:,} targets): nanoGPT {whole['nanogpt']:.4f}, ours {whole['ours']:.4f}", file=out
+    )
     print(f"wall time: nanoGPT {seconds['nanogpt']:.0f} s, ours {seconds['ours']:.0f} s", file=out)
 
 
@@ -193,11 +218,12 @@ def main(argv=None):
     parser.add_argument("--data", help="Tiny Shakespeare's input.txt (default: found as train/data.py says)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch's CPU threads (default: PyTorch's choice)")
     args = parser.parse_args(argv)
-    tune_for_training()   # our side trains as train.shakespeare does
+    tune_for_training()  # our side trains as train.shakespeare does
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = make_config(overrides={"max_iters": args.max_iters, "lr_decay_iters": max(args.max_iters, 100),
-                                    "seed": args.seed})
+    config = make_config(
+        overrides={"max_iters": args.max_iters, "lr_decay_iters": max(args.max_iters, 100), "seed": args.seed}
+    )
     try:
         text = TinyShakespeare(args.data).text
     except TinygradTxError as exc:

@@ -9,6 +9,7 @@ take turns within every round and the table shows the median over rounds. gelu a
 no composed twin ("-"). The command re-runs itself in a child process with the workers' BLAS
 environment of bench.train_step (OPENBLAS_THREAD_TIMEOUT=1 must be set before NumPy is imported).
 """
+
 import argparse
 import os
 import statistics
@@ -40,8 +41,11 @@ def make_inputs(op, shape, rng):
     if op == "attention":
         return [rng.standard_normal(shape, dtype="float32") for _ in range(3)]
     if op == "layer_norm":
-        return [rng.standard_normal(shape, dtype="float32"), 1 + 0.1 * rng.standard_normal(shape[-1:], dtype="float32"),
-                0.1 * rng.standard_normal(shape[-1:], dtype="float32")]
+        return [
+            rng.standard_normal(shape, dtype="float32"),
+            1 + 0.1 * rng.standard_normal(shape[-1:], dtype="float32"),
+            0.1 * rng.standard_normal(shape[-1:], dtype="float32"),
+        ]
     if op == "cross_entropy":
         return [rng.standard_normal(shape, dtype="float32"), rng.integers(0, shape[1], shape[0])]
     if op == "gelu":
@@ -54,6 +58,7 @@ def ours(op, impl, arrays):
     """A closure running one forward + backward of tinygrad_tx's op; None when ``impl`` has no such op."""
     import tinygrad_tx.nn.functional as F
     from tinygrad_tx import Tensor
+
     if impl == "composed" and op in ("gelu", "embedding"):
         return None
     leaves = [Tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
@@ -70,6 +75,7 @@ def ours(op, impl, arrays):
             leaf.grad = None
         out = calls[op](*leaves)
         out.backward(None if out.size == 1 else Tensor._wrap(upstream(out.shape, out.data.dtype)))
+
     return run
 
 
@@ -77,6 +83,7 @@ def theirs(op, arrays):
     """The same forward + backward in PyTorch."""
     import torch
     import torch.nn.functional as TF
+
     leaves = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
     calls = {
         "attention": lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=True),
@@ -91,6 +98,7 @@ def theirs(op, arrays):
             leaf.grad = None
         out = calls[op](*leaves)
         out.backward(None if out.numel() == 1 else torch.from_numpy(upstream(tuple(out.shape), "float32")))
+
     return run
 
 
@@ -102,6 +110,7 @@ def upstream(shape, dtype):
     key = (tuple(shape), str(dtype))
     if key not in _upstream_cache:
         import numpy as np
+
         _upstream_cache[key] = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     return _upstream_cache[key]
 
@@ -112,14 +121,18 @@ def run(config_name="baby", repeats=5, threads=None):
     import torch
 
     from tinygrad_tx import tune_for_training
-    tune_for_training()   # the trainer's allocator setting, so the op times are the ones a training step sees
+
+    tune_for_training()  # the trainer's allocator setting, so the op times are the ones a training step sees
     torch.set_num_threads(threads or os.cpu_count())
     rng = np.random.default_rng(0)
     results = {}
     for op, shape in op_shapes(config_name).items():
         arrays = make_inputs(op, shape, rng)
-        runners = {"fused": ours(op, "fused", arrays), "composed": ours(op, "composed", arrays),
-                   "pytorch": theirs(op, arrays)}
+        runners = {
+            "fused": ours(op, "fused", arrays),
+            "composed": ours(op, "composed", arrays),
+            "pytorch": theirs(op, arrays),
+        }
         times = {impl: [] for impl, runner in runners.items() if runner is not None}
         for impl in times:
             runners[impl]()  # warm-up
@@ -133,8 +146,12 @@ def run(config_name="baby", repeats=5, threads=None):
 
 
 def report(config_name, results):
-    lines = [f"forward + backward, ms (median), shapes of config {config_name}", "",
-             "| op | fused | composed | PyTorch | fused / PyTorch |", "|---|---|---|---|---|"]
+    lines = [
+        f"forward + backward, ms (median), shapes of config {config_name}",
+        "",
+        "| op | fused | composed | PyTorch | fused / PyTorch |",
+        "|---|---|---|---|---|",
+    ]
     for op, by_impl in results.items():
         cells = [f"{by_impl[impl] * 1e3:.2f}" if by_impl[impl] is not None else "-" for impl in IMPLS]
         lines.append(f"| {op} | " + " | ".join(cells) + f" | {by_impl['fused'] / by_impl['pytorch']:.2f} |")

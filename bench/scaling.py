@@ -14,6 +14,7 @@ Communication time is the time spent inside the communicator's calls (all-reduce
 all-gather, waits on asynchronous all-reduces), which includes waiting for the slowest rank: on a
 shared, loaded machine that wait is part of the cost.
 """
+
 import argparse
 import json
 import os
@@ -24,8 +25,8 @@ import time
 
 import numpy as np
 
-PRESETS = {"small": "cpu", "baby": "baby"}   # this bench's names -> train.config presets
-DEFAULT_BATCH = {"small": 12, "baby": 8}     # per rank: baby's 64 would take minutes per step on 2 cores
+PRESETS = {"small": "cpu", "baby": "baby"}  # this bench's names -> train.config presets
+DEFAULT_BATCH = {"small": 12, "baby": 8}  # per rank: baby's 64 would take minutes per step on 2 cores
 COLLECTIVES = ("allreduce_sum", "allreduce_sum_async", "allgather", "reduce_scatter", "broadcast")
 
 
@@ -45,6 +46,7 @@ class TimedCommunicator:
             result = attribute(*args, **kwargs)
             self.seconds += time.perf_counter() - start
             return _TimedHandle(result, self) if name.endswith("_async") else result
+
         return timed
 
 
@@ -67,9 +69,19 @@ def worker(preset, batch_size, accumulation, steps, warmup, zero, bucket_mb):
 
     comm = TimedCommunicator(init_communicator("auto", "cpu"))
     with tempfile.TemporaryDirectory() as out_dir:
-        config = make_config(PRESETS[preset], {"batch_size": batch_size, "gradient_accumulation_steps": accumulation,
-                                               "out_dir": out_dir, "peak_flops": 1e12, "dropout": 0.0, "zero": zero,
-                                               "bucket_mb": bucket_mb, "eval_iters": 1})
+        config = make_config(
+            PRESETS[preset],
+            {
+                "batch_size": batch_size,
+                "gradient_accumulation_steps": accumulation,
+                "out_dir": out_dir,
+                "peak_flops": 1e12,
+                "dropout": 0.0,
+                "zero": zero,
+                "bucket_mb": bucket_mb,
+                "eval_iters": 1,
+            },
+        )
         tokenizer = CharTokenizer.from_text("".join(chr(32 + i) for i in range(65)))
         ids = np.random.default_rng(0).integers(0, 65, 200_000).astype(np.uint16)
         trainer = Trainer(config, tokenizer, ids, ids[:20_000], comm=comm)
@@ -86,20 +98,51 @@ def worker(preset, batch_size, accumulation, steps, warmup, zero, bucket_mb):
         tokens = steps * config.batch_size * config.gradient_accumulation_steps * config.block_size
         shares = comm.gather_objects(comm.seconds / seconds)
         if comm.is_main:
-            optimizer_bytes = (trainer.optimizer.state_bytes_per_rank() if zero
-                               else [2 * 4 * sum(p.size for p in trainer.model.parameters())] * comm.world_size)
-            print(json.dumps({"preset": preset, "world_size": comm.world_size, "backend": comm.name,
-                              "batch_per_rank": batch_size, "micro_steps_per_rank": accumulation // comm.world_size,
-                              "step_ms": 1000 * seconds / steps, "tokens_per_s": tokens / seconds,
-                              "comm_share": max(shares), "comm_share_per_rank": shares,
-                              "optimizer_mib_per_rank": [b / 2 ** 20 for b in optimizer_bytes]}), flush=True)
+            optimizer_bytes = (
+                trainer.optimizer.state_bytes_per_rank()
+                if zero
+                else [2 * 4 * sum(p.size for p in trainer.model.parameters())] * comm.world_size
+            )
+            print(
+                json.dumps(
+                    {
+                        "preset": preset,
+                        "world_size": comm.world_size,
+                        "backend": comm.name,
+                        "batch_per_rank": batch_size,
+                        "micro_steps_per_rank": accumulation // comm.world_size,
+                        "step_ms": 1000 * seconds / steps,
+                        "tokens_per_s": tokens / seconds,
+                        "comm_share": max(shares),
+                        "comm_share_per_rank": shares,
+                        "optimizer_mib_per_rank": [b / 2**20 for b in optimizer_bytes],
+                    }
+                ),
+                flush=True,
+            )
 
 
 def launch(preset, world_size, args, one_core_per_rank):
     """The worker's JSON record for ``preset`` at ``world_size`` ranks (W = 1: all cores, or one)."""
-    command = [sys.executable, "-m", "bench.scaling", "--worker", preset, "--batch-size", str(args.batch_size[preset]),
-               "--accumulation", str(max(args.world_sizes)), "--steps", str(args.steps), "--warmup", str(args.warmup),
-               "--zero", str(args.zero), "--bucket-mb", str(args.bucket_mb)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.scaling",
+        "--worker",
+        preset,
+        "--batch-size",
+        str(args.batch_size[preset]),
+        "--accumulation",
+        str(max(args.world_sizes)),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--zero",
+        str(args.zero),
+        "--bucket-mb",
+        str(args.bucket_mb),
+    ]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     threads = 1 if one_core_per_rank and world_size == 1 else max(1, cores // world_size)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OPENBLAS_THREAD_TIMEOUT": "1"}
@@ -108,8 +151,9 @@ def launch(preset, world_size, args, one_core_per_rank):
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode or not lines:
-        raise SystemExit(f"bench.scaling: {preset} at W={world_size} failed (exit {result.returncode}):\n"
-                         f"{result.stderr[-2000:]}")
+        raise SystemExit(
+            f"bench.scaling: {preset} at W={world_size} failed (exit {result.returncode}):\n{result.stderr[-2000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -126,21 +170,27 @@ def main(argv=None):
     parser.add_argument("--accumulation", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        return worker(args.worker, args.batch_size, args.accumulation, args.steps, args.warmup, args.zero,
-                      args.bucket_mb)
+        return worker(
+            args.worker, args.batch_size, args.accumulation, args.steps, args.warmup, args.zero, args.bucket_mb
+        )
     args.batch_size = {preset: args.batch_size or DEFAULT_BATCH[preset] for preset in PRESETS}
-    print(f"{'preset':<7}{'W':>3}{'batch/rank':>11}{'micro/rank':>11}{'step ms':>10}{'tokens/s':>10}"
-          f"{'comm share':>12}{'AdamW MiB/rank':>16}")
+    print(
+        f"{'preset':<7}{'W':>3}{'batch/rank':>11}{'micro/rank':>11}{'step ms':>10}{'tokens/s':>10}"
+        f"{'comm share':>12}{'AdamW MiB/rank':>16}"
+    )
     runs = [(world_size, world_size > 1) for world_size in args.world_sizes]
     if 1 in args.world_sizes and len(args.world_sizes) > 1:
-        runs.insert(args.world_sizes.index(1) + 1, (1, True))   # the per-core baseline the ranks scale from
+        runs.insert(args.world_sizes.index(1) + 1, (1, True))  # the per-core baseline the ranks scale from
     for preset in args.presets:
         for world_size, one_core_per_rank in runs:
             r = launch(preset, world_size, args, one_core_per_rank)
             label = f"{world_size}{'c' if world_size == 1 and one_core_per_rank else ''}"
-            print(f"{preset:<7}{label:>3}{r['batch_per_rank']:>11}{r['micro_steps_per_rank']:>11}"
-                  f"{r['step_ms']:>10.1f}{r['tokens_per_s']:>10,.0f}{100 * r['comm_share']:>11.1f}%"
-                  f"{max(r['optimizer_mib_per_rank']):>16.2f}", flush=True)
+            print(
+                f"{preset:<7}{label:>3}{r['batch_per_rank']:>11}{r['micro_steps_per_rank']:>11}"
+                f"{r['step_ms']:>10.1f}{r['tokens_per_s']:>10,.0f}{100 * r['comm_share']:>11.1f}%"
+                f"{max(r['optimizer_mib_per_rank']):>16.2f}",
+                flush=True,
+            )
     return 0
 
 

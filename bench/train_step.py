@@ -20,6 +20,7 @@ Environment of the workers only (never of tests or of the library): OpenBLAS's i
 clamps it to its minimum, 2^4 cycles); ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are removed because
 forcing a core type slows NumPy's GEMMs; both sides get ``--threads`` BLAS threads (default: all cores).
 """
+
 import argparse
 import contextlib
 import dataclasses
@@ -58,6 +59,7 @@ def flops_per_token(n_layer, n_embd, block_size, num_params):
 def token_batch(seed, step, batch_size, block_size):
     """The (x, y) int64 token batch of one step, the same on both sides."""
     import numpy as np
+
     rng = np.random.default_rng([seed, step])
     tokens = rng.integers(0, VOCAB_SIZE, (batch_size, block_size + 1))
     return np.ascontiguousarray(tokens[:, :-1]), np.ascontiguousarray(tokens[:, 1:])
@@ -71,11 +73,13 @@ class OursSide:
     def import_libraries():
         import models.gpt  # noqa: F401  (imported before the memory baseline is taken)
         from tinygrad_tx import tune_for_training
-        tune_for_training()   # glibc keeps freed memory, as the trainer has it
+
+        tune_for_training()  # glibc keeps freed memory, as the trainer has it
 
     def __init__(self, config, state, device, threads):
         from models.gpt import GPT, GPTConfig
         from tinygrad_tx import backend
+
         self.backend, self.device = backend, device
         self.model = GPT(GPTConfig(**config))
         self.model.load_state_dict(state)
@@ -95,7 +99,7 @@ class OursSide:
 
     def memory_mib(self, baseline):
         if self.device == "gpu":
-            return self.backend.gpu_memory_held_bytes() / 2 ** 20
+            return self.backend.gpu_memory_held_bytes() / 2**20
         return max_rss_mib() - baseline
 
     def gemm_rate(self):
@@ -115,6 +119,7 @@ class TorchSide:
         import torch
 
         from bench.reference import ReferenceGPT
+
         if device == "gpu" and not torch.cuda.is_available():
             raise RuntimeError("this PyTorch build has no CUDA device")
         self.torch, self.device = torch, "cuda" if device == "gpu" else "cpu"
@@ -140,7 +145,7 @@ class TorchSide:
 
     def memory_mib(self, baseline):
         if self.device == "cuda":
-            return self.torch.cuda.max_memory_reserved() / 2 ** 20
+            return self.torch.cuda.max_memory_reserved() / 2**20
         return max_rss_mib() - baseline
 
     def gemm_rate(self):
@@ -158,7 +163,7 @@ def best_rate(gemm, synchronize, tries=10):
         gemm()
         synchronize()
         best = min(best, time.perf_counter() - start)
-    return 2 * GEMM_SIZE ** 3 / best
+    return 2 * GEMM_SIZE**3 / best
 
 
 # ------------------------------------------------------------------ worker process
@@ -171,6 +176,7 @@ def worker(side_name, config_name, device, threads, state_path, seed, connection
     ("memory",) -> peak MiB (host: above the post-import baseline; GPU: held by the allocator), until ("stop",)."""
     try:
         import numpy as np
+
         side_class = OursSide if side_name == "tinygrad_tx" else TorchSide
         side_class.import_libraries()
         config, batch_size = model_config(config_name)
@@ -219,7 +225,7 @@ def ask(connection, *request):
 
 
 # glibc's environment twin of tinygrad_tx.tune_for_training(), for --pytorch-keep-freed-memory
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 
 
 @contextlib.contextmanager
@@ -241,15 +247,16 @@ def worker_environment(threads, extra=None):
 @dataclasses.dataclass
 class SideResult:
     name: str
-    round_times: list = dataclasses.field(default_factory=list)   # median step time of each round (s)
+    round_times: list = dataclasses.field(default_factory=list)  # median step time of each round (s)
     step_times: list = dataclasses.field(default_factory=list)
     gemm_flops: float = 0.0
     memory_mib: float = 0.0
     error: str = ""
 
 
-def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, seed=1337,
-        pytorch_keep_freed_memory=False):
+def run(
+    config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, seed=1337, pytorch_keep_freed_memory=False
+):
     """Time both sides, alternating; returns (results by side name, num_params).
 
     tinygrad_tx keeps freed memory for reuse (tinygrad_tx.tune_for_training); with
@@ -259,6 +266,7 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
 
     from models.gpt import GPT, GPTConfig
     from tinygrad_tx import backend
+
     threads = threads or os.cpu_count()
     config, _ = model_config(config_name)
     backend.manual_seed(seed)
@@ -275,8 +283,9 @@ def run(config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, s
             extra = KEEP_FREED_MEMORY if name == "pytorch" and pytorch_keep_freed_memory else None
             with worker_environment(threads, extra):
                 parent_end, child_end = context.Pipe()
-                process = context.Process(target=worker, daemon=True,
-                                          args=(name, config_name, device, threads, state_path, seed, child_end))
+                process = context.Process(
+                    target=worker, daemon=True, args=(name, config_name, device, threads, state_path, seed, child_end)
+                )
                 process.start()
                 workers[name] = (process, parent_end)
         for name, (_, connection) in list(workers.items()):
@@ -318,15 +327,25 @@ def report(config_name, device, results, num_params, threads):
     flops = flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params) * tokens
     peak = max(result.gemm_flops for result in results.values())
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    lines = [f"config {config_name} ({device}, {threads} threads, load average {load} at the end): "
-             f"{config['n_layer']} layers, {config['n_head']} heads, {config['n_embd']} channels, "
-             f"block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
-             f"bias {config['bias']}; {num_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per step; "
-             f"fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s (best of NumPy "
-             f"{results['tinygrad_tx'].gemm_flops / 1e9:.0f}, PyTorch {results['pytorch'].gemm_flops / 1e9:.0f})",
-             "", "| | " + " | ".join(SIDES) + " |", "|---|" + "---|" * len(SIDES)]
-    rows = {"step time, median (ms)": [], "spread p25-p75 (ms)": [], "tokens/s": [], "achieved GFLOP/s": [],
-            "MFU (of measured peak)": [], "peak memory (MiB)": []}
+    lines = [
+        f"config {config_name} ({device}, {threads} threads, load average {load} at the end): "
+        f"{config['n_layer']} layers, {config['n_head']} heads, {config['n_embd']} channels, "
+        f"block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
+        f"bias {config['bias']}; {num_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per step; "
+        f"fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s (best of NumPy "
+        f"{results['tinygrad_tx'].gemm_flops / 1e9:.0f}, PyTorch {results['pytorch'].gemm_flops / 1e9:.0f})",
+        "",
+        "| | " + " | ".join(SIDES) + " |",
+        "|---|" + "---|" * len(SIDES),
+    ]
+    rows = {
+        "step time, median (ms)": [],
+        "spread p25-p75 (ms)": [],
+        "tokens/s": [],
+        "achieved GFLOP/s": [],
+        "MFU (of measured peak)": [],
+        "peak memory (MiB)": [],
+    }
     for result in results.values():
         if result.error:
             for label, cells in rows.items():
@@ -334,8 +353,9 @@ def report(config_name, device, results, num_params, threads):
             continue
         median = statistics.median(result.step_times)
         rows["step time, median (ms)"].append(f"{median * 1e3:.1f}")
-        rows["spread p25-p75 (ms)"].append(f"{quantile(result.step_times, 0.25) * 1e3:.1f}-"
-                                           f"{quantile(result.step_times, 0.75) * 1e3:.1f}")
+        rows["spread p25-p75 (ms)"].append(
+            f"{quantile(result.step_times, 0.25) * 1e3:.1f}-{quantile(result.step_times, 0.75) * 1e3:.1f}"
+        )
         rows["tokens/s"].append(f"{tokens / median:,.0f}")
         rows["achieved GFLOP/s"].append(f"{flops / median / 1e9:.1f}")
         rows["MFU (of measured peak)"].append(f"{flops / median / peak:.0%}")
@@ -344,8 +364,11 @@ def report(config_name, device, results, num_params, threads):
     ours, theirs = results["tinygrad_tx"], results["pytorch"]
     if ours.round_times and theirs.round_times:
         ratios = [a / b for a, b in zip(ours.round_times, theirs.round_times)]
-        lines += ["", f"ours / PyTorch: {statistics.median(ratios):.2f} (median of {len(ratios)} per-round ratios, "
-                      f"range {min(ratios):.2f}-{max(ratios):.2f})"]
+        lines += [
+            "",
+            f"ours / PyTorch: {statistics.median(ratios):.2f} (median of {len(ratios)} per-round ratios, "
+            f"range {min(ratios):.2f}-{max(ratios):.2f})",
+        ]
     return "\n".join(lines)
 
 
@@ -355,12 +378,16 @@ def main(argv=None):
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 7 small, 3 baby)")
     parser.add_argument("--steps", type=int, default=None, help="steps per side per round (default: 5 small, 1 baby)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps per side first (default: 2 small, 1 baby)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps per side first (default: 2 small, 1 baby)"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads on both sides")
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--pytorch-keep-freed-memory", action="store_true",
-                        help="give PyTorch's worker the glibc malloc setting tinygrad_tx applies to itself")
+    parser.add_argument(
+        "--pytorch-keep-freed-memory",
+        action="store_true",
+        help="give PyTorch's worker the glibc malloc setting tinygrad_tx applies to itself",
+    )
     args = parser.parse_args(argv)
     small = args.config != "baby"
     repeats = args.repeats or (7 if small else 3)
@@ -368,8 +395,9 @@ def main(argv=None):
     warmup = args.warmup if args.warmup is not None else (2 if small else 1)
     if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1:
         parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
-    results, num_params = run(args.config, args.device, repeats, steps, warmup, args.threads, args.seed,
-                              args.pytorch_keep_freed_memory)
+    results, num_params = run(
+        args.config, args.device, repeats, steps, warmup, args.threads, args.seed, args.pytorch_keep_freed_memory
+    )
     print(report(args.config, args.device, results, num_params, args.threads))
     if args.pytorch_keep_freed_memory:
         print("(PyTorch ran with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647, like tinygrad_tx's own setting)")

@@ -2,6 +2,7 @@
 modules, nanoGPT's GPT (parameter names and layouts identical, so weights move both ways), and a small
 encoder-decoder with cross-attention.
 """
+
 from .attention import CausalSelfAttention, Head, MultiHeadAttention
 from .bigram import BigramLanguageModel
 from .block import Block, FeedForward
@@ -9,5 +10,18 @@ from .encoder_decoder import CrossAttention, DecoderBlock, EncoderBlock, Encoder
 from .generation import KVCache
 from .gpt import GPT, GPTConfig
 
-__all__ = ["BigramLanguageModel", "Head", "MultiHeadAttention", "CausalSelfAttention", "FeedForward", "Block",
-           "GPT", "GPTConfig", "KVCache", "CrossAttention", "EncoderBlock", "DecoderBlock", "EncoderDecoder"]
+__all__ = [
+    "BigramLanguageModel",
+    "Head",
+    "MultiHeadAttention",
+    "CausalSelfAttention",
+    "FeedForward",
+    "Block",
+    "GPT",
+    "GPTConfig",
+    "KVCache",
+    "CrossAttention",
+    "EncoderBlock",
+    "DecoderBlock",
+    "EncoderDecoder",
+]

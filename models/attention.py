@@ -13,6 +13,7 @@ each one computes P = softmax(q k^T / sqrt(D), masked) as a Tensor, keeps it, an
 output as dropout(P) @ v from that very P (without recording, the fused op never materialises P
 outside itself). ``train/visualize.py`` draws them.
 """
+
 import contextlib
 
 import tinygrad_tx.nn.functional as F
@@ -28,8 +29,7 @@ def attention_probabilities(q, k, causal, attn_mask=None):
     queries, keys = q.shape[-2], k.shape[-2]
     scores = (q @ k.transpose(-2, -1)) * (1.0 / q.shape[-1] ** 0.5)
     if causal:
-        scores = scores.masked_fill(~tril(queries, keys, keys - queries, dtype="bool", device=q.device),
-                                    float("-inf"))
+        scores = scores.masked_fill(~tril(queries, keys, keys - queries, dtype="bool", device=q.device), float("-inf"))
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     return F.softmax(scores, axis=-1)

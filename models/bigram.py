@@ -1,6 +1,7 @@
 """The bigram language model of "Let's build GPT": the next token's logits are a row lookup of the
 current token in a (V, V) table. The baseline every later model has to beat.
 """
+
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx.nn import Embedding, Module
 
@@ -30,7 +31,10 @@ class BigramLanguageModel(Module):
 
         Only the last token matters to a bigram model, so each step looks up one row. Sampling as
         ``GPT.generate`` (seeded by ``tinygrad_tx.rng(device)``)."""
+
         def next_logits(tokens):
             return self(tokens[:, -1:])[0][:, -1, :]
-        return generate_tokens(next_logits, idx, max_new_tokens, self.device, temperature, top_k, top_p,
-                               "BigramLanguageModel.generate")
+
+        return generate_tokens(
+            next_logits, idx, max_new_tokens, self.device, temperature, top_k, top_p, "BigramLanguageModel.generate"
+        )

@@ -5,6 +5,7 @@ names (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj). ``FeedForwar
 expand 4x, a nonlinearity (GELU as GPT-2, exact erf form by default; or ReLU as in "Let's build
 GPT"), project back, dropout.
 """
+
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx.errors import TinygradTxError
 from tinygrad_tx.nn import Dropout, LayerNorm, Linear, Module
@@ -29,10 +30,7 @@ class FeedForward(Module):
 
     def forward(self, x):
         hidden = self.c_fc(x)
-        if self.activation == "gelu":
-            hidden = F.gelu(hidden, approximate=self.gelu_approximate)
-        else:
-            hidden = F.relu(hidden)
+        hidden = F.gelu(hidden, approximate=self.gelu_approximate) if self.activation == "gelu" else F.relu(hidden)
         return self.dropout(self.c_proj(hidden))
 
 

@@ -18,6 +18,7 @@ source or target sequence. Parameter names follow nanoGPT's (c_attn, c_proj, c_f
 A toy task to see it learn: ``python -m models.encoder_decoder`` trains it to reverse digit strings
 (``digit_reversal_batch``) and prints the loss, the exact-match accuracy and the time taken.
 """
+
 import time
 
 import numpy as np
@@ -62,17 +63,29 @@ class CrossAttention(AttentionModule):
 
     def forward(self, x, context=None, key_padding_mask=None):
         context = x if context is None else context
-        if x.ndim != 3 or context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != x.shape[2] \
-                or x.shape[2] != self.n_embd:
-            raise ShapeError(f"CrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} must be "
-                             f"(B, Tq, {self.n_embd}) and (B, Tk, {self.n_embd})")
+        if (
+            x.ndim != 3
+            or context.ndim != 3
+            or context.shape[0] != x.shape[0]
+            or context.shape[2] != x.shape[2]
+            or x.shape[2] != self.n_embd
+        ):
+            raise ShapeError(
+                f"CrossAttention: x {tuple(x.shape)} and context {tuple(context.shape)} must be "
+                f"(B, Tq, {self.n_embd}) and (B, Tk, {self.n_embd})"
+            )
         batch, queries, channels = x.shape
         keys, heads = context.shape[1], self.n_head
         q = self.c_q(x).reshape(batch, queries, heads, channels // heads).transpose(1, 2)
-        k, v = (t.reshape(batch, keys, heads, channels // heads).transpose(1, 2)
-                for t in self.c_kv(context).split(self.n_embd, axis=2))
-        attn_mask = None if key_padding_mask is None else \
-            attending_keys(key_padding_mask, batch, keys, x.device, "CrossAttention")
+        k, v = (
+            t.reshape(batch, keys, heads, channels // heads).transpose(1, 2)
+            for t in self.c_kv(context).split(self.n_embd, axis=2)
+        )
+        attn_mask = (
+            None
+            if key_padding_mask is None
+            else attending_keys(key_padding_mask, batch, keys, x.device, "CrossAttention")
+        )
         dropout_p = self.attn_dropout.p if self.training else 0.0
         y = self.attend(q, k, v, False, dropout_p, attn_mask)
         y = y.transpose(1, 2).reshape(batch, queries, channels)
@@ -117,9 +130,13 @@ class DecoderBlock(Module):
 
 
 def _embeddings(config):
-    return ModuleDict(dict(wte=Embedding(config.vocab_size, config.n_embd),
-                           wpe=Embedding(config.block_size, config.n_embd),
-                           drop=Dropout(config.dropout)))
+    return ModuleDict(
+        dict(
+            wte=Embedding(config.vocab_size, config.n_embd),
+            wpe=Embedding(config.block_size, config.n_embd),
+            drop=Dropout(config.dropout),
+        )
+    )
 
 
 class EncoderDecoder(Module):
@@ -132,12 +149,20 @@ class EncoderDecoder(Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.encoder = ModuleDict(dict(embed=_embeddings(config), h=ModuleList([EncoderBlock(config)
-                                                                               for _ in range(config.n_layer)]),
-                                       ln_f=LayerNorm(config.n_embd, bias=config.bias)))
-        self.decoder = ModuleDict(dict(embed=_embeddings(config), h=ModuleList([DecoderBlock(config)
-                                                                               for _ in range(config.n_layer)]),
-                                       ln_f=LayerNorm(config.n_embd, bias=config.bias)))
+        self.encoder = ModuleDict(
+            dict(
+                embed=_embeddings(config),
+                h=ModuleList([EncoderBlock(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
+        self.decoder = ModuleDict(
+            dict(
+                embed=_embeddings(config),
+                h=ModuleList([DecoderBlock(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
 
     @property
@@ -181,8 +206,10 @@ class EncoderDecoder(Module):
         most block_size positions, so max_new_tokens <= block_size).
         """
         if max_new_tokens > self.config.block_size:
-            raise ShapeError(f"EncoderDecoder.generate: max_new_tokens {max_new_tokens} exceeds block_size "
-                             f"{self.config.block_size}, the longest target the decoder has positions for")
+            raise ShapeError(
+                f"EncoderDecoder.generate: max_new_tokens {max_new_tokens} exceeds block_size "
+                f"{self.config.block_size}, the longest target the decoder has positions for"
+            )
         memory = self.encode(src, src_padding_mask)
         tokens = full((memory.shape[0], 1), start_token, dtype="int64", device=self.device)
         for _ in range(max_new_tokens):
@@ -192,7 +219,7 @@ class EncoderDecoder(Module):
 
 
 # ---------------------------------------------------------------- the toy task: reverse a digit string
-PAD, BOS, EOS = 10, 11, 12   # after the digits 0-9
+PAD, BOS, EOS = 10, 11, 12  # after the digits 0-9
 REVERSAL_VOCAB = 13
 
 
@@ -206,12 +233,13 @@ def digit_reversal_batch(rng, batch_size, max_digits=5):
     digits = rng.integers(0, 10, size=(batch_size, max_digits))
     positions = np.arange(max_digits)[None, :]
     padding = positions >= lengths[:, None]
-    source_index = np.maximum(lengths[:, None] - 1 - positions, 0)   # target position i holds digit length-1-i
+    source_index = np.maximum(lengths[:, None] - 1 - positions, 0)  # target position i holds digit length-1-i
     targets = np.full((batch_size, max_digits + 1), -1)
     targets[:, :max_digits] = np.where(padding, -1, np.take_along_axis(digits, source_index, axis=1))
     targets[np.arange(batch_size), lengths] = EOS
-    decoder_input = np.concatenate([np.full((batch_size, 1), BOS), np.where(targets[:, :-1] < 0, PAD, targets[:, :-1])],
-                                   axis=1)
+    decoder_input = np.concatenate(
+        [np.full((batch_size, 1), BOS), np.where(targets[:, :-1] < 0, PAD, targets[:, :-1])], axis=1
+    )
     return np.where(padding, PAD, digits), padding, decoder_input, targets
 
 
@@ -248,5 +276,7 @@ def reversal_accuracy(model, rng, count=200, max_digits=5):
 
 if __name__ == "__main__":
     trained, step_losses, seconds = train_digit_reversal()
-    print(f"digit reversal: {len(step_losses)} steps in {seconds:.1f} s, final loss {step_losses[-1]:.4f}, "
-          f"exact-match accuracy {reversal_accuracy(trained, np.random.default_rng(1)):.3f} on 200 new strings")
+    print(
+        f"digit reversal: {len(step_losses)} steps in {seconds:.1f} s, final loss {step_losses[-1]:.4f}, "
+        f"exact-match accuracy {reversal_accuracy(trained, np.random.default_rng(1)):.3f} on 200 new strings"
+    )

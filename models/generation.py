@@ -15,6 +15,7 @@ the cache is full.
 Two public hooks here work on a Tensor's raw array (``.data``) rather than on Tensors, each saying
 why in its docstring: ``sample_next`` and ``LayerCache.append`` (tests/test_public_api.py lists them).
 """
+
 import numbers
 
 import numpy as np
@@ -39,7 +40,7 @@ def as_token_ids(idx, device, op):
     if isinstance(idx, Tensor):
         tokens = idx
     elif isinstance(idx, np.ndarray):
-        tokens = from_numpy(idx)   # no copy: token ids are only read
+        tokens = from_numpy(idx)  # no copy: token ids are only read
     else:
         tokens = Tensor(idx, device=device)
     if tokens.dtype.kind not in "iu":
@@ -66,7 +67,7 @@ def sample_next(logits, generator, temperature=1.0, top_k=None, top_p=None):
     vocab = logits.shape[-1]
     scores = logits.astype(xp.float64) / temperature  # float64 so the cumulative sums stay exact enough
     if top_k is not None and top_k < vocab:
-        kth_largest = xp.partition(scores, vocab - top_k, axis=-1)[:, vocab - top_k:vocab - top_k + 1]
+        kth_largest = xp.partition(scores, vocab - top_k, axis=-1)[:, vocab - top_k : vocab - top_k + 1]
         scores = xp.where(scores < kth_largest, -xp.inf, scores)
     probs = xp.exp(scores - scores.max(axis=-1, keepdims=True))
     probs /= probs.sum(axis=-1, keepdims=True)

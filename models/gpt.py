@@ -21,6 +21,7 @@ safetensors: ``model.save_safetensors(path)``, ``GPT.from_safetensors(path)`` an
 (``safetensors.torch.load_file(path)`` gives a state dict nanoGPT's GPT loads as it is); the
 GPTConfig travels as JSON in the file's metadata under ``model_args``.
 """
+
 import dataclasses
 import json
 import math
@@ -40,7 +41,7 @@ from tinygrad_tx.serialization import load_safetensors, save_safetensors
 from .block import Block
 from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
 
-TokenIds = Any   # int token ids (B, T): a Tensor, a NumPy/CuPy array or nested lists
+TokenIds = Any  # int token ids (B, T): a Tensor, a NumPy/CuPy array or nested lists
 Path = Union[str, "os.PathLike[str]"]
 MODEL_ARGS_KEY = "__model_args__"  # the .npz entry holding the GPTConfig as JSON
 SAFETENSORS_ARGS_KEY = "model_args"  # the safetensors metadata entry holding it
@@ -67,21 +68,24 @@ class GPTConfig:
         if not 0 <= self.dropout < 1:
             raise TinygradTxError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.gelu_approximate not in ("none", "tanh"):
-            raise TinygradTxError(f"GPTConfig: gelu_approximate must be 'none' or 'tanh', "
-                                  f"got {self.gelu_approximate!r}")
+            raise TinygradTxError(
+                f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}"
+            )
 
 
 class GPT(Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.transformer = ModuleDict(dict(
-            wte=Embedding(config.vocab_size, config.n_embd),
-            wpe=Embedding(config.block_size, config.n_embd),
-            drop=Dropout(config.dropout),
-            h=ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=LayerNorm(config.n_embd, bias=config.bias),
-        ))
+        self.transformer = ModuleDict(
+            dict(
+                wte=Embedding(config.vocab_size, config.n_embd),
+                wpe=Embedding(config.block_size, config.n_embd),
+                drop=Dropout(config.dropout),
+                h=ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            )
+        )
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying: one (V, C) matrix, two uses
         self._init_weights()
@@ -90,13 +94,13 @@ class GPT(Module):
         """normal(0, 0.02) weights, zero biases, residual projections at 0.02/sqrt(2 n_layer) (GPT-2)."""
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         initial = {}
-        for name, param in self.named_parameters():   # in order: each weight's draws come from the same place
+        for name, param in self.named_parameters():  # in order: each weight's draws come from the same place
             if param.ndim >= 2:
                 std = residual_std if name.endswith("c_proj.weight") else 0.02
                 initial[name] = randn(param.shape, device=param.device) * std
             elif name.endswith(".bias"):
                 initial[name] = zeros(param.shape, device=param.device)
-        self.load_state_dict(initial, strict=False)   # in place: the tied lm_head weight stays tied
+        self.load_state_dict(initial, strict=False)  # in place: the tied lm_head weight stays tied
 
     @property
     def device(self) -> str:
@@ -108,8 +112,9 @@ class GPT(Module):
         total = sum(param.size for param in self.parameters())  # the tied weight once
         return total - self.transformer.wpe.weight.size if non_embedding else total
 
-    def forward(self, idx: TokenIds, targets: Optional[TokenIds] = None,
-                kv_cache: Optional[KVCache] = None) -> tuple[Tensor, Optional[Tensor]]:
+    def forward(
+        self, idx: TokenIds, targets: Optional[TokenIds] = None, kv_cache: Optional[KVCache] = None
+    ) -> tuple[Tensor, Optional[Tensor]]:
         """idx: int (B, T) token ids, T <= block_size. Returns (logits, loss).
 
         With targets (B, T) (-1 = ignored position): logits (B, T, V) and the mean cross-entropy.
@@ -135,8 +140,15 @@ class GPT(Module):
         loss = F.cross_entropy(logits, as_token_ids(targets, device, "GPT.forward targets"), ignore_index=-1)
         return logits, loss
 
-    def generate(self, idx: TokenIds, max_new_tokens: int, temperature: float = 1.0, top_k: Optional[int] = None,
-                 top_p: Optional[float] = None, use_cache: bool = True) -> Tensor:
+    def generate(
+        self,
+        idx: TokenIds,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        use_cache: bool = True,
+    ) -> Tensor:
         """Append ``max_new_tokens`` sampled tokens to idx (B, T); returns an int Tensor (B, T + new).
 
         Runs under no_grad and draws from ``tinygrad_tx.rng(device)`` (seed with ``tinygrad_tx.manual_seed``);
@@ -147,16 +159,31 @@ class GPT(Module):
         the cropped window exactly as ``use_cache=False`` does (rolling the cache would give different
         tokens from the cache-free model). Both paths give the same tokens for the same seed.
         """
-        return generate_tokens(self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature,
-                               top_k, top_p, "GPT.generate")
+        return generate_tokens(
+            self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature, top_k, top_p, "GPT.generate"
+        )
 
-    def generate_stream(self, idx: TokenIds, max_new_tokens: int, temperature: float = 1.0,
-                        top_k: Optional[int] = None, top_p: Optional[float] = None,
-                        use_cache: bool = True) -> Iterator[np.ndarray]:
+    def generate_stream(
+        self,
+        idx: TokenIds,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        use_cache: bool = True,
+    ) -> Iterator[np.ndarray]:
         """``generate`` one token at a time: yields each new token as an int array (B, 1) when it is drawn
         (the same draws as ``generate`` for the same seed)."""
-        return iter_tokens(self._next_logits(use_cache), idx, max_new_tokens, self.device, temperature,
-                           top_k, top_p, "GPT.generate_stream")
+        return iter_tokens(
+            self._next_logits(use_cache),
+            idx,
+            max_new_tokens,
+            self.device,
+            temperature,
+            top_k,
+            top_p,
+            "GPT.generate_stream",
+        )
 
     def _next_logits(self, use_cache):
         """int Tensor (B, T) -> the next position's logits (B, V), through a key/value cache when asked."""
@@ -165,10 +192,11 @@ class GPT(Module):
 
         def next_logits(tokens):
             if cache is not None and tokens.shape[1] <= block_size:
-                logits, _ = self(tokens[:, cache.length:], kv_cache=cache)
+                logits, _ = self(tokens[:, cache.length :], kv_cache=cache)
             else:
                 logits, _ = self(tokens[:, -block_size:])
             return logits[:, -1, :]
+
         return next_logits
 
     def estimate_mfu(self, fwdbwd_per_iter: int, dt: float, peak_flops: float) -> float:
@@ -183,13 +211,16 @@ class GPT(Module):
         flops_per_iter = flops_per_token * seq * fwdbwd_per_iter
         return flops_per_iter / dt / peak_flops
 
-    def configure_optimizers(self, weight_decay: float, learning_rate: float,
-                             betas: tuple[float, float] = (0.9, 0.95)) -> AdamW:
+    def configure_optimizers(
+        self, weight_decay: float, learning_rate: float, betas: tuple[float, float] = (0.9, 0.95)
+    ) -> AdamW:
         """AdamW with two groups: weight decay on every >= 2-D weight (matmuls, embeddings), none on
         biases and LayerNorm gains, as nanoGPT."""
         params = [param for param in self.parameters() if param.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
         return AdamW(groups, lr=learning_rate, betas=betas)
 
     # ---------------------------------------------------------------- .npz weights (nanoGPT interchange)
@@ -250,8 +281,10 @@ def read_npz(path):
         raise TinygradTxError(f"GPT.from_npz: cannot read {path}: {exc}") from None
     with archive:
         if MODEL_ARGS_KEY not in archive.files:
-            raise TinygradTxError(f"GPT.from_npz: {path} has no {MODEL_ARGS_KEY} entry; "
-                                  "write it with GPT.save_npz or python -m train.convert_nanogpt")
+            raise TinygradTxError(
+                f"GPT.from_npz: {path} has no {MODEL_ARGS_KEY} entry; "
+                "write it with GPT.save_npz or python -m train.convert_nanogpt"
+            )
         model_args = json.loads(str(archive[MODEL_ARGS_KEY]))
         state = {name: archive[name] for name in archive.files if name != MODEL_ARGS_KEY}
     return state, known_model_args(model_args)
@@ -261,8 +294,10 @@ def read_safetensors(path):
     """(state dict of NumPy arrays, model arguments for GPTConfig) from a file of ``GPT.save_safetensors``."""
     state, metadata = load_safetensors(path)
     if SAFETENSORS_ARGS_KEY not in metadata:
-        raise TinygradTxError(f"GPT.from_safetensors: {path} has no {SAFETENSORS_ARGS_KEY!r} metadata; build the "
-                              "GPT from its GPTConfig and call model.load_safetensors(path) instead")
+        raise TinygradTxError(
+            f"GPT.from_safetensors: {path} has no {SAFETENSORS_ARGS_KEY!r} metadata; build the "
+            "GPT from its GPTConfig and call model.load_safetensors(path) instead"
+        )
     return state, known_model_args(json.loads(metadata[SAFETENSORS_ARGS_KEY]))
 
 

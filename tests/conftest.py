@@ -1,4 +1,5 @@
 """Shared test helpers: hypothesis profiles, the PyTorch oracle, the GPU switch, the data path."""
+
 import os
 
 import numpy as np
@@ -31,19 +32,25 @@ def assert_close(actual, expected, rtol, atol=0.0, what=""):
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     scale = np.maximum(np.abs(expected).max(initial=0.0), 1e-12)
     error = np.abs(actual - expected).max(initial=0.0) / scale
-    assert error <= rtol or np.allclose(actual, expected, rtol=rtol, atol=atol), \
+    assert error <= rtol or np.allclose(actual, expected, rtol=rtol, atol=atol), (
         f"{what}: max relative error {error:.3g} > {rtol}"
+    )
 
 
 def pytest_addoption(parser):
-    parser.addoption("--gpu-standin", action="store_true", default=False,
-                     help="serve device 'gpu' with the strict CuPy stand-in (tests/gpu_standin) so gpu-marked tests "
-                          "run on the CPU: kernels compiled by NVRTC and run in the PTX emulator")
+    parser.addoption(
+        "--gpu-standin",
+        action="store_true",
+        default=False,
+        help="serve device 'gpu' with the strict CuPy stand-in (tests/gpu_standin) so gpu-marked tests "
+        "run on the CPU: kernels compiled by NVRTC and run in the PTX emulator",
+    )
 
 
 def pytest_configure(config):
     if config.getoption("gpu_standin"):
         import gpu_standin  # tests/ is on sys.path (rootdir conftest)
+
         gpu_standin.install()
 
 

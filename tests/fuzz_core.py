@@ -7,6 +7,7 @@ the op under test receives a non-contiguous array while the gradient is compared
 forward values or dtype, any input gradient under a random upstream gradient, or an error on one
 side only. Where PyTorch raises, tinygrad_tx must raise a TinygradTxError that names the op.
 """
+
 import dataclasses
 
 import numpy as np
@@ -26,6 +27,7 @@ class Divergence(AssertionError):
 @dataclasses.dataclass
 class Leaf:
     """An input tensor: ``base`` is the leaf (gradients compared there), ``view`` is applied in the graph."""
+
     base: np.ndarray
     view: tuple = ("id",)
     grad: bool = True
@@ -37,6 +39,7 @@ class Leaf:
 @dataclasses.dataclass
 class Raw:
     """A plain array passed as it is: a NumPy array to tinygrad_tx, a tensor to PyTorch."""
+
     array: np.ndarray
 
     def __repr__(self):
@@ -64,8 +67,14 @@ def values(seed, shape, dtype, domain="real"):
 def leaf(draw, shape, dtype, domain="real", layouts=("id", "transpose", "step", "flip", "expand"), grad=True):
     """A Leaf whose view has ``shape``; the layout (how the view is reached from the base) is drawn."""
     shape, ndim = tuple(shape), len(shape)
-    usable = [k for k in layouts if k == "id" or (k == "transpose" and ndim >= 2) or (k in ("step", "flip") and ndim)
-              or (k == "expand" and ndim and domain != "distinct")]
+    usable = [
+        k
+        for k in layouts
+        if k == "id"
+        or (k == "transpose" and ndim >= 2)
+        or (k in ("step", "flip") and ndim)
+        or (k == "expand" and ndim and domain != "distinct")
+    ]
     kind = draw(st.sampled_from(usable))
     view, base_shape = (kind,), shape
     if kind == "transpose":
@@ -74,12 +83,12 @@ def leaf(draw, shape, dtype, domain="real", layouts=("id", "transpose", "step", 
         axis = draw(st.integers(0, ndim - 1))
         view = (kind, axis)
         if kind == "step":
-            base_shape = shape[:axis] + (2 * shape[axis],) + shape[axis + 1:]
+            base_shape = shape[:axis] + (2 * shape[axis],) + shape[axis + 1 :]
     elif kind == "expand":
         kept = draw(st.integers(0, ndim))
-        base_shape = tuple(n if draw(st.booleans()) else 1 for n in shape[ndim - kept:])
+        base_shape = tuple(n if draw(st.booleans()) else 1 for n in shape[ndim - kept :])
         view = ("expand", shape)
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     return Leaf(values(seed, base_shape, dtype, domain), view, grad)
 
 
@@ -155,8 +164,11 @@ def _close(ours, theirs, what):
         if not np.array_equal(ours, theirs):
             raise Divergence(f"{what}: values differ\n ours   {ours.tolist()}\n theirs {theirs.tolist()}")
         return
-    if not np.array_equal(np.isnan(ours), np.isnan(theirs)) or not np.array_equal(np.isinf(ours), np.isinf(theirs)) \
-            or not np.array_equal(ours[np.isinf(ours)], theirs[np.isinf(theirs)]):
+    if (
+        not np.array_equal(np.isnan(ours), np.isnan(theirs))
+        or not np.array_equal(np.isinf(ours), np.isinf(theirs))
+        or not np.array_equal(ours[np.isinf(ours)], theirs[np.isinf(theirs)])
+    ):
         raise Divergence(f"{what}: NaN/Inf positions differ\n ours   {ours.tolist()}\n theirs {theirs.tolist()}")
     finite = np.isfinite(theirs)
     a, b = ours[finite].astype(np.float64), theirs[finite].astype(np.float64)
@@ -185,14 +197,18 @@ def run_case(spec, args, kwargs, seed=0, stricter=None):
     except TinygradTxError as exc:
         ours, our_error = None, exc
     except Exception as exc:
-        raise Divergence(f"{spec.name}: raised {type(exc).__name__} ({exc}), not a TinygradTxError "
-                         f"(PyTorch: {'raised ' + type(torch_error).__name__ if torch_error else 'a result'})") from exc
+        raise Divergence(
+            f"{spec.name}: raised {type(exc).__name__} ({exc}), not a TinygradTxError "
+            f"(PyTorch: {'raised ' + type(torch_error).__name__ if torch_error else 'a result'})"
+        ) from exc
     if torch_error is not None or stricter is not None:
         if our_error is None and torch_error is None:
             raise Divergence(f"{spec.name}: returned a result where it must refuse ({stricter})")
         if our_error is None:
-            raise Divergence(f"{spec.name}: PyTorch raised {type(torch_error).__name__} ({torch_error}) "
-                             "but tinygrad_tx returned a result")
+            raise Divergence(
+                f"{spec.name}: PyTorch raised {type(torch_error).__name__} ({torch_error}) "
+                "but tinygrad_tx returned a result"
+            )
         if not any(name in str(our_error) for name in spec.error_names):
             raise Divergence(f"{spec.name}: the error does not name the op ({spec.error_names}): {our_error}")
         return "raised" if torch_error is not None else "refused"
@@ -243,6 +259,7 @@ class Spec:
     ``stricter``: ``(args, kwargs) -> reason or None``; a reason means we refuse on purpose what
     PyTorch accepts (documented in docs/errors.md), so a TinygradTxError is required instead.
     """
+
     name: str
     cases: object
     ours: object
@@ -267,8 +284,13 @@ def fuzz(spec, examples, seed, on_case=None, derandomize=False):
     from hypothesis import seed as hypothesis_seed
 
     @hypothesis_seed(seed)
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=derandomize,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=spec.cases)
     def body(case):
         outcome = None
@@ -277,4 +299,5 @@ def fuzz(spec, examples, seed, on_case=None, derandomize=False):
         finally:
             if on_case is not None:
                 on_case(case, outcome)
+
     body()

@@ -4,13 +4,15 @@
 callables that are not ops (accessors, graph and mode controls) with the reason they have no spec;
 tests/test_fuzz.py fails when a public name is in neither, so a new op cannot go unfuzzed.
 """
+
 import inspect
 
-import tinygrad_tx
-import tinygrad_tx.nn.functional as F
 from fuzz_specs_movement import SPECS as MOVEMENT
 from fuzz_specs_nn import SPECS as FUNCTIONAL
 from fuzz_specs_ops import SPECS as ELEMENTWISE
+
+import tinygrad_tx
+import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
 
 SPECS = {spec.name: spec for spec in ELEMENTWISE + MOVEMENT + FUNCTIONAL}
@@ -18,8 +20,25 @@ SPECS = {spec.name: spec for spec in ELEMENTWISE + MOVEMENT + FUNCTIONAL}
 _ACCESSOR = "reads the tensor or its metadata; no computation to compare"
 _GRAPH = "graph or mode control, tested in test_tensor.py / test_modes.py"
 NOT_OPS = {
-    **{f"Tensor.{name}": _ACCESSOR for name in ("shape", "ndim", "size", "dtype", "device", "is_leaf", "grad_fn",
-                                                 "numpy", "item", "tolist", "to", "data", "grad", "requires_grad")},
+    **{
+        f"Tensor.{name}": _ACCESSOR
+        for name in (
+            "shape",
+            "ndim",
+            "size",
+            "dtype",
+            "device",
+            "is_leaf",
+            "grad_fn",
+            "numpy",
+            "item",
+            "tolist",
+            "to",
+            "data",
+            "grad",
+            "requires_grad",
+        )
+    },
     **{f"Tensor.{name}": _GRAPH for name in ("backward", "detach", "requires_grad_", "zero_grad", "retain_grad")},
     **{f"tinygrad_tx.{name}": _GRAPH for name in ("no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly")},
     "tinygrad_tx.gradcheck": "the finite-difference checker itself (tests/test_gradcheck.py)",
@@ -28,14 +47,28 @@ NOT_OPS = {
     "tinygrad_tx.gpu_available": "reports the device (tests/test_tensor.py)",
     "F.set_default_impl": "picks fused or composed; every spec draws impl per call (tests/test_modes.py)",
     "F.get_default_impl": "reads the default impl (tests/test_modes.py)",
-    **{f"tinygrad_tx.{name}": "a factory: builds a tensor from plain arguments, nothing to differentiate "
-       "(tests/test_public_api.py)" for name in ("arange", "zeros", "ones", "full", "tril", "randn", "from_numpy")},
+    **{
+        f"tinygrad_tx.{name}": "a factory: builds a tensor from plain arguments, nothing to differentiate "
+        "(tests/test_public_api.py)"
+        for name in ("arange", "zeros", "ones", "full", "tril", "randn", "from_numpy")
+    },
     "Tensor.from_array": "the no-copy constructor (tests/test_public_api.py)",
-    **{f"tinygrad_tx.{name}": "device, generator or process control, no computation (tests/test_backend.py)"
-       for name in ("rng", "get_rng_state", "set_rng_state", "synchronize", "normalize_device", "require_device",
-                    "tune_for_training")},
-    **{f"tinygrad_tx.{name}": "weights to and from a file (tests/test_serialization.py)"
-       for name in ("save_safetensors", "load_safetensors")},
+    **{
+        f"tinygrad_tx.{name}": "device, generator or process control, no computation (tests/test_backend.py)"
+        for name in (
+            "rng",
+            "get_rng_state",
+            "set_rng_state",
+            "synchronize",
+            "normalize_device",
+            "require_device",
+            "tune_for_training",
+        )
+    },
+    **{
+        f"tinygrad_tx.{name}": "weights to and from a file (tests/test_serialization.py)"
+        for name in ("save_safetensors", "load_safetensors")
+    },
 }
 
 
@@ -51,8 +84,11 @@ def public_names():
             names.add(f"Tensor.{name}")
     for name in tinygrad_tx.__all__:
         value = getattr(tinygrad_tx, name)
-        if callable(value) and not (inspect.isclass(value) and issubclass(value, (Exception, Tensor))) \
-                and name not in ("Function", "Context"):
+        if (
+            callable(value)
+            and not (inspect.isclass(value) and issubclass(value, (Exception, Tensor)))
+            and name not in ("Function", "Context")
+        ):
             names.add(f"tinygrad_tx.{name}")
     for name, value in vars(F).items():
         if inspect.isfunction(value) and value.__module__ == F.__name__ and not name.startswith("_"):

@@ -4,12 +4,13 @@ Indices cover ints (negative, out of range), slices with positive and negative s
 Ellipsis, integer arrays (repeated, negative, out of range; as arrays and as Tensors) and boolean
 masks. PyTorch has no negative-step slice, so its twin reads those axes through index_select.
 """
+
 import numpy as np
 import torch
+from fuzz_core import Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 from hypothesis import strategies as st
 
 import tinygrad_tx as tx
-from fuzz_core import Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 
 ZERO_D_AXIS = "a 0-d tensor has no axis 0 or -1 (NumPy's rule; PyTorch wraps them; docs/errors.md)"
 SQUEEZE_STRICT = "squeeze of an axis whose size is not 1 is refused (PyTorch ignores it; docs/errors.md)"
@@ -35,8 +36,8 @@ def index_item(draw, size):
 def getitem_case(draw):
     shape = draw(shapes(min_dims=0, max_dims=3))
     x = draw(leaf(shape, draw(float_dtypes())))
-    if shape and draw(st.integers(0, 5)) == 0:   # a boolean mask over the leading axes
-        mask_shape = shape[:draw(st.integers(1, len(shape)))]
+    if shape and draw(st.integers(0, 5)) == 0:  # a boolean mask over the leading axes
+        mask_shape = shape[: draw(st.integers(1, len(shape)))]
         if draw(st.integers(0, 4)) == 0:
             mask_shape = mask_shape[:-1] + (mask_shape[-1] + 1,)
         return (x, Raw(np.asarray(values(draw(st.integers(0, 99)), mask_shape, np.float64) > 0))), {}
@@ -55,8 +56,11 @@ def _out_of_range_in_empty(args, kwargs):
     nothing) hides an out-of-range index; we refuse whatever NumPy refuses."""
     x, index = args
     shape = x.view[1] if x.view[0] == "expand" else _view_shape(x)
-    plain = tuple(i.array if isinstance(i, Raw) else i for i in index) if isinstance(index, tuple) else \
-        (index.array if isinstance(index, Raw) else index)
+    plain = (
+        tuple(i.array if isinstance(i, Raw) else i for i in index)
+        if isinstance(index, tuple)
+        else (index.array if isinstance(index, Raw) else index)
+    )
     try:
         np.zeros(shape)[plain]
     except IndexError:
@@ -86,11 +90,11 @@ def _torch_index(x, index):
     items = [torch.tensor([item]) if isinstance(item, int) else item for item in items]
     out = x[tuple(items) if isinstance(index, tuple) else items[0]]
     advanced = [i for i, item in enumerate(items) if isinstance(item, torch.Tensor)]
-    between = items[advanced[0]:advanced[-1] + 1]
+    between = items[advanced[0] : advanced[-1] + 1]
     if Ellipsis in between and not any(isinstance(item, slice) or item is None for item in between):
         # an Ellipsis that stands for no axis still separates the advanced indices in NumPy (their axes go
         # first), not in PyTorch (they stay in place)
-        before = sum(1 for item in items[:advanced[0]] if isinstance(item, slice) or item is None)
+        before = sum(1 for item in items[: advanced[0]] if isinstance(item, slice) or item is None)
         width = len(torch.broadcast_shapes(*(items[i].shape for i in advanced)))
         out = out.movedim(list(range(before, before + width)), list(range(width)))
     return out
@@ -111,6 +115,7 @@ def reshape_case(draw):
 def _reshape(method):
     def ours(x, target, spread):
         return getattr(x, method)(*target) if spread else getattr(x, method)(target)
+
     return ours
 
 
@@ -120,7 +125,7 @@ def permute_case(draw):
     x = draw(leaf(shape, draw(float_dtypes())))
     axes = list(draw(st.permutations(range(len(shape)))))
     axes = [a - len(shape) if draw(st.booleans()) else a for a in axes]
-    if draw(st.integers(0, 4)) == 0 and axes:   # out of range by one lap (3 for 3 axes), or repeated
+    if draw(st.integers(0, 4)) == 0 and axes:  # out of range by one lap (3 for 3 axes), or repeated
         axes = axes[:-1] + [axes[-1] % len(shape) + len(shape)] if draw(st.booleans()) else axes[:-1] + [axes[0]]
     elif draw(st.integers(0, 9)) == 0:
         axes = axes + [len(shape)]
@@ -162,8 +167,11 @@ def squeeze_case(draw):
     shape = draw(shapes(min_side=0, max_side=2))
     x = draw(leaf(shape, draw(float_dtypes())))
     n = max(len(shape), 1)
-    axis = draw(st.one_of(st.none(), st.integers(-n - 1, n),
-                          st.lists(st.integers(-n, n - 1), max_size=2, unique=True).map(tuple)))
+    axis = draw(
+        st.one_of(
+            st.none(), st.integers(-n - 1, n), st.lists(st.integers(-n, n - 1), max_size=2, unique=True).map(tuple)
+        )
+    )
     return (x,), {"axis": axis}
 
 
@@ -192,7 +200,7 @@ def _view_shape(leaf_):
         return shape[::-1]
     if kind == "step":
         axis = leaf_.view[1]
-        return shape[:axis] + ((shape[axis] + 1) // 2,) + shape[axis + 1:]
+        return shape[:axis] + ((shape[axis] + 1) // 2,) + shape[axis + 1 :]
     return shape
 
 
@@ -202,8 +210,14 @@ def split_case(draw, function=False):
     x = draw(leaf(shape, draw(float_dtypes())))
     axis = draw(st.integers(-len(shape) - 1, len(shape)))
     length = shape[axis] if -len(shape) <= axis < len(shape) else 3
-    sizes = draw(st.one_of(st.integers(1, 4), st.lists(st.integers(0, length), max_size=4).map(
-        lambda s: s + [length - sum(s)] if length >= sum(s) else s)))
+    sizes = draw(
+        st.one_of(
+            st.integers(1, 4),
+            st.lists(st.integers(0, length), max_size=4).map(
+                lambda s: s + [length - sum(s)] if length >= sum(s) else s
+            ),
+        )
+    )
     return (x, sizes), {"axis": axis}
 
 
@@ -236,8 +250,11 @@ def where_case(draw, masked_fill=False):
     a = draw(leaf(shape_a, dtype))
     if masked_fill:
         return (a, condition, draw(st.sampled_from([0.0, -np.inf, 2.5, 3]))), {}
-    b = draw(st.one_of(st.sampled_from([0.0, -1.5, 2]), leaf(shape_b, dtype))) if draw(st.booleans()) else \
-        draw(leaf(shape_a, dtype))
+    b = (
+        draw(st.one_of(st.sampled_from([0.0, -1.5, 2]), leaf(shape_b, dtype)))
+        if draw(st.booleans())
+        else draw(leaf(shape_a, dtype))
+    )
     return ((condition, a, b) if draw(st.booleans()) or not isinstance(b, Leaf) else (condition, b, a)), {}
 
 
@@ -251,6 +268,7 @@ def _legacy_empty(args, kwargs):
 
 def _two():
     from fuzz_specs_ops import two_shapes
+
     return two_shapes(max_dims=3)
 
 
@@ -273,42 +291,93 @@ def _torch_dtype(dtype):
 
 def _unary_float_case():
     from fuzz_specs_ops import unary
+
     return unary(ints=False)
 
 
 def specs():
     return [
-        Spec("Tensor.__getitem__", getitem_case(), lambda x, index: x[index], _torch_index, ("getitem",),
-             _out_of_range_in_empty),
+        Spec(
+            "Tensor.__getitem__",
+            getitem_case(),
+            lambda x, index: x[index],
+            _torch_index,
+            ("getitem",),
+            _out_of_range_in_empty,
+        ),
         Spec("Tensor.reshape", reshape_case(), _reshape("reshape"), lambda x, target, spread: x.reshape(target)),
         # view is reshape here: arrays are values (no in-place ops), so no stride rule to enforce
-        Spec("Tensor.view", reshape_case(), _reshape("view"), lambda x, target, spread: x.reshape(target),
-             ("reshape",)),
+        Spec(
+            "Tensor.view", reshape_case(), _reshape("view"), lambda x, target, spread: x.reshape(target), ("reshape",)
+        ),
         Spec("Tensor.permute", permute_case(), lambda x, axes: x.permute(*axes), lambda x, axes: x.permute(axes)),
-        Spec("Tensor.transpose", axis_pair_case(), lambda x, axis0, axis1: x.transpose(axis0, axis1),
-             lambda x, axis0, axis1: x.transpose(axis0, axis1), stricter=_zero_d_axes),
-        Spec("Tensor.T", _unary_float_case(), lambda x: x.T, lambda x: x.permute(tuple(reversed(range(x.ndim)))),
-             ("permute",)),
+        Spec(
+            "Tensor.transpose",
+            axis_pair_case(),
+            lambda x, axis0, axis1: x.transpose(axis0, axis1),
+            lambda x, axis0, axis1: x.transpose(axis0, axis1),
+            stricter=_zero_d_axes,
+        ),
+        Spec(
+            "Tensor.T",
+            _unary_float_case(),
+            lambda x: x.T,
+            lambda x: x.permute(tuple(reversed(range(x.ndim)))),
+            ("permute",),
+        ),
         Spec("Tensor.expand", expand_case(), lambda x, target: x.expand(*target), _expand_twin("expand")),
-        Spec("Tensor.broadcast_to", expand_case(), lambda x, target: x.broadcast_to(target),
-             _expand_twin("broadcast_to"), ("expand",)),
-        Spec("Tensor.unsqueeze", unsqueeze_case(), lambda x, axis: x.unsqueeze(axis),
-             lambda x, axis: x.unsqueeze(axis)),
-        Spec("Tensor.squeeze", squeeze_case(), lambda x, axis: x.squeeze(axis),
-             lambda x, axis: x.squeeze() if axis is None else x.squeeze(axis), stricter=_squeeze_strict),
-        Spec("Tensor.split", split_case(), lambda x, sizes, axis: x.split(sizes, axis=axis),
-             lambda x, sizes, axis: torch.split(x, sizes, dim=axis)),
-        Spec("tinygrad_tx.split", split_case(), lambda x, sizes, axis: tx.split(x, sizes, axis=axis),
-             lambda x, sizes, axis: torch.split(x, sizes, dim=axis)),
-        Spec("tinygrad_tx.concatenate", join_case(), lambda ts, axis: tx.concatenate(ts, axis=axis),
-             lambda ts, axis: torch.cat(ts, dim=axis), stricter=_legacy_empty),
-        Spec("tinygrad_tx.stack", join_case(stack=True), lambda ts, axis: tx.stack(ts, axis=axis),
-             lambda ts, axis: torch.stack(ts, dim=axis)),
+        Spec(
+            "Tensor.broadcast_to",
+            expand_case(),
+            lambda x, target: x.broadcast_to(target),
+            _expand_twin("broadcast_to"),
+            ("expand",),
+        ),
+        Spec(
+            "Tensor.unsqueeze", unsqueeze_case(), lambda x, axis: x.unsqueeze(axis), lambda x, axis: x.unsqueeze(axis)
+        ),
+        Spec(
+            "Tensor.squeeze",
+            squeeze_case(),
+            lambda x, axis: x.squeeze(axis),
+            lambda x, axis: x.squeeze() if axis is None else x.squeeze(axis),
+            stricter=_squeeze_strict,
+        ),
+        Spec(
+            "Tensor.split",
+            split_case(),
+            lambda x, sizes, axis: x.split(sizes, axis=axis),
+            lambda x, sizes, axis: torch.split(x, sizes, dim=axis),
+        ),
+        Spec(
+            "tinygrad_tx.split",
+            split_case(),
+            lambda x, sizes, axis: tx.split(x, sizes, axis=axis),
+            lambda x, sizes, axis: torch.split(x, sizes, dim=axis),
+        ),
+        Spec(
+            "tinygrad_tx.concatenate",
+            join_case(),
+            lambda ts, axis: tx.concatenate(ts, axis=axis),
+            lambda ts, axis: torch.cat(ts, dim=axis),
+            stricter=_legacy_empty,
+        ),
+        Spec(
+            "tinygrad_tx.stack",
+            join_case(stack=True),
+            lambda ts, axis: tx.stack(ts, axis=axis),
+            lambda ts, axis: torch.stack(ts, dim=axis),
+        ),
         Spec("tinygrad_tx.where", where_case(), tx.where, _torch_where),
-        Spec("Tensor.masked_fill", where_case(masked_fill=True), lambda x, mask, value: x.masked_fill(mask, value),
-             lambda x, mask, value: x.masked_fill(mask, value)),
-        Spec("Tensor.astype", astype_case(), lambda x, dtype: x.astype(dtype),
-             lambda x, dtype: x.to(_torch_dtype(dtype))),
+        Spec(
+            "Tensor.masked_fill",
+            where_case(masked_fill=True),
+            lambda x, mask, value: x.masked_fill(mask, value),
+            lambda x, mask, value: x.masked_fill(mask, value),
+        ),
+        Spec(
+            "Tensor.astype", astype_case(), lambda x, dtype: x.astype(dtype), lambda x, dtype: x.to(_torch_dtype(dtype))
+        ),
         Spec("Tensor.float", _unary_float_case(), lambda x: x.float(), lambda x: x.float()),
         Spec("Tensor.double", _unary_float_case(), lambda x: x.double(), lambda x: x.double()),
     ]

@@ -4,13 +4,14 @@ The PyTorch twins use PyTorch's own functional ops in our layout (class axis las
 cross_entropy, causal mask aligned bottom-right for attention) and apply our documented choices:
 an all-ignored "mean" loss is 0 (PyTorch: nan), a fully masked attention row outputs 0 (PyTorch: nan).
 """
+
 import numpy as np
 import torch
 import torch.nn.functional as TF
+from fuzz_core import Raw, Spec, float_dtypes, leaf, shapes, values
 from hypothesis import strategies as st
 
 import tinygrad_tx.nn.functional as F
-from fuzz_core import Raw, Spec, float_dtypes, leaf, shapes, values
 from tinygrad_tx import backend
 
 IMPLS = st.sampled_from(["fused", "composed"])
@@ -22,7 +23,7 @@ def softmax_case(draw):
     shape = draw(shapes())
     x = draw(leaf(shape, draw(float_dtypes())))
     if draw(st.integers(0, 9)) == 0:
-        x.base = np.asarray(x.base * 1e4)           # large logits: the max shift must keep exp finite
+        x.base = np.asarray(x.base * 1e4)  # large logits: the max shift must keep exp finite
     n = max(len(shape), 1)
     axis = draw(st.one_of(st.integers(-n, n - 1), st.integers(-n, n - 1), st.integers(-n - 1, n), st.just((0,))))
     return (x,), {"axis": axis, "impl": draw(IMPLS)}
@@ -37,6 +38,7 @@ def _softmax_twin(function):
         if not isinstance(axis, int):
             raise TypeError("dim must be an int")
         return function(x, dim=axis)
+
     return twin
 
 
@@ -44,8 +46,11 @@ def _softmax_twin(function):
 def cross_entropy_case(draw):
     dtype = draw(float_dtypes())
     classes = draw(st.integers(1, 5))
-    lead = draw(st.sampled_from([(draw(st.integers(0, 4)),), (draw(st.integers(1, 3)), draw(st.integers(0, 3)))] * 3
-                                + [(), (2, 1, 2)]))
+    lead = draw(
+        st.sampled_from(
+            [(draw(st.integers(0, 4)),), (draw(st.integers(1, 3)), draw(st.integers(0, 3)))] * 3 + [(), (2, 1, 2)]
+        )
+    )
     logits = draw(leaf(lead + (classes,), dtype))
     ignore_index = draw(st.sampled_from([-1, -100, 0, 2]))
     targets = np.asarray(values(draw(st.integers(0, 99)), lead, np.float64, "positive") * classes / 2, np.int64)
@@ -56,9 +61,12 @@ def cross_entropy_case(draw):
     if draw(st.integers(0, 9)) == 0:
         targets = np.asarray(targets, np.float32)
     if draw(st.integers(0, 9)) == 0:
-        targets = targets.reshape(-1)[:max(targets.size - 1, 0)]
-    return (logits, Raw(targets)), {"ignore_index": ignore_index, "impl": draw(IMPLS),
-                                     "reduction": draw(st.sampled_from(["mean", "mean", "sum", "none", "avg"]))}
+        targets = targets.reshape(-1)[: max(targets.size - 1, 0)]
+    return (logits, Raw(targets)), {
+        "ignore_index": ignore_index,
+        "impl": draw(IMPLS),
+        "reduction": draw(st.sampled_from(["mean", "mean", "sum", "none", "avg"])),
+    }
 
 
 def _cross_entropy_twin(logits, targets, ignore_index, reduction, impl):
@@ -71,7 +79,7 @@ def _cross_entropy_twin(logits, targets, ignore_index, reduction, impl):
     if reduction == "none":
         return losses.reshape(targets.shape)
     if reduction == "sum" or (reduction == "mean" and not (flat != ignore_index).any()):
-        return losses.sum()       # all ignored: 0 with a zero gradient (PyTorch's mean gives nan)
+        return losses.sum()  # all ignored: 0 with a zero gradient (PyTorch's mean gives nan)
     return TF.cross_entropy(rows, flat, ignore_index=ignore_index, reduction=reduction)
 
 
@@ -103,8 +111,9 @@ def _layer_norm_twin(x, weight, bias, eps, impl):
 def embedding_case(draw):
     rows, dim = draw(st.integers(1, 6)), draw(st.integers(0, 4))
     weight = draw(leaf((rows, dim), draw(float_dtypes()), layouts=("id", "transpose", "step", "flip")))
-    indices = np.asarray(values(draw(st.integers(0, 99)), draw(shapes(max_dims=3)), np.float64, "positive") * rows / 2,
-                         np.int64)
+    indices = np.asarray(
+        values(draw(st.integers(0, 99)), draw(shapes(max_dims=3)), np.float64, "positive") * rows / 2, np.int64
+    )
     indices = np.asarray(np.minimum(indices, rows - 1))
     if draw(st.integers(0, 5)) == 0 and indices.size:
         indices.reshape(-1)[0] = draw(st.sampled_from([rows, -1, rows + 5]))
@@ -128,7 +137,7 @@ def linear_case(draw):
 def gelu_case(draw):
     x = draw(leaf(draw(shapes()), draw(float_dtypes())))
     if draw(st.integers(0, 9)) == 0:
-        x.base = np.asarray(x.base * 100)            # far tails: erf must reach exactly +-1
+        x.base = np.asarray(x.base * 100)  # far tails: erf must reach exactly +-1
     return (x,), {"approximate": draw(st.sampled_from(["none", "tanh", "exact"]))}
 
 
@@ -161,8 +170,9 @@ def attention_case(draw):
     lead = draw(st.sampled_from([(), (2,), (1, 2), (2, 1)]))
     tq, tk, d, dv = (draw(st.integers(1, 4)) for _ in range(4))
     q = draw(leaf(lead + (tq, d), dtype, layouts=("id", "transpose", "step", "flip")))
-    k = draw(leaf(lead + (tk, d if draw(st.integers(0, 14)) else d + 1), dtype,
-                  layouts=("id", "transpose", "step", "flip")))
+    k = draw(
+        leaf(lead + (tk, d if draw(st.integers(0, 14)) else d + 1), dtype, layouts=("id", "transpose", "step", "flip"))
+    )
     v = draw(leaf(lead + (tk, dv), dtype, layouts=("id", "step", "flip")))
     mask = None
     if draw(st.booleans()):
@@ -170,8 +180,12 @@ def attention_case(draw):
         mask = np.asarray(values(draw(st.integers(0, 99)), mask_shape, np.float64) > -0.5)
         if draw(st.integers(0, 7)) == 0:
             mask = mask.astype(np.int64)
-    return (q, k, v), {"causal": draw(st.booleans()), "scale": draw(st.sampled_from([None, 0.5, 2])),
-                       "attn_mask": None if mask is None else Raw(mask), "impl": draw(IMPLS)}
+    return (q, k, v), {
+        "causal": draw(st.booleans()),
+        "scale": draw(st.sampled_from([None, 0.5, 2])),
+        "attn_mask": None if mask is None else Raw(mask),
+        "impl": draw(IMPLS),
+    }
 
 
 def _attention_twin(q, k, v, causal, scale, attn_mask, impl):
@@ -181,7 +195,7 @@ def _attention_twin(q, k, v, causal, scale, attn_mask, impl):
         if attn_mask.dtype != torch.bool:
             raise TypeError("our attn_mask is boolean (True = may attend)")
         allowed = allowed & attn_mask
-    row_ok = allowed.any(-1, keepdim=True)      # a fully masked query outputs 0 (PyTorch: nan)
+    row_ok = allowed.any(-1, keepdim=True)  # a fully masked query outputs 0 (PyTorch: nan)
     out = TF.scaled_dot_product_attention(q, k, v, attn_mask=allowed | ~row_ok, scale=scale)
     return out * row_ok
 
@@ -206,6 +220,10 @@ SPECS = [
     Spec("F.gelu", gelu_case(), F.gelu, TF.gelu),
     Spec("F.relu", softmax_case().map(lambda case: (case[0], {})), F.relu, TF.relu),
     Spec("F.dropout", dropout_case(), F.dropout, _dropout_twin, stricter=_dropout_strict),
-    Spec("F.scaled_dot_product_attention", attention_case(), _attention_ours,
-         lambda q, k, v, **kwargs: _attention_twin(q, k, v, **_raw_mask(kwargs))),
+    Spec(
+        "F.scaled_dot_product_attention",
+        attention_case(),
+        _attention_ours,
+        lambda q, k, v, **kwargs: _attention_twin(q, k, v, **_raw_mask(kwargs)),
+    ),
 ]

@@ -4,12 +4,13 @@ Each entry of ``SPECS`` is one public name; tests/fuzz_specs.py joins this table
 functional one. Argument strategies draw float32/float64 data in every layout fuzz_core.leaf
 knows, broadcasting on either side, negative/tuple/out-of-range axes, keepdims, and empty dims.
 """
+
 import numpy as np
 import torch
+from fuzz_core import FLOATS, Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 from hypothesis import strategies as st
 
 import tinygrad_tx as tx
-from fuzz_core import FLOATS, Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 
 INT_TENSOR_REFUSED = "float ops refuse integer tensors (docs/errors.md: integer inputs)"
 
@@ -34,6 +35,7 @@ def two_shapes(draw, max_dims=4):
     if draw(st.integers(0, 5)) == 0:
         return draw(shapes(max_dims=max_dims)), draw(shapes(max_dims=max_dims))
     from hypothesis.extra.numpy import mutually_broadcastable_shapes
+
     drawn = draw(mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=max_dims, min_side=0, max_side=4))
     return drawn.input_shapes
 
@@ -57,7 +59,7 @@ def binary(draw, domain_b="real", scalar_other=True, raw_other=False):
         return (a, draw(scalar(domain_b))), {}
     if raw_other and choice == 1:
         return (a, Raw(values(draw(st.integers(0, 99)), shape_b, dtype, domain_b))), {}
-    if draw(st.integers(0, 4)) == 0:   # mixed precision: the other float dtype
+    if draw(st.integers(0, 4)) == 0:  # mixed precision: the other float dtype
         dtype = FLOATS[1 - FLOATS.index(dtype)]
     return (a, draw(leaf(shape_b, dtype, domain_b))), {}
 
@@ -73,9 +75,12 @@ def _promoted(function, a, b):
 def axes(ndim):
     """None, an int (negative too), a tuple (sometimes repeated) or an out-of-range axis."""
     ok = list(range(-ndim, ndim))
-    return st.one_of(st.none(), st.sampled_from(ok or [0]),
-                     st.lists(st.sampled_from(ok), max_size=ndim, unique=True).map(tuple) if ok else st.just(()),
-                     st.sampled_from([ndim, -ndim - 1, (0, 0)]))
+    return st.one_of(
+        st.none(),
+        st.sampled_from(ok or [0]),
+        st.lists(st.sampled_from(ok), max_size=ndim, unique=True).map(tuple) if ok else st.just(()),
+        st.sampled_from([ndim, -ndim - 1, (0, 0)]),
+    )
 
 
 @st.composite
@@ -101,9 +106,10 @@ def _reduce_twin(method):
     def twin(x, axis=None, keepdims=False):
         if axis == (0, 0):
             raise ValueError("repeated axis")
-        if axis == ():   # NumPy: no axis reduced; PyTorch's dim=() reduces every axis (docs/errors.md)
+        if axis == ():  # NumPy: no axis reduced; PyTorch's dim=() reduces every axis (docs/errors.md)
             return x * 1
         return getattr(x, method)(dim=_torch_axis(axis, x.ndim), keepdim=keepdims)
+
     return twin
 
 
@@ -138,34 +144,70 @@ def reflected(draw, domain_self="real"):
 def _specs_elementwise():
     specs = []
     for name, (ours, theirs, domain, word) in BINARY.items():
-        specs.append(Spec(f"Tensor.{name}", binary(domain, raw_other=True), ours,
-                          lambda a, b, theirs=theirs: _promoted(theirs, a, _torch_operand(b, a)), (word,)))
+        specs.append(
+            Spec(
+                f"Tensor.{name}",
+                binary(domain, raw_other=True),
+                ours,
+                lambda a, b, theirs=theirs: _promoted(theirs, a, _torch_operand(b, a)),
+                (word,),
+            )
+        )
     for name, (ours, theirs, word) in REFLECTED.items():
         domain = "nonzero" if name == "__rtruediv__" else "real"
-        specs.append(Spec(f"Tensor.{name}", reflected(domain), ours,
-                          lambda a, b, theirs=theirs: theirs(a, _torch_operand(b, a)), (word,)))
+        specs.append(
+            Spec(
+                f"Tensor.{name}",
+                reflected(domain),
+                ours,
+                lambda a, b, theirs=theirs: theirs(a, _torch_operand(b, a)),
+                (word,),
+            )
+        )
     specs.append(Spec("Tensor.__neg__", unary(ints=False), lambda a: -a, lambda a: -a, ("neg",)))
     for name, word in [("exp", "exp"), ("log", "log"), ("sqrt", "sqrt"), ("tanh", "tanh"), ("relu", "relu")]:
         domain = "positive" if name in ("log", "sqrt") else "real"
-        specs.append(Spec(f"Tensor.{name}", unary(domain), lambda a, name=name: getattr(a, name)(),
-                          lambda a, name=name: getattr(a, name)(), (word,), stricter=_integer_input))
+        specs.append(
+            Spec(
+                f"Tensor.{name}",
+                unary(domain),
+                lambda a, name=name: getattr(a, name)(),
+                lambda a, name=name: getattr(a, name)(),
+                (word,),
+                stricter=_integer_input,
+            )
+        )
     specs += [
-        Spec("Tensor.__pow__", power(), lambda a, p: a ** p, lambda a, p: a ** _torch_exponent(p), ("pow",),
-             stricter=_tensor_exponent),
-        Spec("Tensor.__rpow__", rpower(), lambda a, base: a.__rpow__(base), lambda a, base: base ** a, ("pow", "exp")),
+        Spec(
+            "Tensor.__pow__",
+            power(),
+            lambda a, p: a**p,
+            lambda a, p: a ** _torch_exponent(p),
+            ("pow",),
+            stricter=_tensor_exponent,
+        ),
+        Spec("Tensor.__rpow__", rpower(), lambda a, base: a.__rpow__(base), lambda a, base: base**a, ("pow", "exp")),
         Spec("Tensor.maximum", binary(), lambda a, b: a.maximum(b), _torch_maximum, ("maximum",)),
         Spec("tinygrad_tx.maximum", binary(), tx.maximum, _torch_maximum, ("maximum",)),
     ]
-    for name, symbol in [("__lt__", "<"), ("__le__", "<="), ("__gt__", ">"), ("__ge__", ">="), ("__eq__", "=="),
-                         ("__ne__", "!=")]:
-        specs.append(Spec(f"Tensor.{name}", binary(raw_other=True),
-                          lambda a, b, name=name: getattr(a, name)(b),
-                          lambda a, b, name=name: _promoted(getattr(torch.Tensor, name), a, _torch_operand(b, a)),
-                          ("compare", "less", "greater", "equal")))
+    for name in ["__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"]:
+        specs.append(
+            Spec(
+                f"Tensor.{name}",
+                binary(raw_other=True),
+                lambda a, b, name=name: getattr(a, name)(b),
+                lambda a, b, name=name: _promoted(getattr(torch.Tensor, name), a, _torch_operand(b, a)),
+                ("compare", "less", "greater", "equal"),
+            )
+        )
     specs += [
         Spec("Tensor.__invert__", logical(), lambda a: ~a, lambda a: ~a, ("invert",)),
-        Spec("Tensor.argmax", argmax_case(), lambda x, **kw: x.argmax(**kw),
-             lambda x, axis=None, keepdims=False: x.argmax(dim=axis, keepdim=keepdims)),
+        Spec(
+            "Tensor.argmax",
+            argmax_case(),
+            lambda x, **kw: x.argmax(**kw),
+            lambda x, axis=None, keepdims=False: x.argmax(dim=axis, keepdim=keepdims),
+        ),
     ]
     return specs
 
@@ -227,9 +269,17 @@ def matmul_shapes(draw):
     n, k, m = (draw(st.integers(0, 4)) for _ in range(3))
     kind = draw(st.sampled_from(["vv", "mv", "vm", "mm", "batched", "broadcast", "rows", "mismatch", "scalar"]))
     batch = (draw(st.integers(1, 3)),)
-    return {"vv": ((k,), (k,)), "mv": ((n, k), (k,)), "vm": ((k,), (k, m)), "mm": ((n, k), (k, m)),
-            "batched": (batch + (n, k), batch + (k, m)), "broadcast": ((1,) + batch + (n, k), (2, 1, k, m)),
-            "rows": ((2, 3, n, k), (k, m)), "mismatch": ((n, k + 1), (k, m)), "scalar": ((), (k,))}[kind]
+    return {
+        "vv": ((k,), (k,)),
+        "mv": ((n, k), (k,)),
+        "vm": ((k,), (k, m)),
+        "mm": ((n, k), (k, m)),
+        "batched": (batch + (n, k), batch + (k, m)),
+        "broadcast": ((1,) + batch + (n, k), (2, 1, k, m)),
+        "rows": ((2, 3, n, k), (k, m)),
+        "mismatch": ((n, k + 1), (k, m)),
+        "scalar": ((), (k,)),
+    }[kind]
 
 
 @st.composite
@@ -243,9 +293,16 @@ def matmul_case(draw, raw_left=False):
 
 
 def _specs_matmul():
-    return [Spec("Tensor.__matmul__", matmul_case(), lambda a, b: a @ b, lambda a, b: a @ b, ("matmul",)),
-            Spec("Tensor.__rmatmul__", matmul_case(raw_left=True), lambda b, a: b.__rmatmul__(a),
-                 lambda b, a: a @ b, ("matmul",))]
+    return [
+        Spec("Tensor.__matmul__", matmul_case(), lambda a, b: a @ b, lambda a, b: a @ b, ("matmul",)),
+        Spec(
+            "Tensor.__rmatmul__",
+            matmul_case(raw_left=True),
+            lambda b, a: b.__rmatmul__(a),
+            lambda b, a: a @ b,
+            ("matmul",),
+        ),
+    ]
 
 
 # ---------------------------------------------------------------- reductions
@@ -254,10 +311,21 @@ def _specs_reduce():
         Spec("Tensor.sum", reduction(), lambda x, **kw: x.sum(**kw), _reduce_twin("sum"), stricter=_zero_d_axis),
         Spec("Tensor.mean", reduction(), lambda x, **kw: x.mean(**kw), _reduce_twin("mean"), stricter=_zero_d_axis),
         # distinct values: PyTorch's amax splits ties evenly, we give the first (documented in Max)
-        Spec("Tensor.max", reduction("distinct"), lambda x, **kw: x.max(**kw), _reduce_twin("amax"),
-             stricter=_zero_d_axis),
-        Spec("Tensor.min", reduction("distinct"), lambda x, **kw: x.min(**kw), _reduce_twin("amin"), ("max", "min"),
-             _zero_d_axis),
+        Spec(
+            "Tensor.max",
+            reduction("distinct"),
+            lambda x, **kw: x.max(**kw),
+            _reduce_twin("amax"),
+            stricter=_zero_d_axis,
+        ),
+        Spec(
+            "Tensor.min",
+            reduction("distinct"),
+            lambda x, **kw: x.min(**kw),
+            _reduce_twin("amin"),
+            ("max", "min"),
+            _zero_d_axis,
+        ),
     ]
 
 

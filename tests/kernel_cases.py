@@ -9,6 +9,7 @@ is proportional to those terms, not to the result: the standard bound for a sum 
 |fl(sum) - sum| <= n u sum |terms|. There the check divides by ``magnitude``, the same formula
 evaluated on absolute values, as that bound does.
 """
+
 import numpy as np
 from hypothesis import strategies as st
 

@@ -1,6 +1,7 @@
 """tinygrad_tx.backend's process-wide settings: importing the engine changes none (no library loaded
 through ctypes, so glibc's mallopt cannot have been called; the OpenBLAS thread count and the
 environment unchanged), and ``tune_for_training()`` is the one explicit call that does."""
+
 import ast
 import json
 import os
@@ -47,8 +48,9 @@ print(json.dumps({"on_import": on_import, "on_tune": loaded[len(on_import):], "t
 
 def probe(environment=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(environment or {}))
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -70,10 +72,15 @@ def test_tune_for_training_is_the_explicit_call():
     assert probe({"TINYGRAD_TX_KEEP_FREED_MEMORY": "0"})["tuned"] == {"keep_freed_memory": False}
 
 
-@pytest.mark.parametrize("program",
-                         ["train/trainer.py", "bench/train_step.py", "bench/ops.py", "bench/nanogpt_parity.py"])
+@pytest.mark.parametrize(
+    "program", ["train/trainer.py", "bench/train_step.py", "bench/ops.py", "bench/nanogpt_parity.py"]
+)
 def test_the_trainer_and_the_benchmarks_make_the_call(program):
     tree = ast.parse((ROOT / program).read_text(encoding="utf-8"))
-    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tune_for_training"]
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tune_for_training"
+    ]
     assert calls, f"{program} never calls tinygrad_tx.tune_for_training()"

@@ -1,4 +1,5 @@
 """bench/ smoke runs at a tiny size (no timing assertions) and the CuPy kernels against the NumPy path."""
+
 import io
 import multiprocessing
 import os
@@ -7,10 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import assert_close, requires_gpu
-from tinygrad_tx import Tensor, backend
 import tinygrad_tx.nn.functional as F
+from tinygrad_tx import Tensor, backend
 from tinygrad_tx.optim import AdamW
+
+from conftest import assert_close, requires_gpu
 
 torch = pytest.importorskip("torch")
 
@@ -35,8 +37,12 @@ def test_reference_gpt_matches_ours_from_the_same_state_dict():
     ref_loss.backward()
     assert_close(logits.numpy(), ref_logits.detach().numpy(), 1e-4, what="logits")
     assert_close(loss.item(), ref_loss.item(), 1e-5, what="loss")
-    assert_close(ours.transformer.wte.weight.grad.numpy(), theirs.transformer.wte.weight.grad.numpy(), 1e-3,
-                 what="tied embedding gradient")
+    assert_close(
+        ours.transformer.wte.weight.grad.numpy(),
+        theirs.transformer.wte.weight.grad.numpy(),
+        1e-3,
+        what="tied embedding gradient",
+    )
 
 
 def test_flops_per_token_agrees_with_the_models_mfu_estimate():
@@ -49,8 +55,9 @@ def test_flops_per_token_agrees_with_the_models_mfu_estimate():
 
 def test_train_step_bench_runs_both_sides_and_prints_the_table(capsys):
     before = dict(os.environ)
-    assert train_step.main(["--config", "tiny", "--repeats", "2", "--steps", "1", "--warmup", "1",
-                            "--threads", "1"]) == 0
+    assert (
+        train_step.main(["--config", "tiny", "--repeats", "2", "--steps", "1", "--warmup", "1", "--threads", "1"]) == 0
+    )
     assert dict(os.environ) == before, "the workers' BLAS settings leaked into the parent's environment"
     table = capsys.readouterr().out
     for row in ("step time, median (ms)", "tokens/s", "MFU", "peak memory (MiB)", "ours / PyTorch"):
@@ -77,13 +84,16 @@ class _InProcessContext:
 
 def test_run_reports_our_worker_failing_to_start_as_unavailable(monkeypatch, capsys):
     """Regression (issue 13): num_params came from our worker, so its failure crashed report() with a TypeError."""
+
     def fail(*args, **kwargs):
         raise RuntimeError("no device for this test")
+
     monkeypatch.setattr(train_step.OursSide, "__init__", fail)
     monkeypatch.setattr(train_step.TorchSide, "__init__", fail)
     monkeypatch.setattr(train_step.multiprocessing, "get_context", lambda method: _InProcessContext)
-    assert train_step.main(["--config", "tiny", "--repeats", "1", "--steps", "1", "--warmup", "0",
-                            "--threads", "1"]) == 0
+    assert (
+        train_step.main(["--config", "tiny", "--repeats", "1", "--steps", "1", "--warmup", "0", "--threads", "1"]) == 0
+    )
     table = capsys.readouterr().out
     assert "unavailable (RuntimeError: no device for this test)" in table
     assert "M parameters" in table and "ours / PyTorch" not in table
@@ -122,21 +132,29 @@ def test_gelu_kernel_matches_numpy(approximate):
     out, (grad_x,) = _cpu_forward_backward(lambda t: F.gelu(t, approximate=approximate), [x], grad)
     gpu_out, gate = cuda_kernels.gelu(_gpu(x), approximate)
     assert_close(backend.to_numpy(gpu_out), out, 1e-5, what="gelu")
-    assert_close(backend.to_numpy(cuda_kernels.gelu_backward(_gpu(x), gate, _gpu(grad), approximate)), grad_x, 1e-5,
-                 what="gelu backward")
+    assert_close(
+        backend.to_numpy(cuda_kernels.gelu_backward(_gpu(x), gate, _gpu(grad), approximate)),
+        grad_x,
+        1e-5,
+        what="gelu backward",
+    )
 
 
 @requires_gpu
 @pytest.mark.parametrize("cols", [7, 256, 1000])
 def test_softmax_kernel_matches_numpy(cols):
     rng = np.random.default_rng(1)
-    x, grad = rng.standard_normal((5, 3, cols), dtype=np.float32) * 4, rng.standard_normal((5, 3, cols), dtype=np.float32)
+    x, grad = (
+        rng.standard_normal((5, 3, cols), dtype=np.float32) * 4,
+        rng.standard_normal((5, 3, cols), dtype=np.float32),
+    )
     x[0, 0] = -np.inf  # a fully masked row gives zeros
     out, (grad_x,) = _cpu_forward_backward(lambda t: F.softmax(t, axis=-1), [x], grad)
     y = cuda_kernels.softmax_last_axis(_gpu(x))
     assert_close(backend.to_numpy(y), out, 1e-5, what="softmax")
-    assert_close(backend.to_numpy(cuda_kernels.softmax_backward_last_axis(y, _gpu(grad))), grad_x, 1e-5,
-                 what="softmax backward")
+    assert_close(
+        backend.to_numpy(cuda_kernels.softmax_backward_last_axis(y, _gpu(grad))), grad_x, 1e-5, what="softmax backward"
+    )
 
 
 @requires_gpu
@@ -183,10 +201,24 @@ def test_adamw_kernel_matches_the_optimizer():
 def test_nanogpt_parity_gives_the_same_losses_on_the_same_draws():
     from bench import nanogpt_parity
     from train.config import make_config
+
     text = "".join(f"{word} said the {word}s.\n" for word in ("king", "queen", "fool", "knight", "ghost") * 200)
-    config = make_config(overrides=dict(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=4, max_iters=30,
-                                        warmup_iters=5, lr_decay_iters=30, eval_interval=10, eval_iters=3,
-                                        log_interval=1, peak_flops=1e9))
+    config = make_config(
+        overrides=dict(
+            n_layer=2,
+            n_head=2,
+            n_embd=32,
+            block_size=16,
+            batch_size=4,
+            max_iters=30,
+            warmup_iters=5,
+            lr_decay_iters=30,
+            eval_interval=10,
+            eval_iters=3,
+            log_interval=1,
+            peak_flops=1e9,
+        )
+    )
     out = io.StringIO()
     figures = nanogpt_parity.compare(config, text, seed=3, out=out)
     assert sorted(figures["evals"]) == [0, 10, 20, 30]
@@ -202,5 +234,6 @@ def test_nanogpt_parity_gives_the_same_losses_on_the_same_draws():
 def test_nanogpt_parity_refuses_dropout():
     from bench import nanogpt_parity
     from train.config import make_config
+
     with pytest.raises(ValueError, match="dropout must be 0"):
         nanogpt_parity.compare(make_config(overrides=dict(dropout=0.1)), "abc" * 100, seed=0)

@@ -3,6 +3,7 @@
 The error catalogue's entries are in test_errors_cli.py; here: flags come from the dataclasses, --config and
 --print_config round-trip, the order of flags and files, presets, and one-line errors for what jsonargparse finds.
 """
+
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ def error_line(capsys, main, argv):
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0][len("error: "):]
+    return lines[0][len("error: ") :]
 
 
 def printed_config(capsys, main, argv):
@@ -51,23 +52,30 @@ def test_a_new_field_is_a_typed_flag_and_a_config_key(tmp_path):
     command = cli.parse(parser, ["--name", "x", "--config", str(file), "--mode", "b", "--verbose"])
     assert command.config == Schema(name="x", width=5, mode="b", scale=0.5, verbose=True)
     assert command.explicit == {"name": "x", "width": 5, "scale": 0.5, "mode": "b", "verbose": True}
-    for argv, message in [([], "the following arguments are required: --name"),
-                          (["--name", "x", "--width", "wide"], "width must be an integer, got 'wide'"),
-                          (["--name", "x", "--width", "2.5"], "width must be an integer, got 2.5"),
-                          (["--name", "x", "--mode", "c"], "mode must be one of a, b, got 'c'"),
-                          (["--name", "x", "--scale", "big"], "scale must be a finite number or null, got 'big'"),
-                          (["--name", "x", "--verbose", "maybe"], "verbose must be true or false, got 'maybe'")]:
+    for argv, message in [
+        ([], "the following arguments are required: --name"),
+        (["--name", "x", "--width", "wide"], "width must be an integer, got 'wide'"),
+        (["--name", "x", "--width", "2.5"], "width must be an integer, got 2.5"),
+        (["--name", "x", "--mode", "c"], "mode must be one of a, b, got 'c'"),
+        (["--name", "x", "--scale", "big"], "scale must be a finite number or null, got 'big'"),
+        (["--name", "x", "--verbose", "maybe"], "verbose must be true or false, got 'maybe'"),
+    ]:
         with pytest.raises(ConfigError) as caught:
             cli.parse(parser, argv)
         assert str(caught.value) == message
 
 
-@pytest.mark.parametrize("main, argv", [(shakespeare.main, ["--preset", "baby", "--n_layer", "2", "--device", "CUDA"]),
-                                        (sample.main, ["--top_p", "0.9", "--prompt", "ROMEO:\n"]),
-                                        (visualize.main, ["--checkpoint", "last"])],
-                         ids=["train", "sample", "visualize"])
+@pytest.mark.parametrize(
+    "main, argv",
+    [
+        (shakespeare.main, ["--preset", "baby", "--n_layer", "2", "--device", "CUDA"]),
+        (sample.main, ["--top_p", "0.9", "--prompt", "ROMEO:\n"]),
+        (visualize.main, ["--checkpoint", "last"]),
+    ],
+    ids=["train", "sample", "visualize"],
+)
 def test_print_config_is_a_config_file_that_reads_back_the_same(capsys, tmp_path, main, argv):
-    run = tmp_path / "run"   # holds no run: sample and visualize would fail, train would create it
+    run = tmp_path / "run"  # holds no run: sample and visualize would fail, train would create it
     printed = printed_config(capsys, main, [*argv, "--out_dir", str(run)])
     file = tmp_path / "printed.yaml"
     file.write_text(printed, encoding="utf-8")
@@ -99,15 +107,19 @@ def test_abbreviated_flags_are_refused(capsys):
 
 def test_config_file_problems_name_the_file(capsys, tmp_path):
     as_yaml = tmp_path / "ok.yaml"
-    as_yaml.write_text("{n_layer: 2, n_head: 2}")   # YAML, though not JSON
+    as_yaml.write_text("{n_layer: 2, n_head: 2}")  # YAML, though not JSON
     assert cli.parse_command_line(["--config", str(as_yaml)]).config.n_layer == 2
     missing, numbers = tmp_path / "missing.yaml", tmp_path / "list.json"
     numbers.write_text("[1, 2]")
     assert error_line(capsys, shakespeare.main, ["--config", str(missing)]) == f"config file '{missing}': no such file"
-    assert error_line(capsys, sample.main, ["--config", str(numbers)]) == \
-        f"config file '{numbers}': must hold a mapping of names to values"
-    assert error_line(capsys, visualize.main, ["--config", '{"out_dir": "x", "zoom": 2}']) == \
-        """config file '{"out_dir": "x", "zoom": 2}': unknown key 'zoom'; see --help for the names"""
+    assert (
+        error_line(capsys, sample.main, ["--config", str(numbers)])
+        == f"config file '{numbers}': must hold a mapping of names to values"
+    )
+    assert (
+        error_line(capsys, visualize.main, ["--config", '{"out_dir": "x", "zoom": 2}'])
+        == """config file '{"out_dir": "x", "zoom": 2}': unknown key 'zoom'; see --help for the names"""
+    )
 
 
 def test_visualize_without_out_dir_is_one_line(capsys):

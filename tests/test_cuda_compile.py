@@ -3,6 +3,7 @@
 Regression test for defect 1 of issue 12: ``INFINITY`` is undefined under NVRTC (no math.h), though
 nvcc accepts it, so every fused GPU op raised CompileException on a real GPU.
 """
+
 import numpy as np
 import pytest
 
@@ -29,8 +30,13 @@ def test_the_row_module_compiles_to_a_cubin_for_each_gpu(arch):
 def test_the_row_module_ptx_has_every_kernel_cuda_py_asks_for():
     ptx = compile_to_ptx(sources.row_source(), "90")
     assert entry_names(ptx) == sources.row_kernel_names()
-    assert set(sources.row_kernel_names()) == {"softmax_rows", "softmax_backward_rows", "layer_norm_rows",
-                                               "layer_norm_backward_rows", "cross_entropy_rows"}
+    assert set(sources.row_kernel_names()) == {
+        "softmax_rows",
+        "softmax_backward_rows",
+        "layer_norm_rows",
+        "layer_norm_backward_rows",
+        "cross_entropy_rows",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +50,18 @@ def launches():
             for approximate in ("none", "tanh"):
                 gate = cuda.gelu(x, approximate)[1]
                 cuda.gelu_backward(x, gate, grad, approximate)
-            cuda.adamw_update(x.copy(), grad, np.zeros(5, dtype), np.zeros(5, dtype), lr=1e-3, beta1=0.9,
-                              beta2=0.95, eps=1e-8, weight_decay=0.1, step=1)
+            cuda.adamw_update(
+                x.copy(),
+                grad,
+                np.zeros(5, dtype),
+                np.zeros(5, dtype),
+                lr=1e-3,
+                beta1=0.9,
+                beta2=0.95,
+                eps=1e-8,
+                weight_decay=0.1,
+                step=1,
+            )
     return {(source.name, dtype): scalars for source, dtype, scalars in device.ELEMENTWISE_LAUNCHES}
 
 

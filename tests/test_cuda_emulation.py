@@ -1,5 +1,6 @@
 """The PTX interpreter itself (tests/cuda_emulation): exact arithmetic, control flow, and every check it
 promises (bounds, races, barrier divergence, argument types), on small kernels compiled by real NVRTC."""
+
 from fractions import Fraction
 
 import numpy as np
@@ -32,10 +33,12 @@ def nearest_f32(exact: Fraction) -> np.float32:
     return min(candidates, key=lambda c: (abs(Fraction(float(c)) - exact), int(c.view(np.uint32)) & 1))
 
 
-FMA = kernel("int i = threadIdx.x + blockIdx.x * blockDim.x; if (i < n) { y[i] = fmaf(a[i], b[i], c[i]); "
-             "z[i] = fma(p[i], q[i], r[i]); }",
-             "const float* a, const float* b, const float* c, float* y, const double* p, const double* q, "
-             "const double* r, double* z, int n")
+FMA = kernel(
+    "int i = threadIdx.x + blockIdx.x * blockDim.x; if (i < n) { y[i] = fmaf(a[i], b[i], c[i]); "
+    "z[i] = fma(p[i], q[i], r[i]); }",
+    "const float* a, const float* b, const float* c, float* y, const double* p, const double* q, "
+    "const double* r, double* z, int n",
+)
 
 
 def test_fma_is_exactly_rounded_in_float32_and_float64():
@@ -54,47 +57,61 @@ def test_fma_is_exactly_rounded_in_float32_and_float64():
 def test_float32_division_square_root_and_exp_follow_ieee_and_the_libdevice_bounds():
     n = 500
     a, b = RNG.standard_normal(n).astype(np.float32), RNG.standard_normal(n).astype(np.float32)
-    ptx = kernel("int i = threadIdx.x + blockIdx.x * blockDim.x; if (i < n) { q[i] = a[i] / b[i]; "
-                 "s[i] = sqrtf(fabsf(a[i])); e[i] = expf(4.0f * a[i]); }",
-                 "const float* a, const float* b, float* q, float* s, float* e, int n")
+    ptx = kernel(
+        "int i = threadIdx.x + blockIdx.x * blockDim.x; if (i < n) { q[i] = a[i] / b[i]; "
+        "s[i] = sqrtf(fabsf(a[i])); e[i] = expf(4.0f * a[i]); }",
+        "const float* a, const float* b, float* q, float* s, float* e, int n",
+    )
     q, s, e = (np.zeros(n, np.float32) for _ in range(3))
     launch(ptx, "k", (4,), (128,), [a, b, q, s, e, np.int32(n)])
-    np.testing.assert_array_equal(q, a / b)              # div.rn: correctly rounded, as NumPy's float32 division
+    np.testing.assert_array_equal(q, a / b)  # div.rn: correctly rounded, as NumPy's float32 division
     np.testing.assert_array_equal(s, np.sqrt(np.abs(a)))
     exact = np.exp(4.0 * a.astype(np.float64))
-    assert (np.abs(e - exact) / exact).max() < 2 * 2.0 ** -23  # CUDA documents expf within 2 ulp
+    assert (np.abs(e - exact) / exact).max() < 2 * 2.0**-23  # CUDA documents expf within 2 ulp
 
 
 def test_integer_arithmetic_follows_c():
-    ptx = kernel("int i = threadIdx.x; out[5*i] = a[i] / b[i]; out[5*i+1] = a[i] % b[i]; out[5*i+2] = a[i] >> 3;"
-                 "out[5*i+3] = (int)((unsigned)a[i] >> 3); out[5*i+4] = min(a[i], b[i]) * 3 + wide[i] / 7;",
-                 "const int* a, const int* b, const long long* wide, int* out")
+    ptx = kernel(
+        "int i = threadIdx.x; out[5*i] = a[i] / b[i]; out[5*i+1] = a[i] % b[i]; out[5*i+2] = a[i] >> 3;"
+        "out[5*i+3] = (int)((unsigned)a[i] >> 3); out[5*i+4] = min(a[i], b[i]) * 3 + wide[i] / 7;",
+        "const int* a, const int* b, const long long* wide, int* out",
+    )
     a = RNG.integers(-1000, 1000, 64).astype(np.int32)
     b = RNG.choice([-7, -3, 5, 11], 64).astype(np.int32)
-    wide = RNG.integers(-2**40, 2**40, 64)
+    wide = RNG.integers(-(2**40), 2**40, 64)
     out = np.zeros(5 * 64, np.int32)
     launch(ptx, "k", 1, 64, [a, b, wide, out])
     expected = []
     for x, y, w in zip(a.tolist(), b.tolist(), wide.tolist()):
         quotient = int(x / y)
         wide_quotient = abs(w) // 7 * (1 if w >= 0 else -1)
-        expected += [quotient, x - quotient * y, x >> 3, (x % 2**32) >> 3, (min(x, y) * 3 + wide_quotient + 2**31)
-                     % 2**32 - 2**31]
+        expected += [
+            quotient,
+            x - quotient * y,
+            x >> 3,
+            (x % 2**32) >> 3,
+            (min(x, y) * 3 + wide_quotient + 2**31) % 2**32 - 2**31,
+        ]
     np.testing.assert_array_equal(out, np.array(expected, np.int64).astype(np.int32))
 
 
 def test_divergent_loops_and_multidimensional_launches():
-    ptx = kernel("int t = threadIdx.x + blockDim.x * threadIdx.y; int b = blockIdx.x + gridDim.x * blockIdx.y;"
-                 "int total = 0; for (int k = 0; k < t; ++k) { if (k % 3 == 0) continue; total += k; }"
-                 "out[b * blockDim.x * blockDim.y + t] = total * 1000 + b;", "int* out")
+    ptx = kernel(
+        "int t = threadIdx.x + blockDim.x * threadIdx.y; int b = blockIdx.x + gridDim.x * blockIdx.y;"
+        "int total = 0; for (int k = 0; k < t; ++k) { if (k % 3 == 0) continue; total += k; }"
+        "out[b * blockDim.x * blockDim.y + t] = total * 1000 + b;",
+        "int* out",
+    )
     out = np.full(2 * 3 * 8 * 4, -1, np.int32)
     launch(ptx, "k", (2, 3), (8, 4), [out])
     expected = [sum(k for k in range(t) if k % 3) * 1000 + b for b in range(6) for t in range(32)]
     np.testing.assert_array_equal(out, expected)
 
 
-REVERSE = ("extern __shared__ float tile[]; int t = threadIdx.x; tile[t] = x[blockIdx.x * blockDim.x + t];"
-           "__syncthreads(); y[blockIdx.x * blockDim.x + t] = tile[blockDim.x - 1 - t];")
+REVERSE = (
+    "extern __shared__ float tile[]; int t = threadIdx.x; tile[t] = x[blockIdx.x * blockDim.x + t];"
+    "__syncthreads(); y[blockIdx.x * blockDim.x + t] = tile[blockDim.x - 1 - t];"
+)
 
 
 def test_dynamic_shared_memory_and_many_blocks_in_chunks(monkeypatch):
@@ -108,35 +125,51 @@ def test_dynamic_shared_memory_and_many_blocks_in_chunks(monkeypatch):
 
 def test_a_missing_barrier_is_a_race():
     with pytest.raises(SharedMemoryRace, match=r"k: block 0 thread \d+ reads shared byte .* since the last barrier"):
-        launch(kernel(REVERSE.replace("__syncthreads();", ""), "const float* x, float* y"), "k", 1, 64,
-               [np.ones(64, np.float32), np.zeros(64, np.float32)], shared_bytes=256)
+        launch(
+            kernel(REVERSE.replace("__syncthreads();", ""), "const float* x, float* y"),
+            "k",
+            1,
+            64,
+            [np.ones(64, np.float32), np.zeros(64, np.float32)],
+            shared_bytes=256,
+        )
 
 
 def test_two_threads_writing_one_shared_word_is_a_race():
-    ptx = kernel("__shared__ float s[4]; s[threadIdx.x % 4] = 1.0f; __syncthreads(); y[threadIdx.x] = s[0];",
-                 "float* y")
+    ptx = kernel(
+        "__shared__ float s[4]; s[threadIdx.x % 4] = 1.0f; __syncthreads(); y[threadIdx.x] = s[0];", "float* y"
+    )
     with pytest.raises(SharedMemoryRace, match="write-write race"):
         launch(ptx, "k", 1, 8, [np.zeros(8, np.float32)])
 
 
 def test_reading_shared_memory_nobody_wrote_is_refused():
-    ptx = kernel("__shared__ float s[64]; if (threadIdx.x < 32) s[threadIdx.x] = 1.0f; __syncthreads();"
-                 "y[threadIdx.x] = s[threadIdx.x];", "float* y")
+    ptx = kernel(
+        "__shared__ float s[64]; if (threadIdx.x < 32) s[threadIdx.x] = 1.0f; __syncthreads();"
+        "y[threadIdx.x] = s[threadIdx.x];",
+        "float* y",
+    )
     with pytest.raises(MemoryFault, match="no thread of the block wrote"):
         launch(ptx, "k", 1, 64, [np.zeros(64, np.float32)])
 
 
 def test_a_barrier_under_a_divergent_condition_is_refused():
-    ptx = kernel("__shared__ float s[64]; s[threadIdx.x] = 1.0f; if (threadIdx.x < 16) __syncthreads();"
-                 "y[threadIdx.x] = s[threadIdx.x];", "float* y")
+    ptx = kernel(
+        "__shared__ float s[64]; s[threadIdx.x] = 1.0f; if (threadIdx.x < 16) __syncthreads();"
+        "y[threadIdx.x] = s[threadIdx.x];",
+        "float* y",
+    )
     with pytest.raises(BarrierDivergence, match=r"k: block 0: thread 16 has exited while others wait at `bar.sync"):
         launch(ptx, "k", 1, 64, [np.zeros(64, np.float32)])
 
 
 def test_threads_waiting_at_two_different_barriers_are_refused():
-    ptx = kernel("__shared__ float s[64]; s[threadIdx.x] = x[threadIdx.x];"
-                 "if (threadIdx.x < 16) { __syncthreads(); y[threadIdx.x] = s[63 - threadIdx.x]; }"
-                 "else { y[threadIdx.x] = 2.0f * s[threadIdx.x]; __syncthreads(); }", "const float* x, float* y")
+    ptx = kernel(
+        "__shared__ float s[64]; s[threadIdx.x] = x[threadIdx.x];"
+        "if (threadIdx.x < 16) { __syncthreads(); y[threadIdx.x] = s[63 - threadIdx.x]; }"
+        "else { y[threadIdx.x] = 2.0f * s[threadIdx.x]; __syncthreads(); }",
+        "const float* x, float* y",
+    )
     with pytest.raises(BarrierDivergence, match="waits at another barrier"):
         launch(ptx, "k", 1, 64, [np.ones(64, np.float32), np.zeros(64, np.float32)])
 
@@ -193,23 +226,32 @@ def test_a_barrier_placed_above_the_code_that_reaches_it_releases_correctly():
 
 
 def test_out_of_bounds_accesses_name_kernel_instruction_and_address():
-    ptx = kernel("int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = 2.0f * x[i];",
-                 "const float* x, float* y, int n", name="twice")
+    ptx = kernel(
+        "int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) y[i] = 2.0f * x[i];",
+        "const float* x, float* y, int n",
+        name="twice",
+    )
     x, y = np.ones(10, np.float32), np.zeros(12, np.float32)
-    with pytest.raises(MemoryFault, match=r"twice: block 0 thread 10 out-of-bounds access of 4 bytes at address "
-                                          r"0x[0-9a-f]+ \(byte 40 of argument 0 \(float32\[10\]\).*`ld.global"):
+    with pytest.raises(
+        MemoryFault,
+        match=r"twice: block 0 thread 10 out-of-bounds access of 4 bytes at address "
+        r"0x[0-9a-f]+ \(byte 40 of argument 0 \(float32\[10\]\).*`ld.global",
+    ):
         launch(ptx, "twice", 1, 32, [x, y, np.int32(12)])
     launch(ptx, "twice", 1, 32, [x, y, np.int32(10)])
     np.testing.assert_array_equal(y, [2.0] * 10 + [0.0] * 2)
 
 
-@pytest.mark.parametrize("args, message", [
-    ([np.zeros(4, np.float32), np.float64(1.0)], "float64 for a .f32 parameter"),
-    ([np.zeros(4, np.float32), 1.0], "float for a .f32 parameter"),
-    ([np.zeros(4, np.float32)], "1 arguments for 2 parameters"),
-    ([np.zeros((4, 4), np.float32)[:, 0], np.float32(1.0)], "not C-contiguous"),
-    ([np.float32(1.0), np.float32(1.0)], "float32 for a .u64 parameter"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([np.zeros(4, np.float32), np.float64(1.0)], "float64 for a .f32 parameter"),
+        ([np.zeros(4, np.float32), 1.0], "float for a .f32 parameter"),
+        ([np.zeros(4, np.float32)], "1 arguments for 2 parameters"),
+        ([np.zeros((4, 4), np.float32)[:, 0], np.float32(1.0)], "not C-contiguous"),
+        ([np.float32(1.0), np.float32(1.0)], "float32 for a .u64 parameter"),
+    ],
+)
 def test_arguments_must_match_the_parameters_exactly(args, message):
     ptx = kernel("y[threadIdx.x] = a;", "float* y, float a")
     with pytest.raises(EmulationError, match=message):
@@ -236,10 +278,12 @@ def test_nan_and_infinity_propagate_as_on_the_gpu():
 
 
 def test_shifts_by_the_width_or_more_follow_ptx():
-    ptx = kernel("int i = threadIdx.x; long long a = v[i]; unsigned long long u = (unsigned long long)v[i];"
-                 "out[4*i] = a >> s[i]; out[4*i+1] = (long long)(u >> s[i]); out[4*i+2] = a << s[i];"
-                 "out[4*i+3] = (long long)((unsigned)v[i] >> (s[i] & 31));",
-                 "const long long* v, const int* s, long long* out")
+    ptx = kernel(
+        "int i = threadIdx.x; long long a = v[i]; unsigned long long u = (unsigned long long)v[i];"
+        "out[4*i] = a >> s[i]; out[4*i+1] = (long long)(u >> s[i]); out[4*i+2] = a << s[i];"
+        "out[4*i+3] = (long long)((unsigned)v[i] >> (s[i] & 31));",
+        "const long long* v, const int* s, long long* out",
+    )
     v = np.array([-(2**40) - 3, 2**40 + 5, -1, 12345], np.int64)
     s = np.array([3, 17, 63, 31], np.int32)
     out = np.zeros(16, np.int64)
@@ -253,14 +297,20 @@ def test_shifts_by_the_width_or_more_follow_ptx():
 
 
 def test_global_races_between_threads_and_blocks_are_refused():
-    neighbour = kernel("int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = 1.0f; z[i] = y[(i + 1) % n];",
-                       "float* y, float* z, int n")
+    neighbour = kernel(
+        "int i = blockIdx.x * blockDim.x + threadIdx.x; y[i] = 1.0f; z[i] = y[(i + 1) % n];",
+        "float* y, float* z, int n",
+    )
     y, z = np.zeros(64, np.float32), np.zeros(64, np.float32)
-    with pytest.raises(GlobalMemoryRace, match=r"k: block 0 thread 0 reads byte 4 of argument 0 .*written by "
-                                                r"block 0 thread 1 with no barrier between"):
+    with pytest.raises(
+        GlobalMemoryRace,
+        match=r"k: block 0 thread 0 reads byte 4 of argument 0 .*written by "
+        r"block 0 thread 1 with no barrier between",
+    ):
         launch(neighbour, "k", 2, 32, [y, z, np.int32(64)])
-    other_block = kernel("y[blockIdx.x] = 1.0f; __syncthreads(); if (blockIdx.x == 1) z[0] = y[0];",
-                         "float* y, float* z")
+    other_block = kernel(
+        "y[blockIdx.x] = 1.0f; __syncthreads(); if (blockIdx.x == 1) z[0] = y[0];", "float* y, float* z"
+    )
     with pytest.raises(GlobalMemoryRace, match=r"k: block 1 thread 0 reads byte 0 of argument 0 .*written by block 0"):
         launch(other_block, "k", 2, 1, [np.zeros(2, np.float32), np.zeros(1, np.float32)])
     one_slot = kernel("y[blockIdx.x] = (float)threadIdx.x;", "float* y")
@@ -269,8 +319,9 @@ def test_global_races_between_threads_and_blocks_are_refused():
 
 
 def test_a_barrier_orders_global_memory_within_a_block():
-    ptx = kernel("int i = threadIdx.x; y[i] = (float)i; __syncthreads(); z[i] = y[(i + 1) % blockDim.x];",
-                 "float* y, float* z")
+    ptx = kernel(
+        "int i = threadIdx.x; y[i] = (float)i; __syncthreads(); z[i] = y[(i + 1) % blockDim.x];", "float* y, float* z"
+    )
     y, z = np.zeros(32, np.float32), np.zeros(32, np.float32)
     launch(ptx, "k", 1, 32, [y, z])
     np.testing.assert_array_equal(z, np.roll(np.arange(32, dtype=np.float32), -1))

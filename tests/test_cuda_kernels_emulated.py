@@ -6,6 +6,7 @@ Inputs: hypothesis draws rows and widths (1, 255, 256, 257 around the 256-thread
 values at a 1e4 common offset or around zero, fully masked (all -inf) softmax rows, ignored
 cross-entropy targets; one 4096-wide case per row kernel (marked ``wide``, kept to one test).
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -81,5 +82,15 @@ def test_gelu_kernels_match_the_reference(approximate, dtype, size, seed):
 def test_adamw_kernel_matches_the_reference(dtype, size, step, seed):
     rng = np.random.default_rng(seed)
     param, grad, exp_avg = (rng.standard_normal(size).astype(dtype) for _ in range(3))
-    check_adamw(param, grad, exp_avg, rng.random(size).astype(dtype), lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8,
-                weight_decay=0.1, step=step)
+    check_adamw(
+        param,
+        grad,
+        exp_avg,
+        rng.random(size).astype(dtype),
+        lr=3e-3,
+        beta1=0.9,
+        beta2=0.95,
+        eps=1e-8,
+        weight_decay=0.1,
+        step=step,
+    )

@@ -7,6 +7,7 @@ a dropped __syncthreads is a shared-memory race, an off-by-one bound an out-of-b
 values, a wrong reduction operator wrong values, a lost ``threadIdx.x == 0`` guard a global-memory race,
 and a layer norm without its first-element shift the precision regression of issue 12.
 """
+
 import numpy as np
 import pytest
 
@@ -37,7 +38,7 @@ def mutated(old: str, new: str, occurrence: int = 0) -> str:
     start = -1
     for _ in range(occurrence + 1):
         start = SOURCE.index(old, start + 1)
-    return SOURCE[:start] + new + SOURCE[start + len(old):]
+    return SOURCE[:start] + new + SOURCE[start + len(old) :]
 
 
 def run_all_row_kernels(source: str, width: int = 257, offset: float = 0.0) -> None:
@@ -59,10 +60,15 @@ def test_a_dropped_syncthreads_in_block_reduce_is_a_race(occurrence):
 
 
 def test_an_off_by_one_row_loop_reads_past_the_array():
-    source = mutated("for (int j = threadIdx.x; j < cols; j += blockDim.x) row_max = fmaxf(row_max, xr[j]);",
-                     "for (int j = threadIdx.x; j <= cols; j += blockDim.x) row_max = fmaxf(row_max, xr[j]);")
-    with pytest.raises(MemoryFault, match=r"softmax_rows: block 2 .*out-of-bounds access of 4 bytes .*byte 3084 of "
-                                          r"argument 0"):
+    source = mutated(
+        "for (int j = threadIdx.x; j < cols; j += blockDim.x) row_max = fmaxf(row_max, xr[j]);",
+        "for (int j = threadIdx.x; j <= cols; j += blockDim.x) row_max = fmaxf(row_max, xr[j]);",
+    )
+    with pytest.raises(
+        MemoryFault,
+        match=r"softmax_rows: block 2 .*out-of-bounds access of 4 bytes .*byte 3084 of "
+        r"argument 0",
+    ):
         run_all_row_kernels(source)
 
 
@@ -78,8 +84,10 @@ def test_a_halving_loop_that_never_ends_is_stopped(monkeypatch):
 
 
 def test_an_off_by_one_row_loop_start_gives_wrong_values():
-    source = mutated("for (int j = threadIdx.x; j < cols; j += blockDim.x) dx[offset + j]",
-                     "for (int j = threadIdx.x + 1; j < cols; j += blockDim.x) dx[offset + j]")
+    source = mutated(
+        "for (int j = threadIdx.x; j < cols; j += blockDim.x) dx[offset + j]",
+        "for (int j = threadIdx.x + 1; j < cols; j += blockDim.x) dx[offset + j]",
+    )
     with pytest.raises(AssertionError, match="softmax_backward_rows"):
         run_all_row_kernels(source)
 
@@ -93,8 +101,11 @@ def test_a_min_instead_of_max_gives_wrong_values_on_wide_ranges():
     """softmax is shift-invariant, so min for max only shows when exp overflows: logits spread over 200."""
     x = rows_of(1, 2, 257, 0.0, scale=60.0)
     with pytest.raises(AssertionError, match="softmax_rows"):
-        check_softmax(x, rows_of(2, 2, 257, 0.0), row_source=mutated("fmaxf(buffer[threadIdx.x], other)",
-                                                                     "fminf(buffer[threadIdx.x], other)"))
+        check_softmax(
+            x,
+            rows_of(2, 2, 257, 0.0),
+            row_source=mutated("fmaxf(buffer[threadIdx.x], other)", "fminf(buffer[threadIdx.x], other)"),
+        )
 
 
 def test_every_thread_writing_the_row_statistic_is_a_race():

@@ -1,4 +1,5 @@
 """Data loading rules (never touching the network), file errors, splits and batches."""
+
 import hashlib
 import os
 import urllib.error
@@ -6,13 +7,14 @@ import urllib.error
 import numpy as np
 import pytest
 
-from conftest import DEVICES, shakespeare_path
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 from train import data
 from train.data import Dataset, TinyShakespeare, get_batch, iter_batches, read_text, resolve_text_path, split_data
 from train.tokenizers import CharTokenizer
 
-FAKE_CORPUS = "To be, or not to be, that is the question.\n".encode("utf-8")
+from conftest import DEVICES, shakespeare_path
+
+FAKE_CORPUS = b"To be, or not to be, that is the question.\n"
 
 
 def _offline(url, timeout=None):
@@ -39,12 +41,13 @@ def _serve(content, calls):
     def fake_download(url, timeout=None):
         calls.append(url)
         return content
+
     return fake_download
 
 
 # ---------------------------------------------------------------- where the text comes from
 def test_path_argument_beats_environment_variable(env, monkeypatch):
-    own = _write(env / "own.txt", "my own corpus, any text\n".encode())   # no checksum on a user's file
+    own = _write(env / "own.txt", b"my own corpus, any text\n")  # no checksum on a user's file
     monkeypatch.setenv(data.PATH_ENV, str(_write(env / "other.txt", FAKE_CORPUS)))
     assert resolve_text_path(own) == str(own)
     assert TinyShakespeare(own).text == "my own corpus, any text\n"
@@ -65,7 +68,7 @@ def test_environment_variable_naming_a_missing_file(env, monkeypatch):
 
 def test_cache_beats_download(env):
     cached = _write(env / "cache" / "tinyshakespeare" / "input.txt", FAKE_CORPUS)
-    assert resolve_text_path() == str(cached)   # download_bytes would raise
+    assert resolve_text_path() == str(cached)  # download_bytes would raise
 
 
 def test_default_cache_is_under_home(env, monkeypatch):
@@ -81,7 +84,7 @@ def test_download_is_verified_written_atomically_and_then_cached(env, monkeypatc
     folder = env / "cache" / "tinyshakespeare"
     assert dataset.path == str(folder / "input.txt") and dataset.text == FAKE_CORPUS.decode()
     assert calls == [data.TINYSHAKESPEARE_URL]
-    assert os.listdir(folder) == ["input.txt"]   # no temporary file left behind
+    assert os.listdir(folder) == ["input.txt"]  # no temporary file left behind
     TinyShakespeare()
     assert len(calls) == 1
 
@@ -93,33 +96,42 @@ def test_download_of_the_real_file(tmp_path, monkeypatch):
         monkeypatch.setattr(data, "download_bytes", _serve(f.read(), []))
     monkeypatch.delenv(data.PATH_ENV, raising=False)
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
-    dataset = TinyShakespeare()   # checked against the real TINYSHAKESPEARE_SHA256
+    dataset = TinyShakespeare()  # checked against the real TINYSHAKESPEARE_SHA256
     assert len(dataset) == 1115394 and dataset.text.startswith("First Citizen:")
 
 
 def test_download_with_wrong_checksum_writes_nothing(env, monkeypatch):
     monkeypatch.setattr(data, "download_bytes", _serve(b"tampered", []))
     actual = hashlib.sha256(b"tampered").hexdigest()
-    with pytest.raises(TinygradTxError, match=f"download {data.TINYSHAKESPEARE_URL} .* expected sha256 "
-                                              f"{data.TINYSHAKESPEARE_SHA256}, got {actual}; nothing was written"):
+    with pytest.raises(
+        TinygradTxError,
+        match=f"download {data.TINYSHAKESPEARE_URL} .* expected sha256 "
+        f"{data.TINYSHAKESPEARE_SHA256}, got {actual}; nothing was written",
+    ):
         TinyShakespeare()
     assert not (env / "cache" / "tinyshakespeare" / "input.txt").exists()
 
 
 def test_unwritable_cache(env, monkeypatch):
-    blocker = _write(env / "a_file", b"")   # the cache folder would have to live inside a file
+    blocker = _write(env / "a_file", b"")  # the cache folder would have to live inside a file
     monkeypatch.setenv(data.CACHE_ENV, str(blocker / "cache"))
     monkeypatch.setattr(data, "download_bytes", _serve(FAKE_CORPUS, []))
-    with pytest.raises(TinygradTxError, match=r"cannot write the downloaded Tiny Shakespeare to '.*a_file/cache/"
-                                              r"tinyshakespeare/input.txt' .*set TINYGRAD_TX_CACHE"):
+    with pytest.raises(
+        TinygradTxError,
+        match=r"cannot write the downloaded Tiny Shakespeare to '.*a_file/cache/"
+        r"tinyshakespeare/input.txt' .*set TINYGRAD_TX_CACHE",
+    ):
         TinyShakespeare()
 
 
 def test_cached_file_with_wrong_checksum(env):
     cached = _write(env / "cache" / "tinyshakespeare" / "input.txt", b"not shakespeare")
     actual = hashlib.sha256(b"not shakespeare").hexdigest()
-    with pytest.raises(TinygradTxError, match=f"data file '{cached}' has the wrong checksum: expected sha256 "
-                                              f"{data.TINYSHAKESPEARE_SHA256}, got {actual}; delete it"):
+    with pytest.raises(
+        TinygradTxError,
+        match=f"data file '{cached}' has the wrong checksum: expected sha256 "
+        f"{data.TINYSHAKESPEARE_SHA256}, got {actual}; delete it",
+    ):
         TinyShakespeare()
 
 
@@ -133,12 +145,17 @@ def test_offline_without_a_copy_says_where_to_put_it(env):
 
 
 # ---------------------------------------------------------------- file errors
-@pytest.mark.parametrize("content, message", [
-    (None, r"data file '.*corpus.txt' does not exist"),
-    (b"", r"data file '.*corpus.txt' is empty"),
-    (b"caf\xc3\xa9 ok, then \xff bad",
-     r"data file '.*corpus.txt' is not UTF-8 text: invalid byte 0xff at byte offset 15"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, r"data file '.*corpus.txt' does not exist"),
+        (b"", r"data file '.*corpus.txt' is empty"),
+        (
+            b"caf\xc3\xa9 ok, then \xff bad",
+            r"data file '.*corpus.txt' is not UTF-8 text: invalid byte 0xff at byte offset 15",
+        ),
+    ],
+)
 def test_file_errors(tmp_path, content, message):
     path = tmp_path / "corpus.txt"
     if content is not None:
@@ -165,6 +182,7 @@ def test_large_vocabularies_are_stored_as_int32(tmp_path):
 
         def encode(self, text):
             return [69_999] * len(text)
+
     ids = Dataset(_write(tmp_path / "a.txt", b"abc")).encode(HugeVocabulary())
     assert ids.dtype == np.int32 and ids.tolist() == [69_999] * 3
 
@@ -181,13 +199,13 @@ def test_split_is_ninety_ten_in_order():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_batch_shapes_dtypes_and_shift(device):
-    ids = np.arange(500, dtype=np.uint16)   # token value == position, so windows are easy to check
+    ids = np.arange(500, dtype=np.uint16)  # token value == position, so windows are easy to check
     x, y = get_batch(ids, 8, 16, device, np.random.default_rng(0))
     assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == np.int64
     assert x.device == y.device == ("cpu" if device == "cpu" else "gpu")
     x, y = x.numpy(), y.numpy()
-    assert np.array_equal(y, x + 1)                       # y is x shifted by one token
-    assert np.array_equal(x, x[:, :1] + np.arange(16))    # each row is a contiguous window
+    assert np.array_equal(y, x + 1)  # y is x shifted by one token
+    assert np.array_equal(x, x[:, :1] + np.arange(16))  # each row is a contiguous window
     assert x.min() >= 0 and y.max() <= 499
 
 
@@ -201,8 +219,9 @@ def test_batches_are_deterministic_for_a_seed():
 
 def test_batch_errors():
     ids = np.arange(100)
-    with pytest.raises(TinygradTxError,
-                       match="get_batch: block_size 100 needs at least 101 tokens, but the split has only 100"):
+    with pytest.raises(
+        TinygradTxError, match="get_batch: block_size 100 needs at least 101 tokens, but the split has only 100"
+    ):
         get_batch(ids, 2, 100, "cpu", np.random.default_rng(0))
     with pytest.raises(ShapeError, match=r"get_batch: data must be a 1-D integer array .*shape \(10, 10\)"):
         get_batch(ids.reshape(10, 10), 2, 4, "cpu", np.random.default_rng(0))

@@ -3,6 +3,7 @@
 The MPI checks start ``mpiexec -n 2`` (the MPICH wheel of the ``dist`` extra) and skip, with the reason,
 where mpi4py or mpiexec is missing. NCCL needs a GPU: its check runs on one GPU (W = 1) when there is one.
 """
+
 import os
 import shutil
 import subprocess
@@ -42,8 +43,7 @@ requires_mpi = pytest.mark.skipif(bool(mpi_missing()), reason=mpi_missing() or "
 def launch_env():
     """The environment of launched ranks: this worktree on the path, one BLAS thread per rank, no launcher vars."""
     env = {k: v for k, v in os.environ.items() if k not in distributed.WORLD_SIZE_ENV + distributed.RANK_ENV}
-    env.update(PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""), OPENBLAS_NUM_THREADS="1",
-               OMP_NUM_THREADS="1")
+    env.update(PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     return env
 
 
@@ -56,7 +56,7 @@ class SimulatedRanks(SingleProcess):
     def allreduce_sum_async(self, array):
         self.launched.append(array.size)
         array *= self.world_size
-        return SingleProcess().allreduce_sum_async(array)   # a handle that is already done
+        return SingleProcess().allreduce_sum_async(array)  # a handle that is already done
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def no_launcher(monkeypatch):
 
 
 def test_single_process_collectives_leave_the_arrays_alone(no_launcher, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mpi4py", None)   # importing it would now fail: it must not be imported
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # importing it would now fail: it must not be imported
     comm = init_communicator("auto", "cpu")
     assert isinstance(comm, SingleProcess) and (comm.rank, comm.world_size, comm.is_main) == (0, 1, True)
     array = np.arange(5, dtype=np.float32)
@@ -79,7 +79,7 @@ def test_single_process_collectives_leave_the_arrays_alone(no_launcher, monkeypa
     np.testing.assert_array_equal(comm.reduce_scatter(array, [5]), before)
     assert comm.gather_objects({"a": 1}) == [{"a": 1}]
     comm.barrier()
-    distributed.abort_other_ranks(3)   # nothing to end in a one-process run
+    distributed.abort_other_ranks(3)  # nothing to end in a one-process run
 
 
 def test_world_size_and_rank_come_from_the_launcher(no_launcher, monkeypatch):
@@ -112,14 +112,15 @@ def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
     model.zero_grad()
     comm = SimulatedRanks()
     buckets = GradientBuckets(params, comm, bucket_bytes=4 * 2000)
-    assert len(buckets.members) >= 3 and buckets.members[-1][-1] is params[0]   # wte: final last, sent last
+    assert len(buckets.members) >= 3 and buckets.members[-1][-1] is params[0]  # wte: final last, sent last
     _, loss = model(x, x)
     buckets.start(loss.data, 0.0)
     launched_during_backward = []
-    loss.backward(on_leaf_final=lambda leaf: (buckets.leaf_final(leaf),
-                                              launched_during_backward.append(len(comm.launched))))
-    assert len(comm.launched) == len(buckets.members)   # every bucket went out before backward returned
-    assert launched_during_backward[0] < len(buckets.members)   # ... and the first ones while it still ran
+    loss.backward(
+        on_leaf_final=lambda leaf: (buckets.leaf_final(leaf), launched_during_backward.append(len(comm.launched)))
+    )
+    assert len(comm.launched) == len(buckets.members)  # every bucket went out before backward returned
+    assert launched_during_backward[0] < len(buckets.members)  # ... and the first ones while it still ran
     reduced_loss, stop = buckets.finish()
     assert reduced_loss == pytest.approx(2 * loss.item()) and stop == 0.0
     for param, grad in zip(params, expected):
@@ -175,8 +176,15 @@ COLLECTIVES_SCRIPT = textwrap.dedent("""
 def test_mpi_collectives_on_two_ranks(tmp_path):
     script = tmp_path / "collectives.py"
     script.write_text(COLLECTIVES_SCRIPT)
-    result = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", str(script)], cwd=REPO,
-                            env=launch_env(), capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", str(script)],
+        cwd=REPO,
+        env=launch_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("collectives ok") == 2
 

@@ -14,6 +14,7 @@ same text, one indentation removed. Every relative link in docs/ must resolve, e
 code names must exist, and the ```python blocks of the runnable pages run, in order, in one namespace
 per page.
 """
+
 import ast
 import pathlib
 import re
@@ -83,8 +84,10 @@ def test_every_required_derivation_page_exists():
 @pytest.mark.parametrize("page", DERIVATIONS, ids=lambda p: p.name)
 def test_derivation_pages_link_code_and_tests(page):
     kinds = {kind for kind, _, _ in _page_links(page)}
-    assert kinds == {"Code", "Test"}, f"{_relative(page)}: needs at least one '- Code:' and one '- Test:' line " \
-                                      f"in the format of tests/test_docs.py, found {sorted(kinds)}"
+    assert kinds == {"Code", "Test"}, (
+        f"{_relative(page)}: needs at least one '- Code:' and one '- Test:' line "
+        f"in the format of tests/test_docs.py, found {sorted(kinds)}"
+    )
 
 
 @pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: _relative(p))
@@ -95,8 +98,9 @@ def test_code_and_test_links_name_existing_symbols(page):
         for symbol in symbols:
             assert _defines(tree, symbol), f"{_relative(page)}: `{symbol}` is not defined in {_relative(target)}"
             if kind == "Test":
-                assert symbol.split(".")[-1].startswith("test"), \
+                assert symbol.split(".")[-1].startswith("test"), (
                     f"{_relative(page)}: Test symbol `{symbol}` is not a test function"
+                )
 
 
 @pytest.mark.parametrize("page", DERIVATIONS, ids=lambda p: p.name)
@@ -108,8 +112,9 @@ def test_derivation_code_quotes_are_still_in_the_code(page):
     for block in PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
         for line in block.splitlines():
             if line.strip():
-                assert line.strip() in code_lines, \
+                assert line.strip() in code_lines, (
                     f"{_relative(page)}: quoted line `{line.strip()}` is no longer in its Code files"
+                )
 
 
 def _is_verbatim_excerpt(block, source_lines):
@@ -117,9 +122,12 @@ def _is_verbatim_excerpt(block, source_lines):
     lines = block.rstrip("\n").split("\n")
     for start in range(len(source_lines) - len(lines) + 1):
         first = source_lines[start]
-        indent = first[:len(first) - len(lines[0])]
-        if first.endswith(lines[0]) and not indent.strip() and all(
-                source == (indent + line if line else "") for source, line in zip(source_lines[start:], lines)):
+        indent = first[: len(first) - len(lines[0])]
+        if (
+            first.endswith(lines[0])
+            and not indent.strip()
+            and all(source == (indent + line if line else "") for source, line in zip(source_lines[start:], lines))
+        ):
             return True
     return False
 
@@ -127,7 +135,7 @@ def _is_verbatim_excerpt(block, source_lines):
 def _as_implemented(page):
     text = page.read_text(encoding="utf-8")
     start = text.index("## 3. As implemented")
-    return text[start:text.index("\n## 4.", start)]
+    return text[start : text.index("\n## 4.", start)]
 
 
 @pytest.mark.parametrize("name", KERNEL_DERIVATIONS)
@@ -137,17 +145,19 @@ def test_as_implemented_quotes_the_reference_kernels_verbatim(name):
     blocks = PYTHON_BLOCK.findall(_as_implemented(page))
     assert blocks, f"{_relative(page)}: section 3 quotes no code from {_relative(REFERENCE_KERNELS)}"
     for block in blocks:
-        assert _is_verbatim_excerpt(block, source_lines), \
-            f"{_relative(page)}: this quoted block is not a verbatim excerpt of {_relative(REFERENCE_KERNELS)}:\n{block}"
+        assert _is_verbatim_excerpt(block, source_lines), (
+            f"{_relative(page)}: this quoted block is not a verbatim excerpt of "
+            f"{_relative(REFERENCE_KERNELS)}:\n{block}"
+        )
 
 
 def test_the_verbatim_check_rejects_an_edited_quote():
     source_lines = ["def f(x):", "    y = x + 1", "", "    return y"]
     assert _is_verbatim_excerpt("y = x + 1\n\nreturn y\n", source_lines)
     assert _is_verbatim_excerpt("def f(x):\n    y = x + 1\n", source_lines)
-    assert not _is_verbatim_excerpt("y = x + 2\n", source_lines)               # edited
-    assert not _is_verbatim_excerpt("y = x + 1\nreturn y\n", source_lines)     # a line left out
-    assert not _is_verbatim_excerpt("def f(x):\ny = x + 1\n", source_lines)    # indentation changed
+    assert not _is_verbatim_excerpt("y = x + 2\n", source_lines)  # edited
+    assert not _is_verbatim_excerpt("y = x + 1\nreturn y\n", source_lines)  # a line left out
+    assert not _is_verbatim_excerpt("def f(x):\ny = x + 1\n", source_lines)  # indentation changed
 
 
 @pytest.mark.parametrize("page", ALL_PAGES, ids=lambda p: _relative(p))
@@ -163,8 +173,9 @@ def test_pages_named_in_the_source_exist():
     sources = [path for folder in ("tinygrad_tx", "models", "train", "bench") for path in (ROOT / folder).rglob("*.py")]
     for source in sorted(sources):
         for name in re.findall(r"docs/derivations/([\w-]+\.md)", source.read_text(encoding="utf-8")):
-            assert (DOCS / "derivations" / name).is_file(), f"{_relative(source)} names docs/derivations/{name}, " \
-                                                            "which does not exist"
+            assert (DOCS / "derivations" / name).is_file(), (
+                f"{_relative(source)} names docs/derivations/{name}, which does not exist"
+            )
 
 
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: p.name)

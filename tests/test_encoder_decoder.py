@@ -2,21 +2,33 @@
 non-causal CausalSelfAttention they sit beside) against PyTorch references written here, float64
 gradchecks of every input and parameter, padding masks, and a toy task learnt end to end.
 """
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as tnn
 import torch.nn.functional as TF
 
-from conftest import assert_close
 from bench.reference import MLP as TorchMLP
 from bench.reference import CausalSelfAttention as TorchSelfAttention
 from models import CausalSelfAttention
-from models.encoder_decoder import (BOS, EOS, PAD, CrossAttention, DecoderBlock, EncoderBlock, EncoderDecoder,
-                                    digit_reversal_batch, reversal_accuracy, train_digit_reversal)
+from models.encoder_decoder import (
+    BOS,
+    EOS,
+    PAD,
+    CrossAttention,
+    DecoderBlock,
+    EncoderBlock,
+    EncoderDecoder,
+    digit_reversal_batch,
+    reversal_accuracy,
+    train_digit_reversal,
+)
 from models.gpt import GPTConfig
 from tinygrad_tx import Tensor, gradcheck, gradcheck_directional
 from tinygrad_tx.errors import DTypeError, ShapeError
+
+from conftest import assert_close
 
 CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
 
@@ -73,17 +85,28 @@ class TorchDecoderBlock(tnn.Module):
 
 
 def torch_embeddings(cfg):
-    return tnn.ModuleDict(dict(wte=tnn.Embedding(cfg.vocab_size, cfg.n_embd),
-                               wpe=tnn.Embedding(cfg.block_size, cfg.n_embd)))
+    return tnn.ModuleDict(
+        dict(wte=tnn.Embedding(cfg.vocab_size, cfg.n_embd), wpe=tnn.Embedding(cfg.block_size, cfg.n_embd))
+    )
 
 
 class TorchEncoderDecoder(tnn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.encoder = tnn.ModuleDict(dict(embed=torch_embeddings(cfg), ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
-                                           h=tnn.ModuleList([TorchEncoderBlock(cfg) for _ in range(cfg.n_layer)])))
-        self.decoder = tnn.ModuleDict(dict(embed=torch_embeddings(cfg), ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
-                                           h=tnn.ModuleList([TorchDecoderBlock(cfg) for _ in range(cfg.n_layer)])))
+        self.encoder = tnn.ModuleDict(
+            dict(
+                embed=torch_embeddings(cfg),
+                ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
+                h=tnn.ModuleList([TorchEncoderBlock(cfg) for _ in range(cfg.n_layer)]),
+            )
+        )
+        self.decoder = tnn.ModuleDict(
+            dict(
+                embed=torch_embeddings(cfg),
+                ln_f=tnn.LayerNorm(cfg.n_embd, bias=cfg.bias),
+                h=tnn.ModuleList([TorchDecoderBlock(cfg) for _ in range(cfg.n_layer)]),
+            )
+        )
         self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
 
     @staticmethod
@@ -145,9 +168,10 @@ def gradcheck_module(module, arrays, *extra, directional=False):
     originals = [owner._parameters[leaf] for owner, leaf in owners]
 
     def run(*tensors):
-        for (owner, leaf), param in zip(owners, tensors[len(arrays):]):
-            owner._parameters[leaf] = param   # the float64 copies the checker perturbs
-        return module(*tensors[:len(arrays)], *extra)
+        for (owner, leaf), param in zip(owners, tensors[len(arrays) :]):
+            owner._parameters[leaf] = param  # the float64 copies the checker perturbs
+        return module(*tensors[: len(arrays)], *extra)
+
     inputs = [Tensor(a, requires_grad=True) for a in arrays] + list(originals)
     try:
         if directional:
@@ -191,7 +215,9 @@ def test_cross_attention_matches_pytorch(bias):
 
 def test_cross_attention_without_mask_matches_pytorch():
     rng = np.random.default_rng(4)
-    check_against_torch(CrossAttention(CONFIG), TorchCrossAttention(CONFIG), [random(rng, 2, 3, 16), random(rng, 2, 6, 16)])
+    check_against_torch(
+        CrossAttention(CONFIG), TorchCrossAttention(CONFIG), [random(rng, 2, 3, 16), random(rng, 2, 6, 16)]
+    )
 
 
 def test_cross_attention_gradcheck_float64():
@@ -316,14 +342,16 @@ def test_digit_reversal_batch():
         digits = src[row][~padding[row]]
         assert (src[row][padding[row]] == PAD).all() and len(digits) >= 1
         expected = list(digits[::-1]) + [EOS]
-        assert list(targets[row][:len(expected)]) == expected and (targets[row][len(expected):] == -1).all()
-        assert decoder_input[row, 0] == BOS and list(decoder_input[row, 1:len(expected)]) == expected[:-1]
+        assert list(targets[row][: len(expected)]) == expected and (targets[row][len(expected) :] == -1).all()
+        assert decoder_input[row, 0] == BOS and list(decoder_input[row, 1 : len(expected)]) == expected[:-1]
 
 
 def test_encoder_decoder_learns_to_reverse_digit_strings():
     model, losses, seconds = train_digit_reversal()
     accuracy = reversal_accuracy(model, np.random.default_rng(1))
-    print(f"digit reversal: {len(losses)} steps, final loss {losses[-1]:.4f} (mean of the last 10: "
-          f"{np.mean(losses[-10:]):.4f}), exact-match accuracy {accuracy:.3f} on 200 new strings, {seconds:.1f} s")
+    print(
+        f"digit reversal: {len(losses)} steps, final loss {losses[-1]:.4f} (mean of the last 10: "
+        f"{np.mean(losses[-10:]):.4f}), exact-match accuracy {accuracy:.3f} on 200 new strings, {seconds:.1f} s"
+    )
     assert np.mean(losses[-10:]) < 0.02
     assert accuracy >= 0.98

@@ -1,4 +1,5 @@
 """The custom-Function API: user-written forward/backward pairs, checked with gradcheck."""
+
 import numpy as np
 import pytest
 
@@ -59,8 +60,11 @@ def test_wrong_backward_is_rejected_with_details():
             return grad_output * 2 * x * x
 
     x = Tensor(np.random.default_rng(0).standard_normal((3, 4)), requires_grad=True)
-    with pytest.raises(AssertionError, match=r"input 0 \(shape \(3, 4\)\) gradient mismatch at index \(\d, \d\): "
-                                             r"analytic .*, numeric .*, relative error"):
+    with pytest.raises(
+        AssertionError,
+        match=r"input 0 \(shape \(3, 4\)\) gradient mismatch at index \(\d, \d\): "
+        r"analytic .*, numeric .*, relative error",
+    ):
         gradcheck(lambda t: WrongCube.apply(t), [x])
 
 
@@ -92,10 +96,11 @@ def test_needs_input_grad_reports_each_argument():
 def test_multi_output_function():
     x = Tensor(np.array([[1.0, 5.0, 3.0], [4.0, 2.0, 0.0]]), requires_grad=True)
     low, high = MinMax.apply(x)
-    high.sum().backward()   # the min output is unused: its gradient arrives as zeros
+    high.sum().backward()  # the min output is unused: its gradient arrives as zeros
     np.testing.assert_allclose(x.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
-    assert gradcheck(lambda t: MinMax.apply(t), [Tensor(np.random.default_rng(1).standard_normal((2, 5)),
-                                                        requires_grad=True)])
+    assert gradcheck(
+        lambda t: MinMax.apply(t), [Tensor(np.random.default_rng(1).standard_normal((2, 5)), requires_grad=True)]
+    )
 
 
 def test_wrong_number_of_gradients_is_caught():

@@ -5,6 +5,7 @@ The worst relative error seen per op is printed at the end of the module (run wi
 Finite-difference gradchecks, stability, fused/composed agreement and bad inputs are in
 tests/test_functional_checks.py.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -14,10 +15,11 @@ from hypothesis import strategies as st
 
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
+
 from conftest import DEVICES, assert_close
 
 FORWARD_RTOL, GRAD_RTOL = 1e-5, 1e-4
-WORST = {}          # op -> [worst forward error, worst gradient error]
+WORST = {}  # op -> [worst forward error, worst gradient error]
 seeds = st.integers(0, 2**16)
 sizes = st.integers(1, 6)
 IMPLS = ["fused", "composed"]
@@ -78,42 +80,61 @@ def normal(seed, *shape, scale=1.0):
 def test_softmax_and_log_softmax(device, impl, rows, cols, depth, axis, seed):
     x = normal(seed, rows, cols, depth, scale=3.0)
     compare("softmax", lambda t: F.softmax(t, axis=axis, impl=impl), lambda t: torch.softmax(t, axis), [x], device)
-    compare("log_softmax", lambda t: F.log_softmax(t, axis=axis, impl=impl),
-            lambda t: torch.log_softmax(t, axis), [x], device)
+    compare(
+        "log_softmax",
+        lambda t: F.log_softmax(t, axis=axis, impl=impl),
+        lambda t: torch.log_softmax(t, axis),
+        [x],
+        device,
+    )
 
 
 # ------------------------------------------------------------------ cross-entropy
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@given(lead=st.sampled_from([(5,), (1,), (2, 3), (3, 1)]), classes=sizes, ignore_index=st.sampled_from([-1, -100, 0]),
-       seed=seeds)
+@given(
+    lead=st.sampled_from([(5,), (1,), (2, 3), (3, 1)]),
+    classes=sizes,
+    ignore_index=st.sampled_from([-1, -100, 0]),
+    seed=seeds,
+)
 def test_cross_entropy(device, impl, reduction, lead, classes, ignore_index, seed):
     rng = np.random.default_rng(seed)
     if ignore_index >= classes - 1:
-        ignore_index = -1                             # keep a class that counts (all ignored: checks file)
+        ignore_index = -1  # keep a class that counts (all ignored: checks file)
     logits = rng.standard_normal(lead + (classes,)) * 2
     targets = rng.integers(0, classes, lead)
     targets[rng.random(lead) < 0.3] = ignore_index
-    targets.flat[0] = classes - 1                     # at least one counted position (torch's mean is nan otherwise)
+    targets.flat[0] = classes - 1  # at least one counted position (torch's mean is nan otherwise)
 
     def theirs(z, t):
         flat = z.reshape(-1, classes)
         loss = TF.cross_entropy(flat, t.reshape(-1), ignore_index=ignore_index, reduction=reduction)
         return loss.reshape(lead) if reduction == "none" else loss
 
-    compare(f"cross_entropy[{reduction}]",
-            lambda z, t: F.cross_entropy(z, t, ignore_index=ignore_index, reduction=reduction, impl=impl),
-            theirs, [logits], device, constants=[targets])
+    compare(
+        f"cross_entropy[{reduction}]",
+        lambda z, t: F.cross_entropy(z, t, ignore_index=ignore_index, reduction=reduction, impl=impl),
+        theirs,
+        [logits],
+        device,
+        constants=[targets],
+    )
 
 
 def test_cross_entropy_gpt_shaped_batch():
     rng = np.random.default_rng(0)
     logits, targets = rng.standard_normal((4, 32, 65)) * 3, rng.integers(0, 65, (4, 32))
     targets[:, -5:] = -1
-    compare("cross_entropy[mean]", lambda z, t: F.cross_entropy(z, t),
-            lambda z, t: TF.cross_entropy(z.reshape(-1, 65), t.reshape(-1), ignore_index=-1), [logits], "cpu",
-            constants=[targets])
+    compare(
+        "cross_entropy[mean]",
+        lambda z, t: F.cross_entropy(z, t),
+        lambda z, t: TF.cross_entropy(z.reshape(-1, 65), t.reshape(-1), ignore_index=-1),
+        [logits],
+        "cpu",
+        constants=[targets],
+    )
 
 
 # ------------------------------------------------------------------ layer norm
@@ -126,20 +147,31 @@ def test_layer_norm(device, impl, affine, lead, features, seed):
     # 1 or 2 features are degenerate (the output is 0 or +-1 up to eps, the x gradient ~0 and all rounding
     # noise in float32): the float64 gradchecks in the checks file cover them
     params = [normal(seed + 1, features) for _ in range({"none": 0, "weight": 1, "both": 2}[affine])]
-    compare("layer_norm", lambda t, *p: F.layer_norm(t, *p, impl=impl),
-            lambda t, *p: TF.layer_norm(t, (features,), *p), [x] + params, device)
+    compare(
+        "layer_norm",
+        lambda t, *p: F.layer_norm(t, *p, impl=impl),
+        lambda t, *p: TF.layer_norm(t, (features,), *p),
+        [x] + params,
+        device,
+    )
 
 
 # ------------------------------------------------------------------ embedding, linear, gelu
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("table_rows", [7, 300])   # both CPU scatter-add strategies (one-hot / sort)
+@pytest.mark.parametrize("table_rows", [7, 300])  # both CPU scatter-add strategies (one-hot / sort)
 def test_embedding_with_repeated_indices(device, table_rows):
     rng = np.random.default_rng(table_rows)
     indices = rng.integers(0, table_rows, (4, 50))
-    indices[0, :10] = 3                               # many reads of one row
+    indices[0, :10] = 3  # many reads of one row
     weight = rng.standard_normal((table_rows, 5))
-    compare("embedding", lambda w, i: F.embedding(i, w), lambda w, i: TF.embedding(i, w), [weight], device,
-            constants=[indices])
+    compare(
+        "embedding",
+        lambda w, i: F.embedding(i, w),
+        lambda w, i: TF.embedding(i, w),
+        [weight],
+        device,
+        constants=[indices],
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -154,8 +186,13 @@ def test_linear(device, shape, with_bias):
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu(device, approximate):
     x = np.concatenate([np.linspace(-8, 8, 801), normal(0, 200, scale=3.0)])
-    compare(f"gelu[{approximate}]", lambda t: F.gelu(t, approximate), lambda t: TF.gelu(t, approximate=approximate),
-            [x], device)
+    compare(
+        f"gelu[{approximate}]",
+        lambda t: F.gelu(t, approximate),
+        lambda t: TF.gelu(t, approximate=approximate),
+        [x],
+        device,
+    )
 
 
 def test_relu():
@@ -170,19 +207,22 @@ def test_dropout_mask_statistics_and_backward_uses_the_same_mask(device):
     out = F.dropout(x, p)
     values = out.numpy()
     kept = values != 0
-    assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)   # 5 sigma
+    assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)  # 5 sigma
     assert_close(values[kept], np.full(kept.sum(), 2.0 / (1 - p)), 1e-6, what="kept values scaled by 1/(1-p)")
     upstream = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     out.backward(Tensor(upstream, device=device))
     assert_close(x.grad.numpy(), upstream * kept / (1 - p), 1e-6, what="dropout backward reuses the mask")
-    reference = TF.dropout(torch.full((n,), 2.0), p)                 # torch keeps the same fraction
+    reference = TF.dropout(torch.full((n,), 2.0), p)  # torch keeps the same fraction
     assert abs((reference != 0).float().mean().item() - kept.mean()) < 0.01
 
 
 # ------------------------------------------------------------------ attention
 def _attention_inputs(seed, batch, heads, queries, keys, dim):
-    return [normal(seed, batch, heads, queries, dim), normal(seed + 1, batch, heads, keys, dim),
-            normal(seed + 2, batch, heads, keys, dim + 1)]
+    return [
+        normal(seed, batch, heads, queries, dim),
+        normal(seed + 1, batch, heads, keys, dim),
+        normal(seed + 2, batch, heads, keys, dim + 1),
+    ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -190,10 +230,13 @@ def _attention_inputs(seed, batch, heads, queries, keys, dim):
 @pytest.mark.parametrize("causal", [True, False])
 @given(batch=st.integers(1, 2), heads=st.integers(1, 3), time=sizes, dim=sizes, seed=seeds)
 def test_attention_causal_and_full(device, impl, causal, batch, heads, time, dim, seed):
-    compare(f"attention[causal={causal}]",
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal, impl=impl),
-            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=causal),
-            _attention_inputs(seed, batch, heads, time, time, dim), device)
+    compare(
+        f"attention[causal={causal}]",
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal, impl=impl),
+        lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=causal),
+        _attention_inputs(seed, batch, heads, time, time, dim),
+        device,
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -201,11 +244,15 @@ def test_attention_causal_and_full(device, impl, causal, batch, heads, time, dim
 @given(queries=sizes, keys=sizes, seed=seeds)
 def test_attention_boolean_mask(device, impl, queries, keys, seed):
     mask = np.random.default_rng(seed).random((2, 1, queries, keys)) < 0.7
-    mask[..., 0] = True                               # every query sees a key (torch gives nan otherwise)
-    compare("attention[mask]",
-            lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, causal=False, attn_mask=m, impl=impl),
-            lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, attn_mask=m),
-            _attention_inputs(seed, 2, 3, queries, keys, 4), device, constants=[mask])
+    mask[..., 0] = True  # every query sees a key (torch gives nan otherwise)
+    compare(
+        "attention[mask]",
+        lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, causal=False, attn_mask=m, impl=impl),
+        lambda q, k, v, m: TF.scaled_dot_product_attention(q, k, v, attn_mask=m),
+        _attention_inputs(seed, 2, 3, queries, keys, 4),
+        device,
+        constants=[mask],
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -213,7 +260,10 @@ def test_attention_boolean_mask(device, impl, queries, keys, seed):
 def test_attention_causal_with_fewer_queries_is_aligned_bottom_right(device, impl):
     queries, keys = 3, 7
     bottom_right = np.tril(np.ones((queries, keys), bool), k=keys - queries)
-    compare("attention[causal, Tq<Tk]",
-            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=True, scale=0.3, impl=impl),
-            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(bottom_right), scale=0.3),
-            _attention_inputs(5, 2, 2, queries, keys, 4), device)
+    compare(
+        "attention[causal, Tq<Tk]",
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=True, scale=0.3, impl=impl),
+        lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(bottom_right), scale=0.3),
+        _attention_inputs(5, 2, 2, queries, keys, 4),
+        device,
+    )

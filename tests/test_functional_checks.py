@@ -2,6 +2,7 @@
 fused and composed implementations agreeing, documented edge cases, and bad inputs.
 (Comparisons with PyTorch: tests/test_functional.py.)
 """
+
 import math
 
 import numpy as np
@@ -10,9 +11,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_tx.nn.functional as F
-from tinygrad_tx import (DTypeError, IndexOutOfRangeError, ShapeError, Tensor, TinygradTxError, backend, gradcheck,
-                         gradcheck_directional)
+from tinygrad_tx import (
+    DTypeError,
+    IndexOutOfRangeError,
+    ShapeError,
+    Tensor,
+    TinygradTxError,
+    backend,
+    gradcheck,
+    gradcheck_directional,
+)
 from tinygrad_tx.kernels.cpu_elementwise import erf
+
 from conftest import DEVICES, assert_close
 
 seeds = st.integers(0, 2**16)
@@ -39,13 +49,20 @@ def test_gradcheck_softmax_and_log_softmax(impl, shape, axis, seed):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@given(lead=st.sampled_from([(3,), (1,), (2, 3), (2, 1)]), classes=sizes, ignored=st.sampled_from(["some", "all"]),
-       seed=seeds)
+@given(
+    lead=st.sampled_from([(3,), (1,), (2, 3), (2, 1)]),
+    classes=sizes,
+    ignored=st.sampled_from(["some", "all"]),
+    seed=seeds,
+)
 def test_gradcheck_cross_entropy(impl, reduction, lead, classes, ignored, seed):
     rng = np.random.default_rng(seed)
     targets = rng.integers(0, classes, lead)
     targets[rng.random(lead) < (0.4 if ignored == "some" else 2.0)] = -1
-    loss = lambda z: F.cross_entropy(z, targets, reduction=reduction, impl=impl)
+
+    def loss(z):
+        return F.cross_entropy(z, targets, reduction=reduction, impl=impl)
+
     assert gradcheck(loss, [leaf(normal(seed, *lead, classes, scale=2.0))])
 
 
@@ -65,7 +82,7 @@ def test_gradcheck_embedding_with_repeats(lead, rows, dim, seed):
 
 
 def test_gradcheck_embedding_sorted_scatter_path():
-    indices = np.random.default_rng(0).integers(0, 300, 40)   # > 256 rows: sort + reduceat, not one-hot
+    indices = np.random.default_rng(0).integers(0, 300, 40)  # > 256 rows: sort + reduceat, not one-hot
     indices[:5] = 7
     assert gradcheck_directional(lambda w: F.embedding(indices, w), [leaf(normal(0, 300, 3))])
 
@@ -74,7 +91,7 @@ def test_gradcheck_embedding_sorted_scatter_path():
 def test_gradcheck_gelu_and_relu(shape, approximate, seed):
     x = leaf(normal(seed, *shape, scale=3.0))
     assert gradcheck(lambda t: F.gelu(t, approximate), [x])
-    assert gradcheck(F.relu, [leaf(normal(seed, *shape) + 0.01)])   # away from the kink at 0
+    assert gradcheck(F.relu, [leaf(normal(seed, *shape) + 0.01)])  # away from the kink at 0
 
 
 @given(lead=st.sampled_from([(2,), (1,), (2, 3)]), features=sizes, outputs=sizes, bias=st.booleans(), seed=seeds)
@@ -87,22 +104,35 @@ def test_gradcheck_linear(lead, features, outputs, bias, seed):
 
 def test_gradcheck_dropout():
     def fn(x):
-        backend.manual_seed(7)          # every evaluation draws the same mask
+        backend.manual_seed(7)  # every evaluation draws the same mask
         return F.dropout(x, 0.4)
+
     assert gradcheck(fn, [leaf(normal(0, 3, 5))])
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@given(heads=st.integers(1, 2), queries=sizes, keys=sizes, dim=sizes, causal=st.booleans(), masked=st.booleans(),
-       dropout_p=st.sampled_from([0.0, 0.3]), seed=seeds)
+@given(
+    heads=st.integers(1, 2),
+    queries=sizes,
+    keys=sizes,
+    dim=sizes,
+    causal=st.booleans(),
+    masked=st.booleans(),
+    dropout_p=st.sampled_from([0.0, 0.3]),
+    seed=seeds,
+)
 def test_gradcheck_attention(impl, heads, queries, keys, dim, causal, masked, dropout_p, seed):
     mask = np.random.default_rng(seed).random((1, 1, queries, keys)) < 0.6 if masked else None
 
     def attention(q, k, v):
         backend.manual_seed(3)
         return F.scaled_dot_product_attention(q, k, v, causal=causal, dropout_p=dropout_p, attn_mask=mask, impl=impl)
-    inputs = [leaf(normal(seed, 1, heads, queries, dim)), leaf(normal(seed + 1, 1, heads, keys, dim)),
-              leaf(normal(seed + 2, 1, heads, keys, 2))]
+
+    inputs = [
+        leaf(normal(seed, 1, heads, queries, dim)),
+        leaf(normal(seed + 1, 1, heads, keys, dim)),
+        leaf(normal(seed + 2, 1, heads, keys, 2)),
+    ]
     assert gradcheck(attention, inputs)
 
 
@@ -133,14 +163,14 @@ def test_layer_norm_with_a_large_common_offset(device, impl):
     x = (1e4 + normal(0, 4, 16)).astype(np.float32)
     x64 = x.astype(np.float64)
     centered = x64 - x64.mean(axis=-1, keepdims=True)
-    expected = centered / np.sqrt((centered ** 2).mean(axis=-1, keepdims=True) + 1e-5)
+    expected = centered / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + 1e-5)
     out = F.layer_norm(Tensor(x, device=device), impl=impl).numpy()
     assert np.isfinite(out).all()
     assert_close(out, expected, 2e-6, what="layer_norm at offset 1e4")
 
 
 def test_erf_accuracy_in_float32_and_float64():
-    x = np.linspace(-7, 7, 70001)                          # float32 runs over more than two blocks
+    x = np.linspace(-7, 7, 70001)  # float32 runs over more than two blocks
     expected = np.array([math.erf(v) for v in x])
     assert np.abs(erf(x) - expected).max() < 5e-15
     x32 = x.astype(np.float32)
@@ -164,15 +194,23 @@ def test_fused_and_composed_agree(device, op):
     rng = np.random.default_rng(1)
     targets = np.array([[1, -1, 3], [0, 2, -1]])
     mask = rng.random((1, 1, 4, 6)) < 0.5
-    mask[..., 2, :] = False                                # a query that sees no key
-    shapes = {"softmax": [(2, 3, 4)], "log_softmax": [(2, 3, 4)], "cross_entropy": [(2, 3, 4)],
-              "layer_norm": [(2, 3, 4), (4,), (4,)], "attention": [(2, 2, 4, 3), (2, 2, 6, 3), (2, 2, 6, 5)]}[op]
-    calls = {"softmax": lambda x, impl: F.softmax(x, impl=impl),
-             "log_softmax": lambda x, impl: F.log_softmax(x, axis=1, impl=impl),
-             "cross_entropy": lambda x, impl: F.cross_entropy(x, targets, reduction="none", impl=impl),
-             "layer_norm": lambda x, w, b, impl: F.layer_norm(x, w, b, impl=impl),
-             "attention": lambda q, k, v, impl: F.scaled_dot_product_attention(q, k, v, dropout_p=0.2,
-                                                                                attn_mask=mask, impl=impl)}[op]
+    mask[..., 2, :] = False  # a query that sees no key
+    shapes = {
+        "softmax": [(2, 3, 4)],
+        "log_softmax": [(2, 3, 4)],
+        "cross_entropy": [(2, 3, 4)],
+        "layer_norm": [(2, 3, 4), (4,), (4,)],
+        "attention": [(2, 2, 4, 3), (2, 2, 6, 3), (2, 2, 6, 5)],
+    }[op]
+    calls = {
+        "softmax": lambda x, impl: F.softmax(x, impl=impl),
+        "log_softmax": lambda x, impl: F.log_softmax(x, axis=1, impl=impl),
+        "cross_entropy": lambda x, impl: F.cross_entropy(x, targets, reduction="none", impl=impl),
+        "layer_norm": lambda x, w, b, impl: F.layer_norm(x, w, b, impl=impl),
+        "attention": lambda q, k, v, impl: F.scaled_dot_product_attention(
+            q, k, v, dropout_p=0.2, attn_mask=mask, impl=impl
+        ),
+    }[op]
     arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     results = []
     for impl in IMPLS:
@@ -220,7 +258,7 @@ def test_attention_fully_masked_query_outputs_zero_and_kv_cache_alignment(impl):
     assert not out.numpy()[:, :, 1].any() and not q.grad.numpy()[:, :, 1].any()
     assert all(np.isfinite(t.grad.numpy()).all() for t in (q, k, v))
     full = F.scaled_dot_product_attention(q, k, v, impl=impl).numpy()
-    last_two = F.scaled_dot_product_attention(q[:, :, 3:], k, v, impl=impl).numpy()   # cached keys
+    last_two = F.scaled_dot_product_attention(q[:, :, 3:], k, v, impl=impl).numpy()  # cached keys
     assert_close(last_two, full[:, :, 3:], 1e-6, what="queries 3, 4 against all five keys")
 
 

@@ -4,13 +4,13 @@ Every public op gets FUZZ_EXAMPLES drawn cases (derandomized: the same cases on 
 with PyTorch: forward values and dtype, every input gradient under a random upstream gradient, and
 the same refusals. ``python -m bench.fuzz --minutes N --seed S`` runs the long sweep.
 """
+
 import os
 import time
 import warnings
 
 import numpy as np
 import pytest
-
 from fuzz_core import Divergence, Leaf, Spec, check, fuzz
 from fuzz_specs import NOT_OPS, SPECS, public_names
 
@@ -31,7 +31,7 @@ def test_every_public_op_has_a_spec():
 def test_op_agrees_with_pytorch(name):
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # NumPy's nan/inf warnings: values are compared instead
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's nan/inf warnings: values are compared instead
         fuzz(SPECS[name], FUZZ_EXAMPLES, seed=0, derandomize=True)
     _spent.append(time.perf_counter() - start)
     assert sum(_spent) < BUDGET_S, f"the fuzzer's CI budget of {BUDGET_S:.0f} s is spent ({sum(_spent):.1f} s)"

@@ -1,4 +1,5 @@
 """The checker itself: it must pass right backwards and fail wrong ones, including sum-blind ones."""
+
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def random_input(shape, seed=0):
 def test_sum_blind_bug_is_caught():
     x = random_input((2, 5))
     SoftmaxWrongBackward.apply(x).sum().backward()
-    assert np.abs(x.grad.numpy()).max() > 1e-3       # a plain-sum check would compare against zero
+    assert np.abs(x.grad.numpy()).max() > 1e-3  # a plain-sum check would compare against zero
     with pytest.raises(tx.GradcheckError, match="input 0"):
         gradcheck(lambda t: SoftmaxWrongBackward.apply(t), [x])
     with pytest.raises(tx.GradcheckError, match="random direction"):
@@ -54,7 +55,7 @@ def test_every_input_is_checked_not_only_the_first():
 
 
 def test_constant_inputs_are_skipped_and_float32_is_promoted():
-    a = Tensor(np.random.default_rng(0).standard_normal(4), requires_grad=True)   # float32 in
+    a = Tensor(np.random.default_rng(0).standard_normal(4), requires_grad=True)  # float32 in
     b = Tensor(np.random.default_rng(1).standard_normal(4))
     assert gradcheck(lambda x, y: (x * y).tanh(), [a, b])
     assert gradcheck_directional(lambda x, y: (x * y).tanh(), [a, b])

@@ -8,6 +8,7 @@ implementations on the reference forward's saved arrays, so a gradient is compar
 A deliberately wrong fast kernel must fail these checks (the mutation tests at the end).
 The elementwise kernels are in tests/test_kernels_elementwise.py, the switch in test_kernels_dispatch.py.
 """
+
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -41,16 +42,28 @@ def check_softmax(fast, x, axis, grad):
     y, terms = REFERENCE["softmax_forward"](x, axis), x.shape[axis]
     assert_same("softmax", "forward", fast["softmax_forward"](x, axis), y, terms=terms)
     magnitude = y * (abs(grad) + (abs(grad) * y).sum(axis=axis, keepdims=True))
-    assert_same("softmax", "backward", fast["softmax_backward"](y, grad, axis),
-                REFERENCE["softmax_backward"](y, grad, axis), magnitude, terms)
+    assert_same(
+        "softmax",
+        "backward",
+        fast["softmax_backward"](y, grad, axis),
+        REFERENCE["softmax_backward"](y, grad, axis),
+        magnitude,
+        terms,
+    )
 
 
 def check_log_softmax(fast, x, axis, grad):
     y, terms = REFERENCE["log_softmax_forward"](x, axis), x.shape[axis]
     assert_same("log_softmax", "forward", fast["log_softmax_forward"](x, axis), y, terms=terms)
     magnitude = abs(grad) + np.exp(y) * abs(grad).sum(axis=axis, keepdims=True)
-    assert_same("log_softmax", "backward", fast["log_softmax_backward"](y, grad, axis),
-                REFERENCE["log_softmax_backward"](y, grad, axis), magnitude, terms)
+    assert_same(
+        "log_softmax",
+        "backward",
+        fast["log_softmax_backward"](y, grad, axis),
+        REFERENCE["log_softmax_backward"](y, grad, axis),
+        magnitude,
+        terms,
+    )
 
 
 def check_cross_entropy(fast, logits, targets, counted, row_weight):
@@ -60,25 +73,36 @@ def check_cross_entropy(fast, logits, targets, counted, row_weight):
     assert_same("cross_entropy", "probabilities", fast_probs, probs, terms=terms)
     assert_same("cross_entropy", "row losses", fast_loss, row_loss, terms=terms)
     magnitude = abs(row_weight)[:, None] * (probs + (np.arange(probs.shape[1]) == targets[:, None]))
-    assert_same("cross_entropy", "backward", fast["cross_entropy_backward"](probs, targets, row_weight),
-                REFERENCE["cross_entropy_backward"](probs, targets, row_weight), magnitude, terms)
+    assert_same(
+        "cross_entropy",
+        "backward",
+        fast["cross_entropy_backward"](probs, targets, row_weight),
+        REFERENCE["cross_entropy_backward"](probs, targets, row_weight),
+        magnitude,
+        terms,
+    )
 
 
 def check_layer_norm(fast, x, weight, bias, grad, eps=1e-5):
     saved, terms = REFERENCE["layer_norm_forward"](x, weight, bias, eps), max(x.shape[-1], x.size // x.shape[-1])
-    for what, actual, expected in zip(("output", "xhat", "rstd"), fast["layer_norm_forward"](x, weight, bias, eps),
-                                      saved):
+    for what, actual, expected in zip(
+        ("output", "xhat", "rstd"), fast["layer_norm_forward"](x, weight, bias, eps), saved
+    ):
         assert_same("layer_norm", what, actual, expected, terms=terms)
     _, xhat, rstd = saved
     d, features = abs(grad if weight is None else grad * weight), x.shape[-1]
     projection = abs(xhat) * (d * abs(xhat)).mean(axis=-1, keepdims=True)
-    magnitudes = (rstd * (d + d.mean(axis=-1, keepdims=True) + projection),
-                  (abs(grad) * abs(xhat)).reshape(-1, features).sum(axis=0),
-                  abs(grad).reshape(-1, features).sum(axis=0))
-    for what, actual, expected, magnitude in zip(("grad x", "grad weight", "grad bias"),
-                                                 fast["layer_norm_backward"](grad, xhat, rstd, weight),
-                                                 REFERENCE["layer_norm_backward"](grad, xhat, rstd, weight),
-                                                 magnitudes):
+    magnitudes = (
+        rstd * (d + d.mean(axis=-1, keepdims=True) + projection),
+        (abs(grad) * abs(xhat)).reshape(-1, features).sum(axis=0),
+        abs(grad).reshape(-1, features).sum(axis=0),
+    )
+    for what, actual, expected, magnitude in zip(
+        ("grad x", "grad weight", "grad bias"),
+        fast["layer_norm_backward"](grad, xhat, rstd, weight),
+        REFERENCE["layer_norm_backward"](grad, xhat, rstd, weight),
+        magnitudes,
+    ):
         assert (actual is None) == (expected is None), f"layer_norm {what}: None in one implementation only"
         if expected is not None:
             assert_same("layer_norm", what, actual, expected, magnitude, terms)
@@ -89,18 +113,25 @@ def check_attention(fast, q, k, v, allowed, dropout_p, grad, seed):
     backend.manual_seed(seed)  # both draw the same dropout mask
     out, probs, dropped = REFERENCE["attention_forward"](q, k, v, allowed, dropout_p, scale)
     backend.manual_seed(seed)
-    for what, actual, expected in zip(("output", "probabilities", "dropped probabilities"),
-                                      fast["attention_forward"](q, k, v, allowed, dropout_p, scale),
-                                      (out, probs, dropped)):
+    for what, actual, expected in zip(
+        ("output", "probabilities", "dropped probabilities"),
+        fast["attention_forward"](q, k, v, allowed, dropout_p, scale),
+        (out, probs, dropped),
+    ):
         assert_same("attention", what, actual, expected, terms=terms)
     kept = dropped * (abs(grad) @ np.swapaxes(abs(v), -1, -2))
     grad_scores = kept + probs * kept.sum(axis=-1, keepdims=True)  # dS's formula on absolute values
-    magnitudes = (scale * (grad_scores @ abs(k)), scale * (np.swapaxes(grad_scores, -1, -2) @ abs(q)),
-                  np.swapaxes(dropped, -1, -2) @ abs(grad))
-    for what, actual, expected, magnitude in zip(("grad q", "grad k", "grad v"),
-                                                 fast["attention_backward"](q, k, v, probs, dropped, grad, scale),
-                                                 REFERENCE["attention_backward"](q, k, v, probs, dropped, grad, scale),
-                                                 magnitudes):
+    magnitudes = (
+        scale * (grad_scores @ abs(k)),
+        scale * (np.swapaxes(grad_scores, -1, -2) @ abs(q)),
+        np.swapaxes(dropped, -1, -2) @ abs(grad),
+    )
+    for what, actual, expected, magnitude in zip(
+        ("grad q", "grad k", "grad v"),
+        fast["attention_backward"](q, k, v, probs, dropped, grad, scale),
+        REFERENCE["attention_backward"](q, k, v, probs, dropped, grad, scale),
+        magnitudes,
+    ):
         assert_same("attention", what, actual, expected, magnitude, terms)
 
 
@@ -114,24 +145,38 @@ def softmax_input(rows, width, dtype, offset, layout, axis, masked, seed):
     return x, hard_array(rng, (rows, width), dtype, layout=layout)
 
 
-@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, axis=st.sampled_from([0, 1]),
-       masked=st.booleans(), seed=SEEDS)
+@given(
+    rows=ROWS,
+    width=WIDTHS,
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    axis=st.sampled_from([0, 1]),
+    masked=st.booleans(),
+    seed=SEEDS,
+)
 @example(80, 4096, np.float32, 1e4, "strided", 1, True, 0)  # large enough for threads: always run
 def test_softmax(rows, width, dtype, offset, layout, axis, masked, seed):
     x, grad = softmax_input(rows, width, dtype, offset, layout, axis, masked, seed)
     check_softmax(FAST, x, axis, grad)
 
 
-@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, axis=st.sampled_from([0, 1]),
-       seed=SEEDS)
+@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, axis=st.sampled_from([0, 1]), seed=SEEDS)
 @example(80, 4096, np.float32, -1e4, "transposed", 1, 0)
 def test_log_softmax(rows, width, dtype, offset, layout, axis, seed):
     x, grad = softmax_input(rows, width, dtype, offset, layout, axis, False, seed)
     check_log_softmax(FAST, x, axis, grad)
 
 
-@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
-       ignored=st.sampled_from(["none", "some", "all"]), seed=SEEDS)
+@given(
+    rows=ROWS,
+    width=WIDTHS,
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    ignored=st.sampled_from(["none", "some", "all"]),
+    seed=SEEDS,
+)
 @example(80, 4096, np.float32, 1e4, "strided", "all", 0)
 def test_cross_entropy(rows, width, dtype, offset, layout, ignored, seed):
     rng = np.random.default_rng(seed)
@@ -142,8 +187,16 @@ def test_cross_entropy(rows, width, dtype, offset, layout, ignored, seed):
     check_cross_entropy(FAST, logits, targets, counted, row_weight)
 
 
-@given(lead=st.sampled_from([(), (2,)]), rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
-       affine=st.sampled_from(["both", "weight", "none"]), seed=SEEDS)
+@given(
+    lead=st.sampled_from([(), (2,)]),
+    rows=ROWS,
+    width=WIDTHS,
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    affine=st.sampled_from(["both", "weight", "none"]),
+    seed=SEEDS,
+)
 @example((), 80, 4096, np.float32, 1e4, "contiguous", "both", 0)
 def test_layer_norm(lead, rows, width, dtype, offset, layout, affine, seed):
     rng = np.random.default_rng(seed)
@@ -153,10 +206,18 @@ def test_layer_norm(lead, rows, width, dtype, offset, layout, affine, seed):
     check_layer_norm(FAST, x, weight, bias, hard_array(rng, lead + (rows, width), dtype, layout=layout))
 
 
-@given(batch=st.sampled_from([(1,), (2, 2)]), queries=st.sampled_from([1, 5, 64]), keys=WIDTHS,
-       head_dim=st.sampled_from([1, 3, 8]), dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
-       mask=st.sampled_from(["none", "causal", "fully masked row"]), dropout_p=st.sampled_from([0.0, 0.3]),
-       seed=SEEDS)
+@given(
+    batch=st.sampled_from([(1,), (2, 2)]),
+    queries=st.sampled_from([1, 5, 64]),
+    keys=WIDTHS,
+    head_dim=st.sampled_from([1, 3, 8]),
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    mask=st.sampled_from(["none", "causal", "fully masked row"]),
+    dropout_p=st.sampled_from([0.0, 0.3]),
+    seed=SEEDS,
+)
 @example((2, 2), 64, 4096, 8, np.float32, 1e4, "strided", "fully masked row", 0.3, 0)
 def test_attention(batch, queries, keys, head_dim, dtype, offset, layout, mask, dropout_p, seed):
     rng = np.random.default_rng(seed)
@@ -225,14 +286,26 @@ def _attention_case(fast):
 
 MUTATIONS = {  # what is wrong: (the kernel replaced, the wrong kernel, the check that must catch it)
     "softmax backward without the y factor": ("softmax_backward", _softmax_backward_without_y, _softmax_case),
-    "softmax NaN on a fully masked row": ("softmax_forward", _softmax_forward_nan_on_masked_rows,
-                                          lambda fast: _softmax_case(fast, masked=True)),
-    "layer norm without the first-element shift": ("layer_norm_forward", _layer_norm_without_shift,
-                                                   _layer_norm_offset_case),
-    "cross-entropy backward without the target's -1": ("cross_entropy_backward",
-                                                       _cross_entropy_backward_without_target, _cross_entropy_case),
-    "attention backward without the row sum": ("attention_backward", _attention_backward_without_rowsum,
-                                               _attention_case),
+    "softmax NaN on a fully masked row": (
+        "softmax_forward",
+        _softmax_forward_nan_on_masked_rows,
+        lambda fast: _softmax_case(fast, masked=True),
+    ),
+    "layer norm without the first-element shift": (
+        "layer_norm_forward",
+        _layer_norm_without_shift,
+        _layer_norm_offset_case,
+    ),
+    "cross-entropy backward without the target's -1": (
+        "cross_entropy_backward",
+        _cross_entropy_backward_without_target,
+        _cross_entropy_case,
+    ),
+    "attention backward without the row sum": (
+        "attention_backward",
+        _attention_backward_without_rowsum,
+        _attention_case,
+    ),
 }
 
 

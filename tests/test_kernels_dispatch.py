@@ -1,5 +1,6 @@
 """The kernel switch: tinygrad_tx.kernels.use / current / pick, the TINYGRAD_TX_KERNELS default, and a
 whole GPT (loss and every gradient) on the reference kernels against the fast ones."""
+
 import os
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # These tests take "fast" for the default; a run under TINYGRAD_TX_KERNELS=reference skips them.
-default_is_fast = pytest.mark.skipif(os.environ.get("TINYGRAD_TX_KERNELS", "fast") != "fast",
-                                     reason="the switch tests assume the default kernels, 'fast'")
+default_is_fast = pytest.mark.skipif(
+    os.environ.get("TINYGRAD_TX_KERNELS", "fast") != "fast",
+    reason="the switch tests assume the default kernels, 'fast'",
+)
 
 
 def test_fast_picks_the_cpu_code_and_reference_the_formulas_on_numpy():
@@ -85,16 +88,21 @@ def _run(code, choice):
 
 
 def test_the_environment_variable_sets_the_default():
-    result = _run("import tinygrad_tx.kernels as k, numpy as np; print(k.current(), "
-                  "k.pick('gelu_forward', np.zeros(1)).__module__)", "reference")
+    result = _run(
+        "import tinygrad_tx.kernels as k, numpy as np; print(k.current(), "
+        "k.pick('gelu_forward', np.zeros(1)).__module__)",
+        "reference",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["reference", "tinygrad_tx.kernels.reference"]
     # a bad value: tests/test_errors.py::test_e31_bad_kernels_environment_variable
 
 
 # ---------------------------------------------------------------- a whole GPT on either kernels
-CONFIGS = [GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.1),
-           GPTConfig(block_size=8, vocab_size=300, n_layer=1, n_head=4, n_embd=32, bias=False, gelu_approximate="tanh")]
+CONFIGS = [
+    GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.1),
+    GPTConfig(block_size=8, vocab_size=300, n_layer=1, n_head=4, n_embd=32, bias=False, gelu_approximate="tanh"),
+]
 
 
 def _loss_and_gradients(config, choice):
@@ -146,22 +154,27 @@ def test_cuda_fast_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
     def recording(name, result):
         return lambda *args: calls.append(name) or result(*args)
 
-    monkeypatch.setattr(cuda, "fits_row_kernel",
-                        lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays))
+    monkeypatch.setattr(
+        cuda, "fits_row_kernel", lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays)
+    )
     monkeypatch.setattr(cuda, "softmax_last_axis", recording("softmax", lambda x: reference.softmax_forward(x, -1)))
-    monkeypatch.setattr(cuda, "layer_norm_backward", recording("layer_norm_backward", lambda g, xhat, rstd, w:
-                                                               reference.layer_norm_backward(g, xhat, rstd, w)[0]))
+    monkeypatch.setattr(
+        cuda,
+        "layer_norm_backward",
+        recording("layer_norm_backward", lambda g, xhat, rstd, w: reference.layer_norm_backward(g, xhat, rstd, w)[0]),
+    )
     monkeypatch.setattr(cuda, "gelu", recording("gelu", reference.gelu_forward))
     rng = np.random.default_rng(0)
     x32, x64 = rng.standard_normal((2, 3, 5)).astype(np.float32), rng.standard_normal((2, 3, 5))
     np.testing.assert_array_equal(cuda_fast.softmax_forward(x32, 2), reference.softmax_forward(x32, 2))
-    cuda_fast.softmax_forward(x32, 1)    # not the last axis: the reference
-    cuda_fast.softmax_forward(x64, 2)    # not float32: the reference
+    cuda_fast.softmax_forward(x32, 1)  # not the last axis: the reference
+    cuda_fast.softmax_forward(x64, 2)  # not float32: the reference
     assert calls == ["softmax"]
     weight = np.ones(5, np.float32)
     _, xhat, rstd = reference.layer_norm_forward(x32, weight, None, 1e-5)
-    for actual, expected in zip(cuda_fast.layer_norm_backward(x32, xhat, rstd, weight),
-                                reference.layer_norm_backward(x32, xhat, rstd, weight)):
+    for actual, expected in zip(
+        cuda_fast.layer_norm_backward(x32, xhat, rstd, weight), reference.layer_norm_backward(x32, xhat, rstd, weight)
+    ):
         np.testing.assert_array_equal(actual, expected)  # the column sums of the parameter gradients included
     cuda_fast.gelu_forward(x64, "tanh")  # GELU: any float dtype
     assert calls == ["softmax", "layer_norm_backward", "gelu"]

@@ -3,6 +3,7 @@
 GELU in both forms, dropout, the embedding backward and the AdamW update, on the hard inputs of
 tests/kernel_cases.py; the reference erf against math.erf; mutation tests at the end.
 """
+
 import math
 
 import numpy as np
@@ -44,8 +45,13 @@ def check_gelu(fast, x, grad, approximate):
     fast_out, fast_gate = fast["gelu_forward"](x, approximate)
     assert_same(op, "forward", fast_out, out, abs(x))
     assert_same(op, "gate", fast_gate, gate, np.ones(1))
-    assert_same(op, "backward", fast["gelu_backward"](x, gate, grad, approximate),
-                REFERENCE["gelu_backward"](x, gate, grad, approximate), abs(grad) * (1.0 + abs(x)))
+    assert_same(
+        op,
+        "backward",
+        fast["gelu_backward"](x, gate, grad, approximate),
+        REFERENCE["gelu_backward"](x, gate, grad, approximate),
+        abs(grad) * (1.0 + abs(x)),
+    )
 
 
 def check_dropout(fast, x, p, grad, seed):
@@ -60,8 +66,14 @@ def check_dropout(fast, x, p, grad, seed):
 
 def check_embedding_backward(fast, indices, grad_rows, num_rows):
     magnitude = REFERENCE["embedding_backward"](indices, abs(grad_rows), num_rows)  # the sums of |g|
-    assert_same("embedding_backward", "grad weight", fast["embedding_backward"](indices, grad_rows, num_rows),
-                REFERENCE["embedding_backward"](indices, grad_rows, num_rows), magnitude, terms=max(1, indices.size))
+    assert_same(
+        "embedding_backward",
+        "grad weight",
+        fast["embedding_backward"](indices, grad_rows, num_rows),
+        REFERENCE["embedding_backward"](indices, grad_rows, num_rows),
+        magnitude,
+        terms=max(1, indices.size),
+    )
 
 
 def check_adamw(fast, make_state, grads, weight_decay):
@@ -76,8 +88,15 @@ def check_adamw(fast, make_state, grads, weight_decay):
 
 
 # ---------------------------------------------------------------- hypothesis-drawn hard inputs
-@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS,
-       approximate=st.sampled_from(["none", "tanh"]), seed=SEEDS)
+@given(
+    rows=ROWS,
+    width=WIDTHS,
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    approximate=st.sampled_from(["none", "tanh"]),
+    seed=SEEDS,
+)
 @example(80, 4096, np.float32, 0.0, "strided", "none", 0)  # large enough for threads: always run
 def test_gelu(rows, width, dtype, offset, layout, approximate, seed):
     rng = np.random.default_rng(seed)
@@ -85,8 +104,15 @@ def test_gelu(rows, width, dtype, offset, layout, approximate, seed):
     check_gelu(FAST, x, hard_array(rng, (rows, width), dtype, layout=layout), approximate)
 
 
-@given(rows=ROWS, width=WIDTHS, dtype=DTYPES, offset=OFFSETS, layout=LAYOUTS, p=st.sampled_from([0.1, 0.5, 0.9]),
-       seed=SEEDS)
+@given(
+    rows=ROWS,
+    width=WIDTHS,
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    p=st.sampled_from([0.1, 0.5, 0.9]),
+    seed=SEEDS,
+)
 @example(80, 4096, np.float32, 1e4, "transposed", 0.5, 0)
 def test_dropout(rows, width, dtype, offset, layout, p, seed):
     rng = np.random.default_rng(seed)
@@ -94,8 +120,15 @@ def test_dropout(rows, width, dtype, offset, layout, p, seed):
     check_dropout(FAST, x, p, hard_array(rng, (rows, width), dtype, layout=layout), seed)
 
 
-@given(count=st.sampled_from([0, 1, 50, 400]), width=WIDTHS, num_rows=st.sampled_from([1, 7, 256, 300]), dtype=DTYPES,
-       offset=OFFSETS, layout=LAYOUTS, seed=SEEDS)
+@given(
+    count=st.sampled_from([0, 1, 50, 400]),
+    width=WIDTHS,
+    num_rows=st.sampled_from([1, 7, 256, 300]),
+    dtype=DTYPES,
+    offset=OFFSETS,
+    layout=LAYOUTS,
+    seed=SEEDS,
+)
 @example(400, 4096, 300, np.float32, 1e4, "strided", 1)
 def test_embedding_backward(count, width, num_rows, dtype, offset, layout, seed):
     """Tables up to 256 rows take the one-hot product, larger ones the sort-and-reduceat path."""
@@ -109,8 +142,12 @@ def test_embedding_backward(count, width, num_rows, dtype, offset, layout, seed)
 def test_adamw_update(rows, width, dtype, layout, weight_decay, seed):
     def make_state():
         rng = np.random.default_rng(seed)
-        return hard_array(rng, (rows, width), dtype, layout=layout), np.zeros((rows, width), dtype), \
-            np.zeros((rows, width), dtype)
+        return (
+            hard_array(rng, (rows, width), dtype, layout=layout),
+            np.zeros((rows, width), dtype),
+            np.zeros((rows, width), dtype),
+        )
+
     rng = np.random.default_rng(seed + 1)
     grads = [hard_array(rng, (rows, width), dtype, layout=layout, scale=scale) for scale in (1.0, 1e-3, 10.0)]
     check_adamw(FAST, make_state, grads, weight_decay)
@@ -134,9 +171,10 @@ def _embedding_backward_last_write_wins(indices, grad_rows, num_rows):
     return out
 
 
-def _adamw_without_bias_correction(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step,
-                                   scratch=None):
-    REFERENCE["adamw_update"](param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, 10 ** 6)
+def _adamw_without_bias_correction(
+    param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, scratch=None
+):
+    REFERENCE["adamw_update"](param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, 10**6)
 
 
 def _gelu_case(fast):
@@ -153,14 +191,18 @@ def _embedding_case(fast):
 def _adamw_case(fast):
     rng = np.random.default_rng(0)
     state = rng.standard_normal((2, 5))
-    check_adamw(fast, lambda: (state.copy(), np.zeros_like(state), np.zeros_like(state)), [rng.standard_normal((2, 5))],
-                0.1)
+    check_adamw(
+        fast, lambda: (state.copy(), np.zeros_like(state), np.zeros_like(state)), [rng.standard_normal((2, 5))], 0.1
+    )
 
 
 MUTATIONS = {  # what is wrong: (the kernel replaced, the wrong kernel, the check that must catch it)
     "exact GELU computed by the tanh form": ("gelu_forward", _gelu_exact_with_the_tanh_form, _gelu_case),
-    "embedding backward where a repeated index keeps one row": ("embedding_backward",
-                                                                _embedding_backward_last_write_wins, _embedding_case),
+    "embedding backward where a repeated index keeps one row": (
+        "embedding_backward",
+        _embedding_backward_last_write_wins,
+        _embedding_case,
+    ),
     "AdamW without bias correction": ("adamw_update", _adamw_without_bias_correction, _adamw_case),
 }
 

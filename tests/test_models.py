@@ -2,6 +2,7 @@
 Head and MultiHeadAttention written here): forward values, loss and every parameter's gradient, weights copied across
 through state_dict with dropout 0; 20 AdamW steps of a small GPT; the nanoGPT checkpoint converter.
 """
+
 import math
 
 import numpy as np
@@ -13,12 +14,13 @@ import torch.nn.functional as TF
 import tinygrad_tx.nn.functional as F
 from bench.reference import Block as TorchBlock
 from bench.reference import ReferenceGPT as TorchGPT
-from conftest import assert_close
 from models import GPT, BigramLanguageModel, Block, GPTConfig, Head, MultiHeadAttention
 from models.gpt import read_npz
 from tinygrad_tx import Tensor
 from tinygrad_tx.optim import clip_grad_norm_
 from train import convert_nanogpt
+
+from conftest import assert_close
 
 torch.manual_seed(0)
 
@@ -86,8 +88,9 @@ GPT_CONFIGS = [
 
 
 # ---------------------------------------------------------------- GPT
-@pytest.mark.parametrize("config", GPT_CONFIGS, ids=lambda c: f"L{c.n_layer}H{c.n_head}C{c.n_embd}bias{c.bias}"
-                                                              f"{c.gelu_approximate}")
+@pytest.mark.parametrize(
+    "config", GPT_CONFIGS, ids=lambda c: f"L{c.n_layer}H{c.n_head}C{c.n_embd}bias{c.bias}{c.gelu_approximate}"
+)
 @pytest.mark.parametrize("length", ["full", "short"])
 def test_gpt_matches_pytorch(config, length, impl):
     rng = np.random.default_rng(0)
@@ -191,9 +194,11 @@ def test_twenty_adamw_steps_follow_pytorch():
     optimizer = model.configure_optimizers(**hyper)
     decay = [p for p in reference.parameters() if p.dim() >= 2]
     no_decay = [p for p in reference.parameters() if p.dim() < 2]
-    ref_optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": hyper["weight_decay"]},
-                                       {"params": no_decay, "weight_decay": 0.0}],
-                                      lr=hyper["learning_rate"], betas=hyper["betas"])
+    ref_optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hyper["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hyper["learning_rate"],
+        betas=hyper["betas"],
+    )
     rng = np.random.default_rng(6)
     losses, ref_losses = [], []
     for _ in range(20):
@@ -223,8 +228,10 @@ def test_converter_turns_a_nanogpt_checkpoint_into_our_model(tmp_path):
     state = {"_orig_mod." + k: v for k, v in reference.state_dict().items()}  # as torch.compile saves it
     state["_orig_mod.transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 8, 8))  # the mask buffer
     model_args = dict(n_layer=2, n_head=2, n_embd=16, block_size=8, bias=False, vocab_size=11, dropout=0.0)
-    torch.save({"model": state, "model_args": model_args, "iter_num": 5, "best_val_loss": 1.0,
-                "config": {"batch_size": 4}}, tmp_path / "ckpt.pt")
+    torch.save(
+        {"model": state, "model_args": model_args, "iter_num": 5, "best_val_loss": 1.0, "config": {"batch_size": 4}},
+        tmp_path / "ckpt.pt",
+    )
 
     assert convert_nanogpt.main([str(tmp_path / "ckpt.pt"), str(tmp_path / "model.npz")]) == 0
     weights, args = read_npz(tmp_path / "model.npz")

@@ -2,17 +2,19 @@
 user errors, counting helpers, the optimizer groups, .npz round trips and a float64 gradcheck of a
 whole tiny GPT.
 """
+
 import dataclasses
 
 import numpy as np
 import pytest
 
 import tinygrad_tx.nn.functional as F
-from conftest import DEVICES, assert_close
 from models import GPT, BigramLanguageModel, GPTConfig, KVCache
 from models.generation import sample_next
 from tinygrad_tx import backend, gradcheck_directional
 from tinygrad_tx.errors import ShapeError, TinygradTxError
+
+from conftest import DEVICES, assert_close
 
 TINY = GPTConfig(block_size=8, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
 
@@ -40,8 +42,8 @@ def test_sample_next_respects_top_k_and_top_p():
     plain = sample_next(logits, rng).ravel()
     assert_close(np.bincount(plain, minlength=4) / plain.size, [0.1, 0.4, 0.2, 0.3], 0.08, what="frequencies")
     assert set(sample_next(logits, rng, top_k=2).ravel()) == {1, 3}
-    assert set(sample_next(logits, rng, top_p=0.65).ravel()) == {1, 3}   # 0.4 + 0.3 reaches 0.65
-    assert set(sample_next(logits, rng, top_p=0.4).ravel()) == {1}       # the first token alone reaches 0.4
+    assert set(sample_next(logits, rng, top_p=0.65).ravel()) == {1, 3}  # 0.4 + 0.3 reaches 0.65
+    assert set(sample_next(logits, rng, top_p=0.4).ravel()) == {1}  # the first token alone reaches 0.4
     assert set(sample_next(logits, rng, top_k=1, temperature=5.0).ravel()) == {1}
     cold = sample_next(logits, rng, temperature=0.05).ravel()
     assert (cold == 1).mean() > 0.99
@@ -70,10 +72,11 @@ def test_kv_cache_logits_match_a_full_forward():
     full, _ = model(tokens, tokens)
     cache = KVCache(TINY.n_layer, TINY.block_size)
     step_logits = [model(tokens[:, :3], kv_cache=cache)[0]]  # the prompt at once, then one token at a time
-    step_logits += [model(tokens[:, t:t + 1], kv_cache=cache)[0] for t in range(3, 8)]
+    step_logits += [model(tokens[:, t : t + 1], kv_cache=cache)[0] for t in range(3, 8)]
     assert cache.length == 8
-    assert_close(np.concatenate([s.numpy() for s in step_logits], axis=1), full.numpy()[:, 2:], 1e-5,
-                 what="cached logits")
+    assert_close(
+        np.concatenate([s.numpy() for s in step_logits], axis=1), full.numpy()[:, 2:], 1e-5, what="cached logits"
+    )
     with pytest.raises(ShapeError, match="8 cached \\+ 1 new positions exceeds block_size 8"):
         model(tokens[:, :1], kv_cache=cache)
 
@@ -87,6 +90,7 @@ def test_generate_never_feeds_more_than_block_size(use_cache):
     def recording_forward(idx, targets=None, kv_cache=None):
         seen.append(idx.shape[1] + (kv_cache.length if kv_cache is not None else 0))
         return forward(idx, targets, kv_cache)
+
     model.forward = recording_forward
     out = generate(model, 1, prompt(length=5), 15, use_cache=use_cache)
     assert out.shape == (3, 20)
@@ -106,6 +110,7 @@ def test_generated_tokens_stay_inside_top_k():
 
     def top3(p):
         return p >= np.sort(p)[-3]
+
     assert all(allowed_by_full_forward(model, tokens, 3, top3))
     tokens = generate(model, 5, prompt(), 5, top_k=1)
     greedy = allowed_by_full_forward(model, tokens, 3, lambda p: p == p.max())
@@ -123,6 +128,7 @@ def test_generated_tokens_stay_inside_top_p():
         descending = np.sort(p)[::-1]
         before = np.cumsum(descending) - descending
         return p >= descending[(before < top_p).sum() - 1] * (1 - 1e-5)
+
     assert all(allowed_by_full_forward(model, tokens, 3, nucleus))
 
 
@@ -147,10 +153,17 @@ def test_gpt_runs_and_generates_on_device(device):
 
 
 # ---------------------------------------------------------------- user errors
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=0.0), "temperature must be > 0, got 0.0"), (dict(temperature=-1), "temperature"),
-    (dict(top_k=0), "top_k must be an integer >= 1 or None, got 0"), (dict(top_k=2.5), "top_k"),
-    (dict(top_p=0.0), "top_p must be in \\(0, 1\\] or None, got 0.0"), (dict(top_p=1.5), "top_p")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=0.0), "temperature must be > 0, got 0.0"),
+        (dict(temperature=-1), "temperature"),
+        (dict(top_k=0), "top_k must be an integer >= 1 or None, got 0"),
+        (dict(top_k=2.5), "top_k"),
+        (dict(top_p=0.0), "top_p must be in \\(0, 1\\] or None, got 0.0"),
+        (dict(top_p=1.5), "top_p"),
+    ],
+)
 def test_bad_sampling_arguments(kwargs, message):
     with pytest.raises(TinygradTxError, match=message):
         tiny_gpt().generate(prompt(), 2, **kwargs)
@@ -224,8 +237,13 @@ def test_gpt_loss_gradcheck_float64():
         param.data = param.data.astype(np.float64) * 10  # larger weights: every path contributes
     idx = prompt(2, 6, vocab=7)
     targets = np.roll(idx, -1, axis=1)
-    sample = [(model.transformer, "wte"), (model.transformer.h[0].attn, "c_attn"),
-              (model.transformer.h[1].mlp, "c_proj"), (model.transformer.h[0], "ln_2"), (model.transformer, "ln_f")]
+    sample = [
+        (model.transformer, "wte"),
+        (model.transformer.h[0].attn, "c_attn"),
+        (model.transformer.h[1].mlp, "c_proj"),
+        (model.transformer.h[0], "ln_2"),
+        (model.transformer, "ln_f"),
+    ]
     modules, names = [getattr(owner, name) for owner, name in sample], ["weight", "bias", "weight", "bias", "weight"]
     originals = [module._parameters[name] for module, name in zip(modules, names)]
 
@@ -235,6 +253,7 @@ def test_gpt_loss_gradcheck_float64():
             module._parameters[name] = param
         model.lm_head._parameters["weight"] = params[0]  # keep the tie: wte and lm_head share one matrix
         return model(idx, targets)[1]
+
     try:
         assert gradcheck_directional(loss_of, originals, n_directions=3, eps=1e-6, rtol=1e-5, atol=1e-8)
     finally:

@@ -3,6 +3,7 @@
 Nesting, recursion through one decorator instance, exceptions and other threads must all leave
 each mode as it was found.
 """
+
 import threading
 
 import numpy as np
@@ -23,6 +24,7 @@ def in_thread(function):
             box["result"] = function()
         except BaseException as exc:  # handed back to the test
             box["error"] = exc
+
     thread = threading.Thread(target=target)
     thread.start()
     thread.join()
@@ -33,6 +35,7 @@ def in_thread(function):
 
 def test_recursive_no_grad_decorator_restores_grad_mode():
     """Regression: the decorator kept its saved state on the shared instance, so re-entry left grad off."""
+
     @no_grad()
     def countdown(n):
         return countdown(n - 1) if n else tx.is_grad_enabled()
@@ -61,9 +64,8 @@ def test_an_exception_inside_no_grad_restores_grad_mode():
 
     with pytest.raises(KeyError):
         fails()
-    with pytest.raises(ValueError):
-        with no_grad():
-            raise ValueError
+    with pytest.raises(ValueError), no_grad():
+        raise ValueError
     assert tx.is_grad_enabled()
 
 
@@ -79,6 +81,7 @@ def test_grad_mode_never_leaks_between_threads():
             started.set()
             release.wait(10)
             return tx.is_grad_enabled()
+
     thread_result = {}
     thread = threading.Thread(target=lambda: thread_result.update(value=holds_no_grad()))
     thread.start()
@@ -99,6 +102,7 @@ def test_one_decorated_function_called_from_two_threads_at_once():
         inside.wait(10)
         release.wait(10)
         return tx.is_grad_enabled()
+
     results = []
     threads = [threading.Thread(target=lambda: results.append(hold())) for _ in range(2)]
     for thread in threads:
@@ -118,7 +122,7 @@ def test_anomaly_mode_is_per_thread_and_nests():
         assert is_anomaly_enabled()
         with pytest.raises(tx.AnomalyError):
             Tensor([-1.0], requires_grad=True).log().sum()
-        in_thread(lambda: Tensor([-1.0], requires_grad=True).log())   # no anomaly check in the other thread
+        in_thread(lambda: Tensor([-1.0], requires_grad=True).log())  # no anomaly check in the other thread
     assert not is_anomaly_enabled()
 
 

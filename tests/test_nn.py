@@ -1,12 +1,14 @@
 """Modules and layers: registration, names, state dicts, ties, modes, repr; layers against torch.nn."""
+
 import numpy as np
 import pytest
 import torch
 
 import tinygrad_tx.nn as nn
 import tinygrad_tx.nn.functional as F
-from conftest import DEVICES, assert_close
 from tinygrad_tx import Tensor, TinygradTxError, manual_seed
+
+from conftest import DEVICES, assert_close
 
 
 class TinyNet(nn.Module):
@@ -32,8 +34,9 @@ class TorchTinyNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.wte = torch.nn.Embedding(10, 8)
-        self.blocks = torch.nn.ModuleList([
-            torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 8, bias=False)) for _ in range(2)])
+        self.blocks = torch.nn.ModuleList(
+            [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 8, bias=False)) for _ in range(2)]
+        )
         self.ln_f = torch.nn.LayerNorm(8)
         self.drop = torch.nn.Dropout(0.1)
         self.head = torch.nn.Linear(8, 10, bias=False)
@@ -49,7 +52,7 @@ def test_names_match_pytorch_and_ties_appear_once():
     ours, theirs = TinyNet(), TorchTinyNet()
     assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
     assert len(list(ours.parameters())) == len(list(theirs.parameters())) == 9
-    assert list(ours.state_dict()) == list(theirs.state_dict())    # the tied weight under both names
+    assert list(ours.state_dict()) == list(theirs.state_dict())  # the tied weight under both names
     assert ours.head.weight is ours.wte.weight
 
 
@@ -81,7 +84,7 @@ def test_load_state_dict_writes_in_place_casts_and_keeps_ties():
     assert net.wte.weight.data is weight_array and net.head.weight is net.wte.weight
     assert net.wte.weight.dtype == np.float32
     np.testing.assert_array_equal(net.head.weight.numpy(), np.full((10, 8), 0.25, dtype=np.float32))
-    net.load_state_dict({k: Tensor(v) for k, v in state.items()})   # Tensors work as values too
+    net.load_state_dict({k: Tensor(v) for k, v in state.items()})  # Tensors work as values too
 
 
 def test_load_state_dict_reports_every_bad_key_at_once_and_writes_nothing():
@@ -94,9 +97,11 @@ def test_load_state_dict_reports_every_bad_key_at_once_and_writes_nothing():
     state["1.bias"] = np.ones(4, dtype=np.float32)
     with pytest.raises(TinygradTxError) as info:
         net.load_state_dict(state)
-    assert str(info.value) == ("Sequential.load_state_dict: missing keys: ['0.bias', '1.weight']; "
-                               "unexpected keys: ['2.weight']; shape mismatch: '0.weight' expects (3, 4), got (4, 3), "
-                               "'1.bias' expects (3,), got (4,)")
+    assert str(info.value) == (
+        "Sequential.load_state_dict: missing keys: ['0.bias', '1.weight']; "
+        "unexpected keys: ['2.weight']; shape mismatch: '0.weight' expects (3, 4), got (4, 3), "
+        "'1.bias' expects (3,), got (4,)"
+    )
     for key, value in net.state_dict().items():
         np.testing.assert_array_equal(value, before[key])
 
@@ -129,8 +134,20 @@ def test_zero_grad_clears_every_gradient():
 def test_named_modules_and_apply_visit_each_module_once():
     net = TinyNet()
     names = [name for name, _ in net.named_modules()]
-    assert names == ["", "wte", "blocks", "blocks.0", "blocks.0.0", "blocks.0.1", "blocks.1", "blocks.1.0",
-                     "blocks.1.1", "ln_f", "drop", "head"]
+    assert names == [
+        "",
+        "wte",
+        "blocks",
+        "blocks.0",
+        "blocks.0.0",
+        "blocks.0.1",
+        "blocks.1",
+        "blocks.1.0",
+        "blocks.1.1",
+        "ln_f",
+        "drop",
+        "head",
+    ]
     visited = []
     assert net.apply(lambda m: visited.append(type(m).__name__)) is net
     assert visited.count("Linear") == 5 and visited[-1] == "TinyNet"
@@ -138,12 +155,14 @@ def test_named_modules_and_apply_visit_each_module_once():
 
 def test_repr_is_readable():
     net = nn.Sequential(nn.Linear(4, 3, bias=False), nn.LayerNorm(3), nn.Dropout(0.1), nn.Embedding(5, 2))
-    assert repr(net) == ("Sequential(\n"
-                         "  (0): Linear(in_features=4, out_features=3, bias=False)\n"
-                         "  (1): LayerNorm((3,), eps=1e-05, bias=True)\n"
-                         "  (2): Dropout(p=0.1)\n"
-                         "  (3): Embedding(5, 2)\n"
-                         ")")
+    assert repr(net) == (
+        "Sequential(\n"
+        "  (0): Linear(in_features=4, out_features=3, bias=False)\n"
+        "  (1): LayerNorm((3,), eps=1e-05, bias=True)\n"
+        "  (2): Dropout(p=0.1)\n"
+        "  (3): Embedding(5, 2)\n"
+        ")"
+    )
     nested = repr(nn.ModuleDict({"h": nn.ModuleList([nn.Dropout(0.0)])}))
     assert nested == "ModuleDict(\n  (h): ModuleList(\n    (0): Dropout(p=0.0)\n  )\n)"
     assert repr(nn.Parameter(np.ones(2))).startswith("Parameter containing:\nTensor([1., 1.]")
@@ -169,13 +188,13 @@ def test_containers_index_iterate_and_chain():
 
 def test_attribute_registration_rules():
     net = nn.Linear(3, 2)
-    net.weight = nn.Parameter(np.zeros((2, 3)))   # a replaced parameter keeps its place, as in PyTorch
+    net.weight = nn.Parameter(np.zeros((2, 3)))  # a replaced parameter keeps its place, as in PyTorch
     assert [n for n, _ in net.named_parameters()] == ["weight", "bias"]
-    net.bias = None                     # an optional parameter switched off stays a known name
+    net.bias = None  # an optional parameter switched off stays a known name
     assert [n for n, _ in net.named_parameters()] == ["weight"] and net.bias is None
     with pytest.raises(TinygradTxError, match="cannot assign a plain Tensor to parameter 'weight'"):
         net.weight = Tensor(np.ones((2, 3)))
-    net.scale = 2.0                     # plain attributes are not registered
+    net.scale = 2.0  # plain attributes are not registered
     assert "scale" not in dict(net.named_parameters())
     del net.weight
     assert list(net.parameters()) == []
@@ -183,6 +202,7 @@ def test_attribute_registration_rules():
     class Forgetful(nn.Module):
         def __init__(self):
             self.fc = nn.Linear(2, 2)
+
     with pytest.raises(TinygradTxError, match=r"Forgetful: call super\(\).__init__\(\) before assigning 'fc'"):
         Forgetful()
     with pytest.raises(NotImplementedError, match="Module: a Module subclass must define forward"):
@@ -196,7 +216,7 @@ def test_initialisation_follows_pytorch_defaults_and_the_seed():
     bound = 1 / np.sqrt(64)
     for p in (linear.weight, linear.bias):
         assert p.dtype == np.float32 and p.requires_grad and np.abs(p.numpy()).max() <= bound
-    assert linear.weight.numpy().std() == pytest.approx(bound / np.sqrt(3), rel=0.05)   # U(-b, b)
+    assert linear.weight.numpy().std() == pytest.approx(bound / np.sqrt(3), rel=0.05)  # U(-b, b)
     embedding = nn.Embedding(200, 64).weight.numpy()
     assert embedding.mean() == pytest.approx(0, abs=0.02) and embedding.std() == pytest.approx(1, rel=0.03)
     norm = nn.LayerNorm(6)
@@ -206,15 +226,18 @@ def test_initialisation_follows_pytorch_defaults_and_the_seed():
     np.testing.assert_array_equal(nn.Linear(64, 128).weight.numpy(), linear.weight.numpy())
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: nn.Linear(0, 3), "Linear: in_features must be a positive integer, got 0"),
-    (lambda: nn.Linear(3, 2.5), "Linear: out_features must be a positive integer, got 2.5"),
-    (lambda: nn.Embedding(-1, 3), "Embedding: num_embeddings must be a positive integer, got -1"),
-    (lambda: nn.LayerNorm((4, 0)), r"LayerNorm: normalized_shape must be positive integers, got \(4, 0\)"),
-    (lambda: nn.LayerNorm(4, eps=-1), "LayerNorm: eps must be a number >= 0, got -1"),
-    (lambda: nn.Dropout(1.0), r"Dropout: dropout probability must be a number in \[0, 1\), got 1.0"),
-    (lambda: nn.LayerNorm(4)(Tensor(np.ones((2, 3)))), r"LayerNorm: input of shape \(2, 3\) does not end in"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: nn.Linear(0, 3), "Linear: in_features must be a positive integer, got 0"),
+        (lambda: nn.Linear(3, 2.5), "Linear: out_features must be a positive integer, got 2.5"),
+        (lambda: nn.Embedding(-1, 3), "Embedding: num_embeddings must be a positive integer, got -1"),
+        (lambda: nn.LayerNorm((4, 0)), r"LayerNorm: normalized_shape must be positive integers, got \(4, 0\)"),
+        (lambda: nn.LayerNorm(4, eps=-1), "LayerNorm: eps must be a number >= 0, got -1"),
+        (lambda: nn.Dropout(1.0), r"Dropout: dropout probability must be a number in \[0, 1\), got 1.0"),
+        (lambda: nn.LayerNorm(4)(Tensor(np.ones((2, 3)))), r"LayerNorm: input of shape \(2, 3\) does not end in"),
+    ],
+)
 def test_bad_layer_arguments_raise_clear_errors(make, message):
     with pytest.raises(TinygradTxError, match=message):
         make()
@@ -251,7 +274,7 @@ def test_embedding_matches_torch_with_repeated_ids():
 @pytest.mark.parametrize("bias", [True, False])
 def test_layernorm_matches_torch(bias):
     ours = nn.LayerNorm(8, bias=bias)
-    ours.weight.data[...] = upstream(8, 2)   # non-trivial affine parameters so their gradients matter
+    ours.weight.data[...] = upstream(8, 2)  # non-trivial affine parameters so their gradients matter
     if bias:
         ours.bias.data[...] = upstream(8, 3)
     compare_with_torch(ours, torch.nn.LayerNorm(8, bias=bias), upstream((2, 3, 8), 4), "LayerNorm", atol=1e-5)
@@ -271,7 +294,7 @@ def test_dropout_zeroes_and_rescales_in_training_and_is_identity_in_eval():
     assert set(np.unique(values)) <= {0.0, np.float32(1 / 0.75)}
     assert (values == 0).mean() == pytest.approx(0.25, abs=0.02)
     y.backward(np.ones_like(values))
-    np.testing.assert_array_equal(x.grad.numpy(), values)   # d/dx = mask / (1 - p), the same mask
+    np.testing.assert_array_equal(x.grad.numpy(), values)  # d/dx = mask / (1 - p), the same mask
     drop.eval()
     np.testing.assert_array_equal(drop(x).numpy(), x.numpy())
     np.testing.assert_array_equal(nn.Dropout(0.0)(x).numpy(), x.numpy())

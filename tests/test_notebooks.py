@@ -3,6 +3,7 @@ from a clean kernel; a failing cell (every notebook asserts as it goes) fails th
 
 Needs the docs extra (nbclient, ipykernel) and Tiny Shakespeare (TINYSHAKESPEARE_PATH or the cache).
 """
+
 import os
 from pathlib import Path
 
@@ -18,8 +19,12 @@ nbclient = pytest.importorskip("nbclient", reason="the docs extra is not install
 
 
 def test_the_four_walkthroughs_exist():
-    assert [p.name for p in NOTEBOOKS] == ["backprop_by_hand.ipynb", "bigram.ipynb", "gpt_walkthrough.ipynb",
-                                           "self_attention.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "backprop_by_hand.ipynb",
+        "bigram.ipynb",
+        "gpt_walkthrough.ipynb",
+        "self_attention.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -47,5 +52,6 @@ def test_executes_from_a_clean_kernel(path, shakespeare, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()

@@ -1,6 +1,7 @@
 """Every primitive op: finite-difference gradcheck in float64 on hypothesis-drawn shapes, and forward
 values and input gradients against PyTorch in float32 (relative error < 1e-5 forward, < 1e-4 gradients).
 """
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinygrad_tx as tx
 from tinygrad_tx import Tensor, gradcheck
+
 from conftest import DEVICES, assert_close
 
 small_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
@@ -70,8 +72,9 @@ def test_against_torch_binary(device, name, shapes, seed):
     against_torch(ours, theirs, [a, b], device)
 
 
-@pytest.mark.parametrize("expr", ["2 * t", "t * 2", "t - 1", "1 - t", "1 / t", "t / 4", "t + 0.5", "0.5 + t",
-                                  "2 ** t", "t ** 3", "-t"])
+@pytest.mark.parametrize(
+    "expr", ["2 * t", "t * 2", "t - 1", "1 - t", "1 / t", "t / 4", "t + 0.5", "0.5 + t", "2 ** t", "t ** 3", "-t"]
+)
 def test_python_scalars_on_either_side(expr):
     x = np.array([0.5, 1.5, 2.0], dtype=np.float32)
     t, tt = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
@@ -97,10 +100,10 @@ UNARY = {
     "sqrt": (lambda x: x.sqrt(), torch.sqrt, True),
     "tanh": (lambda x: x.tanh(), torch.tanh, False),
     "relu": (lambda x: x.relu(), torch.relu, False),
-    "pow2": (lambda x: x ** 2, lambda x: x ** 2, False),
-    "pow3": (lambda x: x ** 3, lambda x: x ** 3, False),
-    "pow_half": (lambda x: x ** 0.5, lambda x: x ** 0.5, True),
-    "pow_neg": (lambda x: x ** -1.5, lambda x: x ** -1.5, True),
+    "pow2": (lambda x: x**2, lambda x: x**2, False),
+    "pow3": (lambda x: x**3, lambda x: x**3, False),
+    "pow_half": (lambda x: x**0.5, lambda x: x**0.5, True),
+    "pow_neg": (lambda x: x**-1.5, lambda x: x**-1.5, True),
 }
 
 
@@ -136,13 +139,22 @@ def shape_and_axis(draw, allow_none=True):
 
 
 REDUCE = {
-    "sum": (lambda x, axis, k: x.sum(axis=axis, keepdims=k),
-            lambda x, axis, k: x.sum() if axis is None and not k else x.sum(dim=axis, keepdim=k)),
-    "mean": (lambda x, axis, k: x.mean(axis=axis, keepdims=k),
-             lambda x, axis, k: x.mean() if axis is None and not k else x.mean(dim=axis, keepdim=k)),
-    "max": (lambda x, axis, k: x.max(axis=axis, keepdims=k),
-            lambda x, axis, k: x.amax() if axis is None and not k else x.amax(dim=axis if axis is not None else
-                                                                               tuple(range(x.ndim)), keepdim=k)),
+    "sum": (
+        lambda x, axis, k: x.sum(axis=axis, keepdims=k),
+        lambda x, axis, k: x.sum() if axis is None and not k else x.sum(dim=axis, keepdim=k),
+    ),
+    "mean": (
+        lambda x, axis, k: x.mean(axis=axis, keepdims=k),
+        lambda x, axis, k: x.mean() if axis is None and not k else x.mean(dim=axis, keepdim=k),
+    ),
+    "max": (
+        lambda x, axis, k: x.max(axis=axis, keepdims=k),
+        lambda x, axis, k: (
+            x.amax()
+            if axis is None and not k
+            else x.amax(dim=axis if axis is not None else tuple(range(x.ndim)), keepdim=k)
+        ),
+    ),
 }
 
 
@@ -188,11 +200,12 @@ MOVEMENT = {
     "getitem_int_array_repeated": (lambda x: x[:, [0, 2, 0, 0]], lambda x: x[:, [0, 2, 0, 0]]),
     "getitem_two_arrays": (lambda x: x[[0, 1, 1], [2, 0, 2]], lambda x: x[[0, 1, 1], [2, 0, 2]]),
     "getitem_bool_mask": (lambda x: x[x > 0], lambda x: x[x > 0]),
-    "concatenate": (lambda x: tx.concatenate([x, x[:, :1] * 2], axis=1),
-                    lambda x: torch.cat([x, x[:, :1] * 2], dim=1)),
+    "concatenate": (lambda x: tx.concatenate([x, x[:, :1] * 2], axis=1), lambda x: torch.cat([x, x[:, :1] * 2], dim=1)),
     "stack": (lambda x: tx.stack([x, x * 3], axis=-1), lambda x: torch.stack([x, x * 3], dim=-1)),
-    "split": (lambda x: tx.split(x, 1, axis=1)[2] * x.split([2, 1], axis=1)[0].sum(),
-              lambda x: torch.split(x, 1, dim=1)[2] * torch.split(x, [2, 1], dim=1)[0].sum()),
+    "split": (
+        lambda x: tx.split(x, 1, axis=1)[2] * x.split([2, 1], axis=1)[0].sum(),
+        lambda x: torch.split(x, 1, dim=1)[2] * torch.split(x, [2, 1], dim=1)[0].sum(),
+    ),
     "where": (lambda x: tx.where(x > 0, x, x * x), lambda x: torch.where(x > 0, x, x * x)),
     "masked_fill": (lambda x: x.masked_fill(x < 0, 0.0) * x, lambda x: x.masked_fill(x < 0, 0.0) * x),
 }
@@ -222,9 +235,15 @@ def matmul_shapes(draw):
     n, k, m = (draw(st.integers(1, 4)) for _ in range(3))
     kind = draw(st.sampled_from(["vv", "mv", "vm", "mm", "batched", "broadcast", "rows_times_matrix"]))
     batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=2, max_side=3)).input_shapes
-    return {"vv": ((k,), (k,)), "mv": ((n, k), (k,)), "vm": ((k,), (k, m)), "mm": ((n, k), (k, m)),
-            "batched": ((3, n, k), (3, k, m)), "broadcast": (batch[0] + (n, k), batch[1] + (k, m)),
-            "rows_times_matrix": ((2, 3, n, k), (k, m))}[kind]
+    return {
+        "vv": ((k,), (k,)),
+        "mv": ((n, k), (k,)),
+        "vm": ((k,), (k, m)),
+        "mm": ((n, k), (k, m)),
+        "batched": ((3, n, k), (3, k, m)),
+        "broadcast": (batch[0] + (n, k), batch[1] + (k, m)),
+        "rows_times_matrix": ((2, 3, n, k), (k, m)),
+    }[kind]
 
 
 @given(shapes=matmul_shapes(), seed=seeds)
@@ -243,7 +262,7 @@ def test_against_torch_matmul(device, shapes, seed):
 # ------------------------------------------------------------------ bad inputs
 @pytest.mark.parametrize("op,symbol", [("add", "+"), ("sub", "-"), ("mul", "*"), ("div", "/")])
 def test_binary_shape_mismatch_names_op_and_shapes(op, symbol):
-    a, b = Tensor(np.ones((3, 4))), Tensor(np.ones((2, 4)))
+    a, b = Tensor(np.ones((3, 4))), Tensor(np.ones((2, 4)))  # noqa: F841 (read by the eval below)
     with pytest.raises(tx.ShapeError, match=rf"^{op}: shapes \(3, 4\) and \(2, 4\) cannot be broadcast"):
         eval(f"a {symbol} b")
 
@@ -270,17 +289,20 @@ def test_reshape_and_axis_errors():
         Tensor(np.ones((3, 4))).sum(axis=2)
 
 
-@pytest.mark.parametrize("expr,message", [
-    ("t.unsqueeze(5)", r"unsqueeze: axis 5 is out of range"),
-    ("t.transpose(0, 5)", r"transpose: axis 5 is out of range for a tensor with 2 dimensions"),
-    ("t.split(1, dim=3)", r"split: axis 3 is out of range"),
-    ("tx.concatenate([t, t], axis=3)", r"concatenate: axis 3 is out of range"),
-    ("tx.concatenate([])", r"concatenate: needs at least one tensor"),
-    ("tx.stack([])", r"stack: needs at least one tensor"),
-    ("t.squeeze(0)", r"squeeze: axis 0 has size 2; only size-1 axes can be removed"),
-])
+@pytest.mark.parametrize(
+    "expr,message",
+    [
+        ("t.unsqueeze(5)", r"unsqueeze: axis 5 is out of range"),
+        ("t.transpose(0, 5)", r"transpose: axis 5 is out of range for a tensor with 2 dimensions"),
+        ("t.split(1, dim=3)", r"split: axis 3 is out of range"),
+        ("tx.concatenate([t, t], axis=3)", r"concatenate: axis 3 is out of range"),
+        ("tx.concatenate([])", r"concatenate: needs at least one tensor"),
+        ("tx.stack([])", r"stack: needs at least one tensor"),
+        ("t.squeeze(0)", r"squeeze: axis 0 has size 2; only size-1 axes can be removed"),
+    ],
+)
 def test_axis_errors_name_the_op(expr, message):
-    t = Tensor(np.ones((2, 3)))
+    t = Tensor(np.ones((2, 3)))  # noqa: F841 (read by the eval below)
     with pytest.raises(tx.ShapeError, match=message):
         eval(expr)
 
@@ -301,12 +323,15 @@ def test_non_numeric_data_is_refused():
 
 
 # ---------------------------------------------------------------- masks and conditions (issue 13, item 1)
-@pytest.mark.parametrize("make", [
-    lambda x, y: tx.where(Tensor([1, 0, 1]), x, y),
-    lambda x, y: tx.where(np.array([1.0, 0.0, 1.0]), x, y),
-    lambda x, y: y.masked_fill(Tensor([1, 0, 1]), 0.0),
-    lambda x, y: y.masked_fill(np.array([1, 0, 1], dtype=np.uint8), 0.0),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda x, y: tx.where(Tensor([1, 0, 1]), x, y),
+        lambda x, y: tx.where(np.array([1.0, 0.0, 1.0]), x, y),
+        lambda x, y: y.masked_fill(Tensor([1, 0, 1]), 0.0),
+        lambda x, y: y.masked_fill(np.array([1, 0, 1], dtype=np.uint8), 0.0),
+    ],
+)
 def test_non_boolean_masks_are_refused_like_pytorch(make):
     """Regression: an int mask gave NumPy's forward but ``~mask`` (bitwise not) in backward: y.grad [-2, -1, -2]."""
     x, y = (Tensor([1.0, 2.0, 3.0], requires_grad=True) for _ in range(2))

@@ -1,22 +1,25 @@
 """Optimizers, clipping and the schedule against torch.optim, torch's clip_grad_norm_ and nanoGPT's get_lr."""
+
 import math
 import tracemalloc
 
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES, assert_close
 
 from tinygrad_tx import Tensor, TinygradTxError, kernels
 from tinygrad_tx.optim import SGD, AdamW, clip_grad_norm_, cosine_lr
+
+from conftest import DEVICES, assert_close
 
 SHAPES = [(4, 3), (3,), (2, 5), (5,)]
 
 
 def make_params(seed=0, device="cpu"):
     rng = np.random.default_rng(seed)
-    return [Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True, device=device)
-            for shape in SHAPES]
+    return [
+        Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True, device=device) for shape in SHAPES
+    ]
 
 
 def gradient_sequence(steps, seed=1):
@@ -47,11 +50,19 @@ def torch_twins(params):
     return [torch.tensor(p.numpy(), requires_grad=True) for p in params]
 
 
-@pytest.mark.parametrize("case", [
-    ("plain", {"lr": 0.1}, {}),
-    ("momentum", {"lr": 0.05, "momentum": 0.9}, {}),
-    ("momentum+decay groups", {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}, {"weight_decay": 0.1, "lr": 0.02}),
-], ids=lambda case: case[0])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("plain", {"lr": 0.1}, {}),
+        ("momentum", {"lr": 0.05, "momentum": 0.9}, {}),
+        (
+            "momentum+decay groups",
+            {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.01},
+            {"weight_decay": 0.1, "lr": 0.02},
+        ),
+    ],
+    ids=lambda case: case[0],
+)
 def test_sgd_matches_torch_over_ten_steps(case):
     _, kwargs, group_settings = case
     ours, theirs, grads = make_params(), None, gradient_sequence(10)
@@ -92,8 +103,9 @@ def test_updates_are_in_place_and_stay_float32():
     assert optimizer.state[id(params[0])]["step"] == 3
 
 
-@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1), lambda p: AdamW(p)],
-                         ids=["SGD", "AdamW"])
+@pytest.mark.parametrize(
+    "make", [lambda p: SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1), lambda p: AdamW(p)], ids=["SGD", "AdamW"]
+)
 def test_steps_after_the_first_allocate_no_arrays(make):
     """Temporaries live in a reused scratch buffer (the fast kernels'); NumPy reports its allocations to tracemalloc."""
     params = [Tensor(np.ones((128, 128), dtype=np.float32), requires_grad=True) for _ in range(3)]
@@ -120,8 +132,11 @@ def test_parameters_without_gradient_are_left_alone():
     assert all(p.grad is None for p in params)
 
 
-@pytest.mark.parametrize("make", [lambda p: SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
-                                  lambda p: AdamW(p, lr=0.01, weight_decay=0.1)], ids=["SGD", "AdamW"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda p: SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01), lambda p: AdamW(p, lr=0.01, weight_decay=0.1)],
+    ids=["SGD", "AdamW"],
+)
 def test_state_save_and_restore_continues_identically(make):
     grads = gradient_sequence(8)
     params = make_params()
@@ -169,8 +184,11 @@ def test_load_state_dict_reports_every_problem_at_once():
 
 
 def test_load_state_dict_rejects_what_is_not_an_optimizer_state():
-    with pytest.raises(TinygradTxError, match=r"SGD.load_state_dict: expected a dict with 'state' and 'param_groups' "
-                                              r"\(from state_dict\(\)\), got keys \['weight'\]"):
+    with pytest.raises(
+        TinygradTxError,
+        match=r"SGD.load_state_dict: expected a dict with 'state' and 'param_groups' "
+        r"\(from state_dict\(\)\), got keys \['weight'\]",
+    ):
         SGD(make_params(), lr=0.1).load_state_dict({"weight": np.ones(3)})
     incomplete = {"state": {0: {"step": 1}}, "param_groups": [{"params": [0, 1, 2, 3]}]}
     with pytest.raises(TinygradTxError, match=r"parameter 0: state \['step'\] is incomplete"):
@@ -183,20 +201,23 @@ def test_load_state_dict_rejects_a_different_group_layout():
         AdamW(grouped(make_params(), {})).load_state_dict(saved)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: SGD(p, lr=0.0), "SGD: lr must be a positive number, got 0.0"),
-    (lambda p: AdamW(p, lr=-1e-3), "AdamW: lr must be a positive number, got -0.001"),
-    (lambda p: AdamW(p, betas=(0.9, 1.0)), r"AdamW: betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"),
-    (lambda p: AdamW(p, betas=(0.9,)), "AdamW: betas must be two numbers"),
-    (lambda p: AdamW(p, eps=-1.0), "AdamW: eps must be >= 0"),
-    (lambda p: SGD(p, lr=0.1, momentum=-0.5), "SGD: momentum must be >= 0, got -0.5"),
-    (lambda p: AdamW([{"params": p, "weight_decay": -0.1}]), "AdamW: weight_decay must be >= 0, got -0.1"),
-    (lambda p: AdamW([{"params": p[:2], "lr": 0}, {"params": p[2:]}]), "AdamW: lr must be a positive number"),
-    (lambda p: AdamW([]), "AdamW: got an empty parameter list"),
-    (lambda p: AdamW(p[0]), "got a single Tensor"),
-    (lambda p: AdamW([p[0], p[0]]), r"appears in more than one place"),
-    (lambda p: SGD([Tensor([1.0])], lr=0.1), "requires_grad=True"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: SGD(p, lr=0.0), "SGD: lr must be a positive number, got 0.0"),
+        (lambda p: AdamW(p, lr=-1e-3), "AdamW: lr must be a positive number, got -0.001"),
+        (lambda p: AdamW(p, betas=(0.9, 1.0)), r"AdamW: betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"),
+        (lambda p: AdamW(p, betas=(0.9,)), "AdamW: betas must be two numbers"),
+        (lambda p: AdamW(p, eps=-1.0), "AdamW: eps must be >= 0"),
+        (lambda p: SGD(p, lr=0.1, momentum=-0.5), "SGD: momentum must be >= 0, got -0.5"),
+        (lambda p: AdamW([{"params": p, "weight_decay": -0.1}]), "AdamW: weight_decay must be >= 0, got -0.1"),
+        (lambda p: AdamW([{"params": p[:2], "lr": 0}, {"params": p[2:]}]), "AdamW: lr must be a positive number"),
+        (lambda p: AdamW([]), "AdamW: got an empty parameter list"),
+        (lambda p: AdamW(p[0]), "got a single Tensor"),
+        (lambda p: AdamW([p[0], p[0]]), r"appears in more than one place"),
+        (lambda p: SGD([Tensor([1.0])], lr=0.1), "requires_grad=True"),
+    ],
+)
 def test_bad_settings_raise_clear_errors(make, message):
     with pytest.raises(TinygradTxError, match=message):
         make(make_params())
@@ -208,7 +229,7 @@ def test_clip_grad_norm_matches_torch(ratio):
     ours = make_params()
     theirs = torch_twins(ours)
     grads = gradient_sequence(1)[0]
-    grads[1] = None       # a parameter without a gradient takes no part
+    grads[1] = None  # a parameter without a gradient takes no part
     for mine, reference, grad in zip(ours, theirs, grads):
         mine.grad = None if grad is None else Tensor(grad)
         reference.grad = None if grad is None else torch.from_numpy(grad.copy())
@@ -224,7 +245,7 @@ def test_clip_grad_norm_matches_torch(ratio):
 
 def test_clip_grad_norm_edge_cases():
     param = Tensor(np.ones(4, dtype=np.float32), requires_grad=True)
-    assert clip_grad_norm_([param], 1.0) == 0.0     # nothing to clip yet
+    assert clip_grad_norm_([param], 1.0) == 0.0  # nothing to clip yet
     param.grad = Tensor(np.full(4, 2.0, dtype=np.float32))
     assert clip_grad_norm_(param, 1.0) == pytest.approx(4.0)
     assert_close(param.grad.numpy(), np.full(4, 0.5), rtol=1e-6, what="single tensor clipped")
@@ -249,8 +270,8 @@ def test_cosine_lr_is_nanogpts_get_lr(warmup, decay):
     for it in range(decay + 20):
         expected = nanogpt_get_lr(it, 6e-4, 6e-5, warmup, decay)
         assert cosine_lr(it, 6e-4, 6e-5, warmup, decay) == pytest.approx(expected, rel=1e-12)
-    assert cosine_lr(0, 1.0, 0.1, 4, 10) == pytest.approx(1 / 5)     # warmup starts above zero
-    assert cosine_lr(10, 1.0, 0.1, 10, 10) == 0.1                     # no decay phase: straight to min_lr
+    assert cosine_lr(0, 1.0, 0.1, 4, 10) == pytest.approx(1 / 5)  # warmup starts above zero
+    assert cosine_lr(10, 1.0, 0.1, 10, 10) == 0.1  # no decay phase: straight to min_lr
 
 
 def test_cosine_lr_rejects_bad_settings():

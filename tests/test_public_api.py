@@ -3,6 +3,7 @@ attention probabilities on request, and an AST check that models/ and train/ use
 engine (no underscore name of tinygrad_tx, no tinygrad_tx.backend, no raw ``.data``) outside the
 documented public hooks listed in ALLOWED.
 """
+
 import ast
 import pathlib
 
@@ -39,8 +40,10 @@ CONFIG_RECEIVERS = {"args", "config", "cfg"}
 # (file, function) -> (what it may use, why). Each function must call itself a public hook in its docstring.
 ALLOWED = {
     ("models/generation.py", "<module>"): ({"import tinygrad_tx.backend.xp_of"}, "for sample_next below"),
-    ("models/generation.py", "sample_next"): ({"xp_of", ".data"},
-                                              "top-k, sort and cumsum on raw arrays: the engine has no such ops"),
+    ("models/generation.py", "sample_next"): (
+        {"xp_of", ".data"},
+        "top-k, sort and cumsum on raw arrays: the engine has no such ops",
+    ),
     ("models/generation.py", "LayerCache.append"): ({".data"}, "writes into preallocated buffers in place"),
 }
 
@@ -57,7 +60,7 @@ def engine_private_names():
             elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
                 names.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
-                names.add(node.value)   # __slots__ entries and setattr names
+                names.add(node.value)  # __slots__ entries and setattr names
     return {name for name in names if name.startswith("_") and not name.startswith("__")}
 
 
@@ -67,8 +70,9 @@ ENGINE_PRIVATE = engine_private_names()
 def own_names(tree):
     """Names a file defines itself (its own private helpers may share a name with one of the engine's)."""
     nodes = list(ast.walk(tree))
-    return ({node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-            | {node.attr for node in nodes if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)})
+    return {node.name for node in nodes if isinstance(node, (ast.FunctionDef, ast.ClassDef))} | {
+        node.attr for node in nodes if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+    }
 
 
 def findings(source, filename="<test>"):
@@ -85,8 +89,11 @@ def findings(source, filename="<test>"):
                 if node.module == "tinygrad_tx.backend" or alias.name == "backend" or alias.name.startswith("_"):
                     found.append((scope, f"import {node.module}.{alias.name}"))
         elif isinstance(node, ast.Import):
-            found.extend((scope, f"import {alias.name}") for alias in node.names
-                         if alias.name.startswith("tinygrad_tx.backend") or "._" in alias.name)
+            found.extend(
+                (scope, f"import {alias.name}")
+                for alias in node.names
+                if alias.name.startswith("tinygrad_tx.backend") or "._" in alias.name
+            )
         elif isinstance(node, ast.Attribute):
             if node.attr in private:
                 found.append((scope, f".{node.attr}"))
@@ -118,8 +125,12 @@ def test_models_and_train_use_only_the_public_api():
             else:
                 violations.append(f"{relative}: {scope}: {what}")
     assert not violations, "engine internals outside the allowed public hooks:\n" + "\n".join(violations)
-    stale = [f"{file}: {scope}: {what}" for (file, scope), (names, _) in ALLOWED.items() for what in names
-             if (file, scope, what) not in used]
+    stale = [
+        f"{file}: {scope}: {what}"
+        for (file, scope), (names, _) in ALLOWED.items()
+        for what in names
+        if (file, scope, what) not in used
+    ]
     assert not stale, f"ALLOWED lists exceptions nothing uses any more (remove them): {stale}"
 
 
@@ -131,8 +142,9 @@ def test_each_allowed_hook_documents_why():
         definitions = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
-                definitions.update({f"{node.name}.{item.name}": item for item in node.body
-                                    if isinstance(item, ast.FunctionDef)})
+                definitions.update(
+                    {f"{node.name}.{item.name}": item for item in node.body if isinstance(item, ast.FunctionDef)}
+                )
             elif isinstance(node, ast.FunctionDef):
                 definitions.setdefault(node.name, node)
         docstring = ast.get_docstring(definitions[scope]) or ""
@@ -140,28 +152,44 @@ def test_each_allowed_hook_documents_why():
 
 
 def test_the_checker_sees_each_kind_of_violation():
-    source = '''
+    source = """
 from tinygrad_tx import backend, Tensor
 from tinygrad_tx.backend import as_array
 import tinygrad_tx.backend
 def f(x, config):
     y = Tensor._wrap(x.data)
     return backend.xp_of(y), array_module("cpu"), x._ctx, config.data
-'''
-    assert sorted(findings(source)) == sorted([
-        ("<module>", "import tinygrad_tx.backend"), ("<module>", "import tinygrad_tx.backend.as_array"),
-        ("<module>", "import tinygrad_tx.backend"), ("f", "._wrap"), ("f", ".data"), ("f", "backend"),
-        ("f", "xp_of"), ("f", "array_module"), ("f", "._ctx")])
+"""
+    assert sorted(findings(source)) == sorted(
+        [
+            ("<module>", "import tinygrad_tx.backend"),
+            ("<module>", "import tinygrad_tx.backend.as_array"),
+            ("<module>", "import tinygrad_tx.backend"),
+            ("f", "._wrap"),
+            ("f", ".data"),
+            ("f", "backend"),
+            ("f", "xp_of"),
+            ("f", "array_module"),
+            ("f", "._ctx"),
+        ]
+    )
 
 
 # ---------------------------------------------------------------- factories
 @pytest.mark.parametrize("device", DEVICES)
 def test_factories_match_numpy(device):
-    cases = [(arange(5, device=device), np.arange(5)), (arange(1, 2, 0.25, device=device), np.arange(1, 2, 0.25)),
-             (zeros(2, 3, device=device), np.zeros((2, 3))), (zeros((2, 3), device=device), np.zeros((2, 3))),
-             (ones(4, device=device), np.ones(4)), (full((2, 2), 7, device=device), np.full((2, 2), 7)),
-             (full(3, 1.5, device=device), np.full(3, 1.5)), (full(2, True, device=device), np.full(2, True)),
-             (tril(3, 4, 1, device=device), np.tri(3, 4, 1)), (tril(3, dtype="bool", device=device), np.tri(3) > 0)]
+    cases = [
+        (arange(5, device=device), np.arange(5)),
+        (arange(1, 2, 0.25, device=device), np.arange(1, 2, 0.25)),
+        (zeros(2, 3, device=device), np.zeros((2, 3))),
+        (zeros((2, 3), device=device), np.zeros((2, 3))),
+        (ones(4, device=device), np.ones(4)),
+        (full((2, 2), 7, device=device), np.full((2, 2), 7)),
+        (full(3, 1.5, device=device), np.full(3, 1.5)),
+        (full(2, True, device=device), np.full(2, True)),
+        (tril(3, 4, 1, device=device), np.tri(3, 4, 1)),
+        (tril(3, dtype="bool", device=device), np.tri(3) > 0),
+    ]
     for tensor, expected in cases:
         assert tensor.device == tinygrad_tx.normalize_device(device) and tensor.shape == expected.shape
         np.testing.assert_array_equal(tensor.numpy(), expected)
@@ -224,7 +252,7 @@ CONFIG = GPTConfig(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16)
 def sharpened(module, factor=6):
     """Weights large enough that attention is far from uniform: a sharper check."""
     for param in module.parameters():
-        param.data *= factor   # test set-up only: scale the weights in place
+        param.data *= factor  # test set-up only: scale the weights in place
     return module
 
 
@@ -253,7 +281,7 @@ def test_recording_works_with_a_kv_cache_and_in_per_head_modules():
     with record_attention(model) as probabilities:
         model(tokens[:, 5:], kv_cache=cache)
     assert sorted(probabilities) == ["transformer.h.0.attn", "transformer.h.1.attn"]
-    assert probabilities["transformer.h.0.attn"].shape == (1, 2, 1, 6)   # one new query, six keys
+    assert probabilities["transformer.h.0.attn"].shape == (1, 2, 1, 6)  # one new query, six keys
     mha = MultiHeadAttention(16, 2, 8, 8).eval()
     with record_attention(mha) as probabilities:
         mha(randn(1, 4, 16))

@@ -8,6 +8,7 @@
 - float32 softmax, log_softmax, cross_entropy, layer_norm and attention stay finite and match float64
   for inputs of magnitude 1e4 and under a large common offset.
 """
+
 import io
 import json
 import os
@@ -23,17 +24,18 @@ import torch
 import models.block
 import models.gpt
 import tinygrad_tx.nn.functional as F
-from conftest import assert_close
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import AnomalyError, Tensor, detect_anomaly
 from tinygrad_tx.nn.activations import Gelu
 from train import shakespeare
+from train import trainer as trainer_module
 from train.checkpoint import load_checkpoint
 from train.config import make_config
 from train.data import split_data
 from train.tokenizers import CharTokenizer
-from train import trainer as trainer_module
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
+
+from conftest import assert_close
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLS = ["fused", "composed"]
@@ -48,8 +50,19 @@ def corpus(tmp_path_factory):
     return str(path)
 
 
-TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4, "dropout": 0.1,
-        "eval_iters": 2, "log_interval": 1, "sample_tokens": 0, "peak_flops": 1e9, "warmup_iters": 5}
+TINY = {
+    "n_layer": 1,
+    "n_head": 2,
+    "n_embd": 16,
+    "block_size": 16,
+    "batch_size": 4,
+    "dropout": 0.1,
+    "eval_iters": 2,
+    "log_interval": 1,
+    "sample_tokens": 0,
+    "peak_flops": 1e9,
+    "warmup_iters": 5,
+}
 
 
 def cli_args(corpus, out_dir, **overrides):
@@ -68,9 +81,14 @@ def launch(corpus):
     processes = []
 
     def start(out_dir, **overrides):
-        process = subprocess.Popen([sys.executable, "-m", "train.shakespeare", *cli_args(corpus, out_dir, **overrides)],
-                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   preexec_fn=_default_ctrl_c)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "train.shakespeare", *cli_args(corpus, out_dir, **overrides)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_default_ctrl_c,
+        )
         processes.append(process)
         return process
 
@@ -96,7 +114,7 @@ def wait_for_step(process, out_dir, iteration, timeout=60):
     """Block until the run has logged training step ``iteration`` (so it is mid-run)."""
     deadline = time.monotonic() + timeout
     path = os.path.join(out_dir, "metrics.jsonl")
-    logged = f'{{"kind": "train", "iter": {iteration},'   # a prefix: the line may still be being written
+    logged = f'{{"kind": "train", "iter": {iteration},'  # a prefix: the line may still be being written
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the run ended early: {process.communicate()}"
         if os.path.exists(path):
@@ -112,18 +130,22 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path, la
     run = dict(max_iters=30, eval_interval=10, lr_decay_iters=30)
     reference = launch(tmp_path / "reference", **run)
     victim = launch(tmp_path / "victim", **run)
-    wait_for_step(victim, tmp_path / "victim", 22)   # checkpoints at steps 0, 10 and 20 exist by now
+    wait_for_step(victim, tmp_path / "victim", 22)  # checkpoints at steps 0, 10 and 20 exist by now
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     resumed_from = int(load_checkpoint(tmp_path / "victim" / "ckpt_last.npz")["iter_num"])
     assert 20 <= resumed_from < 30
-    resume = subprocess.run([sys.executable, "-m", "train.shakespeare", "--resume",
-                             *cli_args(corpus, tmp_path / "victim", **run)], cwd=ROOT, capture_output=True, text=True)
+    resume = subprocess.run(
+        [sys.executable, "-m", "train.shakespeare", "--resume", *cli_args(corpus, tmp_path / "victim", **run)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert resume.returncode == 0, resume.stderr
     assert f"resuming at iteration {resumed_from}" in resume.stdout
     assert reference.wait(timeout=120) == 0, reference.communicate()
     expected, actual = losses(read_metrics(tmp_path / "reference")), losses(read_metrics(tmp_path / "victim"))
-    assert len(actual) == len(expected) and actual == expected   # bit for bit: floats compared exactly
+    assert len(actual) == len(expected) and actual == expected  # bit for bit: floats compared exactly
     final, reference_final = (load_checkpoint(tmp_path / run / "ckpt_last.npz") for run in ("victim", "reference"))
     for name, weight in reference_final["model"].items():
         np.testing.assert_array_equal(final["model"][name], weight, err_msg=name)
@@ -152,20 +174,29 @@ def test_a_checkpoint_write_failing_halfway_keeps_the_previous_one(corpus, tmp_p
     trainer = _tiny_trainer(corpus, tmp_path, max_iters=10, eval_interval=5)
     real_savez = np.savez
 
-    def savez_then_fail(file, **arrays):   # write half of a real archive, then fail as a full disk would
+    def savez_then_fail(file, **arrays):  # write half of a real archive, then fail as a full disk would
         buffer = io.BytesIO()
         real_savez(buffer, **arrays)
         file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
         raise DiskFull("No space left on device")
 
-    saves = []   # step 0 writes ckpt_last and ckpt_best; the third save, ckpt_last at step 5, fails halfway
-    monkeypatch.setattr(np, "savez", lambda file, **arrays: (saves.append(1), (real_savez if len(saves) <= 2
-                                                                               else savez_then_fail)(file, **arrays)))
+    saves = []  # step 0 writes ckpt_last and ckpt_best; the third save, ckpt_last at step 5, fails halfway
+    monkeypatch.setattr(
+        np,
+        "savez",
+        lambda file, **arrays: (saves.append(1), (real_savez if len(saves) <= 2 else savez_then_fail)(file, **arrays)),
+    )
     with pytest.raises(DiskFull):
         trainer.run()
     assert len(saves) == 3
-    assert sorted(os.listdir(tmp_path)) == ["ckpt_best.npz", "ckpt_last.npz", "config.json", "gradflow.png",
-                                            "metrics.jsonl", "tokenizer.json"]   # no half-written file left
+    assert sorted(os.listdir(tmp_path)) == [
+        "ckpt_best.npz",
+        "ckpt_last.npz",
+        "config.json",
+        "gradflow.png",
+        "metrics.jsonl",
+        "tokenizer.json",
+    ]  # no half-written file left
     monkeypatch.setattr(np, "savez", real_savez)
     payload = load_checkpoint(tmp_path / "ckpt_last.npz")
     assert payload["iter_num"] == 0
@@ -179,11 +210,11 @@ def test_a_rename_that_never_happens_keeps_the_previous_checkpoint(corpus, tmp_p
     trainer.run()
     path = checkpoint_path(str(tmp_path), "last")
     before = load_checkpoint(path)
-    trainer.iter_num += 1   # a later state, which the failing save below was writing
+    trainer.iter_num += 1  # a later state, which the failing save below was writing
     trainer.model.transformer.wte.weight.data += 1
 
     def crash_before_rename(src, dst):
-        raise KeyboardInterrupt   # killed between writing the temporary file and renaming it
+        raise KeyboardInterrupt  # killed between writing the temporary file and renaming it
 
     monkeypatch.setattr(os, "replace", crash_before_rename)
     with pytest.raises(KeyboardInterrupt):
@@ -193,14 +224,14 @@ def test_a_rename_that_never_happens_keeps_the_previous_checkpoint(corpus, tmp_p
     assert after["iter_num"] == before["iter_num"] == 2
     for name, weight in before["model"].items():
         np.testing.assert_array_equal(after["model"][name], weight, err_msg=name)
-    assert trainer.save("last") == path and load_checkpoint(path)["iter_num"] == 3   # a stale .tmp does no harm
+    assert trainer.save("last") == path and load_checkpoint(path)["iter_num"] == 3  # a stale .tmp does no harm
 
 
 def test_ctrl_c_in_the_middle_of_a_checkpoint_write_still_saves_one(corpus, tmp_path, monkeypatch, no_plots):
     trainer = _tiny_trainer(corpus, tmp_path, max_iters=10, eval_interval=5)
     real_savez, saves = np.savez, []
 
-    def ctrl_c_during_the_third_save(file, **arrays):   # step 0 saves last and best; step 5 saves last
+    def ctrl_c_during_the_third_save(file, **arrays):  # step 0 saves last and best; step 5 saves last
         saves.append(1)
         if len(saves) == 3:
             file.write(b"PK\x03\x04 half an archive")
@@ -224,8 +255,9 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, launch):
     assert "Traceback" not in stderr
     last_line = stderr.strip().splitlines()[-1]
     stopped_at = int(last_line.split("interrupted at iteration ")[1].split(";")[0])
-    assert last_line == (f"interrupted at iteration {stopped_at}; saved {tmp_path / 'ckpt_last.npz'} "
-                         "(continue with --resume)")
+    assert last_line == (
+        f"interrupted at iteration {stopped_at}; saved {tmp_path / 'ckpt_last.npz'} (continue with --resume)"
+    )
     assert int(load_checkpoint(tmp_path / "ckpt_last.npz")["iter_num"]) == stopped_at >= 15
 
 
@@ -233,7 +265,7 @@ def test_resume_after_a_metrics_line_cut_short(corpus, tmp_path, no_plots, capsy
     args = cli_args(corpus, tmp_path, max_iters=4, eval_interval=2)
     assert shakespeare.main(args) == 0
     with open(tmp_path / "metrics.jsonl", "a", encoding="utf-8") as f:
-        f.write('{"kind": "train", "it')   # what a power cut or a full disk can leave behind
+        f.write('{"kind": "train", "it')  # what a power cut or a full disk can leave behind
     assert shakespeare.main([*args, "--resume", "--max_iters", "6"]) == 0, capsys.readouterr().err
     assert [r["iter"] for r in read_metrics(tmp_path) if r["kind"] == "eval"] == [0, 2, 4, 6]
 
@@ -249,7 +281,7 @@ def test_two_runs_with_the_same_seed_are_bit_identical(corpus, tmp_path, no_plot
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     other_seed = _tiny_trainer(corpus, tmp_path / "third", max_iters=12, eval_interval=6, seed=7)
     other_seed.run()
-    assert losses(other_seed.records) != losses(first.records)   # the seed does reach the run
+    assert losses(other_seed.records) != losses(first.records)  # the seed does reach the run
 
 
 def test_how_often_a_run_evaluates_does_not_change_its_training(corpus, tmp_path, no_plots):
@@ -276,19 +308,22 @@ def test_anomaly_names_the_op_and_model_line_of_a_nan_in_forward():
     tokens = np.array([[1, 3, 5]])
     with detect_anomaly(), pytest.raises(AnomalyError) as caught:
         model(tokens, tokens)
-    assert str(caught.value) == ("anomaly: Embedding produced a NaN or Inf in its forward pass (output); "
-                                 f"the op was created at {_line_of(models.gpt, 'self.transformer.wte(idx)')}")
+    assert str(caught.value) == (
+        "anomaly: Embedding produced a NaN or Inf in its forward pass (output); "
+        f"the op was created at {_line_of(models.gpt, 'self.transformer.wte(idx)')}"
+    )
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
-def test_trainer_detect_anomaly_names_the_op_and_model_line_of_a_nan_in_backward(corpus, tmp_path, monkeypatch,
-                                                                                  capsys):
+def test_trainer_detect_anomaly_names_the_op_and_model_line_of_a_nan_in_backward(corpus, tmp_path, monkeypatch, capsys):
     real_backward = Gelu.backward
     monkeypatch.setattr(Gelu, "backward", staticmethod(lambda ctx, grad: real_backward(ctx, grad) * np.nan))
     code = shakespeare.main(cli_args(corpus, tmp_path, max_iters=2, detect_anomaly=True))
     assert code == 1
-    assert capsys.readouterr().err == ("error: anomaly: Gelu produced a NaN or Inf in its backward pass (gradient of "
-                                       f"an input); the op was created at {_line_of(models.block, 'F.gelu(')}\n")
+    assert capsys.readouterr().err == (
+        "error: anomaly: Gelu produced a NaN or Inf in its backward pass (gradient of "
+        f"an input); the op was created at {_line_of(models.block, 'F.gelu(')}\n"
+    )
 
 
 # ======================================================================== numerical robustness
@@ -304,8 +339,10 @@ def _inputs(kind, shape, seed=0):
 def _float64_reference(fn, *arrays):
     """(output, input gradients) of ``fn`` on float64 torch copies, for an upstream gradient of ones on a
     seeded random projection (so softmax-like ops, whose summed output is constant, are still checked)."""
-    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) if a.dtype.kind == "f" else torch.tensor(a)
-               for a in arrays]
+    tensors = [
+        torch.tensor(a, dtype=torch.float64, requires_grad=True) if a.dtype.kind == "f" else torch.tensor(a)
+        for a in arrays
+    ]
     out = fn(*tensors)
     upstream = torch.tensor(np.random.default_rng(1).standard_normal(tuple(out.shape)))
     (out * upstream).sum().backward()
@@ -345,9 +382,13 @@ def test_softmax_and_log_softmax_are_stable(impl, kind):
 def test_cross_entropy_is_stable(impl, kind):
     logits = _inputs(kind, (2, 5, 40))
     targets = np.random.default_rng(2).integers(0, 40, (2, 5))
-    _check(lambda l, t: F.cross_entropy(l, t, impl=impl),
-           lambda l, t: torch.nn.functional.cross_entropy(l.reshape(-1, 40), t.reshape(-1)), [logits, targets],
-           1e-5, f"cross_entropy {kind}")
+    _check(
+        lambda z, t: F.cross_entropy(z, t, impl=impl),
+        lambda z, t: torch.nn.functional.cross_entropy(z.reshape(-1, 40), t.reshape(-1)),
+        [logits, targets],
+        1e-5,
+        f"cross_entropy {kind}",
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -357,9 +398,13 @@ def test_layer_norm_is_stable(impl, kind):
     weight, bias = np.random.default_rng(3).standard_normal((2, 64)).astype(np.float32)
     # an offset of 1e4 leaves float32 about 1e-3 of absolute resolution on unit-sized deviations
     rtol = 1e-5 if kind == "large" else 3e-3
-    _check(lambda x, w, b: F.layer_norm(x, w, b, impl=impl),
-           lambda x, w, b: torch.nn.functional.layer_norm(x, (64,), w, b), [x, weight, bias], rtol,
-           f"layer_norm {kind}")
+    _check(
+        lambda x, w, b: F.layer_norm(x, w, b, impl=impl),
+        lambda x, w, b: torch.nn.functional.layer_norm(x, (64,), w, b),
+        [x, weight, bias],
+        rtol,
+        f"layer_norm {kind}",
+    )
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -367,11 +412,15 @@ def test_layer_norm_is_stable(impl, kind):
 def test_attention_is_stable(impl, kind):
     rng = np.random.default_rng(4)
     q, k, v = (rng.standard_normal((2, 2, 6, 8)) for _ in range(3))
-    if kind == "large":   # scores of magnitude ~1e4
+    if kind == "large":  # scores of magnitude ~1e4
         q, k, v = q * 100, k * 100, v * 1e4
-    else:                 # one vector added to every key shifts each query's scores by a constant
+    else:  # one vector added to every key shifts each query's scores by a constant
         k = k + 1e3
     q, k, v = (a.astype(np.float32) for a in (q, k, v))
-    _check(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, impl=impl),
-           lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
-           [q, k, v], 1e-4, f"attention {kind}")
+    _check(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, impl=impl),
+        lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True),
+        [q, k, v],
+        1e-4,
+        f"attention {kind}",
+    )

@@ -1,4 +1,5 @@
 """ScopedSetting: the per-thread stack behind grad mode, anomaly mode and the kernel switch."""
+
 import threading
 
 import pytest
@@ -17,9 +18,8 @@ def test_scopes_nest_and_restore():
 
 def test_an_exception_restores_the_value():
     setting = ScopedSetting("mode", "a")
-    with pytest.raises(RuntimeError):
-        with setting.scope("b"):
-            raise RuntimeError
+    with pytest.raises(RuntimeError), setting.scope("b"):
+        raise RuntimeError
     assert setting.get() == "a"
 
 

@@ -1,6 +1,7 @@
 """Weights in safetensors (tinygrad_tx/serialization.py, GPT.save_safetensors, train.checkpoint's export):
 round trips, clear errors, atomic writes, and a file written here loading into the PyTorch reference GPT
 with the same logits."""
+
 import json
 import os
 
@@ -18,8 +19,12 @@ CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16, 
 
 
 def test_round_trip_keeps_names_dtypes_values_and_metadata(tmp_path):
-    state = {"w": randn(3, 4), "ids": np.arange(5, dtype=np.int64), "half": np.ones(2, np.float16),
-             "flag": Tensor([True, False])}
+    state = {
+        "w": randn(3, 4),
+        "ids": np.arange(5, dtype=np.int64),
+        "half": np.ones(2, np.float16),
+        "flag": Tensor([True, False]),
+    }
     path = tmp_path / "weights.safetensors"
     save_safetensors(state, path, {"note": "hello"})
     loaded, metadata = load_safetensors(path)
@@ -49,7 +54,7 @@ def test_gpt_round_trip_and_config_in_metadata(tmp_path):
     model.save_safetensors(path)
     state, metadata = load_safetensors(path)
     assert json.loads(metadata["model_args"])["n_embd"] == 16
-    assert "lm_head.weight" in state and "transformer.wte.weight" in state   # nanoGPT's state dict has both
+    assert "lm_head.weight" in state and "transformer.wte.weight" in state  # nanoGPT's state dict has both
     rebuilt = GPT.from_safetensors(path)
     assert rebuilt.config == CONFIG
     assert rebuilt.lm_head.weight is rebuilt.transformer.wte.weight, "loading untied the weights"
@@ -77,12 +82,13 @@ def test_a_file_written_here_loads_into_the_pytorch_reference_gpt(tmp_path):
     from safetensors.torch import load_file
 
     from bench.reference import ReferenceGPT
+
     manual_seed(11)
     model = GPT(CONFIG)
     path = tmp_path / "gpt.safetensors"
     model.save_safetensors(path)
     reference = ReferenceGPT(CONFIG)
-    reference.load_state_dict(load_file(path), strict=True)   # PyTorch's own reader, no tinygrad_tx involved
+    reference.load_state_dict(load_file(path), strict=True)  # PyTorch's own reader, no tinygrad_tx involved
     reference.eval()
     idx = np.random.default_rng(2).integers(0, 13, (3, 8))
     with torch.no_grad():

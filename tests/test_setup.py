@@ -1,5 +1,6 @@
 """setup.py: a non-editable install ships the engine only (no generic top-level packages such as
 models, train or bench in site-packages), with its typing marker and stub, and the dependencies."""
+
 import pathlib
 import runpy
 
@@ -27,8 +28,10 @@ def setup_arguments():
 def test_only_the_engine_is_installed(setup_arguments):
     packages = setup_arguments["packages"]
     assert all(name == "tinygrad_tx" or name.startswith("tinygrad_tx.") for name in packages), packages
-    engine = {path.parent.relative_to(ROOT).as_posix().replace("/", ".")
-              for path in (ROOT / "tinygrad_tx").rglob("__init__.py")}
+    engine = {
+        path.parent.relative_to(ROOT).as_posix().replace("/", ".")
+        for path in (ROOT / "tinygrad_tx").rglob("__init__.py")
+    }
     assert set(packages) == engine, f"setup.py misses engine packages: {sorted(engine - set(packages))}"
 
 
@@ -41,5 +44,6 @@ def test_the_typing_marker_and_stub_ship(setup_arguments):
 def test_dependencies(setup_arguments):
     assert any(req.startswith("safetensors") for req in setup_arguments["install_requires"])
     lint = setup_arguments["extras_require"]["lint"]
-    assert any(req.startswith("ruff==") for req in lint) and any(req.startswith("mypy==") for req in lint), \
+    assert any(req.startswith("ruff==") for req in lint) and any(req.startswith("mypy==") for req in lint), (
         "the linters' versions are pinned, so CI and pre-commit agree"
+    )

@@ -4,6 +4,7 @@ notebooks and the API reference, fetches nothing from the network, and its math 
 Needs the docs extra (pip install -e ".[docs]"); the browser check needs Chromium (apt-get install chromium).
 CI builds the site once and passes its folder in TINYGRAD_TX_SITE_DIR; without it the tests build their own.
 """
+
 import functools
 import html.parser
 import http.server
@@ -20,8 +21,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
 pytest.importorskip("mkdocs_jupyter", reason="the docs extra is not installed (pip install -e '.[docs]')")
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(name)), None)
+CHROMIUM = next(
+    (shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,14 @@ def site(tmp_path_factory):
     if given:
         return Path(given)
     site_dir = tmp_path_factory.mktemp("site")
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
-                            cwd=ROOT, capture_output=True, text=True, check=False,
-                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return site_dir
 
@@ -79,7 +86,11 @@ class _Assets(html.parser.HTMLParser):
         attrs = dict(attrs)
         if tag in ("script", "img", "iframe", "source") and attrs.get("src"):
             self.fetched.append(attrs["src"])
-        if tag == "link" and attrs.get("rel") in ("stylesheet", "preload", "modulepreload", "icon") and attrs.get("href"):
+        if (
+            tag == "link"
+            and attrs.get("rel") in ("stylesheet", "preload", "modulepreload", "icon")
+            and attrs.get("href")
+        ):
             self.fetched.append(attrs["href"])
 
 
@@ -90,8 +101,10 @@ def test_nothing_is_fetched_from_the_network_at_view_time(site):
         parser.feed(path.read_text(encoding="utf-8"))
         remote += [f"{path.relative_to(site)}: {url}" for url in parser.fetched if re.match(r"(https?:)?//", url)]
     for path in site.rglob("*.css"):
-        remote += [f"{path.relative_to(site)}: {url}" for url in re.findall(r"url\(['\"]?((?:https?:)?//[^)'\"]+)",
-                                                                             path.read_text(encoding="utf-8"))]
+        remote += [
+            f"{path.relative_to(site)}: {url}"
+            for url in re.findall(r"url\(['\"]?((?:https?:)?//[^)'\"]+)", path.read_text(encoding="utf-8"))
+        ]
     assert not remote, "\n".join(remote[:20])
     assert (site / "assets/mathjax/MathJax.js").exists() and (site / "assets/mathjax/config/tinygrad_tx.js").exists()
 
@@ -130,11 +143,25 @@ def rendered_dom(site, uri, profile):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         result = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={profile}",
-             "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{server.server_address[1]}/{uri}/"],
-            capture_output=True, text=True, timeout=120, check=False)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=20000",
+                "--dump-dom",
+                f"http://127.0.0.1:{server.server_address[1]}/{uri}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -163,10 +190,23 @@ def test_pages_missing_from_the_nav_are_appended_to_their_section(monkeypatch):
 
     def page_file(uri):
         return File(uri, str(ROOT / "docs"), "/unused", True)
-    files = Files([page_file(uri) for uri in ("README.md", "derivations/softmax.md", "derivations/new_op.md",
-                                              "distributed.md", "gpu/emulator.md")])
+
+    files = Files(
+        [
+            page_file(uri)
+            for uri in (
+                "README.md",
+                "derivations/softmax.md",
+                "derivations/new_op.md",
+                "distributed.md",
+                "gpu/emulator.md",
+            )
+        ]
+    )
     config = {"nav": [{"Home": "README.md"}, {"Derivations": ["derivations/softmax.md"]}]}
     mkdocs_hooks._complete_nav(config, files)
-    assert config["nav"] == [{"Home": "README.md"},
-                             {"Derivations": ["derivations/softmax.md", "derivations/new_op.md"]},
-                             {"More": ["distributed.md", "gpu/emulator.md"]}]
+    assert config["nav"] == [
+        {"Home": "README.md"},
+        {"Derivations": ["derivations/softmax.md", "derivations/new_op.md"]},
+        {"More": ["distributed.md", "gpu/emulator.md"]},
+    ]

@@ -1,4 +1,5 @@
 """Graph behaviour: construction, accumulation, no_grad, retain_graph, detach, deep graphs, devices."""
+
 import builtins
 
 import numpy as np
@@ -43,8 +44,8 @@ def test_accessors_and_repr():
 
 def test_diamond_graph_accumulates():
     x = Tensor(3.0, requires_grad=True)
-    a, b = x * 2, x * x           # x reaches y by two paths
-    y = a * b                     # y = 2x^3, dy/dx = 6x^2 = 54
+    a, b = x * 2, x * x  # x reaches y by two paths
+    y = a * b  # y = 2x^3, dy/dx = 6x^2 = 54
     y.backward()
     assert x.grad.item() == pytest.approx(54.0)
 
@@ -58,7 +59,7 @@ def test_tensor_used_twice_in_one_op():
 def test_leaf_gradients_accumulate_across_backwards_without_aliasing():
     x = Tensor(np.ones(3), requires_grad=True)
     y = Tensor(np.ones(3), requires_grad=True)
-    (x + y).sum().backward()      # add's backward hands the same array to both inputs
+    (x + y).sum().backward()  # add's backward hands the same array to both inputs
     assert x.grad.data is not y.grad.data
     first = x.grad.numpy().copy()
     (x * 3).sum().backward()
@@ -164,7 +165,9 @@ def test_wrong_gradient_shape_from_a_function_is_caught():
         def backward(ctx, grad):
             return grad.sum(axis=0)
 
-    with pytest.raises(tx.ShapeError, match=r"Broken.backward returned a gradient of shape \(3,\) for an input of shape \(2, 3\)"):
+    with pytest.raises(
+        tx.ShapeError, match=r"Broken.backward returned a gradient of shape \(3,\) for an input of shape \(2, 3\)"
+    ):
         Broken.apply(Tensor(np.ones((2, 3)), requires_grad=True)).sum().backward()
 
 
@@ -198,19 +201,22 @@ def test_unknown_device():
 def test_import_is_light():
     import subprocess
     import sys
+
     code = "import sys, tinygrad_tx; print(sorted(m for m in ('torch', 'matplotlib', 'cupy') if m in sys.modules))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
 
 
 def test_on_leaf_final_reports_each_leaf_once_when_its_gradient_is_complete():
-    shared = Tensor(np.arange(3.0), requires_grad=True)    # used by two ops, like GPT's tied wte
-    late = Tensor(np.full(3, 2.0), requires_grad=True)      # used twice by one branch
-    constant = Tensor(np.ones(3))                            # needs no gradient: never reported
+    shared = Tensor(np.arange(3.0), requires_grad=True)  # used by two ops, like GPT's tied wte
+    late = Tensor(np.full(3, 2.0), requires_grad=True)  # used twice by one branch
+    constant = Tensor(np.ones(3))  # needs no gradient: never reported
     seen = []
     loss = (shared * constant).sum() + ((shared * late) * late).sum()
     loss.backward(on_leaf_final=lambda leaf: seen.append((leaf, leaf.grad.numpy().copy())))
-    assert sorted(id(leaf) for leaf, _ in seen) == sorted([id(shared), id(late)])   # each once, constant never
-    for leaf, grad_when_reported in seen:   # complete when reported: nothing was added afterwards
+    assert sorted(id(leaf) for leaf, _ in seen) == sorted([id(shared), id(late)])  # each once, constant never
+    for leaf, grad_when_reported in seen:  # complete when reported: nothing was added afterwards
         np.testing.assert_array_equal(grad_when_reported, leaf.grad.numpy())
     np.testing.assert_array_equal(shared.grad.numpy(), 1 + late.numpy() ** 2)
     np.testing.assert_array_equal(late.grad.numpy(), 2 * shared.numpy() * late.numpy())

@@ -1,5 +1,6 @@
 """tinygrad_tx/tensor.pyi declares exactly what the runtime Tensor has (the operators and methods
 tinygrad_tx.ops attaches included), with the same parameters, so type checkers and IDEs see them all."""
+
 import ast
 import inspect
 import pathlib
@@ -33,8 +34,10 @@ def stub_parameters(function):
 
 def runtime_parameters(member):
     function = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
-    return [(p.name, KINDS.get(p.kind, ""), p.default is not inspect.Parameter.empty)
-            for p in inspect.signature(function).parameters.values()]
+    return [
+        (p.name, KINDS.get(p.kind, ""), p.default is not inspect.Parameter.empty)
+        for p in inspect.signature(function).parameters.values()
+    ]
 
 
 def stub_class_members():
@@ -56,7 +59,7 @@ def test_stub_parameters_match_the_runtime_signatures():
     functions, _ = stub_class_members()
     for name, node in functions.items():
         member = vars(Tensor)[name]
-        if type(member).__name__ == "wrapper_descriptor":   # object's own __hash__: nothing to compare
+        if type(member).__name__ == "wrapper_descriptor":  # object's own __hash__: nothing to compare
             continue
         assert stub_parameters(node) == runtime_parameters(member), f"Tensor.{name}: stub and runtime differ"
         is_property = any(isinstance(d, ast.Name) and d.id == "property" for d in node.decorator_list)
@@ -67,8 +70,11 @@ def test_stub_declares_the_module_level_names():
     tree = stub_tree()
     declared = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     declared |= {node.target.id for node in tree.body if isinstance(node, ast.AnnAssign)}
-    public = {name for name, value in vars(tensor_module).items() if not name.startswith("_")
-              and getattr(value, "__module__", None) == tensor_module.__name__}
+    public = {
+        name
+        for name, value in vars(tensor_module).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == tensor_module.__name__
+    }
     assert public <= declared, f"tensor.pyi lacks module-level {sorted(public - declared)}"
     assert all(hasattr(tensor_module, name) for name in declared), "tensor.pyi declares names tensor.py lacks"
 
@@ -88,12 +94,25 @@ def test_a_type_checker_sees_the_operators(tmp_path):
     """mypy, given code that uses Tensor's attached operators, infers Tensor and catches a misuse."""
     api = __import__("pytest").importorskip("mypy.api")
     probe = tmp_path / "probe.py"
-    probe.write_text("from tinygrad_tx import Tensor\n"
-                     "x = Tensor([1.0, 2.0])\n"
-                     "reveal_type((x @ x + 1).sum(axis=0).exp().T)\n"
-                     "count: int = x * 2\n", encoding="utf-8")
+    probe.write_text(
+        "from tinygrad_tx import Tensor\n"
+        "x = Tensor([1.0, 2.0])\n"
+        "reveal_type((x @ x + 1).sum(axis=0).exp().T)\n"
+        "count: int = x * 2\n",
+        encoding="utf-8",
+    )
     root = STUB.parent.parent
-    out, _, status = api.run([str(probe), "--cache-dir", str(tmp_path / "cache"), "--python-version", "3.10",
-                              "--config-file", str(root / "pyproject.toml"), "--no-error-summary"])
+    out, _, status = api.run(
+        [
+            str(probe),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--python-version",
+            "3.10",
+            "--config-file",
+            str(root / "pyproject.toml"),
+            "--no-error-summary",
+        ]
+    )
     assert 'Revealed type is "tinygrad_tx.tensor.Tensor"' in out, out
     assert 'expression has type "Tensor", variable has type "int"' in out and status == 1, out

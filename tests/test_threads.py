@@ -1,5 +1,6 @@
 """Two threads training two models at once (issue 13): the same weights as one after the other, and
 one thread's grad mode, anomaly mode or fused/composed default never reaches the other."""
+
 import threading
 
 import numpy as np
@@ -61,6 +62,7 @@ def test_two_threads_train_like_one_after_the_other():
             train(models[index], batches(seed), impl, logs[index])
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
+
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
@@ -83,6 +85,7 @@ def test_no_grad_in_one_thread_while_the_other_builds_a_graph():
         with no_grad():
             inside.set()
             done.wait(10)
+
     thread = threading.Thread(target=hold_no_grad)
     thread.start()
     inside.wait(10)

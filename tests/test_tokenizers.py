@@ -1,4 +1,5 @@
 """Character and byte-level BPE tokenizers: round trips, deterministic merges, save/load, every error."""
+
 import json
 import re
 from collections import Counter
@@ -7,14 +8,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import shakespeare_path
 from tinygrad_tx.errors import TinygradTxError
 from train.tokenizers import GPT2_LIKE_SPLIT, BPETokenizer, CharTokenizer, Tokenizer
 
-SAMPLE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-          "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n"
-          "First Citizen:\nFirst, you know Caius Marcius is chief enemy to the people.\n\n"
-          "We'll have 1234 crowns -- and they're 'twas ours_2 naïve café 東京 ☃\n") * 3
+from conftest import shakespeare_path
+
+SAMPLE = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n"
+    "First Citizen:\nFirst, you know Caius Marcius is chief enemy to the people.\n\n"
+    "We'll have 1234 crowns -- and they're 'twas ours_2 naïve café 東京 ☃\n"
+) * 3
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,9 @@ def test_char_unknown_character_is_named():
 def test_char_errors():
     with pytest.raises(TinygradTxError, match="CharTokenizer.from_text: the text is empty"):
         CharTokenizer.from_text("")
-    with pytest.raises(TinygradTxError,
-                       match=r"CharTokenizer.decode: id 3 at position 1 is outside the vocabulary \[0, 3\)"):
+    with pytest.raises(
+        TinygradTxError, match=r"CharTokenizer.decode: id 3 at position 1 is outside the vocabulary \[0, 3\)"
+    ):
         CharTokenizer.from_text("abc").decode([0, 3])
     with pytest.raises(TinygradTxError, match="duplicates"):
         CharTokenizer("aba")
@@ -78,8 +83,9 @@ def test_load_errors(tmp_path):
         Tokenizer.load(unknown)
     with pytest.raises(TinygradTxError, match="tokenizer: the saved 'bpe' tokenizer is incomplete or malformed"):
         Tokenizer.from_dict({"type": "bpe", "merges": []})
-    with pytest.raises(TinygradTxError,
-                       match=r"BPETokenizer: merge 1 joins \(256, 258\), but only ids below 257 exist"):
+    with pytest.raises(
+        TinygradTxError, match=r"BPETokenizer: merge 1 joins \(256, 258\), but only ids below 257 exist"
+    ):
         Tokenizer.from_dict({"type": "bpe", "pattern": GPT2_LIKE_SPLIT, "merges": [[97, 98], [256, 258]]})
 
 
@@ -135,7 +141,7 @@ def _naive_merges(text, num_merges):
         for chunk, ids in words.items():
             merged, i = [], 0
             while i < len(ids):
-                if ids[i:i + 2] == list(best):
+                if ids[i : i + 2] == list(best):
                     merged.append(new_id)
                     i += 2
                 else:
@@ -158,7 +164,7 @@ def test_bpe_stops_when_the_text_runs_out_of_pairs():
 
 def test_bpe_decode_of_a_cut_character_is_a_replacement_char():
     tokenizer = BPETokenizer.train("abc", 256)
-    first_byte_of_snowman = "☃".encode("utf-8")[0]
+    first_byte_of_snowman = "☃".encode()[0]
     assert tokenizer.decode([97, first_byte_of_snowman]) == "a\ufffd"
 
 
@@ -167,8 +173,9 @@ def test_bpe_errors(bpe):
         BPETokenizer.train(SAMPLE, 255)
     with pytest.raises(TinygradTxError, match="BPETokenizer.train: the text is empty"):
         BPETokenizer.train("", 300)
-    with pytest.raises(TinygradTxError,
-                       match=r"BPETokenizer.decode: id 320 at position 0 is outside the vocabulary \[0, 320\)"):
+    with pytest.raises(
+        TinygradTxError, match=r"BPETokenizer.decode: id 320 at position 0 is outside the vocabulary \[0, 320\)"
+    ):
         bpe.decode([320])
     with pytest.raises(TinygradTxError, match=r"U\+D800 at position 1 is a lone surrogate"):
         bpe.encode("a\ud800")
@@ -183,5 +190,5 @@ def test_bpe_on_tiny_shakespeare_smoke():
     ids = tokenizer.encode(text)
     assert tokenizer.vocab_size == 300
     assert tokenizer.decode(ids) == text
-    assert len(text) / len(ids) > 1.3    # 44 merges already shorten English text by a third
+    assert len(text) / len(ids) > 1.3  # 44 merges already shorten English text by a third
     assert b" the" in tokenizer.vocab

@@ -6,6 +6,7 @@ algorithm. Under ``mpiexec -n 2`` (skipped with the reason where MPI is missing)
 process at the same global batch, ZeRO-1 and buckets equal plain data-parallel, a failing rank or
 diverging ranks end the job, and a Ctrl-C'd 2-rank run resumes exactly.
 """
+
 import dataclasses
 import json
 import os
@@ -31,7 +32,7 @@ from train.distributed import DataParallel
 
 from conftest import shakespeare_path
 
-TRAIN_STREAM = 1   # train.trainer.TRAIN_BATCH_STREAM
+TRAIN_STREAM = 1  # train.trainer.TRAIN_BATCH_STREAM
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +50,43 @@ def text_file(tmp_path_factory):
 
 
 def args(data, out_dir, max_iters=6, *extra):
-    return ["--data", str(data), "--out_dir", str(out_dir), "--max_iters", str(max_iters), "--n_layer", "1",
-            "--n_head", "2", "--n_embd", "32", "--block_size", "16", "--batch_size", "4",
-            "--gradient_accumulation_steps", "2", "--learning_rate", "3e-3", "--warmup_iters", "2",
-            "--lr_decay_iters", "60", "--eval_interval", "3", "--eval_iters", "2", "--log_interval", "1",
-            "--sample_tokens", "0", "--peak_flops", "1e9", *extra]
+    return [
+        "--data",
+        str(data),
+        "--out_dir",
+        str(out_dir),
+        "--max_iters",
+        str(max_iters),
+        "--n_layer",
+        "1",
+        "--n_head",
+        "2",
+        "--n_embd",
+        "32",
+        "--block_size",
+        "16",
+        "--batch_size",
+        "4",
+        "--gradient_accumulation_steps",
+        "2",
+        "--learning_rate",
+        "3e-3",
+        "--warmup_iters",
+        "2",
+        "--lr_decay_iters",
+        "60",
+        "--eval_interval",
+        "3",
+        "--eval_iters",
+        "2",
+        "--log_interval",
+        "1",
+        "--sample_tokens",
+        "0",
+        "--peak_flops",
+        "1e9",
+        *extra,
+    ]
 
 
 def weights(out_dir):
@@ -68,7 +101,7 @@ def losses(out_dir):
 def test_ranks_split_the_same_global_batch_stream():
     config = make_config(overrides={"gradient_accumulation_steps": 4})
     draws = [DataParallel(config, SimulatedRanks(rank)).rank_batches(iter(range(100)).__next__) for rank in range(2)]
-    assert draws == [[0, 1], [2, 3]]   # together the 4 micro-batches one process would draw
+    assert draws == [[0, 1], [2, 3]]  # together the 4 micro-batches one process would draw
     with pytest.raises(ConfigError, match="gradient_accumulation_steps 3 is not divisible by the world size 2"):
         DataParallel(make_config(overrides={"gradient_accumulation_steps": 3}), SimulatedRanks())
 
@@ -86,14 +119,15 @@ def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_pa
     optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
     batch_rng = np.random.default_rng([config.seed, TRAIN_STREAM])
     ids = np.array([saved["tokenizer"]["chars"].index(ch) for ch in text_file.read_text(encoding="utf-8")])
-    train_ids = ids[:int(len(ids) * 0.9)]
+    train_ids = ids[: int(len(ids) * 0.9)]
     for iteration in range(6):
         for _ in range(config.gradient_accumulation_steps):
             x, y = get_batch(train_ids, config.batch_size, config.block_size, "cpu", batch_rng)
             (model(x, y)[1] / config.gradient_accumulation_steps).backward()
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(iteration, config.learning_rate, config.min_lr, config.warmup_iters,
-                                    config.lr_decay_iters)
+            group["lr"] = cosine_lr(
+                iteration, config.learning_rate, config.min_lr, config.warmup_iters, config.lr_decay_iters
+            )
         clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad()
@@ -124,10 +158,25 @@ def launch(ranks_args, timeout=120):
     """mpiexec with one argument list per rank group: [(ranks, argv), ...] (MPMD when they differ)."""
     command = [mpiexec()]
     for number, (ranks, argv) in enumerate(ranks_args):
-        command += ([":"] if number else []) + ["-n", str(ranks), sys.executable, "-m", "mpi4py", "-m",
-                                                "train.shakespeare", *argv]
-    return subprocess.run(command, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          env=launch_env(), capture_output=True, text=True, timeout=timeout, check=False)
+        command += ([":"] if number else []) + [
+            "-n",
+            str(ranks),
+            sys.executable,
+            "-m",
+            "mpi4py",
+            "-m",
+            "train.shakespeare",
+            *argv,
+        ]
+    return subprocess.run(
+        command,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env=launch_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +202,7 @@ def test_two_ranks_equal_one_process_at_the_same_global_batch(reference_runs):
         assert (kind, at) == (kind2, at2) and abs(a - b) <= 1e-5
     stdout = reference_runs["dp_stdout"]
     assert stdout.count("data-parallel: world size 2, backend mpi, per-rank batch 4 x 1 micro-steps") == 1
-    assert stdout.count("step 6:") == 1   # rank 0 alone prints
+    assert stdout.count("step 6:") == 1  # rank 0 alone prints
     assert two["config"]["zero"] == 0 and len(two["rng"]["engine_ranks"]) == 2
 
 
@@ -163,7 +212,7 @@ def test_zero1_and_buckets_equal_plain_data_parallel(reference_runs, variant):
     plain, other = weights(reference_runs["dp"]), weights(reference_runs[variant])
     for name, value in plain["model"].items():
         np.testing.assert_array_equal(other["model"][name], value, err_msg=name)
-    for index, state in plain["optimizer"]["state"].items():   # ZeRO's checkpoint gathered every rank's share
+    for index, state in plain["optimizer"]["state"].items():  # ZeRO's checkpoint gathered every rank's share
         for key, value in state.items():
             np.testing.assert_array_equal(other["optimizer"]["state"][index][key], value)
     assert losses(reference_runs[variant]) == losses(reference_runs["dp"])
@@ -183,8 +232,10 @@ def test_a_failing_rank_ends_the_job_quickly(text_file, tmp_path):
 
 @requires_mpi
 def test_diverging_ranks_stop_at_the_checksum(text_file, tmp_path):
-    result = launch([(1, args(text_file, tmp_path / "run")),
-                     (1, args(text_file, tmp_path / "run", 6, "--learning_rate", "1e-3"))], timeout=60)
+    result = launch(
+        [(1, args(text_file, tmp_path / "run")), (1, args(text_file, tmp_path / "run", 6, "--learning_rate", "1e-3"))],
+        timeout=60,
+    )
     assert result.returncode == 2 and "parameters diverged by iteration 3" in result.stderr, result.stderr
 
 
@@ -195,8 +246,14 @@ def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_
 
     assert launch([(2, run(tmp_path / "whole"))]).returncode == 0
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "train.shakespeare", *run(tmp_path / "cut")]
-    process = subprocess.Popen(command, cwd=os.path.dirname(text_file), env=launch_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=os.path.dirname(text_file),
+        env=launch_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stdout:
         if line.startswith("iter 3:"):
             process.send_signal(signal.SIGINT)
@@ -211,8 +268,9 @@ def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_
     for name, value in whole["model"].items():
         np.testing.assert_array_equal(resumed["model"][name], value, err_msg=name)
     assert losses(tmp_path / "cut") == losses(tmp_path / "whole")
-    assert json.dumps(resumed["rng"], sort_keys=True, default=str) == json.dumps(whole["rng"], sort_keys=True,
-                                                                                 default=str)
+    assert json.dumps(resumed["rng"], sort_keys=True, default=str) == json.dumps(
+        whole["rng"], sort_keys=True, default=str
+    )
 
 
 @requires_mpi
@@ -223,8 +281,9 @@ def test_a_zero1_checkpoint_resumes_in_one_process(reference_runs, tmp_path):
         status, _, err = run_cli(shakespeare, ["--out_dir", str(tmp_path / name), "--resume", "--max_iters", "9"])
         assert status == 0, err
     resumed, one = weights(tmp_path / "zero"), weights(tmp_path / "one")
-    assert {int(i): s["step"] for i, s in resumed["optimizer"]["state"].items()} == \
-        {int(i): 9 for i in one["optimizer"]["state"]}
+    assert {int(i): s["step"] for i, s in resumed["optimizer"]["state"].items()} == {
+        int(i): 9 for i in one["optimizer"]["state"]
+    }
     worst = max(float(np.abs(resumed["model"][k] - one["model"][k]).max()) for k in one["model"])
     assert worst <= 1e-5, worst
 
@@ -245,18 +304,60 @@ def test_the_gpu_path_on_two_ranks_through_the_cupy_standin(text_file, tmp_path,
     """--device gpu under mpiexec with every array on the strict CuPy stand-in: no NCCL there, so the
     gradients go through MPI by host copies (HostCopyCommunicator), in buckets or ZeRO-1's reduce-scatter,
     and give one stand-in process's weights."""
-    gpu = ["--device", "gpu", "--n_embd", "16", "--block_size", "8", "--batch_size", "2", "--max_iters", "2",
-           "--eval_interval", "2", "--eval_iters", "1", "--peak_flops", "1e12"]
+    gpu = [
+        "--device",
+        "gpu",
+        "--n_embd",
+        "16",
+        "--block_size",
+        "8",
+        "--batch_size",
+        "2",
+        "--max_iters",
+        "2",
+        "--eval_interval",
+        "2",
+        "--eval_iters",
+        "1",
+        "--peak_flops",
+        "1e12",
+    ]
     env = {**launch_env(), "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests")])}
     standin = [sys.executable, "-m", "gpu_standin.run", "-m", "train.shakespeare"]
-    one = subprocess.run([*standin, *args(text_file, tmp_path / "one"), *gpu], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=300, check=False)
+    one = subprocess.run(
+        [*standin, *args(text_file, tmp_path / "one"), *gpu],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", *standin[1:],
-                          *args(text_file, tmp_path / "two"), *gpu, *variant], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=300, check=False)
+    two = subprocess.run(
+        [
+            mpiexec(),
+            "-n",
+            "2",
+            sys.executable,
+            "-m",
+            "mpi4py",
+            *standin[1:],
+            *args(text_file, tmp_path / "two"),
+            *gpu,
+            *variant,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     assert "backend mpi (host copies)" in two.stdout
-    worst = max(float(np.abs(weights(tmp_path / "one")["model"][k] - value).max())
-                for k, value in weights(tmp_path / "two")["model"].items())
+    worst = max(
+        float(np.abs(weights(tmp_path / "one")["model"][k] - value).max())
+        for k, value in weights(tmp_path / "two")["model"].items()
+    )
     assert worst <= 1e-5, worst

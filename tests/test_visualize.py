@@ -2,6 +2,7 @@
 own, the CLI draws one valid PNG per layer for a checkpoint trained by the trainer's CLI, and the
 per-layer gradient norms add up to the global norm and are drawn.
 """
+
 import json
 import math
 import pathlib
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from conftest import assert_close
 from models import GPT, GPTConfig
 from models.encoder_decoder import EncoderDecoder
 from tinygrad_tx import Tensor, no_grad
@@ -20,10 +20,14 @@ from train import shakespeare, visualize
 from train.gradflow import layer_gradient_norms, layer_of, plot_gradient_flow
 from train.tokenizers import CharTokenizer
 
+from conftest import assert_close
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ATTENTION_PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "attention.md"
-TEXT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
-        "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n") * 12
+TEXT = (
+    "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
+    "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n"
+) * 12
 
 
 def spread_gpt(config):
@@ -56,7 +60,7 @@ def test_recomputed_attention_reproduces_each_layers_output():
         assert_close(probabilities.sum(axis=-1), np.ones((2, 2, 7)), 1e-6, what="rows sum to 1")
         assert not np.triu(probabilities, k=1).any(), "a query attends to a later key"
         assert probabilities.max() > 0.9, "the check is weak: attention is nearly uniform"
-        v = attn.c_attn(h).numpy()[..., 2 * 16:].reshape(2, 7, 2, 8).transpose(0, 2, 1, 3)
+        v = attn.c_attn(h).numpy()[..., 2 * 16 :].reshape(2, 7, 2, 8).transpose(0, 2, 1, 3)
         heads = (probabilities @ v).transpose(0, 2, 1, 3).reshape(2, 7, 16)
         projected = heads @ attn.c_proj.weight.numpy().T + attn.c_proj.bias.numpy()
         assert_close(projected, attn(h).numpy(), 1e-5, what="P @ v projected vs the layer's output")
@@ -106,16 +110,43 @@ def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     (folder / "text.txt").write_text(TEXT, encoding="utf-8")
     run = folder / "run"
-    argv = ["--data", str(folder / "text.txt"), "--out_dir", str(run), "--max_iters", "10", "--n_layer", "2",
-            "--n_head", "2", "--n_embd", "16", "--block_size", "16", "--batch_size", "4", "--eval_interval", "5",
-            "--eval_iters", "2", "--log_interval", "2", "--sample_tokens", "0", "--peak_flops", "1e9"]
+    argv = [
+        "--data",
+        str(folder / "text.txt"),
+        "--out_dir",
+        str(run),
+        "--max_iters",
+        "10",
+        "--n_layer",
+        "2",
+        "--n_head",
+        "2",
+        "--n_embd",
+        "16",
+        "--block_size",
+        "16",
+        "--batch_size",
+        "4",
+        "--eval_interval",
+        "5",
+        "--eval_iters",
+        "2",
+        "--log_interval",
+        "2",
+        "--sample_tokens",
+        "0",
+        "--peak_flops",
+        "1e9",
+    ]
     assert shakespeare.main(argv) == 0
     return run
 
 
 def test_visualize_writes_one_png_per_layer(trained_run, tmp_path, capsys):
-    assert visualize.main(["--out_dir", str(trained_run), "--prompt", "ROMEO:\nBut soft", "--save_dir",
-                           str(tmp_path)]) == 0
+    assert (
+        visualize.main(["--out_dir", str(trained_run), "--prompt", "ROMEO:\nBut soft", "--save_dir", str(tmp_path)])
+        == 0
+    )
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names == ["attention_layer0.png", "attention_layer1.png"]
     for name in names:
@@ -157,19 +188,25 @@ def test_layer_gradient_norms_add_up_to_the_global_norm():
     assert list(norms) == ["wte", "wpe", "h.0", "h.1", "h.2", "ln_f"]
     assert all(value > 0 for value in norms.values())
     total = clip_grad_norm_(model.parameters(), 1e9)
-    assert_close(math.sqrt(sum(value ** 2 for value in norms.values())), total, 1e-5, what="global norm")
+    assert_close(math.sqrt(sum(value**2 for value in norms.values())), total, 1e-5, what="global norm")
 
 
 def test_plot_gradient_flow_draws_metrics_records(tmp_path):
     rng = np.random.default_rng(2)
     records = [{"kind": "eval", "iter": 0, "train_loss": 3.0, "val_loss": 3.0}]
-    records += [{"kind": "train", "iter": i, "loss": 3.0 - i / 50,
-                 "grad_norms": {f"h.{layer}": float(rng.uniform(0.1, 1) * 10 ** -layer) for layer in range(4)}}
-                for i in range(0, 50, 5)]
+    records += [
+        {
+            "kind": "train",
+            "iter": i,
+            "loss": 3.0 - i / 50,
+            "grad_norms": {f"h.{layer}": float(rng.uniform(0.1, 1) * 10**-layer) for layer in range(4)},
+        }
+        for i in range(0, 50, 5)
+    ]
     path = tmp_path / "gradflow.png"
-    assert plot_gradient_flow(json.loads(json.dumps(records)), str(path)) == str(path)   # as metrics.jsonl holds them
+    assert plot_gradient_flow(json.loads(json.dumps(records)), str(path)) == str(path)  # as metrics.jsonl holds them
     assert_png(path, min_side=300)
-    assert plot_gradient_flow(records[:1], str(tmp_path / "none.png")) is None   # nothing recorded yet
+    assert plot_gradient_flow(records[:1], str(tmp_path / "none.png")) is None  # nothing recorded yet
     assert not (tmp_path / "none.png").exists()
 
 

@@ -1,4 +1,5 @@
 """tinygrad_tx.viz: the drawn graph has exactly the ops, leaves and gradient paths backward() walks."""
+
 import re
 
 import numpy as np
@@ -13,7 +14,9 @@ def counts(graph):
     """(ops, leaves, edges, collapsed blocks, cut nodes) in a drawn graph's DOT body."""
     body = [line.strip() for line in graph.body]
     edges = [line for line in body if " -> " in line]
-    named = {kind: sum(1 for line in body if re.match(rf"{kind}\w* \[", line)) for kind in ("op", "leaf", "block", "cut")}
+    named = {
+        kind: sum(1 for line in body if re.match(rf"{kind}\w* \[", line)) for kind in ("op", "leaf", "block", "cut")
+    }
     return named["op"], named["leaf"], len(edges), named["block"], named["cut"]
 
 
@@ -34,7 +37,7 @@ def test_small_graph_has_one_node_per_op_and_leaf_and_one_edge_per_gradient_path
     # Mul(x, y), Add(mul, x), Sum(add): 3 ops, 2 leaves; x feeds two ops, so 2 + 2 + 1 edges
     assert counts(graph) == (3, 2, 5, 0, 0)
     assert label_of(graph, "op0").startswith("Sum\n() float32")
-    assert "saved: (2, 3), (2, 3)" in label_of(graph, "op2")        # Mul keeps both operands
+    assert "saved: (2, 3), (2, 3)" in label_of(graph, "op2")  # Mul keeps both operands
     assert label_of(graph, "leaf0").startswith("x\n(2, 3) float32")
     assert "requires_grad" in label_of(graph, "leaf0")
 
@@ -99,9 +102,9 @@ def test_repeated_blocks_collapse_to_one_node_each():
     ops, leaves, _, blocks, _ = counts(collapsed)
     per_block = (ops_full - ops) // 2
     assert blocks == 2 and per_block > 10 and ops_full == ops + 2 * per_block
-    assert leaves_full - leaves == 2 * 12          # each hidden block keeps its 12 parameters inside
+    assert leaves_full - leaves == 2 * 12  # each hidden block keeps its 12 parameters inside
     assert "transformer.h.1\n" in label_of(collapsed, "block_transformer_h_1")
-    assert "transformer.wte.weight = lm_head.weight" in collapsed.source    # the tied weight, both names
+    assert "transformer.wte.weight = lm_head.weight" in collapsed.source  # the tied weight, both names
     assert "subgraph cluster_block_transformer_h_0" in collapsed.source
 
 
@@ -109,7 +112,7 @@ def test_max_depth_keeps_ops_near_the_output_and_marks_the_cut():
     model, loss = gpt_loss(n_layer=1)
     graph = draw_graph(loss, module=model, max_depth=1)
     ops, _, _, _, cuts = counts(graph)
-    assert ops == 2 and cuts == 1                  # CrossEntropy, Linear (lm_head); LayerNorm cut
+    assert ops == 2 and cuts == 1  # CrossEntropy, Linear (lm_head); LayerNorm cut
     assert "LayerNorm ..." in label_of(graph, "cut0")
     with pytest.raises(TinygradTxError, match="max_depth"):
         draw_graph(loss, max_depth=-1)

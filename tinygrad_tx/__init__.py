@@ -7,28 +7,29 @@ is first asked for, and programs that train call ``tune_for_training()`` for the
 Everything in ``__all__`` is the public API that models/ and train/ are written against (enforced by
 tests/test_public_api.py); ``tinygrad_tx.backend`` is the engine's own plumbing.
 """
+
 from . import ops as _ops  # noqa: F401  (attaches the operators and methods to Tensor)
 from .anomaly import detect_anomaly
 from .backend import (
-                      get_rng_state,
-                      gpu_available,
-                      manual_seed,
-                      normalize_device,
-                      require_device,
-                      rng,
-                      set_rng_state,
-                      synchronize,
-                      tune_for_training,
+    get_rng_state,
+    gpu_available,
+    manual_seed,
+    normalize_device,
+    require_device,
+    rng,
+    set_rng_state,
+    synchronize,
+    tune_for_training,
 )
 from .errors import (
-                      AnomalyError,
-                      DeviceError,
-                      DTypeError,
-                      GradcheckError,
-                      GraphError,
-                      IndexOutOfRangeError,
-                      ShapeError,
-                      TinygradTxError,
+    AnomalyError,
+    DeviceError,
+    DTypeError,
+    GradcheckError,
+    GraphError,
+    IndexOutOfRangeError,
+    ShapeError,
+    TinygradTxError,
 )
 from .factories import arange, from_numpy, full, ones, randn, tril, zeros
 from .function import Context, Function
@@ -39,10 +40,45 @@ from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
 
-__all__ = ["Tensor", "Function", "Context", "no_grad", "enable_grad", "is_grad_enabled", "gradcheck",
-           "gradcheck_directional", "detect_anomaly", "concatenate", "stack", "split", "where", "maximum",
-           "arange", "zeros", "ones", "full", "tril", "randn", "from_numpy",
-           "manual_seed", "rng", "get_rng_state", "set_rng_state", "synchronize", "gpu_available",
-           "normalize_device", "require_device", "tune_for_training", "save_safetensors", "load_safetensors",
-           "TinygradTxError", "ShapeError", "DTypeError", "DeviceError",
-           "GraphError", "GradcheckError", "AnomalyError", "IndexOutOfRangeError"]
+__all__ = [
+    "Tensor",
+    "Function",
+    "Context",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
+    "gradcheck",
+    "gradcheck_directional",
+    "detect_anomaly",
+    "concatenate",
+    "stack",
+    "split",
+    "where",
+    "maximum",
+    "arange",
+    "zeros",
+    "ones",
+    "full",
+    "tril",
+    "randn",
+    "from_numpy",
+    "manual_seed",
+    "rng",
+    "get_rng_state",
+    "set_rng_state",
+    "synchronize",
+    "gpu_available",
+    "normalize_device",
+    "require_device",
+    "tune_for_training",
+    "save_safetensors",
+    "load_safetensors",
+    "TinygradTxError",
+    "ShapeError",
+    "DTypeError",
+    "DeviceError",
+    "GraphError",
+    "GradcheckError",
+    "AnomalyError",
+    "IndexOutOfRangeError",
+]

@@ -3,6 +3,7 @@
 Off by default. When off the engine pays one boolean test per op; when on, every Function.apply
 records where in user code it was called and every forward output and backward gradient is checked.
 """
+
 import contextlib
 import os
 import traceback
@@ -43,5 +44,6 @@ def check_finite(array, op_name, phase, where, what):
     if array is None or array.dtype.kind not in "fc":
         return
     if not bool(xp_of(array).isfinite(array).all()):
-        raise AnomalyError(f"anomaly: {op_name} produced a NaN or Inf in its {phase} pass ({what}); "
-                           f"the op was created at {where}")
+        raise AnomalyError(
+            f"anomaly: {op_name} produced a NaN or Inf in its {phase} pass ({what}); the op was created at {where}"
+        )

@@ -4,6 +4,7 @@ Everything that differs between NumPy (``"cpu"``) and CuPy (``"gpu"``, alias ``"
 here: picking the module, moving arrays, scatter-add, the seeded random generator, synchronising.
 CuPy is imported lazily, the first time the GPU is asked for, so ``import tinygrad_tx`` stays light.
 """
+
 import concurrent.futures
 import ctypes
 import importlib
@@ -16,8 +17,8 @@ from .errors import DeviceError, TinygradTxError
 
 GPU_INSTALL_HINT = 'pip install "tinygrad-tx[gpu]" (CuPy for CUDA 12) on a machine with an NVIDIA GPU'
 
-_cupy = None                     # the module once loaded
-ARRAY_TYPES = (np.ndarray,)      # grows to (np.ndarray, cupy.ndarray) once CuPy is loaded
+_cupy = None  # the module once loaded
+ARRAY_TYPES = (np.ndarray,)  # grows to (np.ndarray, cupy.ndarray) once CuPy is loaded
 DEFAULT_FLOAT = np.float32
 
 
@@ -40,13 +41,16 @@ def _load_cupy():
     try:
         import cupy
     except ImportError as exc:
-        raise DeviceError(f"device 'gpu' needs CuPy, which is not installed ({exc}); "
-                          f"install it with: {GPU_INSTALL_HINT}") from None
+        raise DeviceError(
+            f"device 'gpu' needs CuPy, which is not installed ({exc}); install it with: {GPU_INSTALL_HINT}"
+        ) from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDA driver missing or broken: CuPy raises its own runtime errors
-        raise DeviceError(f"device 'gpu': CuPy is installed but no CUDA device is usable ({exc}); "
-                          f"use --device cpu or {GPU_INSTALL_HINT}") from None
+        raise DeviceError(
+            f"device 'gpu': CuPy is installed but no CUDA device is usable ({exc}); "
+            f"use --device cpu or {GPU_INSTALL_HINT}"
+        ) from None
     if count < 1:
         raise DeviceError(f"device 'gpu': CuPy found no CUDA device; use device 'cpu' or {GPU_INSTALL_HINT}")
     _cupy = cupy
@@ -136,16 +140,16 @@ def use_gpu(index):
     """Make GPU ``index`` (a rank's local rank, modulo the GPUs present) current for this process."""
     cupy = _load_cupy()
     count = cupy.cuda.runtime.getDeviceCount()
-    if count > 1:   # with one GPU it is already the current one
+    if count > 1:  # with one GPU it is already the current one
         cupy.cuda.Device(index % count).use()
 
 
 def nccl_module():
     """``cupy.cuda.nccl`` when this CuPy was built with NCCL, else None (the caller falls back to MPI)."""
     cuda = _load_cupy().cuda
-    if not hasattr(cuda, "__path__"):   # not CuPy's cuda package (the tests' CuPy stand-in): no NCCL there
+    if not hasattr(cuda, "__path__"):  # not CuPy's cuda package (the tests' CuPy stand-in): no NCCL there
         return None
-    try:   # a submodule CuPy builds only with NCCL; imported by name so type checkers need no CuPy stubs
+    try:  # a submodule CuPy builds only with NCCL; imported by name so type checkers need no CuPy stubs
         nccl = importlib.import_module(f"{cuda.__name__}.nccl")
     except ImportError:
         return None
@@ -154,8 +158,11 @@ def nccl_module():
 
 def nccl_dtype(dtype):
     nccl = nccl_module()
-    names = {np.dtype(np.float32): "NCCL_FLOAT32", np.dtype(np.float64): "NCCL_FLOAT64",
-             np.dtype(np.float16): "NCCL_FLOAT16"}
+    names = {
+        np.dtype(np.float32): "NCCL_FLOAT32",
+        np.dtype(np.float64): "NCCL_FLOAT64",
+        np.dtype(np.float16): "NCCL_FLOAT16",
+    }
     if np.dtype(dtype) not in names:
         raise DeviceError(f"nccl: no NCCL type for dtype {np.dtype(dtype)}")
     return getattr(nccl, names[np.dtype(dtype)])
@@ -181,7 +188,7 @@ def gpu_stream_wait(event, stream=None):
 
 
 # ---------------------------------------------------------------- seeded random numbers
-_generators: dict = {}   # device name -> its seeded Generator
+_generators: dict = {}  # device name -> its seeded Generator
 _seed = 1337
 
 
@@ -215,7 +222,7 @@ def set_rng_state(state):
 
 
 # ---------------------------------------------------------------- host memory reuse
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4   # glibc's mallopt parameter numbers (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 KEEP_FREED_MEMORY_ENV = "TINYGRAD_TX_KEEP_FREED_MEMORY"
 
 
@@ -231,7 +238,7 @@ def keep_freed_memory():
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     except (OSError, AttributeError):  # not Linux/glibc: the platform's allocator stays as it is
         return False
 
@@ -255,12 +262,13 @@ def tune_for_training():
 PARALLEL_MIN_ELEMENTS = 1 << 18
 _workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
 _pool = None
-_in_block = threading.local()   # set while a thread runs a block: nested calls then run in place
+_in_block = threading.local()  # set while a thread runs a block: nested calls then run in place
 
 
 def _find_blas_thread_setter():
     """(set, get) of NumPy's bundled OpenBLAS thread count through ctypes, or None (another BLAS)."""
     import glob
+
     folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     for path in glob.glob(os.path.join(folder, "libscipy_openblas*")) + glob.glob(os.path.join(folder, "libopenblas*")):
         try:
@@ -276,7 +284,7 @@ def _find_blas_thread_setter():
     return None
 
 
-_blas_threads = None   # (set, get), found on the first parallel call: importing loads no library
+_blas_threads = None  # (set, get), found on the first parallel call: importing loads no library
 
 
 def _blas_thread_functions():
@@ -303,7 +311,7 @@ def in_row_blocks(function, *arrays):
     if _pool is None:
         _pool = concurrent.futures.ThreadPoolExecutor(_workers - 1, thread_name_prefix="tinygrad_tx")
     bounds = [first.shape[0] * i // parts for i in range(parts + 1)]
-    blocks = [[a[bounds[i]:bounds[i + 1]] for a in arrays] for i in range(parts)]
+    blocks = [[a[bounds[i] : bounds[i + 1]] for a in arrays] for i in range(parts)]
     # Each block gets one BLAS thread: OpenBLAS's own threads would fight the blocks for the cores
     # (batched attention matmuls: ~70-100 GFLOP/s with 2 BLAS threads, ~140 as two 1-thread blocks).
     blas = _blas_thread_functions()

@@ -9,6 +9,7 @@
 Every factory takes ``device`` ('cpu' | 'gpu', alias 'cuda'), ``dtype`` and ``requires_grad``. Floats are
 float32 unless ``dtype`` says otherwise (the engine's default); ``dtype`` is anything NumPy accepts.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,16 +40,29 @@ def _made(array: Any, dtype: DType, requires_grad: bool) -> Tensor:
     return Tensor.from_array(array, requires_grad=requires_grad)
 
 
-def arange(start: float, stop: float | None = None, step: float = 1, *, dtype: DType = None,
-           device: Device = "cpu", requires_grad: bool = False) -> Tensor:
+def arange(
+    start: float,
+    stop: float | None = None,
+    step: float = 1,
+    *,
+    dtype: DType = None,
+    device: Device = "cpu",
+    requires_grad: bool = False,
+) -> Tensor:
     """[start, stop) in steps of ``step`` (``arange(n)`` is 0 .. n-1); int64 for integer arguments."""
     xp = backend.array_module(device)
     values = xp.arange(start, step=step, dtype=dtype) if stop is None else xp.arange(start, stop, step, dtype=dtype)
     return _made(values, dtype, requires_grad)
 
 
-def full(shape: Shape, fill_value: bool | int | float, *, dtype: DType = None, device: Device = "cpu",
-         requires_grad: bool = False) -> Tensor:
+def full(
+    shape: Shape,
+    fill_value: bool | int | float,
+    *,
+    dtype: DType = None,
+    device: Device = "cpu",
+    requires_grad: bool = False,
+) -> Tensor:
     """A tensor of ``shape`` filled with ``fill_value``; the dtype follows the value (bool, int64, float32)."""
     return _made(backend.array_module(device).full(_shape((shape,)), fill_value, dtype=dtype), dtype, requires_grad)
 
@@ -63,8 +77,9 @@ def ones(*shape: Shape, dtype: DType = "float32", device: Device = "cpu", requir
     return _made(backend.array_module(device).ones(_shape(shape), dtype=dtype), dtype, requires_grad)
 
 
-def tril(rows: int, cols: int | None = None, diagonal: int = 0, *, dtype: DType = "float32",
-         device: Device = "cpu") -> Tensor:
+def tril(
+    rows: int, cols: int | None = None, diagonal: int = 0, *, dtype: DType = "float32", device: Device = "cpu"
+) -> Tensor:
     """A (rows, cols) matrix of ones on and below the ``diagonal``-th diagonal, zeros above (NumPy's ``tri``).
 
     ``tril(T)`` is ``torch.tril(torch.ones(T, T))``, the causal mask of "Let's build GPT"; with

@@ -18,6 +18,7 @@ axes) is passed through unchanged and gets ``None`` as its gradient. Keyword arg
 can skip saving what backward will not use. A forward that returns a tuple makes one Tensor per
 element, and its backward then receives one gradient per output. See docs/experimenting.md.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,11 +37,11 @@ class Context:
         self.needs_input_grad = needs_input_grad
         self.saved_tensors: tuple[Any, ...] = ()
         self.inputs: tuple[Tensor | None, ...] = ()
-        self.pending: list[Any] = [None]      # summed gradients of the outputs, filled during backward
-        self.owned = [False]       # whether each pending array is ours to update in place
-        self.retained: dict[int, Any] = {}   # output index -> weakref of a tensor that asked retain_grad()
-        self.out_meta: list[tuple[Any, Any]] | None = None   # (shape, dtype) per output, for multi-output ops
-        self.call_site: str | None = None   # user file:line, recorded in anomaly mode
+        self.pending: list[Any] = [None]  # summed gradients of the outputs, filled during backward
+        self.owned = [False]  # whether each pending array is ours to update in place
+        self.retained: dict[int, Any] = {}  # output index -> weakref of a tensor that asked retain_grad()
+        self.out_meta: list[tuple[Any, Any]] | None = None  # (shape, dtype) per output, for multi-output ops
+        self.call_site: str | None = None  # user file:line, recorded in anomaly mode
         self.released = False
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -80,8 +81,10 @@ class Function:
                 if device is None:
                     device = arg_device
                 elif arg_device != device:
-                    raise DeviceError(f"{cls.__name__}: tensors on different devices ({device} and {arg_device}); "
-                                      f"move them with .to('{device}') first")
+                    raise DeviceError(
+                        f"{cls.__name__}: tensors on different devices ({device} and {arg_device}); "
+                        f"move them with .to('{device}') first"
+                    )
                 arrays.append(array)
                 needs_grad.append(arg.requires_grad)
             else:

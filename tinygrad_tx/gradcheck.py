@@ -12,6 +12,7 @@ constant sum, so any backward, however wrong, would "pass" against it.
 Inputs are copied to float64 first (float32 differences are too coarse to be useful). A function
 that draws random numbers (dropout) must reseed inside ``fn`` so every call sees the same mask.
 """
+
 import numpy as np
 
 from . import backend
@@ -67,8 +68,10 @@ def _analytic(fn, inputs, checked, rng):
 
 def _fail(index, shape, where, analytic, numeric, tolerance):
     error = abs(analytic - numeric) / max(abs(numeric), 1e-12)
-    raise GradcheckError(f"gradcheck: input {index} (shape {tuple(shape)}) gradient mismatch at {where}: "
-                         f"analytic {analytic:.8g}, numeric {numeric:.8g}, relative error {error:.3g} ({tolerance})")
+    raise GradcheckError(
+        f"gradcheck: input {index} (shape {tuple(shape)}) gradient mismatch at {where}: "
+        f"analytic {analytic:.8g}, numeric {numeric:.8g}, relative error {error:.3g} ({tolerance})"
+    )
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
@@ -96,8 +99,14 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         excess = np.abs(analytic[i] - numeric) - (atol + rtol * np.abs(numeric))
         if excess.size and excess.max() > 0:
             worst = np.unravel_index(int(excess.argmax()), excess.shape)
-            _fail(i, data.shape, f"index {tuple(int(k) for k in worst)}", float(analytic[i][worst]),
-                  float(numeric[worst]), f"atol={atol}, rtol={rtol}")
+            _fail(
+                i,
+                data.shape,
+                f"index {tuple(int(k) for k in worst)}",
+                float(analytic[i][worst]),
+                float(numeric[worst]),
+                f"atol={atol}, rtol={rtol}",
+            )
     return True
 
 

@@ -6,6 +6,7 @@ grows with the model. float32 parameters stay float32: hyperparameters enter as 
 The update rules are torch.optim's (SGD with momentum and L2 weight decay; AdamW with decoupled
 weight decay), so their results agree to float32 rounding.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,13 +30,15 @@ class Optimizer:
     whose missing settings come from the optimizer's defaults.
     """
 
-    state_keys: tuple[str, ...] = ()   # names of the per-parameter state entries (arrays, plus "step" counts)
+    state_keys: tuple[str, ...] = ()  # names of the per-parameter state entries (arrays, plus "step" counts)
 
     def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
         if isinstance(params, Tensor):
-            raise TinygradTxError(f"{self._name}: params must be an iterable of Parameters or of group dicts, "
-                                  "got a single Tensor (wrap it in a list)")
+            raise TinygradTxError(
+                f"{self._name}: params must be an iterable of Parameters or of group dicts, "
+                "got a single Tensor (wrap it in a list)"
+            )
         groups: list[Any] = list(params)
         if not groups:
             raise TinygradTxError(f"{self._name}: got an empty parameter list")
@@ -44,7 +47,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         for group in groups:
             self.add_param_group(group)
-        self.state: dict[int, dict[str, Any]] = {}      # id(param) -> dict of state entries
+        self.state: dict[int, dict[str, Any]] = {}  # id(param) -> dict of state entries
         # (device, dtype) -> flat buffer as large as the largest parameter seen
         self._scratch: dict[tuple[str, Any], Any] = {}
 
@@ -58,11 +61,15 @@ class Optimizer:
         known = {id(p) for g in self.param_groups for p in g["params"]}
         for param in group["params"]:
             if not isinstance(param, Tensor) or not param.requires_grad:
-                raise TinygradTxError(f"{self._name}: every parameter must be a Tensor with requires_grad=True, "
-                                      f"got {type(param).__name__}")
+                raise TinygradTxError(
+                    f"{self._name}: every parameter must be a Tensor with requires_grad=True, "
+                    f"got {type(param).__name__}"
+                )
             if id(param) in known:
-                raise TinygradTxError(f"{self._name}: a parameter of shape {param.shape} appears in more than one "
-                                      "place in the parameter groups")
+                raise TinygradTxError(
+                    f"{self._name}: a parameter of shape {param.shape} appears in more than one "
+                    "place in the parameter groups"
+                )
             known.add(id(param))
         self.param_groups.append(group)
 
@@ -96,7 +103,7 @@ class Optimizer:
         buffer = self._scratch.get(key)
         if buffer is None or buffer.size < array.size:
             buffer = self._scratch[key] = backend.xp_of(array).empty(array.size, array.dtype)
-        return buffer[:array.size].reshape(array.shape)
+        return buffer[: array.size].reshape(array.shape)
 
     # ------------------------------------------------------------------ saving and restoring
     def state_dict(self) -> dict[str, Any]:
@@ -105,11 +112,18 @@ class Optimizer:
         Parameters are numbered in group order, as torch.optim does; arrays are copies.
         """
         index = {id(p): i for i, p in enumerate(self._params())}
-        state = {index[pid]: {key: value if isinstance(value, int) else backend.to_numpy(value).copy()
-                              for key, value in entries.items()}
-                 for pid, entries in self.state.items() if pid in index}
-        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
-                  for g in self.param_groups]
+        state = {
+            index[pid]: {
+                key: value if isinstance(value, int) else backend.to_numpy(value).copy()
+                for key, value in entries.items()
+            }
+            for pid, entries in self.state.items()
+            if pid in index
+        }
+        groups = [
+            {**{k: v for k, v in g.items() if k != "params"}, "params": [index[id(p)] for p in g["params"]]}
+            for g in self.param_groups
+        ]
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -122,9 +136,10 @@ class Optimizer:
         params, self.state = self._params(), {}
         for index, entries in state_dict["state"].items():
             param = params[int(index)]
-            self.state[id(param)] = {key: int(value) if key == "step" else
-                                     backend.as_array(value, param.device, param.dtype).copy()
-                                     for key, value in entries.items()}
+            self.state[id(param)] = {
+                key: int(value) if key == "step" else backend.as_array(value, param.device, param.dtype).copy()
+                for key, value in entries.items()
+            }
 
     def _problems_loading(self, state_dict):
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
@@ -136,22 +151,26 @@ class Optimizer:
         else:
             for number, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
                 if len(saved["params"]) != len(group["params"]):
-                    problems.append(f"group {number} saved {len(saved['params'])} parameters, "
-                                    f"has {len(group['params'])}")
+                    problems.append(
+                        f"group {number} saved {len(saved['params'])} parameters, has {len(group['params'])}"
+                    )
         for index, entries in state_dict["state"].items():
             index = int(index)
             if not 0 <= index < len(params):
                 problems.append(f"state for parameter {index}, but there are only {len(params)}")
                 continue
             if set(entries) and set(entries) < set(self.state_keys):
-                problems.append(f"parameter {index}: state {sorted(entries)} is incomplete "
-                                f"(expected {self.state_keys})")
+                problems.append(
+                    f"parameter {index}: state {sorted(entries)} is incomplete (expected {self.state_keys})"
+                )
             for key, value in entries.items():
                 if key not in self.state_keys:
                     problems.append(f"parameter {index}: unknown state entry {key!r} (expected {self.state_keys})")
                 elif key != "step" and tuple(value.shape) != params[index].shape:
-                    problems.append(f"parameter {index}: {key!r} has shape {tuple(value.shape)}, "
-                                    f"the parameter has {params[index].shape}")
+                    problems.append(
+                        f"parameter {index}: {key!r} has shape {tuple(value.shape)}, "
+                        f"the parameter has {params[index].shape}"
+                    )
         return problems
 
 
@@ -191,8 +210,14 @@ class AdamW(Optimizer):
 
     state_keys = ("step", "exp_avg", "exp_avg_sq")
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01) -> None:
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
     def _check_hyperparameters(self, group):
@@ -213,8 +238,19 @@ class AdamW(Optimizer):
         if not state:
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
         state["step"] += 1
-        pick("adamw_update", param)(param, grad, state["exp_avg"], state["exp_avg_sq"], lr, beta1, beta2, eps,
-                                    weight_decay, state["step"], scratch=self._scratch_like(param))
+        pick("adamw_update", param)(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            state["step"],
+            scratch=self._scratch_like(param),
+        )
 
 
 def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, total_norm: float | None = None) -> float:
@@ -249,11 +285,13 @@ def squared_norm(array: Any) -> Any:
 def cosine_lr(it: int, learning_rate: float, min_lr: float, warmup_iters: int, lr_decay_iters: int) -> float:
     """nanoGPT's get_lr: linear warmup lr (it+1)/(warmup_iters+1), cosine decay to min_lr at lr_decay_iters."""
     if it < 0 or lr_decay_iters < warmup_iters:
-        raise TinygradTxError(f"cosine_lr: need it >= 0 and lr_decay_iters >= warmup_iters, got it={it}, "
-                              f"warmup_iters={warmup_iters}, lr_decay_iters={lr_decay_iters}")
+        raise TinygradTxError(
+            f"cosine_lr: need it >= 0 and lr_decay_iters >= warmup_iters, got it={it}, "
+            f"warmup_iters={warmup_iters}, lr_decay_iters={lr_decay_iters}"
+        )
     if it < warmup_iters:
         return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it >= lr_decay_iters:   # ">=" rather than nanoGPT's ">": same value, and no 0/0 when the two are equal
+    if it >= lr_decay_iters:  # ">=" rather than nanoGPT's ">": same value, and no 0/0 when the two are equal
         return min_lr
     decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * decay_ratio)) * (learning_rate - min_lr)

@@ -5,6 +5,7 @@ the depth it found, so nesting, recursion, exceptions and other threads all see 
 new thread starts at the setting's default, as PyTorch's grad mode does. Nothing lives on the object
 a ``with`` statement enters, so one decorator instance can be re-entered (a recursive ``@no_grad()``).
 """
+
 import contextlib
 import threading
 

@@ -9,6 +9,7 @@ A safetensors file is a JSON header (names, dtypes, shapes, offsets, and a strin
 (``safetensors.torch.load_file``), JAX or Hugging Face tools read the same file. Written with the
 ``safetensors`` package's NumPy API to a temporary file that is renamed into place.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,20 +22,23 @@ from .errors import TinygradTxError
 from .tensor import Tensor
 
 
-def save_safetensors(state: Mapping[str, object], path: str | os.PathLike[str],
-                     metadata: Mapping[str, str] | None = None) -> None:
+def save_safetensors(
+    state: Mapping[str, object], path: str | os.PathLike[str], metadata: Mapping[str, str] | None = None
+) -> None:
     """Write ``state`` ({name: Tensor or array}) to ``path`` atomically; ``metadata`` values must be strings."""
     from safetensors.numpy import save_file  # imported on use: ``import tinygrad_tx`` stays NumPy-only
 
-    arrays = {name: np.ascontiguousarray(backend.to_numpy(value.data if isinstance(value, Tensor) else value))
-              for name, value in state.items()}
+    arrays = {
+        name: np.ascontiguousarray(backend.to_numpy(value.data if isinstance(value, Tensor) else value))
+        for name, value in state.items()
+    }
     if metadata is not None and not all(isinstance(v, str) for v in metadata.values()):
         raise TinygradTxError("save_safetensors: metadata values must be strings (encode others as JSON)")
     tmp = f"{os.fspath(path)}.tmp"
     try:
         save_file(arrays, tmp, metadata=dict(metadata) if metadata is not None else None)
         os.replace(tmp, path)
-    except BaseException:   # a full disk or Ctrl-C mid-write: leave no temporary file behind
+    except BaseException:  # a full disk or Ctrl-C mid-write: leave no temporary file behind
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
@@ -46,7 +50,7 @@ def load_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray
 
     try:
         with safe_open(os.fspath(path), framework="numpy") as file:
-            names = file.keys()   # noqa: SIM118  (safe_open is no dict: it has keys() but no __iter__)
+            names = file.keys()  # noqa: SIM118  (safe_open is no dict: it has keys() but no __iter__)
             return {name: file.get_tensor(name) for name in names}, dict(file.metadata() or {})
     except (OSError, SafetensorError) as exc:
         raise TinygradTxError(f"load_safetensors: cannot read {os.fspath(path)!r}: {exc}") from None

@@ -8,6 +8,7 @@ gradient flowing into its outputs has been summed. See docs/autograd.md.
 
 The operator methods (``+``, ``@``, ``sum``, ``reshape`` ...) are attached by ``tinygrad_tx.ops``.
 """
+
 import contextlib
 import threading
 import weakref
@@ -64,7 +65,7 @@ class Tensor:
     """An n-dimensional array on a device, with an optional gradient."""
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_index", "__weakref__")
-    __array_ufunc__ = None   # make NumPy defer to our reflected operators: np_array * tensor
+    __array_ufunc__ = None  # make NumPy defer to our reflected operators: np_array * tensor
 
     def __init__(self, data, requires_grad=False, device=None, dtype=None):
         """``device`` defaults to where ``data`` lives (CPU for scalars, lists and NumPy arrays).
@@ -81,7 +82,9 @@ class Tensor:
         try:
             array = xp.array(data, dtype=dtype, copy=True)
         except (ValueError, TypeError) as exc:
-            raise DTypeError(f"Tensor: cannot make an array of numbers from {type(data).__name__} data ({exc})") from None
+            raise DTypeError(
+                f"Tensor: cannot make an array of numbers from {type(data).__name__} data ({exc})"
+            ) from None
         if array.dtype.kind not in "biufc":
             raise DTypeError(f"Tensor: data must be numbers or booleans, got dtype {array.dtype}")
         if dtype is None and array.dtype.kind == "f" and array.dtype != backend.DEFAULT_FLOAT:
@@ -115,10 +118,12 @@ class Tensor:
         ``Tensor(array)`` copies instead. ``tinygrad_tx.from_numpy`` is the NumPy-only spelling.
         """
         if not isinstance(array, backend.ARRAY_TYPES) and type(array).__module__.split(".")[0] == "cupy":
-            backend.array_module("gpu")   # a CuPy array made before the engine loaded CuPy
+            backend.array_module("gpu")  # a CuPy array made before the engine loaded CuPy
         if not isinstance(array, backend.ARRAY_TYPES):
-            raise DTypeError(f"Tensor.from_array: expected a NumPy or CuPy array, got {type(array).__name__} "
-                             "(Tensor(data) copies any array-like)")
+            raise DTypeError(
+                f"Tensor.from_array: expected a NumPy or CuPy array, got {type(array).__name__} "
+                "(Tensor(data) copies any array-like)"
+            )
         if array.dtype.kind not in "biufc":
             raise DTypeError(f"Tensor.from_array: data must be numbers or booleans, got dtype {array.dtype}")
         tensor = cls._wrap(array)
@@ -223,19 +228,25 @@ class Tensor:
         starts sending a gradient then, while the rest of backward still runs.
         """
         if not self.requires_grad:
-            raise GraphError("backward: this tensor does not require grad (no input had requires_grad=True, "
-                             "or it was computed under no_grad)")
+            raise GraphError(
+                "backward: this tensor does not require grad (no input had requires_grad=True, "
+                "or it was computed under no_grad)"
+            )
         xp = backend.xp_of(self.data)
         if grad is None:
             if self.data.size != 1:
-                raise GraphError(f"backward: a gradient is needed for a non-scalar output of shape {self.shape}; "
-                                 "call .backward(grad) with a tensor of that shape, or reduce it (e.g. .sum()) first")
+                raise GraphError(
+                    f"backward: a gradient is needed for a non-scalar output of shape {self.shape}; "
+                    "call .backward(grad) with a tensor of that shape, or reduce it (e.g. .sum()) first"
+                )
             grad = xp.ones_like(self.data)
         else:
             grad = grad.data if isinstance(grad, Tensor) else grad
             grad = backend.as_array(grad, self.device, self.data.dtype)
             if grad.shape != self.data.shape:
-                raise ShapeError(f"backward: gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}")
+                raise ShapeError(
+                    f"backward: gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}"
+                )
         if self._ctx is None:
             _accumulate_leaf(self, grad)
             if on_leaf_final is not None:
@@ -247,7 +258,7 @@ class Tensor:
         order = _topological_order(self._ctx)
         uses = _leaf_uses(order) if on_leaf_final is not None else None
         for node in reversed(order):
-            inputs = node.inputs   # release() drops them
+            inputs = node.inputs  # release() drops them
             _run_backward(node, retain_graph)
             if uses is not None:
                 _report_final_leaves(inputs, uses, on_leaf_final)
@@ -272,8 +283,10 @@ def _report_final_leaves(inputs, uses, on_leaf_final):
                 on_leaf_final(tensor)
 
 
-_FREED_MESSAGE = ("backward: the graph was already freed by a previous backward(); "
-                  "pass retain_graph=True to the first backward() to run it twice")
+_FREED_MESSAGE = (
+    "backward: the graph was already freed by a previous backward(); "
+    "pass retain_graph=True to the first backward() to run it twice"
+)
 
 
 def _topological_order(root):
@@ -310,21 +323,25 @@ def _run_backward(node, retain_graph):
             tensor.grad = Tensor._wrap(grads_out[index].copy())
     if len(grads_out) > 1:  # a multi-output op gets zeros for the outputs nobody used
         xp = backend.xp_of(next(g for g in grads_out if g is not None))
-        grads_out = [g if g is not None else xp.zeros(shape, dtype)
-                     for g, (shape, dtype) in zip(grads_out, node.out_meta)]
+        grads_out = [
+            g if g is not None else xp.zeros(shape, dtype) for g, (shape, dtype) in zip(grads_out, node.out_meta)
+        ]
     name = node.function.__name__
     grads_in = node.function.backward(node, *grads_out)
     if not isinstance(grads_in, (tuple, list)):
         grads_in = (grads_in,)
     if len(grads_in) != len(node.inputs):
-        raise GraphError(f"{name}.backward returned {len(grads_in)} gradients for {len(node.inputs)} inputs "
-                         "(return one per forward argument, None where there is none)")
+        raise GraphError(
+            f"{name}.backward returned {len(grads_in)} gradients for {len(node.inputs)} inputs "
+            "(return one per forward argument, None where there is none)"
+        )
     for tensor, grad in zip(node.inputs, grads_in):
         if tensor is None or grad is None or not tensor.requires_grad:
             continue
         if tuple(grad.shape) != tensor.data.shape:
-            raise ShapeError(f"{name}.backward returned a gradient of shape {tuple(grad.shape)} "
-                             f"for an input of shape {tensor.shape}")
+            raise ShapeError(
+                f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for an input of shape {tensor.shape}"
+            )
         if grad.dtype != tensor.data.dtype:
             grad = grad.astype(tensor.data.dtype)
         if anomaly.is_anomaly_enabled():
@@ -355,4 +372,3 @@ def _accumulate_leaf(tensor, grad):
         tensor.grad = Tensor._wrap(grad.copy())
     else:
         tensor.grad.data += grad
-

@@ -18,6 +18,7 @@ the first is drawn in full. The graph is only read, through the attributes docs/
 (a Tensor's ``_ctx`` and ``_out_index``, a Context's ``inputs``, ``saved_tensors``, ``needs_input_grad``,
 ``out_meta``); nothing in the engine knows this module exists.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,12 +31,23 @@ import graphviz
 
 from . import backend
 from .errors import GraphError, TinygradTxError
+from .function import Context
 from .tensor import Tensor
 
 # Context attributes that belong to the graph machinery, not to what an op saved for its backward
-_MACHINERY = {"function", "needs_input_grad", "saved_tensors", "inputs", "pending", "owned", "retained",
-              "out_meta", "call_site", "released"}
-_REPEATED = re.compile(r"^(.*?\.\d+)(?:\.|$)")   # "transformer.h.3.attn.c_attn" -> "transformer.h.3"
+_MACHINERY = {
+    "function",
+    "needs_input_grad",
+    "saved_tensors",
+    "inputs",
+    "pending",
+    "owned",
+    "retained",
+    "out_meta",
+    "call_site",
+    "released",
+}
+_REPEATED = re.compile(r"^(.*?\.\d+)(?:\.|$)")  # "transformer.h.3.attn.c_attn" -> "transformer.h.3"
 
 
 class GraphvizMissingError(TinygradTxError, RuntimeError):
@@ -45,11 +57,12 @@ class GraphvizMissingError(TinygradTxError, RuntimeError):
 @dataclass
 class _Op:
     """One Context as the drawing sees it."""
-    ctx: object
+
+    ctx: Context
     key: str
     depth: int
-    outputs: dict[int, Tensor] = field(default_factory=dict)   # out index -> tensor seen downstream
-    owner: str | None = None                                  # module path the op belongs to
+    outputs: dict[int, Tensor] = field(default_factory=dict)  # out index -> tensor seen downstream
+    owner: str | None = None  # module path the op belongs to
 
 
 def has_dot() -> bool:
@@ -66,9 +79,15 @@ def retain_all_grads(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def draw_graph(tensor: Tensor, module=None, show_grad: bool = False, max_depth: int | None = None,
-               names: Mapping[str, Tensor] | None = None, collapse_repeats: bool = True,
-               rankdir: str = "TB") -> graphviz.Digraph:
+def draw_graph(
+    tensor: Tensor,
+    module=None,
+    show_grad: bool = False,
+    max_depth: int | None = None,
+    names: Mapping[str, Tensor] | None = None,
+    collapse_repeats: bool = True,
+    rankdir: str = "TB",
+) -> graphviz.Digraph:
     """A ``graphviz.Digraph`` of the ops and leaves ``tensor.backward()`` will walk.
 
     ``module``: name parameters by their path (``transformer.h.0.attn.c_attn.weight``) and, with
@@ -82,9 +101,12 @@ def draw_graph(tensor: Tensor, module=None, show_grad: bool = False, max_depth: 
     if max_depth is not None and max_depth < 0:
         raise TinygradTxError(f"draw_graph: max_depth must be >= 0, got {max_depth}")
     labels = _leaf_names(module, names)
-    graph = graphviz.Digraph("backward", graph_attr={"rankdir": rankdir, "fontsize": "10"},
-                             node_attr={"fontname": "Helvetica", "fontsize": "10"},
-                             edge_attr={"fontname": "Helvetica", "fontsize": "9"})
+    graph = graphviz.Digraph(
+        "backward",
+        graph_attr={"rankdir": rankdir, "fontsize": "10"},
+        node_attr={"fontname": "Helvetica", "fontsize": "10"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "9"},
+    )
     if tensor._ctx is None:
         graph.node("leaf0", _leaf_label(tensor, labels, show_grad), **_leaf_style(tensor))
         return graph
@@ -106,8 +128,10 @@ def save_graph(graph: graphviz.Digraph, path) -> Path:
     if fmt not in ("svg", "png", "pdf"):
         raise TinygradTxError(f"save_graph: unknown format {path.suffix!r} for {path}; use .dot, .svg, .png or .pdf")
     if not has_dot():
-        raise GraphvizMissingError(f"save_graph: writing {path.name} needs the Graphviz 'dot' program "
-                                   "(apt-get install graphviz); .dot text needs nothing")
+        raise GraphvizMissingError(
+            f"save_graph: writing {path.name} needs the Graphviz 'dot' program "
+            "(apt-get install graphviz); .dot text needs nothing"
+        )
     data = graph.pipe(format=fmt)
     temporary = path.with_name(path.name + ".part")
     temporary.write_bytes(data)
@@ -122,8 +146,10 @@ def _walk(root: Tensor) -> dict[int, _Op]:
     if root._ctx is None:
         return {}
     if root._ctx.released:
-        raise GraphError("draw_graph: the graph was freed by backward(); draw it before backward(), "
-                         "or call backward(retain_graph=True)")
+        raise GraphError(
+            "draw_graph: the graph was freed by backward(); draw it before backward(), "
+            "or call backward(retain_graph=True)"
+        )
     ops: dict[int, _Op] = {id(root._ctx): _Op(root._ctx, "op0", 0, {root._out_index: root})}
     frontier = [root._ctx]
     while frontier:
@@ -154,8 +180,11 @@ def _inputs_first(ops: dict[int, _Op]) -> list[_Op]:
             continue
         done.add(id(op.ctx))
         stack.append((op, True))
-        stack.extend((ops[id(t._ctx)], False) for t in op.ctx.inputs
-                     if t is not None and t._ctx is not None and id(t._ctx) not in done)
+        stack.extend(
+            (ops[id(t._ctx)], False)
+            for t in op.ctx.inputs
+            if t is not None and t._ctx is not None and id(t._ctx) not in done
+        )
     return order
 
 
@@ -163,14 +192,15 @@ def _assign_owners(ops: dict[int, _Op], module) -> None:
     """Each op's module: that of a parameter it uses directly, else that of its latest-computed input."""
     if module is None:
         return
-    param_module = {}
+    param_module: dict[int, str] = {}
     for path, param in module.named_parameters(remove_duplicate=False):
         param_module.setdefault(id(param), path.rpartition(".")[0])
     position = {}
     for index, op in enumerate(_inputs_first(ops)):
         position[id(op.ctx)] = index
-        owners = [param_module[id(t)] for t in op.ctx.inputs
-                  if t is not None and t._ctx is None and id(t) in param_module]
+        owners = [
+            param_module[id(t)] for t in op.ctx.inputs if t is not None and t._ctx is None and id(t) in param_module
+        ]
         if owners:
             op.owner = owners[0]
             continue
@@ -186,7 +216,7 @@ def _collapsed_blocks(ops: dict[int, _Op]) -> dict[int, str]:
         match = _REPEATED.match(op.owner or "")
         if match:
             blocks[key] = match.group(1)
-    first = {}
+    first: dict[str, str] = {}
     for block in sorted(set(blocks.values()), key=_natural):
         first.setdefault(block.rpartition(".")[0], block)
     return {key: block for key, block in blocks.items() if first[block.rpartition(".")[0]] != block}
@@ -201,7 +231,7 @@ def _leaf_names(module, names: Mapping[str, Tensor] | None) -> dict[int, str]:
     labels: dict[int, list[str]] = {}
     if module is not None:
         for path, param in module.named_parameters(remove_duplicate=False):
-            labels.setdefault(id(param), []).append(path)   # a tied weight gets both names
+            labels.setdefault(id(param), []).append(path)  # a tied weight gets both names
     for name, tensor in (names or {}).items():
         labels.setdefault(id(tensor), []).insert(0, name)
     return {key: " = ".join(paths) for key, paths in labels.items()}
@@ -246,13 +276,13 @@ def _saved_summary(ctx) -> str:
 
 
 def _short(text: str, width: int = 24) -> str:
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _op_label(op: _Op, show_grad: bool) -> str:
     ctx = op.ctx
     outputs = []
-    if ctx.out_meta:   # a multi-output op records every output's shape and dtype
+    if ctx.out_meta:  # a multi-output op records every output's shape and dtype
         outputs = [f"out{i} {tuple(shape)} {dtype}" for i, (shape, dtype) in enumerate(ctx.out_meta)]
     else:
         outputs = [f"{op.outputs[0].shape} {op.outputs[0].dtype}"] if 0 in op.outputs else []
@@ -302,8 +332,9 @@ class _Drawing:
     def op_nodes(self, graph, ops: list[_Op], root: Tensor) -> None:
         for op in ops:
             style = {"penwidth": "2"} if op.ctx is root._ctx else {}
-            graph.node(op.key, _op_label(op, self.show_grad), shape="box", style="rounded,filled",
-                       fillcolor="white", **style)
+            graph.node(
+                op.key, _op_label(op, self.show_grad), shape="box", style="rounded,filled", fillcolor="white", **style
+            )
 
     def node_of(self, op: _Op) -> str:
         block = self.collapsed.get(id(op.ctx))
@@ -317,7 +348,7 @@ class _Drawing:
                 continue
             if tensor._ctx is None:
                 if id(op.ctx) in self.collapsed:
-                    continue   # a collapsed block's own parameters stay inside it
+                    continue  # a collapsed block's own parameters stay inside it
                 source = self.leaf(tensor)
             else:
                 producer = self.ops[id(tensor._ctx)]
@@ -334,15 +365,20 @@ class _Drawing:
     def leaf(self, tensor: Tensor) -> str:
         if id(tensor) not in self.leaves:
             self.leaves[id(tensor)] = f"leaf{len(self.leaves)}"
-            self.graph.node(self.leaves[id(tensor)], _leaf_label(tensor, self.labels, self.show_grad),
-                            **_leaf_style(tensor))
+            self.graph.node(
+                self.leaves[id(tensor)], _leaf_label(tensor, self.labels, self.show_grad), **_leaf_style(tensor)
+            )
         return self.leaves[id(tensor)]
 
     def cut_node(self, producer: _Op) -> str:
         if id(producer.ctx) not in self.cut:
             self.cut[id(producer.ctx)] = f"cut{len(self.cut)}"
-            self.graph.node(self.cut[id(producer.ctx)], f"{producer.ctx.function.__name__} ...\n(deeper than "
-                            f"max_depth={self.max_depth})", shape="box", style="dashed")
+            self.graph.node(
+                self.cut[id(producer.ctx)],
+                f"{producer.ctx.function.__name__} ...\n(deeper than max_depth={self.max_depth})",
+                shape="box",
+                style="dashed",
+            )
         return self.cut[id(producer.ctx)]
 
 

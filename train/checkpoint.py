@@ -15,6 +15,7 @@ renamed over the old file, so a crash leaves either the old checkpoint or the ne
 ecosystem's pickle-free weights format, which PyTorch loads directly); ``models.gpt.GPT.from_safetensors``
 reads it back.
 """
+
 import json
 import os
 import zipfile
@@ -44,7 +45,7 @@ def save_checkpoint(path, payload):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:   # Ctrl-C or a full disk mid-write: leave no temporary file behind
+    except BaseException:  # Ctrl-C or a full disk mid-write: leave no temporary file behind
         os.unlink(tmp)
         raise
     os.replace(tmp, path)
@@ -54,9 +55,10 @@ def load_checkpoint(path):
     """The payload saved at ``path``; CheckpointError when it is missing, truncated or corrupted."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
-    if not zipfile.is_zipfile(path):   # otherwise np.load would take it for a pickle and say so
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted (not an .npz archive); "
-                              "delete it or train again")
+    if not zipfile.is_zipfile(path):  # otherwise np.load would take it for a pickle and say so
+        raise CheckpointError(
+            f"checkpoint {path!r} is truncated or corrupted (not an .npz archive); delete it or train again"
+        )
     try:
         # every entry is read here, inside the try: zipfile checks each entry's CRC as it reads it
         with np.load(path, allow_pickle=False) as archive:
@@ -64,8 +66,9 @@ def load_checkpoint(path):
         tree = json.loads(str(arrays.pop(TREE_KEY)))
         return _decode(tree, arrays)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
-                              f"({type(exc).__name__}: {exc}); delete it or train again") from None
+        raise CheckpointError(
+            f"checkpoint {path!r} is truncated or corrupted ({type(exc).__name__}: {exc}); delete it or train again"
+        ) from None
 
 
 def export_safetensors(checkpoint, path):
@@ -90,8 +93,10 @@ def _encode(value, path, arrays):
         return {"__tuple__": items} if isinstance(value, tuple) else items
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"save_checkpoint: cannot store {type(value).__name__} at {path!r}; "
-                    "use arrays, numbers, strings, None, lists, tuples and dicts")
+    raise TypeError(
+        f"save_checkpoint: cannot store {type(value).__name__} at {path!r}; "
+        "use arrays, numbers, strings, None, lists, tuples and dicts"
+    )
 
 
 def _decode(value, arrays):

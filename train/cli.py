@@ -12,20 +12,21 @@ Flags and --config files apply in the order given, a later one winning (jsonargp
 sits below both. A mistake jsonargparse finds becomes a ``ConfigError`` whose one line names the field
 (and the file), which ``run`` prints as ``error: ...`` with exit status 2.
 """
+
 import dataclasses
 import json
 import re
 import sys
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Callable, Literal, Optional
 
 import jsonargparse
 import yaml
 
 from tinygrad_tx.errors import AnomalyError, TinygradTxError
-from train.config import (DEFAULT_PRESET, PRESETS, ConfigError, SampleConfig, TrainConfig, VisualizeConfig,
-                          make_config)
+from train.config import DEFAULT_PRESET, PRESETS, ConfigError, SampleConfig, TrainConfig, VisualizeConfig, make_config
 
 # A parser mode of our own, so that a --config file named *.json is read as JSON (jsonargparse reads every file
 # as YAML, which takes the invalid JSON {n_layer: 2}). Values on the command line are read as jsonargparse does.
@@ -39,7 +40,7 @@ def _read_config_text(text: str, path: str = "") -> Any:
     file_format = "YAML" if str(path).endswith((".yaml", ".yml")) else "JSON"
     try:
         return _read_yaml(text) if file_format == "YAML" else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:   # a ConfigError passes through jsonargparse to ConfigFile
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:  # a ConfigError passes through jsonargparse to ConfigFile
         raise ConfigError(f"not valid {file_format}: {str(exc).splitlines()[0]}") from None
 
 
@@ -48,9 +49,9 @@ jsonargparse.set_loader(CONFIG_FILE_MODE, _read_config_text, exceptions=(yaml.YA
 
 @dataclass
 class CommandLine:
-    config: Any          # the CLI's dataclass (TrainConfig, SampleConfig, VisualizeConfig), resolved
-    explicit: dict       # the values given in config files or flags (for training, they win over a checkpoint's)
-    resume: bool         # train only: continue the run in out_dir
+    config: Any  # the CLI's dataclass (TrainConfig, SampleConfig, VisualizeConfig), resolved
+    explicit: dict  # the values given in config files or flags (for training, they win over a checkpoint's)
+    resume: bool  # train only: continue the run in out_dir
     print_config: bool
 
 
@@ -58,28 +59,50 @@ class ArgumentParser(jsonargparse.ArgumentParser):
     """jsonargparse's parser with one-line ConfigErrors instead of a usage dump and sys.exit."""
 
     def __init__(self, schema: type, prog: str, description: str, presets: Optional[dict] = None) -> None:
-        super().__init__(prog=prog, description=description, exit_on_error=False, print_config=None,
-                         allow_abbrev=False, parser_mode=CONFIG_FILE_MODE, env_prefix=False)
+        super().__init__(
+            prog=prog,
+            description=description,
+            exit_on_error=False,
+            print_config=None,
+            allow_abbrev=False,
+            parser_mode=CONFIG_FILE_MODE,
+            env_prefix=False,
+        )
         self.schema, self.types = schema, typing.get_type_hints(schema)
-        self.add_argument("--config", action=ConfigFile, help="JSON or YAML file of values (keys as the flags "
-                          "below); flags and files apply in the order given, a later one winning")
+        self.add_argument(
+            "--config",
+            action=ConfigFile,
+            help="JSON or YAML file of values (keys as the flags "
+            "below); flags and files apply in the order given, a later one winning",
+        )
         self.add_argument("--print_config", action="store_true", help="print the resolved config as YAML and exit")
         self.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
         if presets:
-            self.add_argument("--preset", type=str, default=DEFAULT_PRESET, help=f"{' or '.join(presets)}: the values "
-                              "the config file and flags start from (type: %(type)s, default: %(default)s)")
+            self.add_argument(
+                "--preset",
+                type=str,
+                default=DEFAULT_PRESET,
+                help=f"{' or '.join(presets)}: the values "
+                "the config file and flags start from (type: %(type)s, default: %(default)s)",
+            )
         for spec in dataclasses.fields(schema):
             self._add_field(spec, presets or {})
 
     def _add_field(self, spec: dataclasses.Field, presets: dict) -> None:
         kind, required = self.types[spec.name], spec.default is dataclasses.MISSING
         default = "" if required else ", default: %(default)s"
-        in_presets = "".join(f"; {name}: {json.dumps(values[spec.name])}" for name, values in presets.items()
-                             if spec.name in values)
-        flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}   # --bias means --bias true
-        self.add_argument(f"--{spec.name}", type=kind, required=required, **flag,
-                          default=None if required else spec.default,
-                          help=f"{spec.metadata.get('help', '')} (type: %(type)s{default}{in_presets})")
+        in_presets = "".join(
+            f"; {name}: {json.dumps(values[spec.name])}" for name, values in presets.items() if spec.name in values
+        )
+        flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}  # --bias means --bias true
+        self.add_argument(
+            f"--{spec.name}",
+            type=kind,
+            required=required,
+            **flag,
+            default=None if required else spec.default,
+            help=f"{spec.metadata.get('help', '')} (type: %(type)s{default}{in_presets})",
+        )
 
     def error(self, message: str, ex: Optional[Exception] = None) -> typing.NoReturn:
         raise ConfigError(describe(message, self.types)) from None
@@ -88,7 +111,7 @@ class ArgumentParser(jsonargparse.ArgumentParser):
         """(the schema's fields given in ``argv`` and its --config files, the other flags given: --resume, ...)."""
         try:
             given = self.parse_args(list(argv), defaults=False).as_dict()
-        except (TypeError, KeyError) as exc:   # jsonargparse's final check, outside its error()
+        except (TypeError, KeyError) as exc:  # jsonargparse's final check, outside its error()
             raise ConfigError(describe(str(exc), self.types)) from None
         fields = {name: given.pop(name) for name in list(given) if name in self.types}
         return fields, given
@@ -111,8 +134,9 @@ def _expected(kind: Any) -> str:
         return " or ".join(_expected(option) for option in typing.get_args(kind))
     if typing.get_origin(kind) is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(kind)))
-    return {int: "an integer", float: "a finite number", bool: "true or false", str: "text",
-            type(None): "null"}.get(kind, str(kind))
+    return {int: "an integer", float: "a finite number", bool: "true or false", str: "text", type(None): "null"}.get(
+        kind, str(kind)
+    )
 
 
 def _as_given(text: str) -> str:
@@ -126,7 +150,7 @@ def _as_given(text: str) -> str:
 
 def describe(message: str, types: dict) -> str:
     """jsonargparse's (often multi-line) message as one line in the words of docs/errors.md."""
-    message = message.removeprefix('Parser key "config": ')   # a --config given as a string instead of a file
+    message = message.removeprefix('Parser key "config": ')  # a --config given as a string instead of a file
     typed = re.match(r'Parser key "(\w+)":.*(?:Got|Given) value: (.*)$', message, re.S)
     if typed and typed.group(1) in types:
         name, value = typed.groups()
@@ -150,20 +174,28 @@ def dump(config: Any) -> str:
 
 
 def training_parser() -> ArgumentParser:
-    parser = ArgumentParser(TrainConfig, "python -m train.shakespeare", "Train a GPT on a text file (default: "
-                            "Tiny Shakespeare), nanoGPT style.", presets=PRESETS)
+    parser = ArgumentParser(
+        TrainConfig,
+        "python -m train.shakespeare",
+        "Train a GPT on a text file (default: Tiny Shakespeare), nanoGPT style.",
+        presets=PRESETS,
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out_dir from ckpt_last.npz")
     return parser
 
 
 def sampling_parser() -> ArgumentParser:
-    return ArgumentParser(SampleConfig, "python -m train.sample", "Generate text from a checkpoint of "
-                          "python -m train.shakespeare.")
+    return ArgumentParser(
+        SampleConfig, "python -m train.sample", "Generate text from a checkpoint of python -m train.shakespeare."
+    )
 
 
 def visualize_parser() -> ArgumentParser:
-    return ArgumentParser(VisualizeConfig, "python -m train.visualize", "Attention heatmaps of a trained GPT, "
-                          "one PNG per layer with its heads in a grid.")
+    return ArgumentParser(
+        VisualizeConfig,
+        "python -m train.visualize",
+        "Attention heatmaps of a trained GPT, one PNG per layer with its heads in a grid.",
+    )
 
 
 def parse_command_line(argv: Sequence[str]) -> CommandLine:

@@ -9,6 +9,7 @@ annotation and described by its ``help``; train/cli.py turns them into parsers. 
 
 Any mistake raises ``ConfigError``, which the CLIs print as one ``error: ...`` line (exit status 2).
 """
+
 import dataclasses
 import json
 import math
@@ -37,10 +38,12 @@ class TrainConfig:
 
     # run directory and data
     out_dir: str = _knob("runs/shakespeare", "run directory: config.json, metrics.jsonl, loss.png, checkpoints")
-    data: Optional[str] = _knob(None, "UTF-8 text file to train on (null: Tiny Shakespeare, found as train/data.py "
-                                      "says)")
-    tokenizer: Literal["char", "bpe"] = _knob("char", "char (one id per character) or bpe (byte-level BPE trained on "
-                                                      "the train split)")
+    data: Optional[str] = _knob(
+        None, "UTF-8 text file to train on (null: Tiny Shakespeare, found as train/data.py says)"
+    )
+    tokenizer: Literal["char", "bpe"] = _knob(
+        "char", "char (one id per character) or bpe (byte-level BPE trained on the train split)"
+    )
     vocab_size: int = _knob(512, "BPE vocabulary size, >= 256 (char takes its vocabulary from the text)")
     # model
     n_layer: int = _knob(4, "transformer blocks")
@@ -72,16 +75,22 @@ class TrainConfig:
     # system
     device: str = _knob("cpu", "cpu or gpu (CuPy)")
     seed: int = _knob(1337, "seed of the weights, dropout, batches and the final sample")
-    peak_flops: Optional[float] = _knob(None, "MFU denominator in FLOP/s (null: a GEMM timed once here; "
-                                              "give it on a busy machine)")
+    peak_flops: Optional[float] = _knob(
+        None, "MFU denominator in FLOP/s (null: a GEMM timed once here; give it on a busy machine)"
+    )
     detect_anomaly: bool = _knob(False, "stop at the first NaN/Inf, naming the op (slow)")
     # data-parallel (under mpiexec; docs/distributed.md)
-    dist_backend: Literal["auto", "mpi", "nccl"] = _knob("auto", "collectives: auto (NCCL for GPU runs when CuPy has "
-                                                                 "it, else MPI), mpi or nccl")
-    zero: Literal[0, 1] = _knob(0, "ZeRO stage: 0 (every rank keeps all AdamW state) or 1 (the state sharded by whole "
-                                   "tensors)")
-    bucket_mb: Optional[float] = _knob(None, "all-reduce gradients in buckets of this many MiB while backward runs "
-                                             "(0: one flat all-reduce after backward; null: 25 with NCCL, else 0)")
+    dist_backend: Literal["auto", "mpi", "nccl"] = _knob(
+        "auto", "collectives: auto (NCCL for GPU runs when CuPy has it, else MPI), mpi or nccl"
+    )
+    zero: Literal[0, 1] = _knob(
+        0, "ZeRO stage: 0 (every rank keeps all AdamW state) or 1 (the state sharded by whole tensors)"
+    )
+    bucket_mb: Optional[float] = _knob(
+        None,
+        "all-reduce gradients in buckets of this many MiB while backward runs "
+        "(0: one flat all-reduce after backward; null: 25 with NCCL, else 0)",
+    )
 
 
 @dataclass
@@ -114,8 +123,17 @@ class VisualizeConfig:
 # nanoGPT's two Shakespeare recipes: README's CPU run, and config/train_shakespeare_char.py for a GPU.
 PRESETS = {
     "cpu": {},
-    "baby": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, dropout=0.2, max_iters=5000,
-                 lr_decay_iters=5000, eval_iters=200),
+    "baby": dict(
+        n_layer=6,
+        n_head=6,
+        n_embd=384,
+        block_size=256,
+        batch_size=64,
+        dropout=0.2,
+        max_iters=5000,
+        lr_decay_iters=5000,
+        eval_iters=200,
+    ),
 }
 DEFAULT_PRESET = "cpu"
 # what a run's checkpoint fixes: resuming with a different value would not continue the same run
@@ -137,11 +155,25 @@ def validate(config: TrainConfig) -> None:
     types = typing.get_type_hints(TrainConfig)
     for spec in dataclasses.fields(c):
         value = getattr(c, spec.name)
-        if float in (types[spec.name], *typing.get_args(types[spec.name])) and value is not None \
-                and not math.isfinite(value):
+        if (
+            float in (types[spec.name], *typing.get_args(types[spec.name]))
+            and value is not None
+            and not math.isfinite(value)
+        ):
             raise ConfigError(f"{spec.name} must be a finite number, got {value}")
-    positive = ("learning_rate", "batch_size", "block_size", "n_layer", "n_head", "n_embd",
-                "gradient_accumulation_steps", "eval_interval", "eval_iters", "log_interval", "lr_decay_iters")
+    positive = (
+        "learning_rate",
+        "batch_size",
+        "block_size",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "gradient_accumulation_steps",
+        "eval_interval",
+        "eval_iters",
+        "log_interval",
+        "lr_decay_iters",
+    )
     for name in positive:
         if not getattr(c, name) > 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(c, name)}")
@@ -149,8 +181,10 @@ def validate(config: TrainConfig) -> None:
         if not getattr(c, name) >= 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(c, name)}")
     if c.decay_lr and c.lr_decay_iters < c.warmup_iters:
-        raise ConfigError(f"lr_decay_iters {c.lr_decay_iters} is below warmup_iters {c.warmup_iters}: the cosine "
-                          "decay would end before the warmup does")
+        raise ConfigError(
+            f"lr_decay_iters {c.lr_decay_iters} is below warmup_iters {c.warmup_iters}: the cosine "
+            "decay would end before the warmup does"
+        )
     if c.n_embd % c.n_head:
         raise ConfigError(f"n_embd {c.n_embd} is not divisible by n_head {c.n_head}")
     for name in ("dropout", "beta1", "beta2"):
@@ -170,7 +204,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("out_dir must name a directory, got an empty string")
     if os.path.exists(c.out_dir) and not os.path.isdir(c.out_dir):
         raise ConfigError(f"out_dir {c.out_dir!r} is a file, not a directory: choose another --out_dir")
-    normalize_device(c.device)   # DeviceError (a TinygradTxError) for an unknown name
+    normalize_device(c.device)  # DeviceError (a TinygradTxError) for an unknown name
 
 
 def save_json(config: TrainConfig, path: str) -> None:

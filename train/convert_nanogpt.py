@@ -12,6 +12,7 @@ arguments as JSON (``models.gpt.write_npz``). Only this step needs PyTorch.
 The other direction needs no converter: ``model.state_dict()`` has nanoGPT's names and layouts, so
 ``nanogpt_model.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})``.
 """
+
 import argparse
 import pickle
 import sys
@@ -28,7 +29,7 @@ def nanogpt_state_to_numpy(state_dict):
     arrays = {}
     for name, tensor in state_dict.items():
         if name.startswith(COMPILE_PREFIX):
-            name = name[len(COMPILE_PREFIX):]
+            name = name[len(COMPILE_PREFIX) :]
         if name.endswith(".attn.bias") and tensor.ndim == 4:  # the causal mask buffer, not a weight
             continue
         arrays[name] = tensor.detach().to("cpu").float().numpy()
@@ -46,8 +47,10 @@ def convert(checkpoint_path, output_path):
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # truncated or not a torch file
         raise TinygradTxError(f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {exc}") from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_args" not in checkpoint:
-        raise TinygradTxError(f"convert_nanogpt: {checkpoint_path} is not a nanoGPT checkpoint "
-                              "(expected a dict with 'model' and 'model_args')")
+        raise TinygradTxError(
+            f"convert_nanogpt: {checkpoint_path} is not a nanoGPT checkpoint "
+            "(expected a dict with 'model' and 'model_args')"
+        )
     model_args = dict(checkpoint["model_args"])
     missing = [key for key in REQUIRED_ARGS if key not in model_args]
     if missing:

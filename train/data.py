@@ -11,6 +11,7 @@ the ``TINYSHAKESPEARE_PATH`` environment variable, the cache (``$TINYGRAD_TX_CAC
 ``~/.cache/tinygrad_tx``), then a download from ``TINYSHAKESPEARE_URL`` into the cache. A file the
 user names is read as is; the cached or downloaded copy must match ``TINYSHAKESPEARE_SHA256``.
 """
+
 import hashlib
 import http.client
 import os
@@ -48,8 +49,9 @@ def read_text(path):
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise TinygradTxError(f"data file {path!r} is not UTF-8 text: invalid byte 0x{raw[exc.start]:02x} "
-                              f"at byte offset {exc.start}") from None
+        raise TinygradTxError(
+            f"data file {path!r} is not UTF-8 text: invalid byte 0x{raw[exc.start]:02x} at byte offset {exc.start}"
+        ) from None
 
 
 def sha256_of(path):
@@ -86,22 +88,28 @@ def resolve_text_path(path=None):
         _download_into_cache(cached)
     actual = sha256_of(cached)
     if actual != TINYSHAKESPEARE_SHA256:
-        raise TinygradTxError(f"data file {cached!r} has the wrong checksum: expected sha256 "
-                              f"{TINYSHAKESPEARE_SHA256}, got {actual}; delete it to download it again")
+        raise TinygradTxError(
+            f"data file {cached!r} has the wrong checksum: expected sha256 "
+            f"{TINYSHAKESPEARE_SHA256}, got {actual}; delete it to download it again"
+        )
     return cached
 
 
 def _download_into_cache(destination):
     try:
         body = download_bytes(TINYSHAKESPEARE_URL)
-    except (OSError, http.client.HTTPException) as exc:   # URLError, timeouts, refusals are OSErrors
-        raise TinygradTxError(f"no local copy of Tiny Shakespeare, and the download from "
-                              f"{TINYSHAKESPEARE_URL} failed ({exc}); put a copy at {destination!r}, or pass "
-                              f"--data PATH, or set {PATH_ENV}=PATH") from None
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, refusals are OSErrors
+        raise TinygradTxError(
+            f"no local copy of Tiny Shakespeare, and the download from "
+            f"{TINYSHAKESPEARE_URL} failed ({exc}); put a copy at {destination!r}, or pass "
+            f"--data PATH, or set {PATH_ENV}=PATH"
+        ) from None
     actual = hashlib.sha256(body).hexdigest()
     if actual != TINYSHAKESPEARE_SHA256:
-        raise TinygradTxError(f"download {TINYSHAKESPEARE_URL} (for {destination!r}) has the wrong checksum: "
-                              f"expected sha256 {TINYSHAKESPEARE_SHA256}, got {actual}; nothing was written")
+        raise TinygradTxError(
+            f"download {TINYSHAKESPEARE_URL} (for {destination!r}) has the wrong checksum: "
+            f"expected sha256 {TINYSHAKESPEARE_SHA256}, got {actual}; nothing was written"
+        )
     folder, partial = os.path.dirname(destination), None
     try:
         os.makedirs(folder, exist_ok=True)
@@ -115,8 +123,10 @@ def _download_into_cache(destination):
     except OSError as exc:
         if partial and os.path.exists(partial):
             os.remove(partial)
-        raise TinygradTxError(f"cannot write the downloaded Tiny Shakespeare to {destination!r} ({exc}); "
-                              f"set {CACHE_ENV} to a writable folder, or pass --data PATH") from None
+        raise TinygradTxError(
+            f"cannot write the downloaded Tiny Shakespeare to {destination!r} ({exc}); "
+            f"set {CACHE_ENV} to a writable folder, or pass --data PATH"
+        ) from None
 
 
 # ---------------------------------------------------------------- data sets
@@ -178,7 +188,7 @@ def iter_batches(data, batch_size, block_size, device="cpu"):
     num_targets = len(data) - 1
     full_starts = np.arange(0, num_targets - block_size + 1, block_size)
     for first in range(0, len(full_starts), batch_size):
-        yield _windows(data, full_starts[first:first + batch_size], block_size, device)
+        yield _windows(data, full_starts[first : first + batch_size], block_size, device)
     remainder = num_targets % block_size
     if remainder:
         yield _windows(data, np.array([num_targets - remainder]), remainder, device)
@@ -187,13 +197,15 @@ def iter_batches(data, batch_size, block_size, device="cpu"):
 def _check_split(data, batch_size, block_size, op):
     data = np.asarray(data)
     if data.ndim != 1 or data.dtype.kind not in "iu":
-        raise ShapeError(f"{op}: data must be a 1-D integer array of token ids, got shape {data.shape} "
-                         f"and dtype {data.dtype}")
+        raise ShapeError(
+            f"{op}: data must be a 1-D integer array of token ids, got shape {data.shape} and dtype {data.dtype}"
+        )
     if batch_size < 1 or block_size < 1:
         raise TinygradTxError(f"{op}: batch_size and block_size must be positive, got {batch_size} and {block_size}")
     if block_size >= len(data):
-        raise TinygradTxError(f"{op}: block_size {block_size} needs at least {block_size + 1} tokens, "
-                              f"but the split has only {len(data)}")
+        raise TinygradTxError(
+            f"{op}: block_size {block_size} needs at least {block_size + 1} tokens, but the split has only {len(data)}"
+        )
     return data
 
 

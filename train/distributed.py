@@ -18,6 +18,7 @@ The rules (docs/distributed.md explains each):
   tensors' gradients final (``Tensor.backward(on_leaf_final=...)``) on the last micro-step.
 - Clipping and the gradient-flow norms run after the all-reduce, on identical gradients everywhere.
 """
+
 import contextlib
 import math
 import signal
@@ -33,7 +34,7 @@ from train.config import ConfigError
 from train.gradflow import layer_gradient_norms, layer_of
 
 DEFAULT_NCCL_BUCKET_MB = 25.0
-DROPOUT_STREAM = 3   # seed-sequence tag of the per-rank dropout generators (1 and 2 are the batch streams)
+DROPOUT_STREAM = 3  # seed-sequence tag of the per-rank dropout generators (1 and 2 are the batch streams)
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -49,30 +50,39 @@ class DataParallel:
         self.active = comm.world_size > 1
         steps = config.gradient_accumulation_steps
         if steps % self.world_size:
-            raise ConfigError(f"gradient_accumulation_steps {steps} is not divisible by the world size "
-                              f"{self.world_size}: each rank runs an equal share of the micro-steps "
-                              f"(use a multiple of {self.world_size})")
+            raise ConfigError(
+                f"gradient_accumulation_steps {steps} is not divisible by the world size "
+                f"{self.world_size}: each rank runs an equal share of the micro-steps "
+                f"(use a multiple of {self.world_size})"
+            )
         self.global_steps, self.micro_steps = steps, steps // self.world_size
         bucket_mb = config.bucket_mb
         if bucket_mb is None:
             bucket_mb = DEFAULT_NCCL_BUCKET_MB if comm.name == "nccl" else 0.0
-        self.bucket_bytes = int(bucket_mb * 2 ** 20)
+        self.bucket_bytes = int(bucket_mb * 2**20)
         self.buckets, self.zero = None, None
         self.stop_agreed = False
-        self._loss_and_stop = (0.0, 0.0)   # what the last micro-step puts into the all-reduce besides gradients
+        self._loss_and_stop = (0.0, 0.0)  # what the last micro-step puts into the all-reduce besides gradients
         self._interrupted = []
 
     def describe(self, config, optimizer) -> str:
         """The line rank 0 prints once: world size, backend, per-rank batch, and ZeRO-1's memory."""
-        line = (f"data-parallel: world size {self.world_size}, backend {self.comm.name}, per-rank batch "
-                f"{config.batch_size} x {self.micro_steps} micro-steps (global batch "
-                f"{config.batch_size * self.global_steps} sequences of {config.block_size} tokens), "
-                + (f"gradient buckets of {self.bucket_bytes / 2 ** 20:g} MiB" if self.bucket_bytes
-                   else "one flat all-reduce per step"))
+        line = (
+            f"data-parallel: world size {self.world_size}, backend {self.comm.name}, per-rank batch "
+            f"{config.batch_size} x {self.micro_steps} micro-steps (global batch "
+            f"{config.batch_size * self.global_steps} sequences of {config.block_size} tokens), "
+            + (
+                f"gradient buckets of {self.bucket_bytes / 2**20:g} MiB"
+                if self.bucket_bytes
+                else "one flat all-reduce per step"
+            )
+        )
         if isinstance(optimizer, ZeroOptimizer):
             per_rank = optimizer.state_bytes_per_rank()
-            line += (f"; ZeRO-1 AdamW state per rank {' / '.join(f'{b / 2 ** 20:.2f}' for b in per_rank)} MiB "
-                     f"(plain data-parallel: {sum(per_rank) / 2 ** 20:.2f} MiB on every rank)")
+            line += (
+                f"; ZeRO-1 AdamW state per rank {' / '.join(f'{b / 2**20:.2f}' for b in per_rank)} MiB "
+                f"(plain data-parallel: {sum(per_rank) / 2**20:.2f} MiB on every rank)"
+            )
         return line
 
     # ---------------------------------------------------------------- batches
@@ -80,7 +90,7 @@ class DataParallel:
         """This rank's micro-batches of the next step: all G are drawn (the stream stays W-independent),
         the others dropped."""
         batches = [draw() for _ in range(self.global_steps)]
-        return batches[self.rank * self.micro_steps:(self.rank + 1) * self.micro_steps]
+        return batches[self.rank * self.micro_steps : (self.rank + 1) * self.micro_steps]
 
     def shard_optimizer(self, optimizer):
         """--zero 1: the optimizer wrapped so each rank keeps the state of its own tensors only."""
@@ -92,7 +102,7 @@ class DataParallel:
         """Before the last micro-step's backward: the callback for ``backward`` (None: reduce afterwards)."""
         if not self.active:
             return None
-        is_last_rank = self.rank == self.world_size - 1   # it holds the global last micro-batch: its loss is logged
+        is_last_rank = self.rank == self.world_size - 1  # it holds the global last micro-batch: its loss is logged
         self._loss_and_stop = (scaled_loss if is_last_rank else 0.0), float(bool(self._interrupted))
         if self.zero is not None:
             return None
@@ -112,7 +122,7 @@ class DataParallel:
 
     def clip_and_measure(self, model, grad_clip, measure):
         """Clip the global gradient norm (grad_clip > 0) and, when ``measure``, return the per-layer norms."""
-        if self.active and self.zero is not None:   # this rank holds only its share: norms from every rank's
+        if self.active and self.zero is not None:  # this rank holds only its share: norms from every rank's
             norms = None
             if measure:
                 named = list(model.named_parameters())
@@ -152,9 +162,11 @@ class DataParallel:
         checksums = self.comm.gather_objects(checksum)
         if len(set(checksums)) > 1:
             differing = [rank for rank, value in enumerate(checksums) if value != checksums[0]]
-            raise DistributedError(f"the ranks' parameters diverged by iteration {iteration}: rank(s) "
-                                   f"{differing} differ from rank 0 (CRC32 {checksums}); the all-reduce must give "
-                                   "every rank the same gradients")
+            raise DistributedError(
+                f"the ranks' parameters diverged by iteration {iteration}: rank(s) "
+                f"{differing} differ from rank 0 (CRC32 {checksums}); the all-reduce must give "
+                "every rank the same gradients"
+            )
 
     def seed_dropout(self, seed):
         """After the weights are made (the same on every rank): each rank other than 0 its own dropout stream."""

@@ -11,6 +11,7 @@ gradients together (taken before clipping), so the squared per-layer norms add u
 global norm. Vanishing gradients show up as the early blocks'
 lines sinking below the late ones; exploding ones as lines climbing over time.
 """
+
 import math
 import os
 
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 
 from tinygrad_tx import no_grad, stack
 
-WRAPPER = "transformer."   # nanoGPT's ModuleDict around the layers: dropped from the layer names
+WRAPPER = "transformer."  # nanoGPT's ModuleDict around the layers: dropped from the layer names
 
 
 def layer_of(parameter_name):
@@ -28,7 +29,7 @@ def layer_of(parameter_name):
     parts = parameter_name.removeprefix(WRAPPER).split(".")[:-1]
     for position, part in enumerate(parts):
         if part.isdigit():
-            return ".".join(parts[:position + 1])
+            return ".".join(parts[: position + 1])
     return ".".join(parts) or "(root)"
 
 

@@ -3,6 +3,7 @@
 ``Figure`` + ``FigureCanvasAgg`` are used directly rather than pyplot, so drawing never switches the
 caller's matplotlib backend and never opens a window.
 """
+
 import os
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,14 +21,27 @@ def plot_losses(records, path, title="training loss"):
     figure = Figure(figsize=(7, 4.2), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.plot([r["iter"] for r in steps], [r["loss"] for r in steps], color="tab:blue", alpha=0.35, linewidth=1,
-              label="train (batch)")
-    axes.plot([r["iter"] for r in evals], [r["train_loss"] for r in evals], "o-", color="tab:blue", label="train (eval)")
+    axes.plot(
+        [r["iter"] for r in steps],
+        [r["loss"] for r in steps],
+        color="tab:blue",
+        alpha=0.35,
+        linewidth=1,
+        label="train (batch)",
+    )
+    axes.plot(
+        [r["iter"] for r in evals], [r["train_loss"] for r in evals], "o-", color="tab:blue", label="train (eval)"
+    )
     axes.plot([r["iter"] for r in evals], [r["val_loss"] for r in evals], "s-", color="tab:orange", label="val (eval)")
     if evals:
         best = min(evals, key=lambda r: r["val_loss"])
-        axes.annotate(f"best val {best['val_loss']:.3f}", (best["iter"], best["val_loss"]),
-                      textcoords="offset points", xytext=(-10, 12), ha="right")
+        axes.annotate(
+            f"best val {best['val_loss']:.3f}",
+            (best["iter"], best["val_loss"]),
+            textcoords="offset points",
+            xytext=(-10, 12),
+            ha="right",
+        )
     axes.set_xlabel("iteration")
     axes.set_ylabel("cross-entropy loss (nats/token)")
     axes.set_title(title)

@@ -8,6 +8,7 @@ The model, its tokenizer and its settings all come from the checkpoint (``--ckpt
 The flags are the fields of train.config.SampleConfig; ``--config`` and ``--print_config`` as in train/cli.py.
 Errors print one ``error: ...`` line and exit with status 2 (``--debug`` shows the traceback).
 """
+
 import os
 import sys
 
@@ -44,16 +45,18 @@ def sample(command, out):
         return 0
     check_sampling_args(args.temperature, args.top_k, args.top_p)
     if args.num_samples < 1 or args.max_new_tokens < 0:
-        raise ConfigError(f"num_samples must be >= 1 and max_new_tokens >= 0, got {args.num_samples} and "
-                          f"{args.max_new_tokens}")
-    if args.seed < 0:   # numpy's generators take only non-negative seeds
+        raise ConfigError(
+            f"num_samples must be >= 1 and max_new_tokens >= 0, got {args.num_samples} and {args.max_new_tokens}"
+        )
+    if args.seed < 0:  # numpy's generators take only non-negative seeds
         raise ConfigError(f"seed must be >= 0, got {args.seed}")
     prompt = read_prompt(args)
     device = normalize_device(args.device)
     path = checkpoint_path(args.out_dir, args.ckpt)
     if not os.path.exists(path):
-        raise ConfigError(f"no checkpoint {path!r}: train first with python -m train.shakespeare --out_dir "
-                          f"{args.out_dir}")
+        raise ConfigError(
+            f"no checkpoint {path!r}: train first with python -m train.shakespeare --out_dir {args.out_dir}"
+        )
     payload = load_checkpoint(path)
     tokenizer = Tokenizer.from_dict(payload["tokenizer"])
     model = GPT(GPTConfig(**payload["model_args"]))
@@ -63,8 +66,9 @@ def sample(command, out):
     manual_seed(args.seed)
     for _ in range(args.num_samples):
         out.write(prompt)
-        for piece in stream_text(model, tokenizer, prompt_ids, args.max_new_tokens, args.temperature, args.top_k,
-                                 args.top_p):
+        for piece in stream_text(
+            model, tokenizer, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p
+        ):
             out.write(piece)
             out.flush()
         print(SEPARATOR, file=out, flush=True)
@@ -76,7 +80,7 @@ def read_prompt(args):
     if args.prompt.startswith(PROMPT_FILE_PREFIX):
         if path:
             raise ConfigError("give the prompt file once: --prompt FILE:path or --prompt_file path, not both")
-        path = args.prompt[len(PROMPT_FILE_PREFIX):]
+        path = args.prompt[len(PROMPT_FILE_PREFIX) :]
     if path is None:
         prompt = args.prompt
     else:
@@ -97,12 +101,13 @@ def stream_text(model, tokenizer, prompt_ids, max_new_tokens, temperature, top_k
     for token in model.generate_stream(tokens, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p):
         new_ids.append(int(token[0, 0]))
         text = tokenizer.decode(new_ids)
-        if not text.endswith("\ufffd"):   # else a multi-byte character is cut: wait for its other bytes
-            yield text[len(shown):]
+        if not text.endswith("\ufffd"):  # else a multi-byte character is cut: wait for its other bytes
+            yield text[len(shown) :]
             shown = text
     text = tokenizer.decode(new_ids)
     if text != shown:
-        yield text[len(shown):]
+        yield text[len(shown) :]
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,7 @@ metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit s
 shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec every rank runs this;
 rank 0 alone prints and writes, and a rank that fails ends the whole job with its exit status.
 """
+
 import io
 import os
 import sys
@@ -32,7 +33,7 @@ TRAIN_FRACTION = 0.9
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     status = _run(argv)
-    if status:   # under mpiexec one failing rank must not leave the others waiting in a collective
+    if status:  # under mpiexec one failing rank must not leave the others waiting in a collective
         distributed.abort_other_ranks(status)
     return status
 
@@ -42,13 +43,15 @@ def _run(argv):
     rank_prefix = f"[rank {distributed.launched_rank()}/{world_size}] " if world_size > 1 else ""
     try:
         return run(lambda: _naming_the_rank(lambda: train(parse_command_line(argv)), rank_prefix), argv)
-    except TrainingInterrupted as stop:   # under mpiexec every rank stopped at the same step and gets here
+    except TrainingInterrupted as stop:  # under mpiexec every rank stopped at the same step and gets here
         print(f"\n{rank_prefix}{stop}", file=sys.stderr)
         distributed.exit_together(130)
         return 130
-    except KeyboardInterrupt:   # before the first step: nothing trained, nothing to save
-        print(f"\n{rank_prefix}interrupted before training started; nothing was written to the checkpoints",
-              file=sys.stderr)
+    except KeyboardInterrupt:  # before the first step: nothing trained, nothing to save
+        print(
+            f"\n{rank_prefix}interrupted before training started; nothing was written to the checkpoints",
+            file=sys.stderr,
+        )
         return 130
 
 
@@ -64,33 +67,43 @@ def train(command):
     if command.print_config:
         print(dump(config), end="")
         return 0
-    require_device(config.device)   # a GPU run without CuPy or a GPU stops here, before any work
-    comm = distributed.init_communicator(config.dist_backend, config.device)   # no mpi4py under mpiexec: exit 2
+    require_device(config.device)  # a GPU run without CuPy or a GPU stops here, before any work
+    comm = distributed.init_communicator(config.dist_backend, config.device)  # no mpi4py under mpiexec: exit 2
     say = print if comm.is_main else _silent
     dataset = TinyShakespeare(config.data)
     if resume is not None:
         tokenizer = Tokenizer.from_dict(resume["tokenizer"])
     elif config.tokenizer == "char":
         tokenizer = CharTokenizer.from_text(dataset.text)
-    else:   # trained on the training split only, so nothing of the val text leaks into the vocabulary
+    else:  # trained on the training split only, so nothing of the val text leaks into the vocabulary
         tokenizer = BPETokenizer.train(split_data(dataset.text, TRAIN_FRACTION)[0], config.vocab_size)
     train_ids, val_ids = split_data(dataset.encode(tokenizer), TRAIN_FRACTION)
     say(f"{dataset}: {len(train_ids):,} train and {len(val_ids):,} val tokens, {tokenizer}", flush=True)
-    trainer = Trainer(config, tokenizer, train_ids, val_ids, resume=resume,
-                      out=None if comm.is_main else _NullStream(), comm=comm)
+    trainer = Trainer(
+        config, tokenizer, train_ids, val_ids, resume=resume, out=None if comm.is_main else _NullStream(), comm=comm
+    )
     if comm.world_size > 1:
         say(trainer.dist.describe(config, trainer.optimizer), flush=True)
-    say(f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
+    say(
+        f"GPT with {trainer.model.num_params() / 1e6:.2f}M parameters on {config.device}; "
         f"{'resuming at iteration ' + str(trainer.iter_num) if resume else 'training'} to {config.max_iters}; "
-        f"run directory {config.out_dir}", flush=True)
+        f"run directory {config.out_dir}",
+        flush=True,
+    )
     summary = trainer.run()
-    say(f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
+    say(
+        f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
         f"final val loss {summary['final_val_loss']:.4f}, best {summary['best_val_loss']:.4f}"
-        + (f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
-           if summary["tokens_per_s"] else ""), flush=True)
+        + (
+            f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
+            if summary["tokens_per_s"]
+            else ""
+        ),
+        flush=True,
+    )
     if config.sample_tokens and comm.is_main:
         print(f"--- sample ({config.sample_tokens} tokens, temperature 0.8, top_k 200) ---")
-        start = "\n" if "\n" in dataset.text else dataset.text[0]   # nanoGPT starts from a newline
+        start = "\n" if "\n" in dataset.text else dataset.text[0]  # nanoGPT starts from a newline
         print(trainer.sample(config.sample_tokens, prompt=start), flush=True)
     return 0
 
@@ -121,8 +134,10 @@ def resumed_config(saved, explicit):
     context cannot change mid-run."""
     for name in FROZEN_ON_RESUME:
         if name in explicit and explicit[name] != saved[name]:
-            raise ConfigError(f"--resume: {name} is {saved[name]!r} in the checkpoint but {explicit[name]!r} was "
-                              f"given; a resumed run keeps its model and tokenizer (start a new --out_dir instead)")
+            raise ConfigError(
+                f"--resume: {name} is {saved[name]!r} in the checkpoint but {explicit[name]!r} was "
+                f"given; a resumed run keeps its model and tokenizer (start a new --out_dir instead)"
+            )
     return make_config(overrides={**saved, **explicit})
 
 

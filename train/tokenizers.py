@@ -11,6 +11,7 @@ repeatedly merges the most frequent adjacent pair of ids into a new id; encoding
 merges, earliest-learned first. Text is first cut into chunks (words with their leading space,
 number runs, punctuation runs, whitespace) so that no merge spans two words.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -32,7 +33,7 @@ from tinygrad_tx.errors import TinygradTxError
 GPT2_LIKE_SPLIT = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
 
 BYTE_VOCAB = 256
-_ENCODE_CACHE_LIMIT = 200_000   # distinct chunks remembered by BPETokenizer.encode
+_ENCODE_CACHE_LIMIT = 200_000  # distinct chunks remembered by BPETokenizer.encode
 
 
 class Tokenizer:
@@ -73,8 +74,9 @@ class Tokenizer:
         try:
             return Tokenizer._kinds[kind]._from_state(state)
         except (KeyError, TypeError) as exc:
-            raise TinygradTxError(f"tokenizer: the saved {kind!r} tokenizer is incomplete or malformed "
-                                  f"({exc!r})") from None
+            raise TinygradTxError(
+                f"tokenizer: the saved {kind!r} tokenizer is incomplete or malformed ({exc!r})"
+            ) from None
 
     @classmethod
     def _from_state(cls, state):
@@ -104,8 +106,10 @@ class Tokenizer:
         ids = list(ids)
         for position, token in enumerate(ids):
             if not 0 <= token < self.vocab_size:
-                raise TinygradTxError(f"{type(self).__name__}.decode: id {token} at position {position} "
-                                      f"is outside the vocabulary [0, {self.vocab_size})")
+                raise TinygradTxError(
+                    f"{type(self).__name__}.decode: id {token} at position {position} "
+                    f"is outside the vocabulary [0, {self.vocab_size})"
+                )
         return ids
 
     def __eq__(self, other):
@@ -142,9 +146,11 @@ class CharTokenizer(Tokenizer):
             return [char_to_id[c] for c in text]
         except KeyError as exc:
             unknown = exc.args[0]
-            raise TinygradTxError(f"CharTokenizer.encode: character {unknown!r} (U+{ord(unknown):04X}) at position "
-                                  f"{text.index(unknown)} is not in the vocabulary of {self.vocab_size} "
-                                  "characters learned from the training text") from None
+            raise TinygradTxError(
+                f"CharTokenizer.encode: character {unknown!r} (U+{ord(unknown):04X}) at position "
+                f"{text.index(unknown)} is not in the vocabulary of {self.vocab_size} "
+                "characters learned from the training text"
+            ) from None
 
     def decode(self, ids):
         return "".join(self.chars[i] for i in self._check_ids(ids))
@@ -167,15 +173,17 @@ class BPETokenizer(Tokenizer):
     kind = "bpe"
 
     def __init__(self, merges, pattern=GPT2_LIKE_SPLIT):
-        self.merges = [tuple(pair) for pair in merges]   # merges[k] made id 256 + k
+        self.merges = [tuple(pair) for pair in merges]  # merges[k] made id 256 + k
         self.pattern = pattern
         self._splitter = re.compile(pattern)
         self.rank = {pair: BYTE_VOCAB + k for k, pair in enumerate(self.merges)}
         self.vocab = [bytes([b]) for b in range(BYTE_VOCAB)]
         for first, second in self.merges:
             if not (0 <= first < len(self.vocab) and 0 <= second < len(self.vocab)):
-                raise TinygradTxError(f"BPETokenizer: merge {len(self.vocab) - BYTE_VOCAB} joins ({first}, {second}), "
-                                      f"but only ids below {len(self.vocab)} exist at that point")
+                raise TinygradTxError(
+                    f"BPETokenizer: merge {len(self.vocab) - BYTE_VOCAB} joins ({first}, {second}), "
+                    f"but only ids below {len(self.vocab)} exist at that point"
+                )
             self.vocab.append(self.vocab[first] + self.vocab[second])
         self._chunk_ids = {}
 
@@ -183,8 +191,10 @@ class BPETokenizer(Tokenizer):
     def train(cls, text, vocab_size, pattern=GPT2_LIKE_SPLIT):
         """Learn ``vocab_size - 256`` merges from ``text`` (fewer if the text runs out of pairs)."""
         if vocab_size < BYTE_VOCAB:
-            raise TinygradTxError(f"BPETokenizer.train: vocab_size {vocab_size} is below {BYTE_VOCAB}; "
-                                  f"byte-level BPE needs the {BYTE_VOCAB} byte tokens plus the merges")
+            raise TinygradTxError(
+                f"BPETokenizer.train: vocab_size {vocab_size} is below {BYTE_VOCAB}; "
+                f"byte-level BPE needs the {BYTE_VOCAB} byte tokens plus the merges"
+            )
         if not text:
             raise TinygradTxError("BPETokenizer.train: the text is empty, so there are no pairs to merge")
         chunk_counts = Counter(re.findall(pattern, text))
@@ -209,10 +219,12 @@ class BPETokenizer(Tokenizer):
     def _encode_chunk(self, chunk, text):
         try:
             ids = list(chunk.encode("utf-8"))
-        except UnicodeEncodeError as exc:   # lone surrogates cannot be written as UTF-8
+        except UnicodeEncodeError as exc:  # lone surrogates cannot be written as UTF-8
             bad = chunk[exc.start]
-            raise TinygradTxError(f"BPETokenizer.encode: character U+{ord(bad):04X} at position {text.index(bad)} "
-                                  "is a lone surrogate and has no UTF-8 encoding") from None
+            raise TinygradTxError(
+                f"BPETokenizer.encode: character U+{ord(bad):04X} at position {text.index(bad)} "
+                "is a lone surrogate and has no UTF-8 encoding"
+            ) from None
         rank = self.rank
         while len(ids) > 1:
             # replay the earliest-learned merge present; later merges may be built on it

@@ -19,6 +19,7 @@ shielded from Ctrl-C, so an interrupted step is either wholly applied or not at 
 interrupted run then saves ckpt_last.npz and raises ``TrainingInterrupted``. On a GPU the CuPy
 dropout stream is not saved: resuming a GPU run with dropout > 0 is not bit-exact.
 """
+
 import contextlib
 import copy
 import dataclasses
@@ -56,7 +57,7 @@ from train.distributed import DataParallel
 from train.gradflow import plot_gradient_flow
 from train.plots import plot_losses
 
-CHECKPOINT_NAMES = typing.get_args(CheckpointName)   # ("best", "last")
+CHECKPOINT_NAMES = typing.get_args(CheckpointName)  # ("best", "last")
 # seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
 TRAIN_BATCH_STREAM, EVAL_BATCH_STREAM = 1, 2
 
@@ -77,23 +78,32 @@ class Trainer:
     def __init__(self, config, tokenizer, train_ids, val_ids, resume=None, out=None, comm=None):
         """``resume``: a checkpoint payload (``train.checkpoint.load_checkpoint``) to continue from.
         ``comm``: a ``tinygrad_tx.distributed`` communicator for data-parallel runs (train/distributed.py)."""
-        config = copy.copy(config)   # ours to complete (device, peak_flops): the caller's object is never written
+        config = copy.copy(config)  # ours to complete (device, peak_flops): the caller's object is never written
         config.device = normalize_device(config.device)
         self.config, self.tokenizer, self.out = config, tokenizer, out or sys.stdout
         self.dist = DataParallel(config, comm or SingleProcess())
-        self.is_main = self.dist.rank == 0   # rank 0 alone writes the run directory
+        self.is_main = self.dist.rank == 0  # rank 0 alone writes the run directory
         self.splits = {"train": train_ids, "val": val_ids}
-        self._grad_norms = {}   # per-layer gradient norms of the last logged step (train/gradflow.py)
+        self._grad_norms = {}  # per-layer gradient norms of the last logged step (train/gradflow.py)
         c = config
         for split, ids in self.splits.items():
             if len(ids) <= c.block_size:
-                raise ConfigError(f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
-                                  f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size")
+                raise ConfigError(
+                    f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
+                    f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size"
+                )
         tune_for_training()
         manual_seed(c.seed)
-        self.model_args = GPTConfig(block_size=c.block_size, vocab_size=tokenizer.vocab_size, n_layer=c.n_layer,
-                                    n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout, bias=c.bias,
-                                    gelu_approximate=c.gelu_approximate)
+        self.model_args = GPTConfig(
+            block_size=c.block_size,
+            vocab_size=tokenizer.vocab_size,
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            n_embd=c.n_embd,
+            dropout=c.dropout,
+            bias=c.bias,
+            gelu_approximate=c.gelu_approximate,
+        )
         self.model = GPT(self.model_args).to(c.device)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         if c.zero:
@@ -138,9 +148,13 @@ class Trainer:
                         self._update()
                         progress.advance()
                         if (self.iter_num - 1) % c.log_interval == 0:
-                            self._log_step(self.iter_num - 1, loss.item() * c.gradient_accumulation_steps,
-                                           tokens_per_iter, progress)
-                    if self.dist.stop_agreed:   # a Ctrl-C reached some rank: every rank stops after this step
+                            self._log_step(
+                                self.iter_num - 1,
+                                loss.item() * c.gradient_accumulation_steps,
+                                tokens_per_iter,
+                                progress,
+                            )
+                    if self.dist.stop_agreed:  # a Ctrl-C reached some rank: every rank stops after this step
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
             progress.close()
@@ -149,17 +163,24 @@ class Trainer:
         self._close_mark()
         trained = self.iter_num - first_iter
         evals = [r for r in self.records if r["kind"] == "eval"]
-        return {"iterations": self.iter_num, "best_val_loss": self.best_val_loss,
-                "final_val_loss": evals[-1]["val_loss"] if evals else None,
-                "final_train_loss": evals[-1]["train_loss"] if evals else None,
-                "wall_seconds": time.perf_counter() - started, "train_seconds": self.train_seconds,
-                "tokens_per_s": trained * tokens_per_iter / self.train_seconds if trained else None,
-                "mfu": self._mfu(self.train_seconds / trained) if trained else None}
+        return {
+            "iterations": self.iter_num,
+            "best_val_loss": self.best_val_loss,
+            "final_val_loss": evals[-1]["val_loss"] if evals else None,
+            "final_train_loss": evals[-1]["train_loss"] if evals else None,
+            "wall_seconds": time.perf_counter() - started,
+            "train_seconds": self.train_seconds,
+            "tokens_per_s": trained * tokens_per_iter / self.train_seconds if trained else None,
+            "mfu": self._mfu(self.train_seconds / trained) if trained else None,
+        }
 
     def _lr(self, iteration):
         c = self.config
-        return cosine_lr(iteration, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) if c.decay_lr \
+        return (
+            cosine_lr(iteration, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters)
+            if c.decay_lr
             else c.learning_rate
+        )
 
     def _forward_backward(self):
         """Gradients of gradient_accumulation_steps micro-batches, each loss scaled by 1/steps; returns the
@@ -200,7 +221,7 @@ class Trainer:
         lr = self._lr(self.iter_num)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        logged = self.iter_num % self.config.log_interval == 0   # this step gets a log line: record the gradient flow
+        logged = self.iter_num % self.config.log_interval == 0  # this step gets a log line: record the gradient flow
         norms = self.dist.clip_and_measure(self.model, self.config.grad_clip, logged)
         if logged:
             self._grad_norms = norms
@@ -248,13 +269,25 @@ class Trainer:
         losses = self.estimate_loss()
         improved = losses["val"] < self.best_val_loss
         self.best_val_loss = min(self.best_val_loss, losses["val"])
-        self._record({"kind": "eval", "iter": self.iter_num, "train_loss": losses["train"], "val_loss": losses["val"],
-                      "lr": self._lr(self.iter_num)})
-        progress.message(f"step {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-                         + (" (best)" if improved else ""))
+        self._record(
+            {
+                "kind": "eval",
+                "iter": self.iter_num,
+                "train_loss": losses["train"],
+                "val_loss": losses["val"],
+                "lr": self._lr(self.iter_num),
+            }
+        )
+        progress.message(
+            f"step {self.iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+            + (" (best)" if improved else "")
+        )
         if self.is_main:
-            plot_losses(self.records, os.path.join(self.config.out_dir, "loss.png"),
-                        title=f"{os.path.basename(os.path.abspath(self.config.out_dir))}: loss")
+            plot_losses(
+                self.records,
+                os.path.join(self.config.out_dir, "loss.png"),
+                title=f"{os.path.basename(os.path.abspath(self.config.out_dir))}: loss",
+            )
             plot_gradient_flow(self.records, os.path.join(self.config.out_dir, "gradflow.png"))
         self.save("last")
         if improved:
@@ -264,11 +297,19 @@ class Trainer:
     def _log_step(self, iteration, loss, tokens_per_iter, progress):
         synchronize(self.config.device)
         seconds_per_iter = self._close_mark()
-        record = {"kind": "train", "iter": iteration, "loss": loss, "lr": self._lr(iteration),
-                  "grad_norms": self._grad_norms}
+        record = {
+            "kind": "train",
+            "iter": iteration,
+            "loss": loss,
+            "lr": self._lr(iteration),
+            "grad_norms": self._grad_norms,
+        }
         if seconds_per_iter:
-            record.update(ms_per_iter=1000 * seconds_per_iter, tokens_per_s=tokens_per_iter / seconds_per_iter,
-                          mfu=self._mfu(seconds_per_iter))
+            record.update(
+                ms_per_iter=1000 * seconds_per_iter,
+                tokens_per_s=tokens_per_iter / seconds_per_iter,
+                mfu=self._mfu(seconds_per_iter),
+            )
         self._record(record)
         progress.report(record)
 
@@ -282,8 +323,9 @@ class Trainer:
 
     def _mfu(self, seconds_per_iter):
         c = self.config
-        return self.model.estimate_mfu(c.batch_size * c.gradient_accumulation_steps, seconds_per_iter,
-                                       c.peak_flops * self.dist.world_size)
+        return self.model.estimate_mfu(
+            c.batch_size * c.gradient_accumulation_steps, seconds_per_iter, c.peak_flops * self.dist.world_size
+        )
 
     def _record(self, record):
         self.records.append(record)
@@ -312,12 +354,20 @@ class Trainer:
         path = checkpoint_path(self.config.out_dir, name)
         optimizer_state, rng = self.optimizer.state_dict(), self.dist.checkpoint_rng(self.rng_state)
         if self.is_main:
-            save_checkpoint(path, {"model": self.model.state_dict(), "optimizer": optimizer_state,
-                                   "iter_num": self.iter_num, "best_val_loss": self.best_val_loss,
-                                   "config": dataclasses.asdict(self.config),
-                                   "model_args": dataclasses.asdict(self.model_args),
-                                   "tokenizer": self.tokenizer.to_dict(), "rng": rng})
-        self.dist.comm.barrier()   # nobody leaves (and may end the job) before the file is in place
+            save_checkpoint(
+                path,
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": optimizer_state,
+                    "iter_num": self.iter_num,
+                    "best_val_loss": self.best_val_loss,
+                    "config": dataclasses.asdict(self.config),
+                    "model_args": dataclasses.asdict(self.model_args),
+                    "tokenizer": self.tokenizer.to_dict(),
+                    "rng": rng,
+                },
+            )
+        self.dist.comm.barrier()  # nobody leaves (and may end the job) before the file is in place
         return path
 
     def _restore(self, payload):
@@ -332,10 +382,11 @@ class Trainer:
         """Text generated from ``prompt`` (nanoGPT's sample.py defaults), in eval mode."""
         self.model.eval()
         ids = self.tokenizer.encode(prompt)
-        tokens = self.model.generate(Tensor(np.array([ids]), device=self.config.device), max_new_tokens,
-                                     temperature=temperature, top_k=top_k)
+        tokens = self.model.generate(
+            Tensor(np.array([ids]), device=self.config.device), max_new_tokens, temperature=temperature, top_k=top_k
+        )
         self.model.train()
-        return self.tokenizer.decode(tokens.numpy()[0, len(ids):].tolist())
+        return self.tokenizer.decode(tokens.numpy()[0, len(ids) :].tolist())
 
 
 class Progress:
@@ -351,15 +402,22 @@ class Progress:
             self.bar.update(1)
 
     def report(self, record):
-        speed = (f", {record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tok/s, "
-                 f"MFU {100 * record['mfu']:.1f}%") if "ms_per_iter" in record else ""
+        speed = (
+            (
+                f", {record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tok/s, "
+                f"MFU {100 * record['mfu']:.1f}%"
+            )
+            if "ms_per_iter" in record
+            else ""
+        )
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {record['loss']:.4f}{speed}")
             return
         done = record["iter"] + 1 - self.initial
         eta = (time.perf_counter() - self.started) / done * (self.total - record["iter"] - 1)
-        print(f"iter {record['iter']}: loss {record['loss']:.4f}{speed}, ETA {_duration(eta)}", file=self.out,
-              flush=True)
+        print(
+            f"iter {record['iter']}: loss {record['loss']:.4f}{speed}, ETA {_duration(eta)}", file=self.out, flush=True
+        )
 
     def message(self, text):
         if self.bar is not None:
@@ -406,11 +464,11 @@ def measure_peak_flops(device, repeats=10):
     n = 1024 if device == "cpu" else 4096
     a = from_numpy(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), device)
     best = math.inf
-    for _ in range(repeats + 1):   # the first call pays for thread start-up and allocation
+    for _ in range(repeats + 1):  # the first call pays for thread start-up and allocation
         synchronize(device)
         start = time.perf_counter()
         with no_grad():
             a @ a
         synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best

@@ -17,6 +17,7 @@ decoder blocks (used by docs/figures/make_attention_figures.py).
 The flags are the fields of train.config.VisualizeConfig (``--config``, ``--print_config``: train/cli.py).
 Exit status: 0 done, 2 a usage error (one ``error: ...`` line; --debug shows the traceback).
 """
+
 import math
 import os
 import sys
@@ -35,7 +36,7 @@ from train.tokenizers import Tokenizer
 from train.trainer import checkpoint_path
 
 HEADS_PER_ROW = 4
-SHOWN_AS = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}   # characters a tick label would otherwise hide
+SHOWN_AS = {" ": "\u2423", "\n": "\\n", "\t": "\\t"}  # characters a tick label would otherwise hide
 
 
 def attention_probabilities(attn, x):
@@ -89,7 +90,7 @@ def plot_layer(probabilities, key_labels, path, title, query_labels=None):
     heads, queries, keys = probabilities.shape
     columns = min(heads, HEADS_PER_ROW)
     rows = math.ceil(heads / columns)
-    inches_per_token = 0.24   # room for one tick label per token
+    inches_per_token = 0.24  # room for one tick label per token
     width, height = max(2.6, inches_per_token * keys), max(2.6, inches_per_token * queries)
     figure = Figure(figsize=(columns * width + 1.2, rows * height + 0.9), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
@@ -124,7 +125,7 @@ def visualize(out_dir, prompt, which="best", save_dir=None):
     if not prompt:
         raise TinygradTxError("visualize: the prompt is empty; give at least one token, e.g. --prompt 'ROMEO:'")
     model, tokenizer = load_run(out_dir, which)
-    ids = tokenizer.encode(prompt)[-model.config.block_size:]   # the context the model can see
+    ids = tokenizer.encode(prompt)[-model.config.block_size :]  # the context the model can see
     labels = token_labels(tokenizer, ids)
     save_dir = save_dir or out_dir
     os.makedirs(save_dir, exist_ok=True)

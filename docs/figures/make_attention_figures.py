@@ -7,6 +7,7 @@ The tiny example is the page's: B, T, C = 4, 8, 32, head_size 16, the same seeds
 trains the digit-reversal EncoderDecoder (models/encoder_decoder.py, ~5-15 s on a CPU) and draws
 its cross-attention. Matplotlib's Agg canvas is used directly: no display needed.
 """
+
 import argparse
 import os
 import pathlib
@@ -16,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))   # run as a script from anywhere
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 import tinygrad_tx.nn.functional as F  # noqa: E402
 from models import CausalSelfAttention, GPTConfig  # noqa: E402
@@ -47,7 +48,7 @@ def heatmap(axes, matrix, title, vmin=None, vmax=None, cmap="viridis"):
     image = axes.imshow(finite, vmin=vmin, vmax=vmax, cmap=cmap)
     for (row, column), value in np.ndenumerate(matrix):
         text = "-inf" if np.isneginf(value) else f"{value:.2f}"
-        on_dark = cmap == "viridis" and np.isfinite(value) and image.norm(value) < 0.6   # viridis is dark below
+        on_dark = cmap == "viridis" and np.isfinite(value) and image.norm(value) < 0.6  # viridis is dark below
         axes.text(column, row, text, ha="center", va="center", fontsize=5.5, color="white" if on_dark else "black")
     axes.set_title(title, fontsize=9)
     axes.set_xlabel("key position (earlier tokens)", fontsize=8)
@@ -83,7 +84,7 @@ def single_head_figure(out_dir):
     """Scores, masked scores and probabilities of one head for batch element 0."""
     x, key, query, _ = tiny_example()
     with no_grad():
-        scores = (query(x) @ key(x).transpose(-2, -1) * HEAD_SIZE ** -0.5).numpy()[0]
+        scores = (query(x) @ key(x).transpose(-2, -1) * HEAD_SIZE**-0.5).numpy()[0]
     masked = np.where(np.tril(np.ones((T, T), bool)), scores, -np.inf)
     probabilities = np.exp(masked - masked.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
@@ -105,7 +106,7 @@ def scaling_figure(out_dir):
         q, k = rng.standard_normal((B, T, size)), rng.standard_normal((B, T, size))
         scores = q @ k.transpose(0, 2, 1)
         raw.append(scores.var())
-        scaled.append((scores * size ** -0.5).var())
+        scaled.append((scores * size**-0.5).var())
     figure = new_figure(10, 3.6)
     left, right = figure.subplots(1, 2)
     left.plot(sizes, raw, "o-", label="q k^T")
@@ -134,13 +135,17 @@ def multi_head_figure(out_dir):
     config = GPTConfig(block_size=T, vocab_size=1, n_layer=1, n_head=N_HEAD, n_embd=C)
     attention = CausalSelfAttention(config)
     for param in attention.parameters():
-        param.data *= 3   # sharper patterns than the default initialisation gives
+        param.data *= 3  # sharper patterns than the default initialisation gives
     x, _, _, _ = tiny_example()
     with no_grad():
         probabilities = attention_probabilities(attention, x).numpy()[0]
     labels = [str(t) for t in range(T)]
-    plot_layer(probabilities, labels, os.path.join(out_dir, "attention_multi_head.png"),
-               "four heads, one input: each head learns its own pattern (here: random weights)")
+    plot_layer(
+        probabilities,
+        labels,
+        os.path.join(out_dir, "attention_multi_head.png"),
+        "four heads, one input: each head learns its own pattern (here: random weights)",
+    )
     print(f"wrote {os.path.join(out_dir, 'attention_multi_head.png')}")
 
 
@@ -149,16 +154,20 @@ def trained_reversal_figure(out_dir):
     model, losses, seconds = train_digit_reversal()
     print(f"trained the digit-reversal model: {len(losses)} steps, final loss {losses[-1]:.4f}, {seconds:.1f} s")
     src, padding, decoder_input, _ = digit_reversal_batch(np.random.default_rng(7), 16)
-    row = int(np.argmax((~padding).sum(axis=1) == 4))   # 4 digits and one padded position
-    maps = cross_attention_maps(model, src[row:row + 1], decoder_input[row:row + 1], padding[row:row + 1])
+    row = int(np.argmax((~padding).sum(axis=1) == 4))  # 4 digits and one padded position
+    maps = cross_attention_maps(model, src[row : row + 1], decoder_input[row : row + 1], padding[row : row + 1])
     names = {PAD: "pad", BOS: "bos", EOS: "eos"}
     source = [names.get(int(t), str(t)) for t in src[row]]
     target = [names.get(int(t), str(t)) for t in decoder_input[row]]
     last = maps[-1][0]
-    plot_layer(last, source, os.path.join(out_dir, "attention_trained_reversal.png"),
-               f"reversing {''.join(source[:4])}: decoder block {len(maps) - 1} cross-attention\n"
-               "(each row's query predicts the next output digit)",
-               query_labels=target)
+    plot_layer(
+        last,
+        source,
+        os.path.join(out_dir, "attention_trained_reversal.png"),
+        f"reversing {''.join(source[:4])}: decoder block {len(maps) - 1} cross-attention\n"
+        "(each row's query predicts the next output digit)",
+        query_labels=target,
+    )
     print(f"wrote {os.path.join(out_dir, 'attention_trained_reversal.png')}")
 
 

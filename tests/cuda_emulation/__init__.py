@@ -9,9 +9,22 @@
 Importable from the tests as ``cuda_emulation`` (pytest puts tests/ on sys.path). Needs
 ``pip install cupy-cuda12x nvidia-cuda-nvrtc-cu12`` (no GPU required).
 """
+
 from .interpreter import BarrierDivergence, Struct, UnsupportedInstruction, launch
 from .memory import EmulationError, GlobalMemoryRace, MemoryFault, SharedMemoryRace
 from .nvrtc import ARCHS, CompileError, compile_cuda, compile_to_ptx
 
-__all__ = ["ARCHS", "BarrierDivergence", "CompileError", "EmulationError", "GlobalMemoryRace", "MemoryFault",
-           "SharedMemoryRace", "Struct", "UnsupportedInstruction", "compile_cuda", "compile_to_ptx", "launch"]
+__all__ = [
+    "ARCHS",
+    "BarrierDivergence",
+    "CompileError",
+    "EmulationError",
+    "GlobalMemoryRace",
+    "MemoryFault",
+    "SharedMemoryRace",
+    "Struct",
+    "UnsupportedInstruction",
+    "compile_cuda",
+    "compile_to_ptx",
+    "launch",
+]

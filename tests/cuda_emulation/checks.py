@@ -6,6 +6,7 @@ seen per kernel output in ``WORST`` (``report.py`` prints it). ``row_source`` sw
 RawModule source (the mutation tests). Errors are relative to the largest reference value, or to the
 size of the terms when the result is a small difference of larger terms (float32 rounds the terms).
 """
+
 import numpy as np
 
 from tinygrad_tx.kernels import reference
@@ -76,7 +77,7 @@ def check_layer_norm_at_offset(x, row_source=None, rtol=2e-6):
     with emulated_gpu(row_source) as cuda:
         y = cuda.layer_norm(x, None, None, 1e-5)[0]
     centered = x.astype(np.float64) - x.astype(np.float64).mean(axis=-1, keepdims=True)
-    expected = centered / np.sqrt((centered ** 2).mean(axis=-1, keepdims=True) + 1e-5)
+    expected = centered / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + 1e-5)
     assert_close(y, expected, rtol, "layer_norm_rows at offset 1e4")
 
 
@@ -108,8 +109,11 @@ def check_adamw(param, grad, exp_avg, exp_avg_sq, **hyper):
     expected = as64(param, grad, exp_avg, exp_avg_sq)
     reference.adamw_update(*expected, **hyper)
     beta1 = hyper["beta1"]
-    scales = {"param": max(np.abs(param).max(), np.abs(expected[0] - param).max()),
-              "exp_avg": max(beta1 * np.abs(exp_avg).max(), (1 - beta1) * np.abs(grad).max()), "exp_avg_sq": None}
+    scales = {
+        "param": max(np.abs(param).max(), np.abs(expected[0] - param).max()),
+        "exp_avg": max(beta1 * np.abs(exp_avg).max(), (1 - beta1) * np.abs(grad).max()),
+        "exp_avg_sq": None,
+    }
     with emulated_gpu() as cuda:
         cuda.adamw_update(param, grad, exp_avg, exp_avg_sq, **hyper)
     for name, actual, wanted in zip(scales, (param, exp_avg, exp_avg_sq), expected[:1] + expected[2:]):

@@ -7,6 +7,7 @@ code under test too, not a copy of it. Fresh outputs are filled with NaN, so an 
 to write shows up in the comparison. This is only the kernels' harness: the strict CuPy stand-in that
 runs whole models is a separate piece (branch wip-standin).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,6 +75,7 @@ def _nan_array(shape, dtype=np.float64):  # CuPy's default dtype, as NumPy's
 
 class EmulatedCupy:
     """The few ``cupy`` names ``cuda.py`` uses, on NumPy arrays."""
+
     RawModule = RawModule
     ElementwiseKernel = ElementwiseKernel
     ascontiguousarray = staticmethod(np.ascontiguousarray)

@@ -15,6 +15,7 @@ Running: the generated PTX goes through ``interpreter.launch`` with the ``CArray
 structs packed as CuPy packs them (``Struct``), launched as ``ElementwiseKernel.__call__`` launches
 (``BLOCK`` threads per block, enough blocks to cover the elements).
 """
+
 import functools
 
 import numpy as np
@@ -38,12 +39,16 @@ def generated_code(source: ElementwiseSource, dtype, scalars: tuple = ()) -> str
     built = cupy.ElementwiseKernel(source.in_params, source.out_params, source.operation, source.name)
     in_scalar = [param.name in scalars for param in built.in_params]
     _, _, type_map = built._decide_params_type((dtype,) * len(built.in_params), (dtype,) * len(built.out_params))
-    arg_infos = tuple(kernel._ArgInfo(_ARG_SCALAR, dtype.type, dtype, 0, True, True) if scalar
-                      else kernel._ArgInfo(_ARG_NDARRAY, cupy.ndarray, dtype, 1, True, True)
-                      for scalar in in_scalar + [False] * len(built.out_params))
+    arg_infos = tuple(
+        kernel._ArgInfo(_ARG_SCALAR, dtype.type, dtype, 0, True, True)
+        if scalar
+        else kernel._ArgInfo(_ARG_NDARRAY, cupy.ndarray, dtype, 1, True, True)
+        for scalar in in_scalar + [False] * len(built.out_params)
+    )
     arg_infos += (kernel._ArgInfo(_ARG_INDEXER, carray.Indexer, None, 1, True, True),)
-    return kernel._get_elementwise_kernel_code(arg_infos, type_map, built.params, built.operation, built.name,
-                                               built.preamble)
+    return kernel._get_elementwise_kernel_code(
+        arg_infos, type_map, built.params, built.operation, built.name, built.preamble
+    )
 
 
 @functools.cache

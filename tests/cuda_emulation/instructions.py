@@ -6,6 +6,7 @@ that type (integer arithmetic wraps as on the GPU) and writes the bits back. Flo
 follows ``rounding.py``. A modifier the handlers do not understand raises ``UnsupportedInstruction``
 rather than being ignored.
 """
+
 import re
 
 import numpy as np
@@ -13,9 +14,23 @@ import numpy as np
 from . import rounding
 from .memory import EmulationError
 
-DTYPE = {"f32": np.float32, "f64": np.float64, "s8": np.int8, "s16": np.int16, "s32": np.int32, "s64": np.int64,
-         "u8": np.uint8, "u16": np.uint16, "u32": np.uint32, "u64": np.uint64, "b8": np.uint8, "b16": np.uint16,
-         "b32": np.uint32, "b64": np.uint64, "pred": np.bool_}
+DTYPE = {
+    "f32": np.float32,
+    "f64": np.float64,
+    "s8": np.int8,
+    "s16": np.int16,
+    "s32": np.int32,
+    "s64": np.int64,
+    "u8": np.uint8,
+    "u16": np.uint16,
+    "u32": np.uint32,
+    "u64": np.uint64,
+    "b8": np.uint8,
+    "b16": np.uint16,
+    "b32": np.uint32,
+    "b64": np.uint64,
+    "pred": np.bool_,
+}
 UNSIGNED = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
 ROUNDING = ("rn", "rz", "rm", "rp")
 
@@ -23,8 +38,10 @@ ROUNDING = ("rn", "rz", "rm", "rp")
 def unsupported(machine, instruction, why=""):
     from .interpreter import UnsupportedInstruction
 
-    raise UnsupportedInstruction(f"{machine.kernel.name}: `{instruction.text.strip()}` (PTX line {instruction.line}) "
-                                 f"is not modelled{': ' + why if why else ''}")
+    raise UnsupportedInstruction(
+        f"{machine.kernel.name}: `{instruction.text.strip()}` (PTX line {instruction.line}) "
+        f"is not modelled{': ' + why if why else ''}"
+    )
 
 
 def bits_to(bits, ptx_type):
@@ -114,8 +131,9 @@ def _high_64(a, b, signed):
     carry = ((a_low * b_low) >> shift) + (cross_1 & low_mask) + (cross_2 & low_mask)
     high = a_high * b_high + (cross_1 >> shift) + (cross_2 >> shift) + (carry >> shift)
     if signed:  # two's complement: subtract b where a < 0 and a where b < 0 (mod 2**64)
-        high = high - np.where(a_bits >> np.uint64(63) == 1, b_bits, 0) - np.where(b_bits >> np.uint64(63) == 1,
-                                                                                  a_bits, 0)
+        high = (
+            high - np.where(a_bits >> np.uint64(63) == 1, b_bits, 0) - np.where(b_bits >> np.uint64(63) == 1, a_bits, 0)
+        )
         return high.astype(np.uint64).view(np.int64)
     return high
 
@@ -154,12 +172,16 @@ def arithmetic(machine, instruction, threads):
         elif op == "mad":
             result = values[0] * values[1] + values[2]
         elif op in ("div", "rem"):
-            numerator, denominator = (np.asarray(v).astype(np.int64 if ptx_type[0] == "s" else np.uint64)
-                                      for v in values)
+            numerator, denominator = (
+                np.asarray(v).astype(np.int64 if ptx_type[0] == "s" else np.uint64) for v in values
+            )
             if (np.asarray(denominator) == 0).any():
                 raise EmulationError(f"{machine.kernel.name}: integer division by zero in `{instruction.text.strip()}`")
-            quotient = np.abs(numerator) // np.abs(denominator) * np.sign(numerator) * np.sign(denominator) \
-                if ptx_type[0] == "s" else numerator // denominator
+            quotient = (
+                np.abs(numerator) // np.abs(denominator) * np.sign(numerator) * np.sign(denominator)
+                if ptx_type[0] == "s"
+                else numerator // denominator
+            )
             result = quotient if op == "div" else numerator - quotient * denominator
         elif op in ("min", "max"):
             result = (np.minimum if op == "min" else np.maximum)(values[0], values[1])
@@ -205,9 +227,14 @@ def _float_arithmetic(machine, instruction, threads, op, ptx_type, sources):
             if mode != "rn" and not approx and "full" not in mods:
                 unsupported(machine, instruction, "directed rounding")
             wide = [np.asarray(v, dtype=np.float64) for v in values]
-            result = {"div": lambda: wide[0] / wide[1], "rcp": lambda: 1.0 / wide[0], "sqrt": lambda: np.sqrt(wide[0]),
-                      "rsqrt": lambda: 1.0 / np.sqrt(wide[0]), "ex2": lambda: np.exp2(wide[0]),
-                      "lg2": lambda: np.log2(wide[0])}[op]()
+            result = {
+                "div": lambda: wide[0] / wide[1],
+                "rcp": lambda: 1.0 / wide[0],
+                "sqrt": lambda: np.sqrt(wide[0]),
+                "rsqrt": lambda: 1.0 / np.sqrt(wide[0]),
+                "ex2": lambda: np.exp2(wide[0]),
+                "lg2": lambda: np.log2(wide[0]),
+            }[op]()
         else:
             unsupported(machine, instruction)
         result = np.asarray(result).astype(DTYPE[ptx_type])  # float32 ops computed wider round here, once
@@ -224,14 +251,30 @@ def set_predicate(machine, instruction, threads):
             a, b = rounding.ftz32(a), rounding.ftz32(b)
         unordered = np.isnan(a) | np.isnan(b)
         base = comparison.rstrip("u") if comparison not in ("num", "nan") else comparison
-        ordered = {"eq": lambda: a == b, "ne": lambda: (a != b) & ~unordered, "lt": lambda: a < b,
-                   "le": lambda: a <= b, "gt": lambda: a > b, "ge": lambda: a >= b, "num": lambda: ~unordered,
-                   "nan": lambda: unordered}[base]()
+        ordered = {
+            "eq": lambda: a == b,
+            "ne": lambda: (a != b) & ~unordered,
+            "lt": lambda: a < b,
+            "le": lambda: a <= b,
+            "gt": lambda: a > b,
+            "ge": lambda: a >= b,
+            "num": lambda: ~unordered,
+            "nan": lambda: unordered,
+        }[base]()
         result = ordered | unordered if comparison.endswith("u") and comparison != "nan" else ordered
     else:
-        result = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
-                  "ge": np.greater_equal, "lo": np.less, "ls": np.less_equal, "hi": np.greater,
-                  "hs": np.greater_equal}[comparison](a, b)
+        result = {
+            "eq": np.equal,
+            "ne": np.not_equal,
+            "lt": np.less,
+            "le": np.less_equal,
+            "gt": np.greater,
+            "ge": np.greater_equal,
+            "lo": np.less,
+            "ls": np.less_equal,
+            "hi": np.greater,
+            "hs": np.greater_equal,
+        }[comparison](a, b)
     write(machine, instruction.operands[0], threads, np.broadcast_to(result, _count(machine, threads)), "pred")
 
 
@@ -242,8 +285,9 @@ def _count(machine, threads):
 def select(machine, instruction, threads):
     destination, a, b, guard = instruction.operands
     ptx_type = instruction.type
-    chosen = np.where(read(machine, guard, threads, "pred"), read(machine, a, threads, ptx_type),
-                      read(machine, b, threads, ptx_type))
+    chosen = np.where(
+        read(machine, guard, threads, "pred"), read(machine, a, threads, ptx_type), read(machine, b, threads, ptx_type)
+    )
     write(machine, destination, threads, np.broadcast_to(chosen, _count(machine, threads)), ptx_type)
 
 
@@ -294,7 +338,8 @@ def convert(machine, instruction, threads):
             if integral is None:
                 unsupported(machine, instruction)
             rounded = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[integral](
-                np.asarray(value, dtype=np.float64))
+                np.asarray(value, dtype=np.float64)
+            )
             info = np.iinfo(DTYPE[destination_type])  # PTX saturates float -> integer; NaN gives 0
             saturated = np.where(np.isnan(rounded), 0, np.clip(rounded, info.min, info.max))
             result = saturated.astype(DTYPE[destination_type])
@@ -327,36 +372,69 @@ def _address(machine, token, threads):
 
 def load_store(machine, instruction, threads):
     space = next((m for m in instruction.modifiers if m in ("global", "shared", "param", "local", "const")), None)
-    if space not in ("global", "shared", "param") or any(m.startswith("v") and m[1:].isdigit()
-                                                           for m in instruction.modifiers):
+    if space not in ("global", "shared", "param") or any(
+        m.startswith("v") and m[1:].isdigit() for m in instruction.modifiers
+    ):
         unsupported(machine, instruction, f"{space or 'generic'} space or vector access")
     ptx_type = instruction.type
     width = np.dtype(DTYPE[ptx_type]).itemsize
     storing = instruction.opcode == "st"
-    target, value_token = (instruction.operands if storing else instruction.operands[::-1])
+    target, value_token = instruction.operands if storing else instruction.operands[::-1]
     param, addresses = _address(machine, target, threads)
     fault = machine.fault(instruction, threads)
     if space == "param":
-        raw = machine.params[param][addresses:addresses + width]
-        write(machine, value_token, threads, np.broadcast_to(raw.view(DTYPE[ptx_type])[0], _count(machine, threads)),
-              ptx_type)
+        raw = machine.params[param][addresses : addresses + width]
+        write(
+            machine,
+            value_token,
+            threads,
+            np.broadcast_to(raw.view(DTYPE[ptx_type])[0], _count(machine, threads)),
+            ptx_type,
+        )
         return
     if space == "global":
         who = machine.accessors(threads)
         if storing:
-            machine.memory.store(addresses, width, to_bits(read(machine, value_token, threads, ptx_type), ptx_type),
-                                 who, fault)
+            machine.memory.store(
+                addresses, width, to_bits(read(machine, value_token, threads, ptx_type), ptx_type), who, fault
+            )
         else:
             machine.register(value_token)[threads] = machine.memory.load(addresses, width, who, fault)
         return
     block, thread = machine.block_slot[threads], machine.thread_in_block[threads]
     if storing:
-        machine.shared.store(block, thread, addresses, width, to_bits(read(machine, value_token, threads, ptx_type),
-                                                                       ptx_type), fault)
+        machine.shared.store(
+            block, thread, addresses, width, to_bits(read(machine, value_token, threads, ptx_type), ptx_type), fault
+        )
     else:
         machine.register(value_token)[threads] = machine.shared.load(block, thread, addresses, width, fault)
 
 
-HANDLERS = {op: arithmetic for op in ("add", "sub", "mul", "mad", "fma", "div", "rem", "min", "max", "neg", "abs",
-                                      "and", "or", "xor", "not", "shl", "shr", "sqrt", "rcp", "rsqrt", "ex2", "lg2")}
+HANDLERS = {
+    op: arithmetic
+    for op in (
+        "add",
+        "sub",
+        "mul",
+        "mad",
+        "fma",
+        "div",
+        "rem",
+        "min",
+        "max",
+        "neg",
+        "abs",
+        "and",
+        "or",
+        "xor",
+        "not",
+        "shl",
+        "shr",
+        "sqrt",
+        "rcp",
+        "rsqrt",
+        "ex2",
+        "lg2",
+    )
+}
 HANDLERS.update(setp=set_predicate, selp=select, mov=move, cvt=convert, cvta=cvta, ld=load_store, st=load_store)

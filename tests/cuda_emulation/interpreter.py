@@ -25,6 +25,7 @@ global-memory races on written bytes); floating-point rounding: ``rounding.py``.
 (warp-synchronous code, shuffles, votes), atomics, a global read followed by another thread's write,
 timing; warp and atomic instructions raise ``UnsupportedInstruction``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,10 +43,20 @@ MAX_STEPS = 200_000  # instruction-group executions per chunk before a launch is
 MAX_STATIC_SHARED = 48 * 1024
 
 _SCALAR_FOR_PARAM = {
-    "f32": (np.float32,), "f64": (np.float64,), "s32": (np.int32,), "u32": (np.uint32, np.int32),
-    "b32": (np.int32, np.uint32, np.float32), "s64": (np.int64,), "u64": (np.uint64, np.int64),
-    "b64": (np.int64, np.uint64, np.float64), "s8": (np.int8,), "u8": (np.uint8, np.bool_), "b8": (np.bool_,),
-    "s16": (np.int16,), "u16": (np.uint16,), "b16": (np.int16, np.uint16),
+    "f32": (np.float32,),
+    "f64": (np.float64,),
+    "s32": (np.int32,),
+    "u32": (np.uint32, np.int32),
+    "b32": (np.int32, np.uint32, np.float32),
+    "s64": (np.int64,),
+    "u64": (np.uint64, np.int64),
+    "b64": (np.int64, np.uint64, np.float64),
+    "s8": (np.int8,),
+    "u8": (np.uint8, np.bool_),
+    "b8": (np.bool_,),
+    "s16": (np.int16,),
+    "u16": (np.uint16,),
+    "b16": (np.int16, np.uint16),
 }
 
 
@@ -64,6 +75,7 @@ class Struct:
     A NumPy array field becomes an 8-byte device pointer to the array (registered as global memory);
     a NumPy scalar field is stored with its own size.
     """
+
     fields: tuple
 
     def __init__(self, *fields):
@@ -107,22 +119,28 @@ def _bind_params(kernel: Kernel, args, memory: GlobalMemory) -> dict:
         elif isinstance(arg, Struct):
             raw = arg.pack(memory, what)
             if param.ptx_type != "b8" or len(raw) != param.size:
-                raise EmulationError(f"{what}: struct of {len(raw)} bytes for a {param.size}-byte .{param.ptx_type} "
-                                     f"parameter")
+                raise EmulationError(
+                    f"{what}: struct of {len(raw)} bytes for a {param.size}-byte .{param.ptx_type} parameter"
+                )
         elif isinstance(arg, np.generic) and param.ptx_type in _SCALAR_FOR_PARAM:
             if not isinstance(arg, _SCALAR_FOR_PARAM[param.ptx_type]):
-                raise EmulationError(f"{what}: {type(arg).__name__} for a .{param.ptx_type} parameter "
-                                     f"({arg.nbytes} bytes for {param.size}: the kernel would read other bytes)")
+                raise EmulationError(
+                    f"{what}: {type(arg).__name__} for a .{param.ptx_type} parameter "
+                    f"({arg.nbytes} bytes for {param.size}: the kernel would read other bytes)"
+                )
             raw = arg.tobytes()
         else:
-            raise EmulationError(f"{what}: {type(arg).__name__} for a .{param.ptx_type} parameter (pass a NumPy "
-                                 f"array, a NumPy scalar of the parameter's type, or a Struct)")
+            raise EmulationError(
+                f"{what}: {type(arg).__name__} for a .{param.ptx_type} parameter (pass a NumPy "
+                f"array, a NumPy scalar of the parameter's type, or a Struct)"
+            )
         values[param.name] = np.frombuffer(raw + bytes(8), dtype=np.uint8)
     return values
 
 
-def launch(ptx: str, kernel_name: str, grid: int | tuple, block: int | tuple, args: Sequence,
-           shared_bytes: int = 0) -> None:
+def launch(
+    ptx: str, kernel_name: str, grid: int | tuple, block: int | tuple, args: Sequence, shared_bytes: int = 0
+) -> None:
     """Run ``kernel_name`` from ``ptx`` over ``grid`` x ``block`` threads; arrays in ``args`` change in place."""
     kernel = _kernel(ptx, kernel_name)
     grid, block = _dims(grid, "grid"), _dims(block, "block")
@@ -180,11 +198,15 @@ class Machine:
 
     def fault(self, instruction, threads):
         """A callback for memory.py: raise ``cls(message)`` for the ``offender``-th thread of ``threads``."""
+
         def raise_fault(offender, message, cls=MemoryFault):
             which = int(np.arange(self.size)[threads][offender])
             block = int(self.block_ids[self.block_slot[which]])
-            raise cls(f"{self.kernel.name}: block {block} thread {int(self.thread_in_block[which])} {message}; "
-                      f"instruction `{instruction.text.strip()}` (PTX line {instruction.line})")
+            raise cls(
+                f"{self.kernel.name}: block {block} thread {int(self.thread_in_block[which])} {message}; "
+                f"instruction `{instruction.text.strip()}` (PTX line {instruction.line})"
+            )
+
         return raise_fault
 
     def run(self) -> None:
@@ -216,16 +238,23 @@ class Machine:
                 self.pc[threads] = pc + 1
                 self.pc[acting] = -1
             elif instruction.opcode in ("bar", "barrier"):
-                if set(instruction.modifiers) - {"sync", "aligned"} or len(instruction.operands) > 1 or \
-                        instruction.predicate:
-                    raise UnsupportedInstruction(f"{self.kernel.name}: `{instruction.text.strip()}` (PTX line "
-                                                 f"{instruction.line}): only a plain block-wide bar.sync is modelled")
+                if (
+                    set(instruction.modifiers) - {"sync", "aligned"}
+                    or len(instruction.operands) > 1
+                    or instruction.predicate
+                ):
+                    raise UnsupportedInstruction(
+                        f"{self.kernel.name}: `{instruction.text.strip()}` (PTX line "
+                        f"{instruction.line}): only a plain block-wide bar.sync is modelled"
+                    )
                 waiting |= group  # released once every live thread of the block has arrived
             else:
                 handler = instructions.HANDLERS.get(instruction.opcode)
                 if handler is None:
-                    raise UnsupportedInstruction(f"{self.kernel.name}: `{instruction.text.strip()}` "
-                                                 f"(PTX line {instruction.line}) is not modelled")
+                    raise UnsupportedInstruction(
+                        f"{self.kernel.name}: `{instruction.text.strip()}` "
+                        f"(PTX line {instruction.line}) is not modelled"
+                    )
                 if not isinstance(acting, np.ndarray) or acting.size:
                     handler(self, instruction, acting)
                 self.pc[threads] = pc + 1
@@ -245,12 +274,16 @@ class Machine:
             which = int(np.flatnonzero(exited | split)[0])
             slot = self.block_slot[which]
             barrier = self.kernel.instructions[int(highest[slot] if exited[which] else lowest[slot])]
-            state = "has exited" if exited[which] else \
-                f"waits at another barrier (PTX line {self.kernel.instructions[int(self.pc[which])].line})"
+            state = (
+                "has exited"
+                if exited[which]
+                else f"waits at another barrier (PTX line {self.kernel.instructions[int(self.pc[which])].line})"
+            )
             raise BarrierDivergence(
                 f"{self.kernel.name}: block {int(self.block_ids[slot])}: thread {int(self.thread_in_block[which])} "
                 f"{state} while others wait at `{barrier.text.strip()}` (PTX line {barrier.line}): "
-                f"__syncthreads under a condition that differs between threads")
+                f"__syncthreads under a condition that differs between threads"
+            )
         self.pc[waiting] += 1
         waiting[:] = False
         self.shared.barrier(slots)

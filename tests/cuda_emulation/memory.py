@@ -15,6 +15,7 @@ another thread read or wrote, since the last ``bar.sync`` raises ``SharedMemoryR
 would make the result depend on warp scheduling). Reading a byte never written in the launch raises
 too (the GPU would return garbage).
 """
+
 import numpy as np
 
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -70,8 +71,11 @@ class GlobalMemory:
         inside = owner >= 0
         if not inside.all():
             bad = int(np.flatnonzero(~inside)[0])
-            fault(bad, f"out-of-bounds access of {width} bytes at address {int(addresses[bad]):#x} "
-                       f"({self.describe(int(addresses[bad]))})")
+            fault(
+                bad,
+                f"out-of-bounds access of {width} bytes at address {int(addresses[bad]):#x} "
+                f"({self.describe(int(addresses[bad]))})",
+            )
         misaligned = addresses % np.uint64(width) != 0
         if misaligned.any():
             bad = int(np.flatnonzero(misaligned)[0])
@@ -118,18 +122,24 @@ class GlobalMemory:
             if raced.any():
                 row = int(np.flatnonzero(raced.any(axis=1))[0])
                 column = int(np.flatnonzero(raced[row])[0])
-                fault(int(np.flatnonzero(chosen)[row]),
-                      f"{verb} {self.describe(int(self.buffers[index][0] + cells[row, 0]))}, written by block "
-                      f"{int(writer_block[row, column])} thread {int(writer[row, column])} with no barrier between "
-                      f"(a data race)", GlobalMemoryRace)
+                fault(
+                    int(np.flatnonzero(chosen)[row]),
+                    f"{verb} {self.describe(int(self.buffers[index][0] + cells[row, 0]))}, written by block "
+                    f"{int(writer_block[row, column])} thread {int(writer[row, column])} with no barrier between "
+                    f"(a data race)",
+                    GlobalMemoryRace,
+                )
         if verb == "writes":
             flat = cells.reshape(-1)
             unique, counts = np.unique(flat, return_counts=True)
             if (counts > 1).any():
                 row = int(np.flatnonzero((cells == unique[counts > 1][0]).any(axis=1))[1])
                 where = self.describe(int(self.buffers[index][0] + cells[row, 0]))
-                fault(int(np.flatnonzero(chosen)[row]), f"writes {where} in the same instruction as another thread "
-                      f"(a data race)", GlobalMemoryRace)
+                fault(
+                    int(np.flatnonzero(chosen)[row]),
+                    f"writes {where} in the same instruction as another thread (a data race)",
+                    GlobalMemoryRace,
+                )
             for record, value in zip(recorded, (block, thread, epoch)):
                 record[flat] = np.broadcast_to(value, cells.shape).reshape(-1)
 
@@ -164,8 +174,11 @@ class SharedMemory:
         outside = (offsets < 0) | (offsets + width > self.size)
         if outside.any():
             bad = int(np.flatnonzero(outside)[0])
-            fault(bad, f"shared-memory access of {width} bytes at offset {int(offsets[bad])} outside the "
-                       f"block's {self.size} bytes")
+            fault(
+                bad,
+                f"shared-memory access of {width} bytes at offset {int(offsets[bad])} outside the "
+                f"block's {self.size} bytes",
+            )
         if (offsets % width != 0).any():
             bad = int(np.flatnonzero(offsets % width != 0)[0])
             fault(bad, f"misaligned {width}-byte shared-memory access at offset {int(offsets[bad])}")
@@ -196,9 +209,12 @@ class SharedMemory:
             cell = unique[counts > 1][0]
             writers = np.unique(np.repeat(thread, width)[flat == cell])
             if writers.size > 1:
-                fault(int(np.flatnonzero((cells == cell).any(axis=1))[1]),
-                      f"writes shared byte {int(cell) % self.size} in the same instruction as thread "
-                      f"{int(writers[0])} (write-write race)", SharedMemoryRace)
+                fault(
+                    int(np.flatnonzero((cells == cell).any(axis=1))[1]),
+                    f"writes shared byte {int(cell) % self.size} in the same instruction as thread "
+                    f"{int(writers[0])} (write-write race)",
+                    SharedMemoryRace,
+                )
         values = np.broadcast_to(bits, offsets.shape).astype(UINT[width])
         self.data[cells] = values.view(np.uint8).reshape(-1, width)
         self.written[flat] = True
@@ -222,7 +238,14 @@ class SharedMemory:
         if raced.any():
             row = int(np.flatnonzero(raced.any(axis=1))[0])
             cell = int(cells[row][raced[row]][0])
-            other = self.writer[cell] if self.write_epoch[cell] == self.epoch[cell // self.size] and \
-                self.writer[cell] != thread[row] else self.reader[cell]
-            fault(row, f"{verb} shared byte {cell % self.size} touched by thread {int(other)} since the last "
-                       f"barrier (race: missing __syncthreads?)", SharedMemoryRace)
+            other = (
+                self.writer[cell]
+                if self.write_epoch[cell] == self.epoch[cell // self.size] and self.writer[cell] != thread[row]
+                else self.reader[cell]
+            )
+            fault(
+                row,
+                f"{verb} shared byte {cell % self.size} touched by thread {int(other)} since the last "
+                f"barrier (race: missing __syncthreads?)",
+                SharedMemoryRace,
+            )

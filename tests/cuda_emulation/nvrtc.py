@@ -13,6 +13,7 @@ function is replaced for the duration of the call (under a lock) by one returnin
 NVRTC is stricter than nvcc: it has no ``math.h`` or host headers, so ``INFINITY`` is undefined there
 while nvcc accepts it. Compile checks must therefore use NVRTC, never nvcc.
 """
+
 import contextlib
 import threading
 
@@ -52,8 +53,9 @@ def cupy_header_prelude() -> str:
     return "".join(f"#include <{header}>\n" for header in core._cupy_header_list)
 
 
-def compile_cuda(source: str, arch: str = "90", output: str = "ptx", options: tuple = (),
-                 prepend_cupy_headers: bool = False) -> bytes:
+def compile_cuda(
+    source: str, arch: str = "90", output: str = "ptx", options: tuple = (), prepend_cupy_headers: bool = False
+) -> bytes:
     """NVRTC-compile ``source`` for ``arch`` ("80", "90", ...) as CuPy would; PTX text or cubin bytes.
 
     ``prepend_cupy_headers`` is False for ``RawModule`` (CuPy's default there) and True for the code

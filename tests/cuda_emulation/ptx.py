@@ -6,6 +6,7 @@ launch's dynamic shared bytes), its instructions and its labels. Only what the i
 parsed; anything else in the body (``.reg`` declarations, ``.pragma``, scoping braces) is skipped, and
 an instruction the interpreter does not know is rejected when it runs, naming the instruction.
 """
+
 import dataclasses
 import re
 
@@ -27,24 +28,24 @@ class Param:
 
 @dataclasses.dataclass(frozen=True)
 class Instruction:
-    opcode: str         # "add", "ld", ...
-    modifiers: tuple    # the dotted parts after the opcode: ("rn", "ftz", "f32")
-    operands: tuple     # operand tokens as written
-    predicate: str      # guard register, "" when unguarded
-    negated: bool       # @!%p
-    text: str           # the instruction as written, for messages
-    line: int           # 1-based line in the PTX text
-    type: str = ""      # the last type modifier ("f32" of add.rn.f32; cvt's source type)
+    opcode: str  # "add", "ld", ...
+    modifiers: tuple  # the dotted parts after the opcode: ("rn", "ftz", "f32")
+    operands: tuple  # operand tokens as written
+    predicate: str  # guard register, "" when unguarded
+    negated: bool  # @!%p
+    text: str  # the instruction as written, for messages
+    line: int  # 1-based line in the PTX text
+    type: str = ""  # the last type modifier ("f32" of add.rn.f32; cvt's source type)
 
 
 @dataclasses.dataclass
 class Kernel:
     name: str
     params: list
-    shared: dict        # symbol -> (offset, size); the dynamic array has size None
+    shared: dict  # symbol -> (offset, size); the dynamic array has size None
     shared_static_bytes: int
     instructions: list
-    labels: dict        # label -> instruction index
+    labels: dict  # label -> instruction index
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -69,8 +70,10 @@ def _element_bytes(type_name: str) -> int:
     return SCALAR_BYTES[re.sub(r"\D", "", type_name)]
 
 
-_PARAM = re.compile(r"\.param\s+(?:\.align\s+(\d+)\s+)?\.(\w+)(?:\s+\.ptr(?:\s+\.\w+)*)?(?:\s+\.align\s+(\d+))?"
-                    r"\s+([\w$]+)(?:\[(\d+)\])?")
+_PARAM = re.compile(
+    r"\.param\s+(?:\.align\s+(\d+)\s+)?\.(\w+)(?:\s+\.ptr(?:\s+\.\w+)*)?(?:\s+\.align\s+(\d+))?"
+    r"\s+([\w$]+)(?:\[(\d+)\])?"
+)
 _SHARED = re.compile(r"(\.extern\s+)?\.shared\s+(?:\.align\s+(\d+)\s+)?\.(\w+)\s+([\w$]+)\[(\d*)\]")
 
 
@@ -119,8 +122,11 @@ def parse_kernel(ptx: str, name: str) -> Kernel:
         head, _, rest = statement.partition(" ")
         opcode, *modifiers = head.split(".")
         ptx_type = next((m for m in reversed(modifiers) if m in TYPES), "")
-        instructions.append(Instruction(opcode, tuple(modifiers), _split_operands(rest.strip()), predicate, negated,
-                                        line, number, ptx_type))
+        instructions.append(
+            Instruction(
+                opcode, tuple(modifiers), _split_operands(rest.strip()), predicate, negated, line, number, ptx_type
+            )
+        )
     return Kernel(name, params, shared, offset, instructions, labels)
 
 

@@ -7,6 +7,7 @@ with and without layer-norm affine parameters, a fully masked softmax row, ignor
 GELU and AdamW in float32 and float64. Errors are as ``checks.py`` measures them; the tests' bounds are
 ``checks.F32_RTOL`` (row kernels) and ``checks.RTOL`` (elementwise kernels).
 """
+
 import time
 
 import numpy as np
@@ -32,8 +33,18 @@ def run_all() -> None:
             checks.check_gelu(x, grad, approximate)
         for step in (1, 10, 1000):
             param, exp_avg = rng.standard_normal(3000).astype(dtype), rng.standard_normal(3000).astype(dtype)
-            checks.check_adamw(param, grad.copy(), exp_avg, rng.random(3000).astype(dtype), lr=3e-3, beta1=0.9,
-                               beta2=0.95, eps=1e-8, weight_decay=0.1, step=step)
+            checks.check_adamw(
+                param,
+                grad.copy(),
+                exp_avg,
+                rng.random(3000).astype(dtype),
+                lr=3e-3,
+                beta1=0.9,
+                beta2=0.95,
+                eps=1e-8,
+                weight_decay=0.1,
+                step=step,
+            )
 
 
 def main() -> None:

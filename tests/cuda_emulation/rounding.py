@@ -20,9 +20,10 @@ How each instruction is modelled (all float32 results are exactly what IEEE-754 
   lies inside that bound; results may therefore differ from a real GPU by those few ulps, which the
   comparisons against the reference allow.
 """
+
 import numpy as np
 
-F32_MIN_NORMAL = np.float32(2.0 ** -126)
+F32_MIN_NORMAL = np.float32(2.0**-126)
 _SPLITTER = 134217729.0  # 2**27 + 1, Veltkamp's constant for float64
 
 

@@ -6,6 +6,7 @@ is captured with exactly the parameter, operation and name strings the GPU path 
 ``LAUNCH_DTYPES`` says which dtypes each elementwise kernel is launched with (GELU and AdamW follow
 the parameters' dtype: float32 by default, float64 in gradchecks).
 """
+
 import dataclasses
 import unittest.mock
 
@@ -19,6 +20,7 @@ LAUNCH_DTYPES = (np.float32, np.float64)
 @dataclasses.dataclass(frozen=True)
 class ElementwiseSource:
     """The four strings of one ``cupy.ElementwiseKernel(in_params, out_params, operation, name)`` call."""
+
     key: str
     in_params: str
     out_params: str
@@ -50,8 +52,11 @@ def elementwise_kernels() -> dict:
     factory = getattr(cuda._kernels, "__wrapped__", cuda._kernels)  # skip the lru_cache
     with unittest.mock.patch.object(cuda.backend, "array_module", lambda device: _RecordingCupy):
         built = factory()
-    return {key: ElementwiseSource(key, *kernel.strings) for key, kernel in built.items()
-            if isinstance(kernel, _RecordingCupy.ElementwiseKernel)}
+    return {
+        key: ElementwiseSource(key, *kernel.strings)
+        for key, kernel in built.items()
+        if isinstance(kernel, _RecordingCupy.ElementwiseKernel)
+    }
 
 
 def row_kernel_names() -> list:

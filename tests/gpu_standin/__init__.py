@@ -16,6 +16,7 @@ operations are evaluated with NumPy (gpu_standin/kernels.py lists the limits).
 Entry points: ``python -m pytest --gpu-standin`` (tests/conftest.py) and
 ``python -m gpu_standin.run -m train.shakespeare --device gpu ...`` (gpu_standin/run.py).
 """
+
 import sys
 
 from tinygrad_tx import backend
@@ -31,6 +32,7 @@ def install():
     cupy`` gives the real CuPy again, which tests/cuda_emulation needs for NVRTC.
     """
     from .module import CUPY
+
     saved = {name: module for name, module in sys.modules.items() if name.split(".")[0] in _CUPY_MODULES}
     for name in saved:
         del sys.modules[name]
@@ -48,4 +50,5 @@ def install():
 def installed() -> bool:
     """True when device 'gpu' of this process is the stand-in."""
     from .module import CUPY
+
     return backend.gpu_available()[0] and backend.array_module("gpu") is CUPY

@@ -1,4 +1,5 @@
 """CuPy's API surface as recorded in ``cupy_api.json`` (regenerate: ``python -m gpu_standin.make_api_list``)."""
+
 import functools
 import inspect
 import json
@@ -32,8 +33,10 @@ _REQUIRED = inspect.Parameter.empty
 
 @functools.cache
 def _signature(params, drop_self):
-    parameters = [inspect.Parameter(name, getattr(inspect.Parameter, kind), default=None if has_default else _REQUIRED)
-                  for name, kind, has_default in params]
+    parameters = [
+        inspect.Parameter(name, getattr(inspect.Parameter, kind), default=None if has_default else _REQUIRED)
+        for name, kind, has_default in params
+    ]
     if drop_self and parameters and parameters[0].name == "self":
         parameters = parameters[1:]
     return inspect.Signature(parameters)

@@ -13,6 +13,7 @@ to one shape; an input given as a scalar becomes a by-value parameter, as CuPy m
 the emulator's: one dtype ``T`` for every array, no preamble, no keyword arguments. Anything else
 raises instead of running something else.
 """
+
 import re
 
 import numpy as np
@@ -42,8 +43,9 @@ def _kernel_argument(value, where):
     if isinstance(value, ndarray):
         memory = storage(value)
         if not memory.flags.c_contiguous:
-            raise ValueError(f"{where}: a non-C-contiguous array (the kernel indexes raw memory: pass "
-                             f"cupy.ascontiguousarray(x))")
+            raise ValueError(
+                f"{where}: a non-C-contiguous array (the kernel indexes raw memory: pass cupy.ascontiguousarray(x))"
+            )
         return memory
     if isinstance(value, np.ndarray):
         raise host_array_error(value, where)
@@ -52,9 +54,9 @@ def _kernel_argument(value, where):
     if isinstance(value, bool):
         return np.bool_(value)
     if isinstance(value, int):
-        return np.int64(value)     # CuPy passes a Python int as a 64-bit integer
+        return np.int64(value)  # CuPy passes a Python int as a 64-bit integer
     if isinstance(value, float):
-        return np.float64(value)   # ... and a Python float as a double
+        return np.float64(value)  # ... and a Python float as a double
     raise TypeError(f"{where}: unsupported kernel argument type {type(value)}")
 
 
@@ -78,8 +80,9 @@ class RawKernel:
         if not isinstance(args, tuple):
             raise TypeError(f"{self._name}: args must be a tuple, got {type(args).__name__}")
         if any(int(g) < 1 for g in grid) or any(int(b) < 1 for b in block):
-            raise ValueError(f"{self._name}: grid {grid} and block {block} must be positive "
-                             f"(CUDA_ERROR_INVALID_VALUE on a device)")
+            raise ValueError(
+                f"{self._name}: grid {grid} and block {block} must be positive (CUDA_ERROR_INVALID_VALUE on a device)"
+            )
         arguments = [_kernel_argument(a, f"{self._name} argument {i}") for i, a in enumerate(args)]
         _emulator().launch(self._module.ptx, self._name, grid, block, arguments, shared_bytes=int(shared_mem))
 
@@ -119,8 +122,10 @@ class ElementwiseKernel:
         if bound.get("preamble") or bound.get("kwargs"):
             raise NotImplementedError(f"{self.name}: the stand-in runs kernels without preamble or options")
         from cuda_emulation.sources import ElementwiseSource
-        self.source = ElementwiseSource(self.name, bound["in_params"], bound["out_params"], bound["operation"],
-                                        self.name)
+
+        self.source = ElementwiseSource(
+            self.name, bound["in_params"], bound["out_params"], bound["operation"], self.name
+        )
         self.in_names, self.out_names = _param_names(bound["in_params"]), _param_names(bound["out_params"])
 
     def __call__(self, *args, **kwargs):
@@ -137,12 +142,15 @@ class ElementwiseKernel:
         if len(dtypes) != 1:
             raise TypeError(f"Type is mismatched. {self.name}: T bound to {sorted(str(d) for d in dtypes)}")
         dtype, shape = dtypes.pop(), np.broadcast_shapes(*(a.shape for a in arrays))
-        inputs = [np.ascontiguousarray(np.broadcast_to(storage(a), shape)) if isinstance(a, ndarray) else a
-                  for a in args[:n_in]]
+        inputs = [
+            np.ascontiguousarray(np.broadcast_to(storage(a), shape)) if isinstance(a, ndarray) else a
+            for a in args[:n_in]
+        ]
         outputs = list(args[n_in:]) or [ndarray(shape, dtype) for _ in self.out_names]
         for name, out in zip(self.out_names, outputs):
             if storage(out).shape != shape or not storage(out).flags.c_contiguous:
                 raise NotImplementedError(f"{self.name}: output {name} must be C-contiguous of shape {shape}")
         from cuda_emulation.elementwise import run_elementwise
+
         run_elementwise(self.source, *inputs, *(storage(o) for o in outputs), dtype=dtype)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)

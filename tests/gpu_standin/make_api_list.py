@@ -9,6 +9,7 @@ the functions, ufuncs and constants of ``cupy``, ``cupyx`` and ``cupy.random``, 
 docstring. A parameter is stored as ``[name, kind, has_default]`` (kind as ``inspect.Parameter``
 names it); ``null`` means CuPy publishes no signature, and the stand-in then checks the name only.
 """
+
 import argparse
 import ast
 import inspect
@@ -24,7 +25,7 @@ UFUNC_METHODS = ("at", "reduce", "reduceat", "accumulate", "outer")
 def _params_from_text(text):
     """'(x1, x2, /, out=None, *, dtype=None)' -> [[name, kind, has_default], ...], or None if unparsable."""
     text = text.replace("\\", "")
-    text = re.sub(r"(?<=[(,])(\s*)\w+\s+(?=\w+\s*[=,)])", r"\1", text)   # Cython's typed 'str code=None' -> 'code=None'
+    text = re.sub(r"(?<=[(,])(\s*)\w+\s+(?=\w+\s*[=,)])", r"\1", text)  # Cython's typed 'str code=None' -> 'code=None'
     try:
         args = ast.parse(f"def f{text}: pass").body[0].args
     except SyntaxError:
@@ -48,7 +49,7 @@ def _embedded_signature(obj):
     """The '(...)' of a Cython docstring's first line 'name(...) -> result', or None."""
     first_line = (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
     start, end = first_line.find("("), first_line.rfind(")")
-    return first_line[start:end + 1] if 0 <= start < end else None
+    return first_line[start : end + 1] if 0 <= start < end else None
 
 
 def parameters(obj):
@@ -77,6 +78,7 @@ def build():
     warnings.simplefilter("ignore")
     import cupy
     import cupyx
+
     return {
         "version": cupy.__version__,
         "cupy": surface(cupy),
@@ -85,12 +87,22 @@ def build():
         "ndarray": {name: describe(getattr(cupy.ndarray, name)) for name in sorted(dir(cupy.ndarray))},
         "cupy.linalg": surface(cupy.linalg),
         # constructors (from the class docstring: Cython classes publish no signature) and launch methods
-        "kernels": {cls.__name__: {"init": _params_from_text(_embedded_signature(cls)),
-                                   **{method: parameters(getattr(cls, method))
-                                      for method in ("__call__", "get_function") if hasattr(cls, method)}}
-                    for cls in (cupy.RawModule, cupy.RawKernel, cupy.ElementwiseKernel)},
-        "Generator": {name: parameters(getattr(cupy.random.Generator, name))
-                      for name in sorted(dir(cupy.random.Generator)) if not name.startswith("_")},
+        "kernels": {
+            cls.__name__: {
+                "init": _params_from_text(_embedded_signature(cls)),
+                **{
+                    method: parameters(getattr(cls, method))
+                    for method in ("__call__", "get_function")
+                    if hasattr(cls, method)
+                },
+            }
+            for cls in (cupy.RawModule, cupy.RawKernel, cupy.ElementwiseKernel)
+        },
+        "Generator": {
+            name: parameters(getattr(cupy.random.Generator, name))
+            for name in sorted(dir(cupy.random.Generator))
+            if not name.startswith("_")
+        },
     }
 
 
@@ -103,8 +115,10 @@ def main(argv=None):
         json.dump(api, handle, indent=0, sort_keys=True)
         handle.write("\n")
     os.replace(output + ".tmp", output)
-    print(f"CuPy {api['version']}: {len(api['cupy'])} cupy names, {len(api['ndarray'])} ndarray attributes, "
-          f"{len(api['Generator'])} Generator methods -> {output}")
+    print(
+        f"CuPy {api['version']}: {len(api['cupy'])} cupy names, {len(api['ndarray'])} ndarray attributes, "
+        f"{len(api['Generator'])} Generator methods -> {output}"
+    )
 
 
 if __name__ == "__main__":

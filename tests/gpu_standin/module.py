@@ -6,6 +6,7 @@ raises NotImplementedError naming it, so a gap here never passes for a bug in th
 bound to CuPy's signature (NumPy-only keywords raise TypeError) and refuse host NumPy arrays except
 in the converters (``cupy.array``, ``cupy.asarray``, ...), as CuPy does.
 """
+
 import types
 
 import numpy as np
@@ -15,8 +16,14 @@ from .ndarray import checked_call, device_operand, ndarray
 
 # the only functions that take host data (lists, NumPy arrays) and copy it to the device
 CONVERTERS = ("array", "asarray", "asanyarray")
-FUNCTION_KINDS = ("function", "builtin_function_or_method", "cython_function_or_method", "fused_cython_function",
-                  "_ArrayFunctionDispatcher", "_GUFunc")
+FUNCTION_KINDS = (
+    "function",
+    "builtin_function_or_method",
+    "cython_function_or_method",
+    "fused_cython_function",
+    "_ArrayFunctionDispatcher",
+    "_GUFunc",
+)
 
 
 class Ufunc:
@@ -27,7 +34,7 @@ class Ufunc:
         self._call = checked_call(numpy_ufunc, f"cupy.{name}", params)
 
     def __call__(self, *operands, **kwargs):
-        for operand in operands:   # CuPy's elementwise kernels take arrays and scalars, never lists
+        for operand in operands:  # CuPy's elementwise kernels take arrays and scalars, never lists
             device_operand(operand, f"cupy.{self.__name__}", strict=True)
         return self._call(*operands, **kwargs)
 
@@ -51,13 +58,15 @@ class Generator:
             params = api.generator_params(name)
         except KeyError:
             raise AttributeError(f"'cupy.random._generator_api.Generator' object has no attribute '{name}'") from None
-        return checked_call(getattr(self._numpy_generator, name), f"cupy.random.Generator.{name}", params,
-                            drop_self=True)
+        return checked_call(
+            getattr(self._numpy_generator, name), f"cupy.random.Generator.{name}", params, drop_self=True
+        )
 
 
 def _not_emulated(qualified_name):
     def refuse(*args, **kwargs):
         raise NotImplementedError(f"{qualified_name} exists in CuPy but the stand-in does not emulate it")
+
     refuse.__name__ = qualified_name
     return refuse
 
@@ -71,6 +80,7 @@ def _module(name, section, served):
         if api.entry(section, attribute) is not None:
             return _not_emulated(f"{name}.{attribute}")
         raise AttributeError(f"module '{name}' has no attribute '{attribute}'")
+
     module.__getattr__ = missing
     return module
 
@@ -87,7 +97,7 @@ def _served_from_numpy(section, numpy_namespace):
         elif entry["kind"] in FUNCTION_KINDS and callable(value) and not isinstance(value, type):
             served[name] = checked_call(value, f"cupy.{name}", entry["params"], host_ok=name in CONVERTERS)
         elif isinstance(value, type) or not callable(value):
-            served[name] = value   # dtypes (float32, finfo, ...) and constants (inf, pi, newaxis) are NumPy's in CuPy
+            served[name] = value  # dtypes (float32, finfo, ...) and constants (inf, pi, newaxis) are NumPy's in CuPy
     return served
 
 
@@ -107,8 +117,11 @@ class _Stream:
 
 def _cuda_module():
     cuda = types.ModuleType("cupy.cuda")
-    cuda.runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0,
-                                         getDeviceProperties=lambda device: {"name": b"gpu_standin (NumPy on the CPU)"})
+    cuda.runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        getDevice=lambda: 0,
+        getDeviceProperties=lambda device: {"name": b"gpu_standin (NumPy on the CPU)"},
+    )
     cuda.get_current_stream = _Stream
     return cuda
 
@@ -122,12 +135,19 @@ def lookup(numpy_module_name, name):
 
 def build():
     served = _served_from_numpy("cupy", np)
-    served.update(ndarray=ndarray, asnumpy=asnumpy, get_array_module=get_array_module,
-                  RawModule=kernels.RawModule, RawKernel=kernels.RawKernel, ElementwiseKernel=kernels.ElementwiseKernel,
-                  random=_module("cupy.random", "cupy.random",
-                                 {"default_rng": lambda seed=None: Generator(seed), "Generator": Generator}),
-                  linalg=_module("cupy.linalg", "cupy.linalg", _served_from_numpy("cupy.linalg", np.linalg)),
-                  cuda=_cuda_module())
+    served.update(
+        ndarray=ndarray,
+        asnumpy=asnumpy,
+        get_array_module=get_array_module,
+        RawModule=kernels.RawModule,
+        RawKernel=kernels.RawKernel,
+        ElementwiseKernel=kernels.ElementwiseKernel,
+        random=_module(
+            "cupy.random", "cupy.random", {"default_rng": lambda seed=None: Generator(seed), "Generator": Generator}
+        ),
+        linalg=_module("cupy.linalg", "cupy.linalg", _served_from_numpy("cupy.linalg", np.linalg)),
+        cuda=_cuda_module(),
+    )
     unknown = set(served) - set(api.load()["cupy"])
     assert not unknown, f"the stand-in serves names CuPy lacks: {sorted(unknown)}"
     return _module("cupy", "cupy", served)

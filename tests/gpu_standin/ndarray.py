@@ -7,14 +7,16 @@ implicit route raises: ``numpy.asarray(a)`` hits ``__array__`` (CuPy's own TypeE
 This class keeps its data in a private NumPy array and applies those rules; attributes are limited
 to the names ``cupy.ndarray`` has (``cupy_api.json``) and method calls are bound to CuPy's signatures.
 """
+
 import operator
 
 import numpy as np
 
 from . import api
 
-IMPLICIT_CONVERSION_MESSAGE = ("Implicit conversion to a NumPy array is not allowed. "
-                               "Please use `.get()` to construct a NumPy array explicitly.")
+IMPLICIT_CONVERSION_MESSAGE = (
+    "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy array explicitly."
+)
 
 
 class ndarray:
@@ -47,15 +49,20 @@ class ndarray:
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         """NumPy ufuncs on device arrays run CuPy's ufunc of the same name (CuPy's dispatch), if there is one."""
         from . import module
+
         device_ufunc = module.CUPY.__dict__.get(ufunc.__name__)
         if not isinstance(device_ufunc, module.Ufunc):
             return NotImplemented
-        return device_ufunc.__call__(*inputs, **kwargs) if method == "__call__" else \
-            getattr(device_ufunc, method)(*inputs, **kwargs)
+        return (
+            device_ufunc.__call__(*inputs, **kwargs)
+            if method == "__call__"
+            else getattr(device_ufunc, method)(*inputs, **kwargs)
+        )
 
     def __array_function__(self, func, types, args, kwargs):
         """``numpy.f(device_array)`` runs ``cupy.f`` where CuPy has it, else NumPy raises TypeError (as with CuPy)."""
         from . import module
+
         device_function = module.lookup(func.__module__, func.__name__)
         return NotImplemented if device_function is None else device_function(*args, **kwargs)
 
@@ -122,11 +129,25 @@ def _binary(name, reflected=False, in_place=False):
             apply(self._storage, other_storage)
             return self
         return wrap(apply(other_storage, self._storage) if reflected else apply(self._storage, other_storage))
+
     return method
 
 
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or", "xor", "lshift",
-              "rshift"):
+for _name in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+):
     _op = _name + "_" if _name in ("and", "or") else _name
     setattr(ndarray, f"__{_name}__", _binary(_op))
     setattr(ndarray, f"__r{_name}__", _binary(_op, reflected=True))
@@ -159,8 +180,9 @@ def storage(array: ndarray) -> np.ndarray:
 
 
 def host_array_error(value, where):
-    return TypeError(f"Unsupported type {type(value)} (a host NumPy array given to {where}: move it with "
-                     f"cupy.asarray first)")
+    return TypeError(
+        f"Unsupported type {type(value)} (a host NumPy array given to {where}: move it with cupy.asarray first)"
+    )
 
 
 def device_operand(value, where, strict=False):
@@ -204,5 +226,6 @@ def checked_call(function, name, params, drop_self=False, host_ok=False):
         else:
             args = [a._storage if isinstance(a, ndarray) else a for a in args]
         return wrap(function(*args, **kwargs))
+
     call.__name__ = name
     return call

@@ -9,6 +9,7 @@ CuPy call it makes meets the stand-in's rules and every kernel runs in the emula
 launch is interpreted and matmuls are NumPy's, so keep the model tiny (a few rows per launch, a few
 iterations) and give ``--peak_flops``: otherwise the trainer times eleven 4096^3 GEMMs for its MFU.
 """
+
 import runpy
 import sys
 

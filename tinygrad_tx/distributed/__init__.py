@@ -7,6 +7,7 @@
 comm.py holds the collectives, buckets.py the all-reduce that overlaps backward, zero.py the sharded
 optimizer; train/distributed.py uses them with nanoGPT's semantics (docs/distributed.md).
 """
+
 from .buckets import GradientBuckets
 from .comm import (
     BACKENDS,
@@ -25,6 +26,20 @@ from .comm import (
 )
 from .zero import ZeroOptimizer
 
-__all__ = ["BACKENDS", "RANK_ENV", "WORLD_SIZE_ENV", "DistributedError", "GradientBuckets", "HostCopyCommunicator",
-           "MPICommunicator", "NCCLCommunicator", "SingleProcess", "ZeroOptimizer", "abort_other_ranks",
-           "exit_together", "init_communicator", "launched_rank", "launched_world_size"]
+__all__ = [
+    "BACKENDS",
+    "RANK_ENV",
+    "WORLD_SIZE_ENV",
+    "DistributedError",
+    "GradientBuckets",
+    "HostCopyCommunicator",
+    "MPICommunicator",
+    "NCCLCommunicator",
+    "SingleProcess",
+    "ZeroOptimizer",
+    "abort_other_ranks",
+    "exit_together",
+    "init_communicator",
+    "launched_rank",
+    "launched_world_size",
+]

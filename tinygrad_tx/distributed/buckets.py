@@ -7,6 +7,7 @@
 
 ``bucket_bytes=0`` makes one bucket, sent by ``finish`` after backward: one flat all-reduce per step.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -39,9 +40,11 @@ class GradientBuckets:
         groups.append(current)
         xp, dtype = backend.xp_of(groups[0][0].data), groups[0][0].data.dtype
         self.members = groups
-        self.flats = [xp.empty(sum(p.size for p in group) + (2 if number == len(groups) - 1 else 0), dtype)
-                      for number, group in enumerate(groups)]
-        self.where: dict[int, tuple[int, int]] = {}   # id(param) -> (bucket number, offset in it)
+        self.flats = [
+            xp.empty(sum(p.size for p in group) + (2 if number == len(groups) - 1 else 0), dtype)
+            for number, group in enumerate(groups)
+        ]
+        self.where: dict[int, tuple[int, int]] = {}  # id(param) -> (bucket number, offset in it)
         for number, group in enumerate(groups):
             offset = 0
             for param in group:
@@ -60,10 +63,10 @@ class GradientBuckets:
     def leaf_final(self, param: Tensor) -> None:
         """The engine's callback: ``param.grad`` is complete; pack it, and send its bucket once full."""
         grad = param.grad
-        if id(param) not in self.where or grad is None:   # not ours, or no gradient: finish() sends it
+        if id(param) not in self.where or grad is None:  # not ours, or no gradient: finish() sends it
             return
         number, offset = self.where[id(param)]
-        self.flats[number][offset:offset + param.size] = grad.data.reshape(-1)
+        self.flats[number][offset : offset + param.size] = grad.data.reshape(-1)
         self.missing[number] -= 1
         if self.missing[number] == 0:
             self.handles[number] = self.comm.allreduce_sum_async(self.flats[number])
@@ -78,7 +81,7 @@ class GradientBuckets:
                 continue
             for param in group:
                 _, offset = self.where[id(param)]
-                view = self.flats[number][offset:offset + param.size]
+                view = self.flats[number][offset : offset + param.size]
                 view[...] = 0 if param.grad is None else param.grad.data.reshape(-1)
             self.handles[number] = self.comm.allreduce_sum_async(self.flats[number])
         for handle in self.handles:
@@ -86,7 +89,7 @@ class GradientBuckets:
         for number, group in enumerate(self.members):
             for param in group:
                 _, offset = self.where[id(param)]
-                reduced = self.flats[number][offset:offset + param.size].reshape(param.shape)
+                reduced = self.flats[number][offset : offset + param.size].reshape(param.shape)
                 if param.grad is None:
                     param.grad = Tensor._wrap(reduced.copy())
                 else:

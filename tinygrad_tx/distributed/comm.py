@@ -17,6 +17,7 @@ the MPI communicator by host copies. mpi4py comes in only through this module, C
 
 The launcher, not this module, decides the world: ``mpiexec -n 4 python -m mpi4py -m train.shakespeare``.
 """
+
 import os
 import sys
 
@@ -75,6 +76,7 @@ def exit_together(status: int) -> None:
     """
     if launched_world_size() > 1:
         from mpi4py import MPI
+
         sys.stdout.flush()
         sys.stderr.flush()
         MPI.Finalize()
@@ -116,7 +118,7 @@ class SingleProcess:
         return part.copy()
 
     def reduce_scatter(self, array, counts):
-        return array[:counts[0]].copy()
+        return array[: counts[0]].copy()
 
     def barrier(self) -> None:
         pass
@@ -131,8 +133,10 @@ class SingleProcess:
 
 def _check_counts(name, counts, world_size, size=None):
     if len(counts) != world_size or (size is not None and sum(counts) != size):
-        raise DistributedError(f"{name}: counts {list(counts)} must have one entry per rank ({world_size})"
-                               + (f" and add up to the array's {size} elements" if size is not None else ""))
+        raise DistributedError(
+            f"{name}: counts {list(counts)} must have one entry per rank ({world_size})"
+            + (f" and add up to the array's {size} elements" if size is not None else "")
+        )
 
 
 class MPICommunicator(SingleProcess):
@@ -150,7 +154,7 @@ class MPICommunicator(SingleProcess):
         return array
 
     def allreduce_sum_async(self, array):
-        return self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)   # Request.wait()
+        return self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)  # Request.wait()
 
     def broadcast(self, array, root: int = 0):
         self.comm.Bcast(array, root=root)
@@ -245,8 +249,9 @@ class NCCLCommunicator(HostCopyCommunicator):
         self.side_stream = backend.gpu_side_stream()
 
     def _all_reduce(self, array, stream):
-        self.comm.allReduce(array.data.ptr, array.data.ptr, array.size, backend.nccl_dtype(array.dtype),
-                            self.nccl.NCCL_SUM, stream.ptr)
+        self.comm.allReduce(
+            array.data.ptr, array.data.ptr, array.size, backend.nccl_dtype(array.dtype), self.nccl.NCCL_SUM, stream.ptr
+        )
 
     def allreduce_sum(self, array):
         if not backend.is_gpu_array(array):
@@ -257,15 +262,16 @@ class NCCLCommunicator(HostCopyCommunicator):
     def allreduce_sum_async(self, array):
         if not backend.is_gpu_array(array):
             return self.host.allreduce_sum_async(array)
-        backend.gpu_stream_wait(backend.gpu_record_event(), self.side_stream)   # the gradient is written
+        backend.gpu_stream_wait(backend.gpu_record_event(), self.side_stream)  # the gradient is written
         self._all_reduce(array, self.side_stream)
         return _NCCLHandle(backend.gpu_record_event(self.side_stream))
 
     def broadcast(self, array, root: int = 0):
         if not backend.is_gpu_array(array):
             return self.host.broadcast(array, root)
-        self.comm.bcast(array.data.ptr, array.size, backend.nccl_dtype(array.dtype), root,
-                        backend.gpu_current_stream().ptr)
+        self.comm.bcast(
+            array.data.ptr, array.size, backend.nccl_dtype(array.dtype), root, backend.gpu_current_stream().ptr
+        )
         return array
 
     def _per_owner(self, array, counts, call):
@@ -276,7 +282,7 @@ class NCCLCommunicator(HostCopyCommunicator):
             start = 0
             for owner, count in enumerate(counts):
                 if count:
-                    call(array[start:start + count], owner)
+                    call(array[start : start + count], owner)
                 start += count
         finally:
             self.nccl.groupEnd()
@@ -286,21 +292,27 @@ class NCCLCommunicator(HostCopyCommunicator):
             return self.host.reduce_scatter(array, counts)
         _check_counts("reduce_scatter", counts, self.world_size, array.size)
         stream, dtype = backend.gpu_current_stream().ptr, backend.nccl_dtype(array.dtype)
-        self._per_owner(array, counts, lambda piece, owner: self.comm.reduce(
-            piece.data.ptr, piece.data.ptr, piece.size, dtype, self.nccl.NCCL_SUM, owner, stream))
-        start = sum(counts[:self.rank])
-        return array[start:start + counts[self.rank]].copy()
+        self._per_owner(
+            array,
+            counts,
+            lambda piece, owner: self.comm.reduce(
+                piece.data.ptr, piece.data.ptr, piece.size, dtype, self.nccl.NCCL_SUM, owner, stream
+            ),
+        )
+        start = sum(counts[: self.rank])
+        return array[start : start + counts[self.rank]].copy()
 
     def allgather(self, part, counts):
         if not backend.is_gpu_array(part):
             return self.host.allgather(part, counts)
         _check_counts("allgather", counts, self.world_size)
         whole = backend.array_module("gpu").empty(sum(counts), part.dtype)
-        start = sum(counts[:self.rank])
-        whole[start:start + counts[self.rank]] = part
+        start = sum(counts[: self.rank])
+        whole[start : start + counts[self.rank]] = part
         stream, dtype = backend.gpu_current_stream().ptr, backend.nccl_dtype(part.dtype)
-        self._per_owner(whole, counts, lambda piece, owner: self.comm.bcast(piece.data.ptr, piece.size, dtype,
-                                                                            owner, stream))
+        self._per_owner(
+            whole, counts, lambda piece, owner: self.comm.bcast(piece.data.ptr, piece.size, dtype, owner, stream)
+        )
         return whole
 
 
@@ -319,8 +331,9 @@ def init_communicator(kind: str = "auto", device: str = "cpu"):
     try:
         from mpi4py import MPI
     except ImportError:
-        raise DistributedError(f"the launcher started {world_size} ranks but mpi4py is not installed; "
-                               f"install it with: {DIST_INSTALL_HINT}") from None
+        raise DistributedError(
+            f"the launcher started {world_size} ranks but mpi4py is not installed; install it with: {DIST_INSTALL_HINT}"
+        ) from None
     host = MPICommunicator(MPI)
     if backend.normalize_device(device) == "cpu":
         if kind == "nccl":
@@ -330,7 +343,9 @@ def init_communicator(kind: str = "auto", device: str = "cpu"):
     nccl = backend.nccl_module() if kind != "mpi" else None
     if nccl is None:
         if kind == "nccl":
-            raise DistributedError("dist_backend nccl: cupy.cuda.nccl is not available in this CuPy; use mpi "
-                                   "(host copies) or install CuPy with NCCL")
+            raise DistributedError(
+                "dist_backend nccl: cupy.cuda.nccl is not available in this CuPy; use mpi "
+                "(host copies) or install CuPy with NCCL"
+            )
         return HostCopyCommunicator(host)
     return NCCLCommunicator(host, nccl)

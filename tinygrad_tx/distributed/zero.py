@@ -1,10 +1,11 @@
 """ZeRO stage 1: each rank keeps the optimizer state of, and steps, only the tensors it owns.
 
-    zero = ZeroOptimizer(model.configure_optimizers(...), comm)
-    loss, stop = zero.reduce_gradients(last_loss, stop_flag)   # after backward: this rank's summed gradients
-    zero.clip_grad_norm_(model.parameters(), 1.0)              # the global norm, from every rank's share
-    zero.step(); zero.zero_grad()                              # the owners step, an all-gather shares the result
+zero = ZeroOptimizer(model.configure_optimizers(...), comm)
+loss, stop = zero.reduce_gradients(last_loss, stop_flag)   # after backward: this rank's summed gradients
+zero.clip_grad_norm_(model.parameters(), 1.0)              # the global norm, from every rank's share
+zero.step(); zero.zero_grad()                              # the owners step, an all-gather shares the result
 """
+
 from __future__ import annotations
 
 import math
@@ -41,12 +42,13 @@ class ZeroOptimizer:
             rank = loads.index(min(loads))
             self.owner[index] = rank
             loads[rank] += self.params[index].data.nbytes
-        self.order = sorted(range(len(self.params)), key=lambda i: (self.owner[i], i))   # grouped by owner
-        self.counts = [sum(self.params[i].size for i in self.order if self.owner[i] == rank)
-                       for rank in range(comm.world_size)]
+        self.order = sorted(range(len(self.params)), key=lambda i: (self.owner[i], i))  # grouped by owner
+        self.counts = [
+            sum(self.params[i].size for i in self.order if self.owner[i] == rank) for rank in range(comm.world_size)
+        ]
         self.mine = [i for i in self.order if self.owner[i] == comm.rank]
         self.index_of = {id(param): index for index, param in enumerate(self.params)}
-        self._squares = np.zeros((2, len(self.params)))   # gathered sum(grad**2) per tensor: float64, float32
+        self._squares = np.zeros((2, len(self.params)))  # gathered sum(grad**2) per tensor: float64, float32
 
     def state_bytes_per_rank(self, arrays_per_param: int = 2) -> list[int]:
         """The optimizer-state bytes each rank holds (AdamW: exp_avg and exp_avg_sq per owned tensor)."""
@@ -62,26 +64,27 @@ class ZeroOptimizer:
         offset = 0
         for index in self.order:
             param = self.params[index]
-            flat[offset:offset + param.size] = 0 if param.grad is None else param.grad.data.reshape(-1)
+            flat[offset : offset + param.size] = 0 if param.grad is None else param.grad.data.reshape(-1)
             offset += param.size
         mine, offset = self.comm.reduce_scatter(flat, self.counts), 0
         for param in self.params:
             param.grad = None
         for index in self.mine:
             param = self.params[index]
-            param.grad = Tensor._wrap(mine[offset:offset + param.size].reshape(param.shape))
+            param.grad = Tensor._wrap(mine[offset : offset + param.size].reshape(param.shape))
             offset += param.size
         count = len(self.params)
-        summary = np.zeros(2 * count + 2)   # float64: each entry has one contributor, so every sum is exact
+        summary = np.zeros(2 * count + 2)  # float64: each entry has one contributor, so every sum is exact
         if self.mine:
             grads = [self.params[i].grad.data for i in self.mine]
-            own = backend.to_numpy(xp.stack([squared_norm(g) for g in grads]
-                                             + [(g * g).sum().astype(xp.float64) for g in grads]))
-            summary[self.mine] = own[:len(grads)]
-            summary[[count + i for i in self.mine]] = own[len(grads):]
+            own = backend.to_numpy(
+                xp.stack([squared_norm(g) for g in grads] + [(g * g).sum().astype(xp.float64) for g in grads])
+            )
+            summary[self.mine] = own[: len(grads)]
+            summary[[count + i for i in self.mine]] = own[len(grads) :]
         summary[-2:] = (last_loss.item() if isinstance(last_loss, Tensor) else last_loss), stop
         self.comm.allreduce_sum(summary)
-        self._squares = summary[:2 * count].reshape(2, count)
+        self._squares = summary[: 2 * count].reshape(2, count)
         return float(summary[-2]), float(summary[-1])
 
     def squared_gradient_norms(self, parameters: Iterable[Tensor]) -> list[np.float32]:
@@ -97,15 +100,18 @@ class ZeroOptimizer:
     def step(self) -> None:
         for index, param in enumerate(self.params):
             if self.owner[index] != self.comm.rank:
-                param.grad = None   # the optimizer skips tensors without a gradient: it keeps no state for them
+                param.grad = None  # the optimizer skips tensors without a gradient: it keeps no state for them
         self.optimizer.step()
         xp = backend.xp_of(self.params[0].data)
-        mine = xp.concatenate([self.params[i].data.reshape(-1) for i in self.mine]) if self.mine \
+        mine = (
+            xp.concatenate([self.params[i].data.reshape(-1) for i in self.mine])
+            if self.mine
             else xp.empty(0, self.params[0].data.dtype)
+        )
         whole, offset = self.comm.allgather(mine, self.counts), 0
         for index in self.order:
             param = self.params[index]
-            param.data[...] = whole[offset:offset + param.size].reshape(param.shape)
+            param.data[...] = whole[offset : offset + param.size].reshape(param.shape)
             offset += param.size
 
     def zero_grad(self) -> None:
@@ -121,6 +127,7 @@ class ZeroOptimizer:
         return {"state": dict(sorted(merged.items())), "param_groups": own["param_groups"]}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        mine = {index: entries for index, entries in state_dict["state"].items()
-                if self.owner[int(index)] == self.comm.rank}
+        mine = {
+            index: entries for index, entries in state_dict["state"].items() if self.owner[int(index)] == self.comm.rank
+        }
         self.optimizer.load_state_dict({**state_dict, "state": mine})

@@ -5,6 +5,7 @@
 - cuda.py: the CUDA kernels, and cuda_fast.py, which routes CuPy arrays to them where they apply;
 - dispatch.py: ``use("reference" | "fast")``, ``current()`` and the ``pick`` every fused op calls.
 """
+
 from .dispatch import CHOICES, current, pick, use
 
 __all__ = ["CHOICES", "current", "pick", "use"]

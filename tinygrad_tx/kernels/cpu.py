@@ -136,18 +136,24 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
     rows = x.reshape(-1, x.shape[-1])
     xhat, out = xp.empty_like(rows), xp.empty_like(rows)
     rstd = xp.empty((rows.shape[0], 1), x.dtype)
-    backend.in_row_blocks(lambda *blocks: _normalize_rows(*blocks, weight=weight, bias=bias, eps=eps),
-                          rows, xhat, rstd, out)
+    backend.in_row_blocks(
+        lambda *blocks: _normalize_rows(*blocks, weight=weight, bias=bias, eps=eps), rows, xhat, rstd, out
+    )
     return out.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
 
 
-def layer_norm_backward(grad: Array, xhat: Array, rstd: Array,
-                        weight: Array | None) -> tuple[Array, Array | None, Array]:
+def layer_norm_backward(
+    grad: Array, xhat: Array, rstd: Array, weight: Array | None
+) -> tuple[Array, Array | None, Array]:
     features = xhat.shape[-1]
     grad_x = xp_of(xhat).empty(xhat.shape, xhat.dtype)  # C order: its reshaped rows must be views, not copies
-    backend.in_row_blocks(lambda *blocks: _input_gradient_rows(*blocks, weight=weight),
-                          grad.reshape(-1, features), xhat.reshape(-1, features),
-                          rstd.reshape(-1, 1), grad_x.reshape(-1, features))
+    backend.in_row_blocks(
+        lambda *blocks: _input_gradient_rows(*blocks, weight=weight),
+        grad.reshape(-1, features),
+        xhat.reshape(-1, features),
+        rstd.reshape(-1, 1),
+        grad_x.reshape(-1, features),
+    )
     grad_weight = None if weight is None else (grad * xhat).reshape(-1, features).sum(axis=0)
     return grad_x, grad_weight, grad.reshape(-1, features).sum(axis=0)
 
@@ -161,20 +167,27 @@ def _over_batch(function, *arrays):
         function(*arrays)
 
 
-def attention_forward(q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float,
-                      scale: float) -> tuple[Array, Array, Array]:
+def attention_forward(
+    q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float, scale: float
+) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     dtype = xp.result_type(q, k, v)
     scores = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype)
-    _over_batch(lambda q_block, k_block, out:                  # scaling q: cheaper than Tq x Tk scores
-                xp.matmul(q_block * scale, xp.swapaxes(k_block, -1, -2), out=out), q, k, scores)
+    _over_batch(
+        lambda q_block, k_block, out: (  # scaling q: cheaper than Tq x Tk scores
+            xp.matmul(q_block * scale, xp.swapaxes(k_block, -1, -2), out=out)
+        ),
+        q,
+        k,
+        scores,
+    )
     if allowed is not None:
         xp.copyto(scores, -xp.inf, where=~allowed)
     probs = softmax_into(scores, -1, out=scores)
     dropped = probs
     if dropout_p > 0:
         dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, backend.device_of(q))
-        dropped *= probs                            # the mask's buffer becomes Pd
+        dropped *= probs  # the mask's buffer becomes Pd
     out = xp.empty(q.shape[:-1] + v.shape[-1:], dtype)
     _over_batch(lambda p_block, v_block, o_block: xp.matmul(p_block, v_block, out=o_block), dropped, v, out)
     return out, probs, dropped
@@ -186,7 +199,7 @@ def _scores_gradient_into(grad_scores, probs, dropped, dropout):
     if dropout:
         grad_scores *= dropped
         grad_scores -= probs * row_dot
-    else:                                           # Pd = P: dS = P * (dP - rowsum), no temporary
+    else:  # Pd = P: dS = P * (dP - rowsum), no temporary
         grad_scores -= row_dot
         grad_scores *= probs
 
@@ -203,13 +216,24 @@ def _backward_block(q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v, *, dr
     grad_k *= scale
 
 
-def attention_backward(q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array,
-                       scale: float) -> tuple[Array, Array, Array]:
+def attention_backward(
+    q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array, scale: float
+) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
     dropout = dropped is not probs
-    _over_batch(lambda *blocks: _backward_block(*blocks, dropout=dropout, scale=scale),
-                q, k, v, probs, dropped, grad, grad_q, grad_k, grad_v)
+    _over_batch(
+        lambda *blocks: _backward_block(*blocks, dropout=dropout, scale=scale),
+        q,
+        k,
+        v,
+        probs,
+        dropped,
+        grad,
+        grad_q,
+        grad_k,
+        grad_v,
+    )
     return grad_q, grad_k, grad_v
 
 

@@ -41,7 +41,7 @@ def _polynomial_into(coefficients, s, out):
 def _erf_rational_into(x, out, scratch):
     """out = x P(x^2) / Q(x^2) for one block (1-D ``x``, ``out``; ``scratch`` holds three such arrays)."""
     xp = xp_of(x)
-    squares, numerator, denominator = scratch[:, :x.size]
+    squares, numerator, denominator = scratch[:, : x.size]
     xp.clip(x, -_ERF_CLAMP, _ERF_CLAMP, out=out)
     xp.multiply(out, out, out=squares)
     out *= _polynomial_into(_ERF_P, squares, numerator)
@@ -72,7 +72,7 @@ def _erf_into(flat, out):
     block = max(1, min(flat.size, ERF_BLOCK))
     scratch = xp_of(flat).empty((3, block), flat.dtype)
     for start in range(0, flat.size, block):
-        _erf_rational_into(flat[start:start + block], out[start:start + block], scratch)
+        _erf_rational_into(flat[start : start + block], out[start : start + block], scratch)
 
 
 # ---------------------------------------------------------------- GELU
@@ -91,7 +91,7 @@ def _gelu_exact_slope_into(x, gate, grad, out):
     xp.multiply(x, x, out=out)
     out *= -0.5
     xp.exp(out, out=out)
-    out *= INV_SQRT_2PI                          # phi(x), the standard normal density
+    out *= INV_SQRT_2PI  # phi(x), the standard normal density
     out *= x
     out += gate
     out *= grad
@@ -99,13 +99,13 @@ def _gelu_exact_slope_into(x, gate, grad, out):
 
 def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
     xp = xp_of(x)
-    if approximate == "none" and x.dtype != xp.float64:   # the float32 erf: blocks on every core
+    if approximate == "none" and x.dtype != xp.float64:  # the float32 erf: blocks on every core
         x = xp.ascontiguousarray(x)
         gate, out = xp.empty_like(x), xp.empty_like(x)
         backend.in_row_blocks(_gelu_exact_into, x.reshape(-1), gate.reshape(-1), out.reshape(-1))
         return out, gate
     if approximate == "none":
-        gate = erf(x * SQRT_HALF)            # becomes Phi(x)
+        gate = erf(x * SQRT_HALF)  # becomes Phi(x)
         gate += 1.0
         gate *= 0.5
         return x * gate, gate
@@ -114,7 +114,7 @@ def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
     gate += 1.0
     gate *= x
     gate *= SQRT_2_OVER_PI
-    xp.tanh(gate, out=gate)                  # t = tanh(sqrt(2/pi) (x + 0.044715 x^3))
+    xp.tanh(gate, out=gate)  # t = tanh(sqrt(2/pi) (x + 0.044715 x^3))
     out = gate + 1.0
     out *= 0.5
     out *= x
@@ -125,14 +125,19 @@ def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array
     xp = xp_of(x)
     if approximate == "none" and x.flags.c_contiguous:
         slope = xp.empty_like(x)
-        backend.in_row_blocks(_gelu_exact_slope_into, x.reshape(-1), gate.reshape(-1),
-                              xp.ascontiguousarray(grad).reshape(-1), slope.reshape(-1))
+        backend.in_row_blocks(
+            _gelu_exact_slope_into,
+            x.reshape(-1),
+            gate.reshape(-1),
+            xp.ascontiguousarray(grad).reshape(-1),
+            slope.reshape(-1),
+        )
         return slope
     if approximate == "none":
         slope = x * x
         slope *= -0.5
         xp.exp(slope, out=slope)
-        slope *= INV_SQRT_2PI                # phi(x), the standard normal density
+        slope *= INV_SQRT_2PI  # phi(x), the standard normal density
         slope *= x
         slope += gate
     else:
@@ -173,8 +178,19 @@ def dropout_backward(mask: Array, grad: Array) -> Array:
 
 
 # ---------------------------------------------------------------- AdamW
-def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, lr: float, beta1: float, beta2: float,
-                 eps: float, weight_decay: float, step: int, scratch: Array | None = None) -> None:
+def adamw_update(
+    param: Array,
+    grad: Array,
+    exp_avg: Array,
+    exp_avg_sq: Array,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step: int,
+    scratch: Array | None = None,
+) -> None:
     """In place, through one temporary: ``scratch`` (shaped like param; the optimizer reuses one) or a new one."""
     xp = xp_of(param)
     scratch = xp.empty_like(param) if scratch is None else scratch
@@ -187,9 +203,9 @@ def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, l
     scratch *= 1 - beta2
     exp_avg_sq *= beta2
     exp_avg_sq += scratch
-    step_size = lr / (1 - beta1 ** step)
+    step_size = lr / (1 - beta1**step)
     xp.sqrt(exp_avg_sq, out=scratch)
-    scratch /= math.sqrt(1 - beta2 ** step)
+    scratch /= math.sqrt(1 - beta2**step)
     scratch += eps
     xp.divide(exp_avg, scratch, out=scratch)
     scratch *= step_size

@@ -8,6 +8,7 @@ reference formula for anything else. The math is reference.py's, with the same p
 
 CuPy comes from ``tinygrad_tx.backend`` (never imported here); kernels compile on first use.
 """
+
 import functools
 
 import numpy as np
@@ -127,38 +128,55 @@ extern "C" __global__ void cross_entropy_rows(const float* z, const long long* t
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels():
     """Compile (once) and return every kernel, keyed by name."""
     cupy = backend.array_module("gpu")
     rows = cupy.RawModule(code=_ROW_SOURCE)
-    kernels = {name: rows.get_function(name) for name in
-               ("softmax_rows", "softmax_backward_rows", "layer_norm_rows", "layer_norm_backward_rows",
-                "cross_entropy_rows")}
+    kernels = {
+        name: rows.get_function(name)
+        for name in (
+            "softmax_rows",
+            "softmax_backward_rows",
+            "layer_norm_rows",
+            "layer_norm_backward_rows",
+            "cross_entropy_rows",
+        )
+    }
     kernels["gelu_exact"] = cupy.ElementwiseKernel(
-        "T x", "T y, T gate",
+        "T x",
+        "T y, T gate",
         "gate = (T)0.5 * ((T)1 + erf(x * (T)0.7071067811865476)); y = x * gate;",
-        "tinygrad_tx_gelu_exact")
+        "tinygrad_tx_gelu_exact",
+    )
     kernels["gelu_exact_backward"] = cupy.ElementwiseKernel(
-        "T x, T gate, T g", "T dx",
+        "T x, T gate, T g",
+        "T dx",
         "dx = g * (gate + x * (T)0.3989422804014327 * exp((T)-0.5 * x * x));",
-        "tinygrad_tx_gelu_exact_backward")
+        "tinygrad_tx_gelu_exact_backward",
+    )
     kernels["gelu_tanh"] = cupy.ElementwiseKernel(
-        "T x", "T y, T gate",
+        "T x",
+        "T y, T gate",
         "gate = tanh((T)0.7978845608028654 * (x + (T)0.044715 * x * x * x)); y = (T)0.5 * x * ((T)1 + gate);",
-        "tinygrad_tx_gelu_tanh")
+        "tinygrad_tx_gelu_tanh",
+    )
     kernels["gelu_tanh_backward"] = cupy.ElementwiseKernel(
-        "T x, T gate, T g", "T dx",
+        "T x, T gate, T g",
+        "T dx",
         "dx = g * (T)0.5 * ((T)1 + gate + x * ((T)1 - gate * gate) * (T)0.7978845608028654"
         " * ((T)1 + (T)0.134145 * x * x));",
-        "tinygrad_tx_gelu_tanh_backward")
+        "tinygrad_tx_gelu_tanh_backward",
+    )
     kernels["adamw"] = cupy.ElementwiseKernel(
-        "T grad, T decay, T beta1, T beta2, T step_size, T bias2_sqrt, T eps", "T param, T exp_avg, T exp_avg_sq",
+        "T grad, T decay, T beta1, T beta2, T step_size, T bias2_sqrt, T eps",
+        "T param, T exp_avg, T exp_avg_sq",
         "param *= decay;"
         "exp_avg = beta1 * exp_avg + ((T)1 - beta1) * grad;"
         "exp_avg_sq = beta2 * exp_avg_sq + ((T)1 - beta2) * grad * grad;"
         "param -= step_size * exp_avg / (sqrt(exp_avg_sq) / bias2_sqrt + eps);",
-        "tinygrad_tx_adamw")
+        "tinygrad_tx_adamw",
+    )
     return kernels
 
 
@@ -181,7 +199,7 @@ def _launch(name, rows, *args):
 
 # ---------------------------------------------------------------- GELU (any float dtype)
 def gelu(x, approximate="none"):
-    """(gelu(x), gate): gate = Phi(x) ("none") or t = tanh(sqrt(2/pi)(x + 0.044715 x^3)) ("tanh"), saved for backward."""
+    """(gelu(x), gate): gate = Phi(x) ("none") or tanh(sqrt(2/pi)(x + 0.044715 x^3)) ("tanh"), kept for backward."""
     return _kernels()["gelu_exact" if approximate == "none" else "gelu_tanh"](x)
 
 
@@ -213,9 +231,20 @@ def layer_norm(x, weight, bias, eps):
     rows = _rows(x)
     y, xhat = cupy.empty_like(rows), cupy.empty_like(rows)
     rstd = cupy.empty((rows.shape[0],), dtype=np.float32)
-    _launch("layer_norm_rows", rows.shape[0], rows, rows if weight is None else weight, rows if bias is None else bias,
-            y, xhat, rstd, np.int32(rows.shape[1]), np.float32(eps), np.int32(weight is not None),
-            np.int32(bias is not None))
+    _launch(
+        "layer_norm_rows",
+        rows.shape[0],
+        rows,
+        rows if weight is None else weight,
+        rows if bias is None else bias,
+        y,
+        xhat,
+        rstd,
+        np.int32(rows.shape[1]),
+        np.float32(eps),
+        np.int32(weight is not None),
+        np.int32(bias is not None),
+    )
     return y.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
 
 
@@ -223,8 +252,17 @@ def layer_norm_backward(grad, xhat, rstd, weight):
     """dx of layer norm (the parameter gradients are plain column sums, left to the caller)."""
     grad_rows, xhat_rows = _rows(grad), _rows(xhat)
     grad_x = backend.array_module("gpu").empty_like(xhat_rows)
-    _launch("layer_norm_backward_rows", xhat_rows.shape[0], grad_rows, xhat_rows, _rows(rstd),
-            xhat_rows if weight is None else weight, grad_x, np.int32(xhat_rows.shape[1]), np.int32(weight is not None))
+    _launch(
+        "layer_norm_backward_rows",
+        xhat_rows.shape[0],
+        grad_rows,
+        xhat_rows,
+        _rows(rstd),
+        xhat_rows if weight is None else weight,
+        grad_x,
+        np.int32(xhat_rows.shape[1]),
+        np.int32(weight is not None),
+    )
     return grad_x.reshape(xhat.shape)
 
 
@@ -234,8 +272,16 @@ def cross_entropy_rows(logits_rows, safe_targets, counted):
     rows = _rows(logits_rows)
     probs = cupy.empty_like(rows)
     row_loss = cupy.empty((rows.shape[0],), dtype=np.float32)
-    _launch("cross_entropy_rows", rows.shape[0], rows, cupy.ascontiguousarray(safe_targets, dtype=np.int64),
-            cupy.ascontiguousarray(counted, dtype=np.bool_), probs, row_loss, np.int32(rows.shape[1]))
+    _launch(
+        "cross_entropy_rows",
+        rows.shape[0],
+        rows,
+        cupy.ascontiguousarray(safe_targets, dtype=np.int64),
+        cupy.ascontiguousarray(counted, dtype=np.bool_),
+        probs,
+        row_loss,
+        np.int32(rows.shape[1]),
+    )
     return probs, row_loss
 
 
@@ -243,7 +289,17 @@ def cross_entropy_rows(logits_rows, safe_targets, counted):
 def adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
     """torch.optim.AdamW's update of one parameter and its moments, in place, in one launch."""
     scalar = param.dtype.type
-    step_size = lr / (1 - beta1 ** step)
-    bias2_sqrt = (1 - beta2 ** step) ** 0.5
-    _kernels()["adamw"](grad, scalar(1 - lr * weight_decay), scalar(beta1), scalar(beta2), scalar(step_size),
-                        scalar(bias2_sqrt), scalar(eps), param, exp_avg, exp_avg_sq)
+    step_size = lr / (1 - beta1**step)
+    bias2_sqrt = (1 - beta2**step) ** 0.5
+    _kernels()["adamw"](
+        grad,
+        scalar(1 - lr * weight_decay),
+        scalar(beta1),
+        scalar(beta2),
+        scalar(step_size),
+        scalar(bias2_sqrt),
+        scalar(eps),
+        param,
+        exp_avg,
+        exp_avg_sq,
+    )

@@ -36,8 +36,9 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
     return reference.layer_norm_forward(x, weight, bias, eps)
 
 
-def layer_norm_backward(grad: Array, xhat: Array, rstd: Array,
-                        weight: Array | None) -> tuple[Array, Array | None, Array]:
+def layer_norm_backward(
+    grad: Array, xhat: Array, rstd: Array, weight: Array | None
+) -> tuple[Array, Array | None, Array]:
     if not cuda.fits_row_kernel(grad, xhat, weight):
         return reference.layer_norm_backward(grad, xhat, rstd, weight)
     features = xhat.shape[-1]
@@ -53,7 +54,18 @@ def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array
     return cuda.gelu_backward(x, gate, grad, approximate)
 
 
-def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, lr: float, beta1: float, beta2: float,
-                 eps: float, weight_decay: float, step: int, scratch: Array | None = None) -> None:
+def adamw_update(
+    param: Array,
+    grad: Array,
+    exp_avg: Array,
+    exp_avg_sq: Array,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step: int,
+    scratch: Array | None = None,
+) -> None:
     """One fused launch; ``scratch`` (the CPU update's temporary) is not needed."""
     cuda.adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)

@@ -11,6 +11,7 @@ CUDA kernels (cuda_fast.py) on CuPy arrays; "reference" runs reference.py's plai
 everywhere. The environment variable TINYGRAD_TX_KERNELS=reference|fast sets the default of every
 thread. The choice is per thread (a ``tinygrad_tx.scoped.ScopedSetting``), like grad mode.
 """
+
 import os
 
 from .. import backend
@@ -30,8 +31,7 @@ def _table(*modules):
 
 _REFERENCE = _table(reference)
 # choice -> (table for NumPy arrays, table for CuPy arrays)
-_TABLES = {"reference": (_REFERENCE, _REFERENCE),
-           "fast": (_table(cpu, cpu_elementwise), _table(cuda_fast, reference))}
+_TABLES = {"reference": (_REFERENCE, _REFERENCE), "fast": (_table(cpu, cpu_elementwise), _table(cuda_fast, reference))}
 
 _choice = ScopedSetting("kernels", os.environ.get(ENV_VAR, "fast"))
 
@@ -70,6 +70,7 @@ def pick(name: str, array):
     try:
         on_cpu, on_gpu = _TABLES[_choice.get()]
     except KeyError:  # only a bad environment variable gets here: use() checks its argument
-        raise TinygradTxError(f"{ENV_VAR}={_choice.get()!r} is not a kernel choice: use 'reference' or 'fast'") \
-            from None
+        raise TinygradTxError(
+            f"{ENV_VAR}={_choice.get()!r} is not a kernel choice: use 'reference' or 'fast'"
+        ) from None
     return (on_gpu if backend.is_gpu_array(array) else on_cpu)[name]

@@ -98,8 +98,9 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
     return (y if bias is None else y + bias), xhat, rstd
 
 
-def layer_norm_backward(grad: Array, xhat: Array, rstd: Array,
-                        weight: Array | None) -> tuple[Array, Array | None, Array]:
+def layer_norm_backward(
+    grad: Array, xhat: Array, rstd: Array, weight: Array | None
+) -> tuple[Array, Array | None, Array]:
     """(dx, dweight, dbias): dx = rstd (d - mean(d) - xhat mean(d xhat)) with d = g weight;
     dweight = sum g xhat, dbias = sum g over every row (dweight is None without a weight).
     docs/derivations/layernorm.md"""
@@ -166,8 +167,9 @@ def dropout_backward(mask: Array, grad: Array) -> Array:
 
 
 # ---------------------------------------------------------------- scaled dot-product attention
-def attention_forward(q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float,
-                      scale: float) -> tuple[Array, Array, Array]:
+def attention_forward(
+    q: Array, k: Array, v: Array, allowed: Array | None, dropout_p: float, scale: float
+) -> tuple[Array, Array, Array]:
     """(out, P, Pd): out = Pd v, Pd = dropout(P), P = softmax(S), S = scale q k^T set to -inf where not allowed.
 
     q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv); allowed: boolean, broadcastable to (..., Tq, Tk),
@@ -182,8 +184,9 @@ def attention_forward(q: Array, k: Array, v: Array, allowed: Array | None, dropo
     return dropped @ v, probs, dropped
 
 
-def attention_backward(q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array,
-                       scale: float) -> tuple[Array, Array, Array]:
+def attention_backward(
+    q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array, scale: float
+) -> tuple[Array, Array, Array]:
     """(dq, dk, dv): dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k;
     dk = scale dS^T q.  docs/derivations/attention.md"""
     xp = backend.xp_of(q)
@@ -203,8 +206,19 @@ def embedding_backward(indices: Array, grad_rows: Array, num_rows: int) -> Array
 
 
 # ---------------------------------------------------------------- AdamW (updates its arrays in place)
-def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, lr: float, beta1: float, beta2: float,
-                 eps: float, weight_decay: float, step: int, scratch: Array | None = None) -> None:
+def adamw_update(
+    param: Array,
+    grad: Array,
+    exp_avg: Array,
+    exp_avg_sq: Array,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    step: int,
+    scratch: Array | None = None,
+) -> None:
     """torch.optim.AdamW's step t, in place: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
     p = p (1 - lr wd) - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).  docs/derivations/adamw.md
 
@@ -213,5 +227,5 @@ def adamw_update(param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, l
     xp = backend.xp_of(param)
     exp_avg[...] = beta1 * exp_avg + (1 - beta1) * grad
     exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
-    denominator = xp.sqrt(exp_avg_sq) / math.sqrt(1 - beta2 ** step) + eps
-    param[...] = param * (1 - lr * weight_decay) - lr / (1 - beta1 ** step) * exp_avg / denominator
+    denominator = xp.sqrt(exp_avg_sq) / math.sqrt(1 - beta2**step) + eps
+    param[...] = param * (1 - lr * weight_decay) - lr / (1 - beta1**step) * exp_avg / denominator

@@ -4,6 +4,7 @@ Each op is one Function with a hand-derived backward (pages in docs/derivations/
 checks its arguments and keeps what the backward needs; the arithmetic is a kernel that
 ``tinygrad_tx.kernels.pick`` chooses: the reference formula, the fast CPU code or a CUDA kernel.
 """
+
 import numbers
 
 from ..errors import TinygradTxError

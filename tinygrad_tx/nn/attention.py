@@ -4,6 +4,7 @@ Derivation: docs/derivations/attention.md. Shapes: q (..., Tq, D), k (..., Tk, D
 output (..., Tq, Dv); the leading axes (batch, heads) are the same for all three and are handled
 by batched matmuls, never a Python loop.
 """
+
 import math
 
 import numpy as np
@@ -20,22 +21,35 @@ def check_attention_inputs(q, k, v, attn_mask, dropout_p):
     """Shapes, dtypes and the dropout probability; returns the key count Tk."""
     require_float("scaled_dot_product_attention", q, k, v)
     check_dropout_probability("scaled_dot_product_attention", dropout_p)
-    if q.ndim < 2 or k.ndim != q.ndim or v.ndim != q.ndim or q.shape[:-2] != k.shape[:-2] \
-            or k.shape[:-2] != v.shape[:-2] or q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
-        raise ShapeError(f"scaled_dot_product_attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
-                         "do not fit: expected (..., Tq, D), (..., Tk, D), (..., Tk, Dv) with the same leading axes")
+    if (
+        q.ndim < 2
+        or k.ndim != q.ndim
+        or v.ndim != q.ndim
+        or q.shape[:-2] != k.shape[:-2]
+        or k.shape[:-2] != v.shape[:-2]
+        or q.shape[-1] != k.shape[-1]
+        or k.shape[-2] != v.shape[-2]
+    ):
+        raise ShapeError(
+            f"scaled_dot_product_attention: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
+            "do not fit: expected (..., Tq, D), (..., Tk, D), (..., Tk, Dv) with the same leading axes"
+        )
     scores_shape = q.shape[:-1] + (k.shape[-2],)
     if attn_mask is not None:
         if attn_mask.dtype.kind != "b":
-            raise DTypeError(f"scaled_dot_product_attention: attn_mask must be boolean (True = may attend), "
-                             f"got dtype {attn_mask.dtype}")
+            raise DTypeError(
+                f"scaled_dot_product_attention: attn_mask must be boolean (True = may attend), "
+                f"got dtype {attn_mask.dtype}"
+            )
         try:
             fits = np.broadcast_shapes(attn_mask.shape, scores_shape) == scores_shape
         except ValueError:
             fits = False
         if not fits:
-            raise ShapeError(f"scaled_dot_product_attention: attn_mask shape {tuple(attn_mask.shape)} does not "
-                             f"broadcast to the scores shape {scores_shape}")
+            raise ShapeError(
+                f"scaled_dot_product_attention: attn_mask shape {tuple(attn_mask.shape)} does not "
+                f"broadcast to the scores shape {scores_shape}"
+            )
     return k.shape[-2]
 
 

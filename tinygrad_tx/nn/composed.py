@@ -6,6 +6,7 @@ against, and a way to see how many primitive ops a fused op replaces. Same argum
 messages as the fused ops (shared helpers), same documented choices (all-ignored loss 0, fully
 masked attention rows 0).
 """
+
 from .. import backend
 from ..kernels.reference import dropout_mask
 from ..ops import require_float, where
@@ -19,8 +20,8 @@ from .normalization import check_eps, check_layer_norm_params
 def _row_max(x, axis):
     """The detached row maximum, clamped so an all -inf row shifts by a finite amount (no -inf - -inf)."""
     xp = backend.xp_of(x.data)
-    if x.size == 0:   # an empty axis has no maximum; any shift does
-        return Tensor._wrap(xp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1:], x.dtype))
+    if x.size == 0:  # an empty axis has no maximum; any shift does
+        return Tensor._wrap(xp.zeros(x.shape[:axis] + (1,) + x.shape[axis + 1 :], x.dtype))
     row_max = x.data.max(axis=axis, keepdims=True)
     return Tensor._wrap(xp.maximum(row_max, xp.finfo(x.dtype).min))
 
@@ -28,7 +29,7 @@ def _row_max(x, axis):
 def softmax(x, axis=-1):
     require_float("softmax", x.data)
     axis = single_axis("softmax", axis, x.ndim)
-    exps = (x - _row_max(x, axis)).exp()   # softmax is shift invariant, so the constant shift needs no gradient
+    exps = (x - _row_max(x, axis)).exp()  # softmax is shift invariant, so the constant shift needs no gradient
     total = exps.sum(axis=axis, keepdims=True)
     return exps / where(total.data == 0, 1.0, total)  # an all -inf row sums to 0: probabilities 0, not nan
 
@@ -57,7 +58,7 @@ def cross_entropy(logits, targets, ignore_index=-1, reduction="mean"):
 def layer_norm(x, weight=None, bias=None, eps=1e-5):
     check_layer_norm_params(x.data, None if weight is None else weight.data, None if bias is None else bias.data)
     eps = check_eps("layer_norm", eps)
-    shifted = x - x[..., :1].detach()      # exact for nearby values; the shift cancels in x - mean(x)
+    shifted = x - x[..., :1].detach()  # exact for nearby values; the shift cancels in x - mean(x)
     centered = shifted - shifted.mean(axis=-1, keepdims=True)
     variance = (centered * centered).mean(axis=-1, keepdims=True)
     out = centered / (variance + eps).sqrt()

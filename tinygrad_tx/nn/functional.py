@@ -7,6 +7,7 @@ softmax, log_softmax, cross_entropy, layer_norm and scaled_dot_product_attention
 composed twin built from Tensor primitives (composed.py), picked per call with ``impl="composed"``
 or for every call with ``F.set_default_impl("composed")``; both give the same values and gradients.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -65,8 +66,9 @@ def log_softmax(x: Tensor, axis: int = -1, impl: str | None = None) -> Tensor:
     return LogSoftmax.apply(x, axis=axis) if _fused("log_softmax", impl) else composed.log_softmax(x, axis)
 
 
-def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1, reduction: str = "mean",
-                  impl: str | None = None) -> Tensor:
+def cross_entropy(
+    logits: Tensor, targets: Any, ignore_index: int = -1, reduction: str = "mean", impl: str | None = None
+) -> Tensor:
     """Softmax cross-entropy of (N, C) or (B, T, C) logits against integer targets (N,) or (B, T).
 
     Positions whose target equals ``ignore_index`` add neither loss nor gradient; "mean" averages
@@ -81,8 +83,9 @@ def cross_entropy(logits: Tensor, targets: Any, ignore_index: int = -1, reductio
     return composed.cross_entropy(logits, targets, ignore_index, reduction)
 
 
-def layer_norm(x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5,
-               impl: str | None = None) -> Tensor:
+def layer_norm(
+    x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5, impl: str | None = None
+) -> Tensor:
     """Normalize over the last axis (biased variance, as PyTorch), then scale by weight and add bias."""
     if _fused("layer_norm", impl):
         return LayerNorm.apply(x, weight, bias, eps=eps)
@@ -120,9 +123,16 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     return Dropout.apply(x, p)
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, dropout_p: float = 0.0,
-                                 scale: float | None = None, attn_mask: Any = None,
-                                 impl: str | None = None) -> Tensor:
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    causal: bool = True,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    attn_mask: Any = None,
+    impl: str | None = None,
+) -> Tensor:
     """softmax(q k^T * scale, masked) v over (..., T, D) heads (typically (B, H, T, D)).
 
     scale defaults to 1/sqrt(D). attn_mask: boolean, broadcastable to (..., Tq, Tk), True = may
@@ -133,6 +143,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool =
     if attn_mask is not None:
         attn_mask = backend.as_array(attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask, q.device)
     if _fused("scaled_dot_product_attention", impl):
-        return ScaledDotProductAttention.apply(q, k, v, causal=causal, dropout_p=dropout_p, scale=scale,
-                                               attn_mask=attn_mask)
+        return ScaledDotProductAttention.apply(
+            q, k, v, causal=causal, dropout_p=dropout_p, scale=scale, attn_mask=attn_mask
+        )
     return composed.scaled_dot_product_attention(q, k, v, causal, dropout_p, scale, attn_mask)

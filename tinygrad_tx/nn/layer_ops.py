@@ -2,6 +2,7 @@
 
 Derivations: docs/derivations/matmul.md (linear) and docs/derivations/embedding.md.
 """
+
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
@@ -16,11 +17,15 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         require_float("linear", x, weight, bias)
         if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
-            raise ShapeError(f"linear: input shape {tuple(x.shape)} does not fit weight shape {tuple(weight.shape)} "
-                             f"(weight must be (out_features, in_features) with in_features = the input's last axis)")
+            raise ShapeError(
+                f"linear: input shape {tuple(x.shape)} does not fit weight shape {tuple(weight.shape)} "
+                f"(weight must be (out_features, in_features) with in_features = the input's last axis)"
+            )
         if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-            raise ShapeError(f"linear: bias shape {tuple(bias.shape)} does not match out_features "
-                             f"({weight.shape[0]},) of weight shape {tuple(weight.shape)}")
+            raise ShapeError(
+                f"linear: bias shape {tuple(bias.shape)} does not match out_features "
+                f"({weight.shape[0]},) of weight shape {tuple(weight.shape)}"
+            )
         rows = as_rows(x)
         out = rows @ weight.T
         if bias is not None:
@@ -35,9 +40,11 @@ class Linear(Function):
         rows, weight = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad
         grad_rows = as_rows(grad)
-        return ((grad_rows @ weight).reshape(ctx.x_shape) if need_x else None,
-                grad_rows.T @ rows if need_weight else None,
-                grad_rows.sum(axis=0) if need_bias else None)
+        return (
+            (grad_rows @ weight).reshape(ctx.x_shape) if need_x else None,
+            grad_rows.T @ rows if need_weight else None,
+            grad_rows.sum(axis=0) if need_bias else None,
+        )
 
 
 class Embedding(Function):
@@ -49,14 +56,17 @@ class Embedding(Function):
         if indices.dtype.kind not in "iu":
             raise DTypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
         if weight.ndim != 2:
-            raise ShapeError("embedding: weight must be (num_embeddings, embedding_dim), "
-                             f"got shape {tuple(weight.shape)}")
+            raise ShapeError(
+                f"embedding: weight must be (num_embeddings, embedding_dim), got shape {tuple(weight.shape)}"
+            )
         num_rows = weight.shape[0]
         if indices.size:
             low, high = int(indices.min()), int(indices.max())
             if low < 0 or high >= num_rows:
-                raise IndexOutOfRangeError(f"embedding: index {low if low < 0 else high} is out of range for a table "
-                                           f"of {num_rows} rows (valid: 0..{num_rows - 1})")
+                raise IndexOutOfRangeError(
+                    f"embedding: index {low if low < 0 else high} is out of range for a table "
+                    f"of {num_rows} rows (valid: 0..{num_rows - 1})"
+                )
         ctx.save_for_backward(indices)
         ctx.num_rows = num_rows
         return xp_of(weight).take(weight, indices, axis=0)

@@ -3,6 +3,7 @@
 Initialisation follows PyTorch's defaults and draws from ``backend.rng(device)``, so
 ``manual_seed`` makes a model's starting weights reproducible.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,10 +72,11 @@ class Embedding(Module):
 class LayerNorm(Module):
     """Normalise over the trailing ``normalized_shape`` axes, then scale (ones) and shift (zeros, optional)."""
 
-    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, bias: bool = True,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, normalized_shape: int | Sequence[int], eps: float = 1e-5, bias: bool = True, device: str = "cpu"
+    ) -> None:
         super().__init__()
-        integral = (int, numbers.Integral)   # int listed too: type checkers do not know int is an Integral
+        integral = (int, numbers.Integral)  # int listed too: type checkers do not know int is an Integral
         shape = (normalized_shape,) if isinstance(normalized_shape, integral) else tuple(normalized_shape)
         if not shape or not all(isinstance(n, integral) and int(n) > 0 for n in shape):
             raise TinygradTxError(f"LayerNorm: normalized_shape must be positive integers, got {normalized_shape!r}")
@@ -84,14 +86,15 @@ class LayerNorm(Module):
         self.bias = Parameter(xp.zeros(self.normalized_shape, dtype=np.float32)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        trailing = x.shape[x.ndim - len(self.normalized_shape):]
+        trailing = x.shape[x.ndim - len(self.normalized_shape) :]
         if tuple(trailing) != self.normalized_shape:
-            raise TinygradTxError(f"LayerNorm: input of shape {x.shape} does not end in normalized_shape "
-                                  f"{self.normalized_shape}")
+            raise TinygradTxError(
+                f"LayerNorm: input of shape {x.shape} does not end in normalized_shape {self.normalized_shape}"
+            )
         if len(self.normalized_shape) == 1:
             return F.layer_norm(x, self.weight, self.bias, self.eps)
         # F.layer_norm normalises the last axis: flatten the normalised axes into one and back
-        flat = x.reshape(*x.shape[:x.ndim - len(self.normalized_shape)], -1)
+        flat = x.reshape(*x.shape[: x.ndim - len(self.normalized_shape)], -1)
         bias = None if self.bias is None else self.bias.reshape(-1)
         return F.layer_norm(flat, self.weight.reshape(-1), bias, self.eps).reshape(*x.shape)
 
@@ -104,7 +107,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        check_dropout_probability("Dropout", p)   # at construction, not at the first forward
+        check_dropout_probability("Dropout", p)  # at construction, not at the first forward
         self.p = float(p)
 
     def forward(self, x: Tensor) -> Tensor:

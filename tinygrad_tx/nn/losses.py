@@ -2,6 +2,7 @@
 
 Derivation: docs/derivations/cross_entropy.md.
 """
+
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
@@ -21,14 +22,18 @@ def check_targets(logits, targets, ignore_index, reduction):
     if targets.dtype.kind not in "iu":
         raise DTypeError(f"cross_entropy: targets must be integer class indices, got dtype {targets.dtype}")
     if tuple(targets.shape) != tuple(logits.shape[:-1]):
-        raise ShapeError(f"cross_entropy: targets shape {tuple(targets.shape)} does not match logits shape "
-                         f"{tuple(logits.shape)} (expected {tuple(logits.shape[:-1])})")
+        raise ShapeError(
+            f"cross_entropy: targets shape {tuple(targets.shape)} does not match logits shape "
+            f"{tuple(logits.shape)} (expected {tuple(logits.shape[:-1])})"
+        )
     classes = logits.shape[-1]
     counted = targets != ignore_index
     bad = counted & ((targets < 0) | (targets >= classes))
     if bad.any():  # one small reduction; on the GPU this is the op's only host sync
-        raise IndexOutOfRangeError(f"cross_entropy: target {int(targets[bad].ravel()[0])} is out of range for "
-                                   f"{classes} classes (valid: 0..{classes - 1}, or ignore_index={ignore_index})")
+        raise IndexOutOfRangeError(
+            f"cross_entropy: target {int(targets[bad].ravel()[0])} is out of range for "
+            f"{classes} classes (valid: 0..{classes - 1}, or ignore_index={ignore_index})"
+        )
     return counted
 
 
@@ -44,7 +49,6 @@ class CrossEntropy(Function):
     def forward(ctx, logits, targets, ignore_index=-1, reduction="mean"):
         xp = xp_of(logits)
         counted = check_targets(logits, targets, ignore_index, reduction).reshape(-1)
-        classes = logits.shape[-1]
         rows = as_rows(logits)
         safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
         probs, row_loss = pick("cross_entropy_forward", rows)(rows, safe_targets, counted)

@@ -11,6 +11,7 @@ A parameter assigned under two names (nanoGPT ties ``lm_head.weight`` to ``trans
 is one object: ``parameters()`` yields it once, ``state_dict()`` lists it under every name, and
 ``load_state_dict``/``to`` write into it in place, so the tie survives both.
 """
+
 from __future__ import annotations
 
 from collections import namedtuple
@@ -24,7 +25,7 @@ from ..errors import TinygradTxError
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
-ModuleT = TypeVar("ModuleT", bound="Module")   # what train(), eval(), to() and apply() return: the module itself
+ModuleT = TypeVar("ModuleT", bound="Module")  # what train(), eval(), to() and apply() return: the module itself
 
 
 class Parameter(Tensor):
@@ -59,8 +60,10 @@ class Module:
     # ------------------------------------------------------------------ registration by assignment
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
-            raise TinygradTxError(f"{type(self).__name__}: call super().__init__() before assigning "
-                                  f"{name!r} (Module.__init__ sets up parameter registration)")
+            raise TinygradTxError(
+                f"{type(self).__name__}: call super().__init__() before assigning "
+                f"{name!r} (Module.__init__ sets up parameter registration)"
+            )
         params, modules = self._parameters, self._modules
         if isinstance(value, Parameter):
             self._forget(name, keep=params)
@@ -69,10 +72,12 @@ class Module:
             self._forget(name, keep=modules)
             modules[name] = value
         elif value is None and (name in params or name in modules):
-            (params if name in params else modules)[name] = None   # an optional part, e.g. bias=False
+            (params if name in params else modules)[name] = None  # an optional part, e.g. bias=False
         elif name in params and isinstance(value, Tensor):
-            raise TinygradTxError(f"{type(self).__name__}: cannot assign a plain Tensor to parameter {name!r}; "
-                                  "wrap it in Parameter(...) or assign None")
+            raise TinygradTxError(
+                f"{type(self).__name__}: cannot assign a plain Tensor to parameter {name!r}; "
+                "wrap it in Parameter(...) or assign None"
+            )
         else:
             self._forget(name)
             object.__setattr__(self, name, value)
@@ -162,8 +167,10 @@ class Module:
     # ------------------------------------------------------------------ saving and loading
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter name (shared ones under each name) -> a NumPy copy of its values."""
-        return {name: np.array(backend.to_numpy(param.data), copy=True)
-                for name, param in self.named_parameters(remove_duplicate=False)}
+        return {
+            name: np.array(backend.to_numpy(param.data), copy=True)
+            for name, param in self.named_parameters(remove_duplicate=False)
+        }
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays into the existing parameters (casting dtype, keeping ties).

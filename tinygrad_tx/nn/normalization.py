@@ -2,6 +2,7 @@
 
 Derivation: docs/derivations/layernorm.md.
 """
+
 import numbers
 
 from ..backend import xp_of
@@ -25,8 +26,10 @@ def check_layer_norm_params(x, weight, bias):
     features = (x.shape[-1],)
     for name, param in (("weight", weight), ("bias", bias)):
         if param is not None and tuple(param.shape) != features:
-            raise ShapeError(f"layer_norm: {name} shape {tuple(param.shape)} does not match the normalized shape "
-                             f"{features} of input shape {tuple(x.shape)}")
+            raise ShapeError(
+                f"layer_norm: {name} shape {tuple(param.shape)} does not match the normalized shape "
+                f"{features} of input shape {tuple(x.shape)}"
+            )
 
 
 class LayerNorm(Function):

@@ -3,6 +3,7 @@
 tensor.py knows no op; this module attaches ``+ - * / ** @``, indexing and the methods to Tensor,
 so that the graph machinery and the ops stay in separate files.
 """
+
 import numbers
 
 import numpy as np
@@ -32,8 +33,17 @@ from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
 
-__all__ = ["as_rows", "concatenate", "stack", "split", "where", "maximum", "unbroadcast", "normalize_axes",
-           "require_float"]
+__all__ = [
+    "as_rows",
+    "concatenate",
+    "stack",
+    "split",
+    "where",
+    "maximum",
+    "unbroadcast",
+    "normalize_axes",
+    "require_float",
+]
 
 
 def _operand(value):
@@ -82,8 +92,10 @@ Tensor.__rmatmul__ = lambda self, other: _binary(MatMul, other, self)
 
 def _pow(self, exponent):
     if isinstance(exponent, Tensor):
-        raise DTypeError("pow: the exponent must be a Python number, not a tensor (use (b * a.log()).exp() for a "
-                         "tensor exponent b and a positive base a)")
+        raise DTypeError(
+            "pow: the exponent must be a Python number, not a tensor (use (b * a.log()).exp() for a "
+            "tensor exponent b and a positive base a)"
+        )
     return Pow.apply(self, _operand(exponent))
 
 
@@ -101,14 +113,23 @@ def _compare(ufunc_name):
         try:
             return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
         except ValueError:
-            raise ShapeError(f"{ufunc_name}: shapes {self.shape} and {tuple(getattr(other, 'shape', ()))} cannot be "
-                             "broadcast together (trailing dimensions must be equal or 1)") from None
+            raise ShapeError(
+                f"{ufunc_name}: shapes {self.shape} and {tuple(getattr(other, 'shape', ()))} cannot be "
+                "broadcast together (trailing dimensions must be equal or 1)"
+            ) from None
+
     compare.__doc__ = f"Elementwise {ufunc_name}; a boolean tensor with no gradient."
     return compare
 
 
-for _name, _ufunc in [("__lt__", "less"), ("__le__", "less_equal"), ("__gt__", "greater"),
-                      ("__ge__", "greater_equal"), ("__eq__", "equal"), ("__ne__", "not_equal")]:
+for _name, _ufunc in [
+    ("__lt__", "less"),
+    ("__le__", "less_equal"),
+    ("__gt__", "greater"),
+    ("__ge__", "greater_equal"),
+    ("__eq__", "equal"),
+    ("__ne__", "not_equal"),
+]:
     setattr(Tensor, _name, _compare(_ufunc))
 Tensor.__hash__ = object.__hash__
 
@@ -218,11 +239,23 @@ def _astype(self, dtype):
     return self if self.dtype == dtype else Cast.apply(self, dtype)
 
 
-for _name, _method in [("sum", _sum), ("mean", _mean), ("max", _max), ("min", _min), ("reshape", _reshape),
-                       ("view", _reshape), ("permute", _permute), ("transpose", _transpose),
-                       ("expand", _expand), ("broadcast_to", _expand), ("unsqueeze", _unsqueeze),
-                       ("squeeze", _squeeze), ("split", _split), ("masked_fill", _masked_fill),
-                       ("astype", _astype)]:
+for _name, _method in [
+    ("sum", _sum),
+    ("mean", _mean),
+    ("max", _max),
+    ("min", _min),
+    ("reshape", _reshape),
+    ("view", _reshape),
+    ("permute", _permute),
+    ("transpose", _transpose),
+    ("expand", _expand),
+    ("broadcast_to", _expand),
+    ("unsqueeze", _unsqueeze),
+    ("squeeze", _squeeze),
+    ("split", _split),
+    ("masked_fill", _masked_fill),
+    ("astype", _astype),
+]:
     setattr(Tensor, _name, _method)
 Tensor.T = property(lambda self: self.transpose())
 Tensor.exp = lambda self: Exp.apply(self)

@@ -3,6 +3,7 @@
 Derivations: docs/derivations/broadcasting.md (unbroadcast) and docs/derivations/elementwise.md.
 Arguments that are not Tensors (Python numbers) arrive here as they are and get no gradient.
 """
+
 from ..backend import xp_of
 from ..errors import DTypeError, ShapeError
 from ..function import Function
@@ -27,8 +28,10 @@ def _shape(x):
 
 
 def _broadcast_error(op, a, b):
-    return ShapeError(f"{op}: shapes {tuple(_shape(a) or ())} and {tuple(_shape(b) or ())} cannot be broadcast "
-                      "together (trailing dimensions must be equal or 1)")
+    return ShapeError(
+        f"{op}: shapes {tuple(_shape(a) or ())} and {tuple(_shape(b) or ())} cannot be broadcast "
+        "together (trailing dimensions must be equal or 1)"
+    )
 
 
 def require_float(op, *arrays):
@@ -86,8 +89,10 @@ class Mul(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
-        return (unbroadcast(grad * b, _shape(a)) if need[0] else None,
-                unbroadcast(grad * a, _shape(b)) if need[1] else None)
+        return (
+            unbroadcast(grad * b, _shape(a)) if need[0] else None,
+            unbroadcast(grad * a, _shape(b)) if need[1] else None,
+        )
 
 
 class Div(Function):
@@ -106,8 +111,10 @@ class Div(Function):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
         grad_a = grad / b
-        return (unbroadcast(grad_a, _shape(a)) if need[0] else None,
-                unbroadcast(-grad_a * a / b, _shape(b)) if need[1] else None)
+        return (
+            unbroadcast(grad_a, _shape(a)) if need[0] else None,
+            unbroadcast(-grad_a * a / b, _shape(b)) if need[1] else None,
+        )
 
 
 class Neg(Function):
@@ -132,7 +139,7 @@ class Pow(Function):
         ctx.exponent = exponent
         if exponent == 2:
             return x * x  # x**2 goes through a slow generic power routine
-        return x ** exponent
+        return x**exponent
 
     @staticmethod
     def backward(ctx, grad):
@@ -239,8 +246,10 @@ class Maximum(Function):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
         share_a = (a > b) + 0.5 * (a == b)
-        return (unbroadcast(grad * share_a, _shape(a)) if need[0] else None,
-                unbroadcast(grad * (1 - share_a), _shape(b)) if need[1] else None)
+        return (
+            unbroadcast(grad * share_a, _shape(a)) if need[0] else None,
+            unbroadcast(grad * (1 - share_a), _shape(b)) if need[1] else None,
+        )
 
 
 class Where(Function):
@@ -254,22 +263,29 @@ class Where(Function):
     def forward(ctx, condition, a, b, op="where"):
         xp = xp_of(condition)
         if condition.dtype.kind != "b":
-            raise DTypeError(f"{op}: the {'condition' if op == 'where' else 'mask'} must be a boolean tensor, got dtype {condition.dtype} "
-                             "(compare it first, e.g. mask != 0)")
+            raise DTypeError(
+                f"{op}: the {'condition' if op == 'where' else 'mask'} must be a boolean tensor, "
+                f"got dtype {condition.dtype} "
+                "(compare it first, e.g. mask != 0)"
+            )
         ctx.save_for_backward(condition)
         ctx.shapes = (_shape(a), _shape(b))
         try:
             return xp.where(condition, a, b)
         except ValueError:
-            raise ShapeError(f"{op}: condition {tuple(condition.shape)} and values {ctx.shapes[0] or ()}, "
-                             f"{ctx.shapes[1] or ()} cannot be broadcast together") from None
+            raise ShapeError(
+                f"{op}: condition {tuple(condition.shape)} and values {ctx.shapes[0] or ()}, "
+                f"{ctx.shapes[1] or ()} cannot be broadcast together"
+            ) from None
 
     @staticmethod
     def backward(ctx, grad):
         (condition,), (sa, sb), need = ctx.saved_tensors, ctx.shapes, ctx.needs_input_grad
-        return (None,
-                unbroadcast(grad * condition, sa) if need[1] else None,
-                unbroadcast(grad * ~condition, sb) if need[2] else None)
+        return (
+            None,
+            unbroadcast(grad * condition, sa) if need[1] else None,
+            unbroadcast(grad * ~condition, sb) if need[2] else None,
+        )
 
 
 class Cast(Function):

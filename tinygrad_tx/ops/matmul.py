@@ -3,6 +3,7 @@
 Derivation: docs/derivations/matmul.md. For C = A B:  dA = dC B^T,  dB = A^T dC, with 1-D operands
 promoted to matrices first and broadcast batch dimensions summed back (unbroadcast).
 """
+
 import math
 
 from ..backend import xp_of
@@ -13,13 +14,14 @@ from .elementwise import unbroadcast
 
 def _check_shapes(a, b):
     if a.ndim == 0 or b.ndim == 0:
-        raise ShapeError(f"matmul: operands must have at least 1 dimension, got shapes {tuple(a.shape)} and "
-                         f"{tuple(b.shape)} (use * to multiply by a scalar)")
+        raise ShapeError(
+            f"matmul: operands must have at least 1 dimension, got shapes {tuple(a.shape)} and "
+            f"{tuple(b.shape)} (use * to multiply by a scalar)"
+        )
     inner_a = a.shape[-1]
     inner_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if inner_a != inner_b:
-        raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align "
-                         f"({inner_a} != {inner_b})")
+        raise ShapeError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not align ({inner_a} != {inner_b})")
 
 
 def as_rows(x):
@@ -41,8 +43,9 @@ class MatMul(Function):
         try:
             return xp.matmul(a, b)
         except ValueError:
-            raise ShapeError(f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} "
-                             "cannot be broadcast together") from None
+            raise ShapeError(
+                f"matmul: batch dimensions of {tuple(a.shape)} and {tuple(b.shape)} cannot be broadcast together"
+            ) from None
 
     @staticmethod
     def backward(ctx, grad):
@@ -51,8 +54,7 @@ class MatMul(Function):
         xp = xp_of(grad)
         if a.ndim > 2 and b.ndim == 2:
             rows_a, rows_g = as_rows(a), as_rows(grad)
-            return ((rows_g @ b.T).reshape(a.shape) if need[0] else None,
-                    rows_a.T @ rows_g if need[1] else None)
+            return ((rows_g @ b.T).reshape(a.shape) if need[0] else None, rows_a.T @ rows_g if need[1] else None)
         # promote 1-D operands to matrices so one formula covers every case
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b

@@ -1,6 +1,7 @@
 """Movement ops: they rearrange elements without computing new values, so each backward moves the
 gradient back to where its element came from. Derivation: docs/derivations/movement.md.
 """
+
 from ..backend import scatter_add, xp_of
 from ..errors import IndexOutOfRangeError, ShapeError
 from ..function import Function
@@ -16,7 +17,9 @@ class Reshape(Function):
         try:
             return x.reshape(shape)
         except ValueError:
-            raise ShapeError(f"reshape: cannot reshape {tuple(x.shape)} ({x.size} elements) into {tuple(shape)}") from None
+            raise ShapeError(
+                f"reshape: cannot reshape {tuple(x.shape)} ({x.size} elements) into {tuple(shape)}"
+            ) from None
 
     @staticmethod
     def backward(ctx, grad):
@@ -28,7 +31,7 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx, x, axes):
-        in_range = all(-x.ndim <= a < x.ndim for a in axes)   # checked before % folds 5 into range
+        in_range = all(-x.ndim <= a < x.ndim for a in axes)  # checked before % folds 5 into range
         axes = tuple(a % x.ndim for a in axes) if x.ndim and in_range else tuple(axes)
         if not in_range or sorted(axes) != list(range(x.ndim)):
             raise ShapeError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {tuple(x.shape)}")
@@ -46,7 +49,7 @@ class Expand(Function):
     @staticmethod
     def forward(ctx, x, shape):
         ctx.in_shape = x.shape
-        lead = len(shape) - x.ndim   # -1 keeps an existing axis's size, as in PyTorch
+        lead = len(shape) - x.ndim  # -1 keeps an existing axis's size, as in PyTorch
         shape = tuple(x.shape[i - lead] if n == -1 and i >= lead else n for i, n in enumerate(shape))
         try:
             return xp_of(x).broadcast_to(x, shape)
@@ -59,8 +62,11 @@ class Expand(Function):
 
 
 def _is_integer_array(item):
-    return hasattr(item, "dtype") and item.dtype.kind in "iu" or (
-        isinstance(item, (list, tuple)) and any(not isinstance(v, bool) for v in item))
+    return (
+        hasattr(item, "dtype")
+        and item.dtype.kind in "iu"
+        or (isinstance(item, (list, tuple)) and any(not isinstance(v, bool) for v in item))
+    )
 
 
 class GetItem(Function):

@@ -2,6 +2,7 @@
 
 Derivation: docs/derivations/broadcasting.md (a reduction's backward is a broadcast, and back).
 """
+
 import math
 
 from ..backend import xp_of
@@ -77,7 +78,7 @@ class Max(Function):
         if any(x.shape[a] == 0 for a in axes):
             raise ShapeError(f"max: cannot reduce over an empty axis (tensor shape {tuple(x.shape)}, axis {axis})")
         kept = [i for i in range(x.ndim) if i not in axes]
-        reduced = math.prod(x.shape[a] for a in axes)   # not -1: ambiguous when another axis is empty
+        reduced = math.prod(x.shape[a] for a in axes)  # not -1: ambiguous when another axis is empty
         moved = x.transpose(kept + list(axes)).reshape([x.shape[i] for i in kept] + [reduced])
         ctx.argmax = moved.argmax(axis=-1)
         ctx.moved_shape, ctx.order, ctx.in_shape = moved.shape, kept + list(axes), x.shape
