@@ -27,6 +27,8 @@ API_MODULES = [
     "tinygrad_tx.nn",
     "tinygrad_tx.nn.functional",
     "tinygrad_tx.optim",
+    "tinygrad_tx.kernels",
+    "tinygrad_tx.kernels.reference",
     "tinygrad_tx.backend",
     "tinygrad_tx.viz",
     "tinygrad_tx.distributed",
