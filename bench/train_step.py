@@ -1,6 +1,6 @@
 """One GPT training step in tinygrad_tx and in PyTorch eager, timed in the same run.
 
-    python -m bench.train_step --config small|baby --device cpu|gpu [--repeats N] [--steps S]
+    python -m bench.train_step --config small|baby --device cpu|gpu [--repeats N] [--steps S] [--background-load N]
 
 The step is forward, cross-entropy, backward and an AdamW update in float32 on random token
 batches (vocab 65), with the config's dropout. Both models start from the same weights (ours,
@@ -19,6 +19,9 @@ Environment of the workers only (never of tests or of the library): OpenBLAS's i
 ~0.1 s after every call and would slow whatever runs next, so ``OPENBLAS_THREAD_TIMEOUT=1`` (OpenBLAS
 clamps it to its minimum, 2^4 cycles); ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are removed because
 forcing a core type slows NumPy's GEMMs; both sides get ``--threads`` BLAS threads (default: all cores).
+
+``--background-load N`` keeps N spinning processes (bench/background_load.py) running through the
+warm-up and the timed rounds, so both sides are measured on a busy machine, in the same run.
 """
 
 import argparse
@@ -32,6 +35,8 @@ import sys
 import tempfile
 import time
 import types
+
+from bench.background_load import spinning
 
 CONFIGS = {  # nanoGPT's recipes (vocab 65 = Tiny Shakespeare's characters); "tiny" is the tests' smoke size
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False),
@@ -255,7 +260,15 @@ class SideResult:
 
 
 def run(
-    config_name, device="cpu", repeats=5, steps=3, warmup=2, threads=None, seed=1337, pytorch_keep_freed_memory=False
+    config_name,
+    device="cpu",
+    repeats=5,
+    steps=3,
+    warmup=2,
+    threads=None,
+    seed=1337,
+    pytorch_keep_freed_memory=False,
+    background_load=0,
 ):
     """Time both sides, alternating; returns (results by side name, num_params).
 
@@ -294,14 +307,7 @@ def run(
                 results[name].error = detail
                 del workers[name]
         try:
-            for name, (_, connection) in workers.items():
-                ask(connection, "steps", 0, warmup)
-                results[name].gemm_flops = ask(connection, "gemm")
-            for round_index in range(repeats):
-                for name, (_, connection) in workers.items():  # A B A B: same batches, one after the other
-                    times = ask(connection, "steps", warmup + round_index * steps, steps)
-                    results[name].step_times += times
-                    results[name].round_times.append(statistics.median(times))
+            timed_rounds(workers, results, repeats, steps, warmup, background_load)
             for name, (_, connection) in workers.items():
                 results[name].memory_mib = ask(connection, "memory")
         finally:
@@ -312,6 +318,19 @@ def run(
     return results, num_params
 
 
+def timed_rounds(workers, results, repeats, steps, warmup, background_load):
+    """Warm up and measure the GEMM peak of each side, then alternate them for ``repeats`` rounds."""
+    with spinning(background_load):
+        for name, (_, connection) in workers.items():
+            ask(connection, "steps", 0, warmup)
+            results[name].gemm_flops = ask(connection, "gemm")
+        for round_index in range(repeats):
+            for name, (_, connection) in workers.items():  # A B A B: same batches, one after the other
+                times = ask(connection, "steps", warmup + round_index * steps, steps)
+                results[name].step_times += times
+                results[name].round_times.append(statistics.median(times))
+
+
 def quantile(values, q):
     ordered = sorted(values)
     position = q * (len(ordered) - 1)
@@ -320,15 +339,16 @@ def quantile(values, q):
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def report(config_name, device, results, num_params, threads):
+def report(config_name, device, results, num_params, threads, background_load=0):
     """The markdown table of one run."""
     config, batch_size = model_config(config_name)
     tokens = batch_size * config["block_size"]
     flops = flops_per_token(config["n_layer"], config["n_embd"], config["block_size"], num_params) * tokens
     peak = max(result.gemm_flops for result in results.values())
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    busy = f", {background_load} busy background process(es)" if background_load else ""
     lines = [
-        f"config {config_name} ({device}, {threads} threads, load average {load} at the end): "
+        f"config {config_name} ({device}, {threads} threads{busy}, load average {load} at the end): "
         f"{config['n_layer']} layers, {config['n_head']} heads, {config['n_embd']} channels, "
         f"block {config['block_size']}, batch {batch_size}, dropout {config['dropout']}, "
         f"bias {config['bias']}; {num_params / 1e6:.2f}M parameters, {flops / 1e9:.2f} GFLOP per step; "
@@ -388,17 +408,32 @@ def main(argv=None):
         action="store_true",
         help="give PyTorch's worker the glibc malloc setting tinygrad_tx applies to itself",
     )
+    parser.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N spinning processes running through the whole measurement (a busy machine)",
+    )
     args = parser.parse_args(argv)
     small = args.config != "baby"
     repeats = args.repeats or (7 if small else 3)
     steps = args.steps or (5 if small else 1)
     warmup = args.warmup if args.warmup is not None else (2 if small else 1)
-    if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1:
-        parser.error("--repeats, --steps and --threads must be >= 1, --warmup >= 0")
+    if repeats < 1 or steps < 1 or warmup < 0 or args.threads < 1 or args.background_load < 0:
+        parser.error("--repeats, --steps and --threads must be >= 1, --warmup and --background-load >= 0")
     results, num_params = run(
-        args.config, args.device, repeats, steps, warmup, args.threads, args.seed, args.pytorch_keep_freed_memory
+        args.config,
+        args.device,
+        repeats,
+        steps,
+        warmup,
+        args.threads,
+        args.seed,
+        args.pytorch_keep_freed_memory,
+        args.background_load,
     )
-    print(report(args.config, args.device, results, num_params, args.threads))
+    print(report(args.config, args.device, results, num_params, args.threads, args.background_load))
     if args.pytorch_keep_freed_memory:
         print("(PyTorch ran with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647, like tinygrad_tx's own setting)")
     return 0
