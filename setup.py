@@ -14,11 +14,12 @@ setup(
     description="A from-scratch reverse-mode autograd engine for learning and checking backpropagation in transformers",
     long_description=pathlib.Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["tinygrad_tx", "tinygrad_tx.*"]),
     package_data={"tinygrad_tx": ["py.typed", "*.pyi"]},
     install_requires=[
         "numpy>=1.24",
+        "numba>=0.60",  # compiles the fast CPU kernels' loops (tinygrad_tx/kernels/cpu_loops.py)
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "PyYAML>=6.0",

@@ -24,6 +24,9 @@ def spinning(count):
     """Run ``count`` spinning processes for the duration of the block (none for count 0)."""
     if count < 0:
         raise ValueError(f"background load: the number of busy processes must be >= 0, got {count}")
+    if count == 0:
+        yield []
+        return
     context = multiprocessing.get_context("spawn")
     stop = context.Event()
     spinners = [context.Process(target=_spin, args=(stop,), daemon=True) for _ in range(count)]

@@ -81,7 +81,7 @@ def check_adamw(fast, make_state, grads, weight_decay):
     ours, theirs = make_state(), make_state()
     for step, grad in enumerate(grads, 1):
         settings = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=weight_decay, step=step)
-        fast["adamw_update"](ours[0], grad, ours[1], ours[2], **settings, scratch=np.empty(grad.shape, grad.dtype))
+        fast["adamw_update"](ours[0], grad, ours[1], ours[2], **settings)
         REFERENCE["adamw_update"](theirs[0], grad, theirs[1], theirs[2], **settings)
         for what, actual, expected in zip(("param", "exp_avg", "exp_avg_sq"), ours, theirs):
             assert_same("adamw_update", f"{what} after step {step}", actual, expected)
@@ -171,9 +171,7 @@ def _embedding_backward_last_write_wins(indices, grad_rows, num_rows):
     return out
 
 
-def _adamw_without_bias_correction(
-    param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, scratch=None
-):
+def _adamw_without_bias_correction(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step):
     REFERENCE["adamw_update"](param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, 10**6)
 
 

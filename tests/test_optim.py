@@ -107,7 +107,8 @@ def test_updates_are_in_place_and_stay_float32():
     "make", [lambda p: SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1), lambda p: AdamW(p)], ids=["SGD", "AdamW"]
 )
 def test_steps_after_the_first_allocate_no_arrays(make):
-    """Temporaries live in a reused scratch buffer (the fast kernels'); NumPy reports its allocations to tracemalloc."""
+    """SGD's temporaries live in a reused scratch buffer and AdamW's update is one compiled loop that needs
+    none; NumPy reports its allocations to tracemalloc."""
     params = [Tensor(np.ones((128, 128), dtype=np.float32), requires_grad=True) for _ in range(3)]
     for param in params:
         param.grad = Tensor(np.ones((128, 128), dtype=np.float32))

@@ -5,11 +5,9 @@ here: picking the module, moving arrays, scatter-add, the seeded random generato
 CuPy is imported lazily, the first time the GPU is asked for, so ``import tinygrad_tx`` stays light.
 """
 
-import concurrent.futures
 import ctypes
 import importlib
 import os
-import threading
 
 import numpy as np
 
@@ -254,83 +252,3 @@ def tune_for_training():
     """
     keep = os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0" and keep_freed_memory()
     return {"keep_freed_memory": keep}
-
-
-# ---------------------------------------------------------------- CPU elementwise work on every core
-# NumPy runs an elementwise op on one core but releases the GIL inside its loop, so the row blocks of a
-# big op can run in threads side by side. Below ~256K elements the hand-off costs more than it saves.
-PARALLEL_MIN_ELEMENTS = 1 << 18
-_workers = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
-_pool = None
-_in_block = threading.local()  # set while a thread runs a block: nested calls then run in place
-
-
-def _find_blas_thread_setter():
-    """(set, get) of NumPy's bundled OpenBLAS thread count through ctypes, or None (another BLAS)."""
-    import glob
-
-    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(folder, "libscipy_openblas*")) + glob.glob(os.path.join(folder, "libopenblas*")):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    return setter, getter
-    return None
-
-
-_blas_threads = None  # (set, get), found on the first parallel call: importing loads no library
-
-
-def _blas_thread_functions():
-    global _blas_threads
-    if _blas_threads is None:
-        _blas_threads = _find_blas_thread_setter() or ()
-    return _blas_threads
-
-
-def in_row_blocks(function, *arrays):
-    """Call ``function(*blocks)`` on matching blocks of the leading axis of every array, one block per core.
-
-    ``function`` must write its results into blocks of arrays it was given (``out=`` arguments), since
-    the blocks are views. Small arrays, a leading axis of length 1, GPU arrays, 1-core machines and
-    calls from inside a block make one plain call. Blocks run in threads: ``function`` must not draw
-    random numbers.
-    """
-    first = arrays[0]
-    parts = min(_workers, first.shape[0] if first.ndim else 1)
-    if parts < 2 or first.size < PARALLEL_MIN_ELEMENTS or is_gpu_array(first) or getattr(_in_block, "busy", False):
-        function(*arrays)
-        return
-    global _pool
-    if _pool is None:
-        _pool = concurrent.futures.ThreadPoolExecutor(_workers - 1, thread_name_prefix="tinygrad_tx")
-    bounds = [first.shape[0] * i // parts for i in range(parts + 1)]
-    blocks = [[a[bounds[i] : bounds[i + 1]] for a in arrays] for i in range(parts)]
-    # Each block gets one BLAS thread: OpenBLAS's own threads would fight the blocks for the cores
-    # (batched attention matmuls: ~70-100 GFLOP/s with 2 BLAS threads, ~140 as two 1-thread blocks).
-    blas = _blas_thread_functions()
-    blas_threads = blas[1]() if blas else None
-    if blas_threads:
-        blas[0](1)
-    try:
-        pending = [_pool.submit(_run_block, function, block) for block in blocks[1:]]
-        _run_block(function, blocks[0])
-        for future in pending:
-            future.result()
-    finally:
-        if blas_threads:
-            blas[0](blas_threads)
-
-
-def _run_block(function, block):
-    _in_block.busy = True
-    try:
-        function(*block)
-    finally:
-        _in_block.busy = False

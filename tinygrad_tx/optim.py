@@ -249,7 +249,6 @@ class AdamW(Optimizer):
             eps,
             weight_decay,
             state["step"],
-            scratch=self._scratch_like(param),
         )
 
 

@@ -10,15 +10,21 @@ erf, dropout, AdamW) are in cpu_elementwise.py.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..backend import xp_of
-from .cpu_elementwise import dropout_mask
+from . import reference, row_blocks
+from .cpu_elementwise import _loops, dropout_mask
 from .reference import Array
 
 # Below this many table rows a one-hot matmul is the fastest CPU scatter-add; above it, sorting the
 # indices and summing runs (np.add.reduceat). Measured on the 2-core box, rows (16384, 384) float32:
 # 65 rows: add.at 53 ms, one-hot 8 ms, sort 15 ms; 2048 rows: add.at 54 ms, one-hot 154 ms, sort 25 ms.
 ONE_HOT_MAX_ROWS = 256
+# NumPy chains (softmax, the attention blocks) do several passes per element: threads pay off from
+# ~256K elements, sooner than for the compiled loops (row_blocks.PARALLEL_MIN_ELEMENTS).
+NUMPY_MIN_ELEMENTS = 1 << 18
 
 
 def row_dots(a: Array, b: Array) -> Array:
@@ -36,7 +42,9 @@ def softmax_into(x: Array, axis: int, out: Array | None = None) -> Array:
     if axis % x.ndim == 0:
         _softmax_block(x, axis, out)
     else:  # rows are independent: the leading axis splits across cores
-        backend.in_row_blocks(lambda x_block, out_block: _softmax_block(x_block, axis, out_block), x, out)
+        row_blocks.in_row_blocks(
+            lambda x_block, out_block: _softmax_block(x_block, axis, out_block), x, out, min_elements=NUMPY_MIN_ELEMENTS
+        )
     return out
 
 
@@ -98,46 +106,22 @@ def cross_entropy_backward(probs: Array, targets: Array, row_weight: Array) -> A
 
 
 # ---------------------------------------------------------------- layer norm over the last axis
-def _normalize_rows(x, xhat, rstd, out, *, weight, bias, eps):
-    """xhat = (x - mean) rstd, out = xhat weight + bias for a block of (rows, features)."""
-    xp = xp_of(x)
-    # Shifting by the row's first element first is exact for nearby values and keeps the mean
-    # accurate when all features share a large offset (float32 loses it to rounding otherwise).
-    xp.subtract(x, x[:, :1], out=xhat)
-    xhat -= xhat.mean(axis=-1, keepdims=True)
-    variance = row_dots(xhat, xhat)
-    variance *= 1.0 / x.shape[-1]
-    variance += eps
-    xp.sqrt(variance, out=variance)
-    xp.divide(1.0, variance, out=rstd)
-    xhat *= rstd
-    if weight is not None:
-        xp.multiply(xhat, weight, out=out)
-    else:
-        out[...] = xhat
-    if bias is not None:
-        out += bias
-
-
-def _input_gradient_rows(grad, xhat, rstd, out, *, weight):
-    """out = rstd (d - mean(d) - xhat mean(d xhat)), d = grad weight, for a block of (rows, features)."""
-    xp = xp_of(xhat)
-    dxhat = grad * weight if weight is not None else grad
-    projection = row_dots(dxhat, xhat)
-    projection *= 1.0 / xhat.shape[-1]
-    xp.multiply(xhat, projection, out=out)
-    xp.subtract(dxhat, out, out=out)
-    out -= dxhat.mean(axis=-1, keepdims=True)
-    out *= rstd
+def _same_float_dtype(*arrays: Array | None) -> bool:
+    """Whether the compiled loops take these arrays: float32 or float64, all one dtype (None skipped)."""
+    dtypes = {a.dtype for a in arrays if a is not None}
+    return len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}
 
 
 def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: float) -> tuple[Array, Array, Array]:
-    xp = xp_of(x)
-    rows = x.reshape(-1, x.shape[-1])
-    xhat, out = xp.empty_like(rows), xp.empty_like(rows)
-    rstd = xp.empty((rows.shape[0], 1), x.dtype)
-    backend.in_row_blocks(
-        lambda *blocks: _normalize_rows(*blocks, weight=weight, bias=bias, eps=eps), rows, xhat, rstd, out
+    """One compiled pass per row (cpu_loops.layer_norm_rows), over blocks of rows on every core."""
+    if not _same_float_dtype(x, weight, bias):
+        return reference.layer_norm_forward(x, weight, bias, eps)
+    rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
+    xhat, out = np.empty_like(rows), np.empty_like(rows)
+    rstd = np.empty((rows.shape[0], 1), x.dtype)
+    normalize, eps = _loops().layer_norm_rows, x.dtype.type(eps)
+    row_blocks.in_row_blocks(
+        lambda *blocks: normalize(blocks[0], weight, bias, eps, *blocks[1:]), rows, xhat, rstd, out
     )
     return out.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
 
@@ -145,26 +129,48 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
 def layer_norm_backward(
     grad: Array, xhat: Array, rstd: Array, weight: Array | None
 ) -> tuple[Array, Array | None, Array]:
+    """One compiled pass per row for dx; each block also returns its column sums for dweight and dbias."""
+    if not _same_float_dtype(grad, xhat, rstd, weight):
+        return reference.layer_norm_backward(grad, xhat, rstd, weight)
     features = xhat.shape[-1]
-    grad_x = xp_of(xhat).empty(xhat.shape, xhat.dtype)  # C order: its reshaped rows must be views, not copies
-    backend.in_row_blocks(
-        lambda *blocks: _input_gradient_rows(*blocks, weight=weight),
-        grad.reshape(-1, features),
-        xhat.reshape(-1, features),
-        rstd.reshape(-1, 1),
-        grad_x.reshape(-1, features),
-    )
-    grad_weight = None if weight is None else (grad * xhat).reshape(-1, features).sum(axis=0)
-    return grad_x, grad_weight, grad.reshape(-1, features).sum(axis=0)
+    rows = [np.ascontiguousarray(a).reshape(-1, a.shape[-1]) for a in (grad, xhat, rstd)]
+    grad_x = np.empty(rows[1].shape, xhat.dtype)
+    backward = _loops().layer_norm_backward_rows
+
+    def block(grad_rows, xhat_rows, rstd_rows, grad_x_rows):
+        column_sums = np.zeros((2, features), xhat.dtype)  # this block's share of dweight, dbias
+        backward(grad_rows, xhat_rows, rstd_rows, weight, grad_x_rows, column_sums[0], column_sums[1])
+        return column_sums
+
+    grad_weight, grad_bias = sum(row_blocks.in_row_blocks(block, *rows, grad_x))
+    return grad_x.reshape(xhat.shape), None if weight is None else grad_weight, grad_bias
 
 
 # ---------------------------------------------------------------- scaled dot-product attention
 def _over_batch(function, *arrays):
     """function(*blocks) over blocks of the leading (batch) axis on every core; whole when there is none."""
     if arrays[0].ndim > 2:
-        backend.in_row_blocks(function, *arrays)
+        row_blocks.in_row_blocks(function, *arrays, min_elements=NUMPY_MIN_ELEMENTS)
     else:
         function(*arrays)
+
+
+def _masked_softmax_into(scores: Array, allowed: Array | None) -> Array:
+    """softmax(where(allowed, scores, -inf)) in place: one compiled pass for float32 and a mask that
+    is the same for every batch entry (causal, or a (Tq, Tk) mask), NumPy otherwise."""
+    xp = xp_of(scores)
+    per_query = allowed is None or all(n == 1 for n in allowed.shape[:-2])
+    if scores.dtype != xp.float32 or not per_query or scores.ndim < 2:
+        if allowed is not None:
+            xp.copyto(scores, -xp.inf, where=~allowed)
+        return softmax_into(scores, -1, out=scores)
+    if allowed is not None:
+        allowed = xp.ascontiguousarray(xp.broadcast_to(allowed, allowed.shape[:-2] + scores.shape[-2:])).reshape(
+            scores.shape[-2:]
+        )
+    softmax = _loops().masked_softmax_float32
+    row_blocks.in_row_blocks(lambda block: softmax(block, allowed), scores.reshape((-1,) + scores.shape[-2:]))
+    return scores
 
 
 def attention_forward(
@@ -181,9 +187,7 @@ def attention_forward(
         k,
         scores,
     )
-    if allowed is not None:
-        xp.copyto(scores, -xp.inf, where=~allowed)
-    probs = softmax_into(scores, -1, out=scores)
+    probs = _masked_softmax_into(scores, allowed)
     dropped = probs
     if dropout_p > 0:
         dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, backend.device_of(q))

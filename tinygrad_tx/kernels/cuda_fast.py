@@ -65,7 +65,6 @@ def adamw_update(
     eps: float,
     weight_decay: float,
     step: int,
-    scratch: Array | None = None,
 ) -> None:
-    """One fused launch; ``scratch`` (the CPU update's temporary) is not needed."""
+    """One fused launch."""
     cuda.adamw_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)

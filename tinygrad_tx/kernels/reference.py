@@ -217,13 +217,9 @@ def adamw_update(
     eps: float,
     weight_decay: float,
     step: int,
-    scratch: Array | None = None,
 ) -> None:
     """torch.optim.AdamW's step t, in place: m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-    p = p (1 - lr wd) - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).  docs/derivations/adamw.md
-
-    ``scratch`` is the fast CPU update's reusable temporary; this formula needs none.
-    """
+    p = p (1 - lr wd) - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps).  docs/derivations/adamw.md"""
     xp = backend.xp_of(param)
     exp_avg[...] = beta1 * exp_avg + (1 - beta1) * grad
     exp_avg_sq[...] = beta2 * exp_avg_sq + (1 - beta2) * grad * grad

@@ -1,0 +1,163 @@
+"""Row blocks on every core: how the fast CPU kernels use more than one core, and stay fast on a busy one.
+
+NumPy's loops and the compiled loops (cpu_loops.py) release the GIL, so blocks of rows can run in
+threads side by side. ``in_row_blocks(function, *arrays)`` cuts the leading axis into a few blocks
+per core and lets the caller and the helper threads *pull* blocks until none are left:
+
+- On a quiet machine every core takes its share, as a fixed split would.
+- On a busy one (a browser beside the training) a helper that the scheduler has not run yet simply
+  takes fewer blocks, or none: the caller never waits for a thread that has not started, only for
+  blocks already being worked on. A fixed split with a barrier would wait for the slowest thread.
+- Nothing spins: idle helpers sleep on a queue.
+
+While blocks run, OpenBLAS is held to one thread, so a matmul inside a block does not start threads
+of its own that would fight the blocks for the cores.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import itertools
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+
+# Below this many elements the hand-off costs more than it saves: waking a sleeping helper takes
+# ~0.1 ms on the 2-core box, and a compiled loop does 1M float32 elements of GELU in ~0.5 ms
+# (measured: one thread 0.53 ms, two 0.33 ms at 1M; at 400K two threads were slower than one).
+# NumPy chains, several times slower per element, pass a lower ``min_elements``.
+PARALLEL_MIN_ELEMENTS = 1 << 20
+BLOCKS_PER_CORE = 4  # a few per core, so a core the scheduler takes away costs one small block
+WORKERS = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+
+_in_block = threading.local()  # set while a thread runs a block: nested calls then run in place
+_helpers: queue.SimpleQueue | None = None  # jobs for the helper threads, started on first use
+_helpers_lock = threading.Lock()
+
+
+class _Job:
+    """The blocks of one call; any thread may take the next block, and the last one to finish says so."""
+
+    def __init__(self, function: Callable[..., Any], blocks: list[list[Any]]) -> None:
+        self.function, self.blocks = function, blocks
+        self.results: list[Any] = [None] * len(blocks)
+        self.claims = itertools.count()  # next() is atomic under the GIL
+        self.unfinished = len(blocks)
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        """Take blocks until none are left (returns at once when a late helper finds them all taken)."""
+        _in_block.busy = True
+        try:
+            for index in self.claims:
+                if index >= len(self.blocks):
+                    return
+                try:
+                    self.results[index] = self.function(*self.blocks[index])
+                except BaseException as exc:  # re-raised in the calling thread
+                    self.error = exc
+                with self.lock:
+                    self.unfinished -= 1
+                    if self.unfinished == 0:
+                        self.finished.set()
+        finally:
+            _in_block.busy = False
+
+
+def _helper_loop(jobs: queue.SimpleQueue) -> None:
+    while True:
+        jobs.get().work()
+
+
+def _start_helpers() -> queue.SimpleQueue:
+    global _helpers
+    with _helpers_lock:
+        if _helpers is None:
+            jobs: queue.SimpleQueue = queue.SimpleQueue()
+            for number in range(WORKERS - 1):
+                threading.Thread(target=_helper_loop, args=(jobs,), name=f"tinygrad_tx-{number}", daemon=True).start()
+            _helpers = jobs
+    return _helpers
+
+
+def in_row_blocks(function: Callable[..., Any], *arrays: Any, min_elements: int | None = None) -> list[Any]:
+    """``[function(*blocks) for each block]``, blocks cut from the leading axis of every array, on every core.
+
+    ``function`` writes its results into the blocks it is given (``out=`` arguments: the blocks are
+    views) and may also return a value per block (partial sums), listed in block order. Arrays with
+    fewer than ``min_elements`` elements (the first one counts; default PARALLEL_MIN_ELEMENTS), a
+    leading axis of length 1, GPU arrays, one-core machines and calls from inside a block make one
+    plain call. ``function`` must
+    not draw random numbers (the draw order would depend on the threads).
+    """
+    first = arrays[0]
+    rows = first.shape[0] if first.ndim else 1
+    count = min(rows, WORKERS * BLOCKS_PER_CORE)
+    small = first.size < (PARALLEL_MIN_ELEMENTS if min_elements is None else min_elements)
+    if WORKERS < 2 or count < 2 or small or backend.is_gpu_array(first) or getattr(_in_block, "busy", False):
+        return [function(*arrays)]
+    bounds = [rows * i // count for i in range(count + 1)]
+    job = _Job(function, [[a[bounds[i] : bounds[i + 1]] for a in arrays] for i in range(count)])
+    helpers = _start_helpers()
+    with one_blas_thread():
+        for _ in range(WORKERS - 1):
+            helpers.put(job)
+        job.work()
+        job.finished.wait()
+    if job.error is not None:
+        raise job.error
+    return job.results
+
+
+# ---------------------------------------------------------------- OpenBLAS's thread count
+def _find_blas_thread_functions() -> tuple[Any, Any] | tuple[()]:
+    """(set, get) of NumPy's bundled OpenBLAS thread count through ctypes, or () for another BLAS."""
+    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in glob.glob(os.path.join(folder, "libscipy_openblas*")) + glob.glob(os.path.join(folder, "libopenblas*")):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    return setter, getter
+    return ()
+
+
+_blas_functions: tuple[Any, Any] | tuple[()] | None = None  # found on first use: importing loads no library
+_blas_depth = 0  # nested or concurrent one_blas_thread() blocks; the count is restored when the last ends
+_blas_saved = 0
+_blas_lock = threading.Lock()
+
+
+class one_blas_thread:
+    """Hold OpenBLAS to one thread inside the block (a process-wide setting, counted across threads)."""
+
+    def __enter__(self) -> None:
+        global _blas_functions, _blas_depth, _blas_saved
+        with _blas_lock:
+            if _blas_functions is None:
+                _blas_functions = _find_blas_thread_functions()
+            if _blas_functions and _blas_depth == 0:
+                _blas_saved = _blas_functions[1]()
+                _blas_functions[0](1)
+            _blas_depth += 1
+
+    def __exit__(self, *exc_info: Any) -> None:
+        global _blas_depth
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_functions and _blas_depth == 0 and _blas_saved:
+                _blas_functions[0](_blas_saved)
