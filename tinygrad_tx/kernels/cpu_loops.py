@@ -47,6 +47,7 @@ def _dot(a, b, r):
         total += np.float64(a[r, c] * b[r, c])
     return total
 
+
 # erf(x) ~ x P(x^2) / Q(x^2) on |x| <= 3.92 (beyond it erf rounds to +-1 in float32). Coefficients
 # fitted for this project by weighted least squares against math.erf: max error 2e-8 in exact
 # arithmetic, 4e-7 (a few ulp near +-1) when evaluated in float32.
