@@ -31,16 +31,19 @@ def blas_threads():
 
 threads_before, environment_before = blas_threads(), dict(os.environ)
 loaded.clear()
+import sys
 import tinygrad_tx, models, train.trainer, train.visualize   # the engine and everything built on it
 from tinygrad_tx import Tensor
 import tinygrad_tx.nn.functional as F
 on_import = list(loaded)
+numba_on_import = "numba" in sys.modules
 threads_after_import = blas_threads()
 # a big batched op takes the row-block path, which lends each block one BLAS thread: it must give them back
 F.softmax(Tensor(np.random.default_rng(0).standard_normal((4, 256, 512))), axis=-1)
 threads_after_op = blas_threads()
 tuned = tinygrad_tx.tune_for_training()
 print(json.dumps({"on_import": on_import, "on_tune": loaded[len(on_import):], "tuned": tuned,
+                  "numba_on_import": numba_on_import, "numba_on_tune": "numba" in sys.modules,
                   "threads": [threads_before, threads_after_import, threads_after_op],
                   "environment_changed": dict(os.environ) != environment_before}))
 """
@@ -58,6 +61,7 @@ def probe(environment=None):
 def test_import_changes_no_process_wide_state():
     report = probe()
     assert report["on_import"] == [], f"importing loaded libraries through ctypes: {report['on_import']}"
+    assert not report["numba_on_import"], "importing the engine imported numba (~0.3 s): the kernels import it"
     before, after_import, after_op = report["threads"]
     assert before and after_import == before, "importing changed the OpenBLAS thread count"
     assert after_op == before, "a row-blocked op did not restore the OpenBLAS thread count"
@@ -68,8 +72,12 @@ def test_tune_for_training_is_the_explicit_call():
     """The probe can see the call it says import does not make (glibc via ctypes), so the check above can fail."""
     report = probe()
     assert any("libc" in name for name in report["on_tune"]), report["on_tune"]
-    assert report["tuned"] == {"keep_freed_memory": sys.platform.startswith("linux")}
-    assert probe({"TINYGRAD_TX_KEEP_FREED_MEMORY": "0"})["tuned"] == {"keep_freed_memory": False}
+    assert report["tuned"] == {"keep_freed_memory": sys.platform.startswith("linux"), "compiled_kernels": True}
+    assert report["numba_on_tune"], "tune_for_training() should load the compiled CPU kernels"
+    assert probe({"TINYGRAD_TX_KEEP_FREED_MEMORY": "0"})["tuned"] == {
+        "keep_freed_memory": False,
+        "compiled_kernels": True,
+    }
 
 
 @pytest.mark.parametrize(

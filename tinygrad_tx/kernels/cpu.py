@@ -199,6 +199,11 @@ def attention_forward(
 
 def _scores_gradient_into(grad_scores, probs, dropped, dropout):
     """grad_scores holds dPd on entry and dS = Pd * dPd - P * rowsum(Pd * dPd) on return."""
+    arrays = (grad_scores, probs, dropped)
+    if _same_float_dtype(*arrays) and all(a.flags.c_contiguous for a in arrays):  # one compiled pass
+        rows = [a.reshape(-1, a.shape[-1]) for a in arrays]
+        _loops().attention_scores_gradient(rows[0], rows[1], rows[2] if dropout else None)
+        return
     row_dot = row_dots(grad_scores, dropped)
     if dropout:
         grad_scores *= dropped

@@ -221,3 +221,35 @@ def masked_softmax_float32(scores, allowed):
         total = max(np.float32(_sum(rows, r)), np.float32(1.0))
         for j in range(keys):
             rows[r, j] /= total
+
+
+
+@_loop
+def attention_scores_gradient(grad_scores, probs, dropped):
+    """In place over (rows, Tk): grad_scores holds dPd on entry and dS = Pd dPd - P sum(Pd dPd) on
+    return; ``dropped`` (Pd) is None without dropout, where Pd = P and dS = P (dP - sum(P dP))."""
+    rows, keys = grad_scores.shape
+    for r in range(rows):
+        kept = probs if dropped is None else dropped
+        weighted = grad_scores.dtype.type(_dot(grad_scores, kept, r))
+        for j in range(keys):
+            if dropped is None:
+                grad_scores[r, j] = probs[r, j] * (grad_scores[r, j] - weighted)
+            else:
+                grad_scores[r, j] = dropped[r, j] * grad_scores[r, j] - probs[r, j] * weighted
+
+def warm_up() -> None:
+    """Compile (or load from numba's on-disk cache) the loops for the float32 arrays training uses,
+    so the first training step does not pay for it. ``tune_for_training()`` calls it."""
+    x = np.ones((2, 4), np.float32)
+    flat, column, features = x.reshape(-1), np.ones((2, 1), np.float32), np.ones(4, np.float32)
+    gelu_exact_forward(flat, flat.copy(), flat.copy())
+    gelu_exact_backward(flat, flat, flat, flat.copy())
+    for weight, bias in ((features, features), (features, None), (None, None)):
+        layer_norm_rows(x, weight, bias, np.float32(1e-5), x.copy(), column.copy(), x.copy())
+        layer_norm_backward_rows(x, x, column, weight, x.copy(), features.copy(), features.copy())
+    one = np.float32(1)
+    adamw_flat(flat.copy(), flat, flat.copy(), flat.copy(), one, one, one, one, one, one)
+    masked_softmax_float32(np.ones((1, 2, 2), np.float32), np.ones((2, 2), bool))
+    attention_scores_gradient(x.copy(), x, None)
+    attention_scores_gradient(x.copy(), x, x)
