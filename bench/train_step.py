@@ -230,7 +230,7 @@ def ask(connection, *request):
 
 
 # glibc's environment twin of tinygrad_tx.tune_for_training(), for --pytorch-keep-freed-memory
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}  # never trim, as mallopt(-1)
 
 
 @contextlib.contextmanager
@@ -435,7 +435,7 @@ def main(argv=None):
     )
     print(report(args.config, args.device, results, num_params, args.threads, args.background_load))
     if args.pytorch_keep_freed_memory:
-        print("(PyTorch ran with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647, like tinygrad_tx's own setting)")
+        print(f"(PyTorch ran with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_={2**62}, like tinygrad_tx's own setting)")
     return 0
 
 

@@ -214,7 +214,7 @@ def test_layer_norm(lead, rows, width, dtype, offset, layout, affine, seed):
     dtype=DTYPES,
     offset=OFFSETS,
     layout=LAYOUTS,
-    mask=st.sampled_from(["none", "causal", "fully masked row"]),
+    mask=st.sampled_from(["none", "causal", "fully masked row", "broadcast", "per batch"]),
     dropout_p=st.sampled_from([0.0, 0.3]),
     seed=SEEDS,
 )
@@ -230,6 +230,10 @@ def test_attention(batch, queries, keys, head_dim, dtype, offset, layout, mask, 
     elif mask == "fully masked row":
         allowed = rng.random((queries, keys)) < 0.7
         allowed[0] = False
+    elif mask == "broadcast":  # leading axes of 1: the compiled masked softmax takes it as (Tq, Tk)
+        allowed = rng.random((1,) * len(batch) + (queries, keys)) < 0.7
+    elif mask == "per batch":  # differs along the batch: the NumPy path
+        allowed = rng.random(batch + (queries, keys)) < 0.7
     grad = hard_array(rng, batch + (queries, head_dim), dtype, layout=layout)
     check_attention(FAST, q, k, v, allowed, dropout_p, grad, seed)
 

@@ -231,12 +231,15 @@ def keep_freed_memory():
     fresh mmap and unmaps it on free, so each training step faults all its activations in again: the
     kernel zeroes every page and, with transparent huge pages, may compact memory first. Measured on
     the baby recipe (batch 32, 1 thread): 5.7 s of system time per step -> 0.14 s, step 23.7 s ->
-    12.3 s, same peak RSS (docs/performance.md). Process-wide: freed memory stays with the process,
-    so importing the engine never calls it; ``tune_for_training()`` does.
+    12.3 s, same peak RSS (docs/performance.md). Trimming is switched off altogether (threshold -1):
+    with the largest threshold mallopt takes (2 GiB) the 6 GB that a batch-64 baby step frees at its
+    end still went back to the OS, and the next step faulted 25K pages in again (2-5 s of system time
+    per step). Process-wide: freed memory stays with the process, so importing the engine never calls
+    it; ``tune_for_training()`` does.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, -1))
     except (OSError, AttributeError):  # not Linux/glibc: the platform's allocator stays as it is
         return False
 

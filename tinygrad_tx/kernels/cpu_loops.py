@@ -223,7 +223,6 @@ def masked_softmax_float32(scores, allowed):
             rows[r, j] /= total
 
 
-
 @_loop
 def attention_scores_gradient(grad_scores, probs, dropped):
     """In place over (rows, Tk): grad_scores holds dPd on entry and dS = Pd dPd - P sum(Pd dPd) on
@@ -237,6 +236,7 @@ def attention_scores_gradient(grad_scores, probs, dropped):
                 grad_scores[r, j] = probs[r, j] * (grad_scores[r, j] - weighted)
             else:
                 grad_scores[r, j] = dropped[r, j] * grad_scores[r, j] - probs[r, j] * weighted
+
 
 def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the loops for the float32 arrays training uses,
