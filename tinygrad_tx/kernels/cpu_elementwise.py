@@ -46,40 +46,47 @@ def erf(x: Array) -> Array:
     return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
-def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
+def _gate(x: Array, approximate: str) -> Array:
+    """reference.gelu_gate in place: Phi(x) through the fast erf, or the tanh form."""
     xp = xp_of(x)
-    if approximate == "none" and x.dtype == xp.float32:  # one compiled pass on every core
-        flat = _flat(x)
-        gate, out = xp.empty_like(flat), xp.empty_like(flat)
-        row_blocks.in_row_blocks(_loops().gelu_exact_forward, flat, gate, out)
-        return out.reshape(x.shape), gate.reshape(x.shape)
     if approximate == "none":
         gate = erf(x * SQRT_HALF)  # becomes Phi(x)
         gate += 1.0
         gate *= 0.5
-        return x * gate, gate
+        return gate
     gate = x * x
     gate *= TANH_CUBIC
     gate += 1.0
     gate *= x
     gate *= SQRT_2_OVER_PI
-    xp.tanh(gate, out=gate)  # t = tanh(sqrt(2/pi) (x + 0.044715 x^3))
-    out = gate + 1.0
-    out *= 0.5
-    out *= x
-    return out, gate
+    return xp.tanh(gate, out=gate)  # t = tanh(sqrt(2/pi) (x + 0.044715 x^3))
 
 
-def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array:
-    xp = xp_of(x)
-    if approximate == "none" and x.dtype == gate.dtype == grad.dtype == xp.float32:
-        slope = xp.empty(x.size, x.dtype)
-        row_blocks.in_row_blocks(_loops().gelu_exact_backward, _flat(x), _flat(gate), _flat(grad), slope)
+def gelu_forward(x: Array, approximate: str) -> Array:
+    if approximate == "none" and x.dtype == np.float32:  # one compiled pass on every core
+        out = np.empty(x.size, x.dtype)
+        row_blocks.in_row_blocks(_loops().gelu_exact_forward, _flat(x), out)
+        return out.reshape(x.shape)
+    gate = _gate(x, approximate)
+    if approximate == "none":
+        gate *= x
+        return gate
+    gate += 1.0
+    gate *= 0.5
+    gate *= x
+    return gate
+
+
+def gelu_backward(x: Array, grad: Array, approximate: str) -> Array:
+    if approximate == "none" and x.dtype == grad.dtype == np.float32:  # Phi recomputed inside the loop
+        slope = np.empty(x.size, x.dtype)
+        row_blocks.in_row_blocks(_loops().gelu_exact_backward, _flat(x), _flat(grad), slope)
         return slope.reshape(x.shape)
+    gate = _gate(x, approximate)
     if approximate == "none":
         slope = x * x
         slope *= -0.5
-        xp.exp(slope, out=slope)
+        np.exp(slope, out=slope)
         slope *= INV_SQRT_2PI  # phi(x), the standard normal density
         slope *= x
         slope += gate

@@ -118,20 +118,19 @@ def erf_float32(x, out):
 
 
 @_loop
-def gelu_exact_forward(x, gate, out):
-    """gate = Phi(x) = (1 + erf(x / sqrt 2)) / 2, out = x gate; flat float32 arrays."""
+def gelu_exact_forward(x, out):
+    """out = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2; flat float32 arrays."""
     for i in range(x.size):
-        g = _HALF_32 + _HALF_32 * erf_rational(x[i] * _SQRT_HALF_32)
-        gate[i] = g
-        out[i] = x[i] * g
+        out[i] = x[i] * (_HALF_32 + _HALF_32 * erf_rational(x[i] * _SQRT_HALF_32))
 
 
 @_loop
-def gelu_exact_backward(x, gate, grad, out):
-    """out = grad (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi); flat float32 arrays."""
+def gelu_exact_backward(x, grad, out):
+    """out = grad (Phi(x) + x phi(x)), phi(x) = exp(-x^2 / 2) / sqrt(2 pi), Phi recomputed from x; flat float32."""
     for i in range(x.size):
         xi = x[i]
-        out[i] = grad[i] * (gate[i] + xi * _INV_SQRT_2PI_32 * exp_nonpositive(-_HALF_32 * xi * xi))
+        gate = _HALF_32 + _HALF_32 * erf_rational(xi * _SQRT_HALF_32)
+        out[i] = grad[i] * (gate + xi * _INV_SQRT_2PI_32 * exp_nonpositive(-_HALF_32 * xi * xi))
 
 
 # ---------------------------------------------------------------- layer norm over rows
@@ -243,8 +242,8 @@ def warm_up() -> None:
     so the first training step does not pay for it. ``tune_for_training()`` calls it."""
     x = np.ones((2, 4), np.float32)
     flat, column, features = x.reshape(-1), np.ones((2, 1), np.float32), np.ones(4, np.float32)
-    gelu_exact_forward(flat, flat.copy(), flat.copy())
-    gelu_exact_backward(flat, flat, flat, flat.copy())
+    gelu_exact_forward(flat, flat.copy())
+    gelu_exact_backward(flat, flat, flat.copy())
     for weight, bias in ((features, features), (features, None), (None, None)):
         layer_norm_rows(x, weight, bias, np.float32(1e-5), x.copy(), column.copy(), x.copy())
         layer_norm_backward_rows(x, x, column, weight, x.copy(), features.copy(), features.copy())

@@ -46,11 +46,12 @@ def layer_norm_backward(
     return cuda.layer_norm_backward(grad, xhat, rstd, weight), grad_weight, grad.reshape(-1, features).sum(axis=0)
 
 
-def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
-    return cuda.gelu(x, approximate)
+def gelu_forward(x: Array, approximate: str) -> Array:
+    return cuda.gelu(x, approximate)[0]
 
 
-def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array:
+def gelu_backward(x: Array, grad: Array, approximate: str) -> Array:
+    _, gate = cuda.gelu(x, approximate)  # recomputed from x, as on the CPU: only x is kept after the forward
     return cuda.gelu_backward(x, gate, grad, approximate)
 
 

@@ -127,23 +127,30 @@ def erf(x: Array) -> Array:
     return (2.0 / math.sqrt(math.pi) * xp.exp(-clamped * clamped) * total).astype(x.dtype)
 
 
-def gelu_forward(x: Array, approximate: str) -> tuple[Array, Array]:
-    """(y, gate): y = x Phi(x), gate = Phi(x) = (1 + erf(x / sqrt 2)) / 2 ("none"), or
-    y = x (1 + t) / 2, gate = t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) ("tanh").  docs/derivations/gelu.md"""
-    xp = backend.xp_of(x)
+def gelu_gate(x: Array, approximate: str) -> Array:
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 ("none"), or t = tanh(sqrt(2/pi) (x + 0.044715 x^3)) ("tanh").
+    docs/derivations/gelu.md"""
     if approximate == "none":
-        gate = 0.5 * (1.0 + erf(x * SQRT_HALF))
-        return x * gate, gate
-    gate = xp.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
-    return 0.5 * x * (1.0 + gate), gate
+        return 0.5 * (1.0 + erf(x * SQRT_HALF))
+    return backend.xp_of(x).tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
 
 
-def gelu_backward(x: Array, gate: Array, grad: Array, approximate: str) -> Array:
+def gelu_forward(x: Array, approximate: str) -> Array:
+    """y = x Phi(x) ("none"), or y = x (1 + t) / 2 ("tanh"), the gate from gelu_gate.  docs/derivations/gelu.md
+
+    Only x is kept for the backward, which recomputes the gate (as PyTorch does): one more erf there,
+    one x-sized array less held between forward and backward.
+    """
+    gate = gelu_gate(x, approximate)
+    return x * gate if approximate == "none" else 0.5 * x * (1.0 + gate)
+
+
+def gelu_backward(x: Array, grad: Array, approximate: str) -> Array:
     """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1 + t + x (1 - t^2) sqrt(2/pi) (1 + 3 0.044715 x^2)) / 2.
     docs/derivations/gelu.md"""
-    xp = backend.xp_of(x)
+    gate = gelu_gate(x, approximate)
     if approximate == "none":
-        return grad * (gate + x * INV_SQRT_2PI * xp.exp(-0.5 * x * x))
+        return grad * (gate + x * INV_SQRT_2PI * backend.xp_of(x).exp(-0.5 * x * x))
     return grad * 0.5 * (1.0 + gate + x * (1.0 - gate * gate) * SQRT_2_OVER_PI * (1.0 + 3.0 * TANH_CUBIC * x * x))
 
 

@@ -61,8 +61,8 @@ class LogSoftmax(Function):
 
 
 class Gelu(Function):
-    """gelu(x) = x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, or PyTorch's tanh approximation; saves x and
-    the gate (Phi(x), or the tanh), so the backward needs no erf."""
+    """gelu(x) = x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, or PyTorch's tanh approximation; saves x
+    only: the backward recomputes Phi(x) (or the tanh), as PyTorch does, instead of holding a second x-sized array."""
 
     @staticmethod
     def forward(ctx, x, approximate="none"):
@@ -72,17 +72,17 @@ class Gelu(Function):
         ctx.approximate, ctx.in_shape = approximate, x.shape
         # a 0-d input runs as shape (1,): NumPy arithmetic on 0-d arrays returns scalars, which out= refuses
         x = x.reshape(x.shape or (1,))
-        out, gate = pick("gelu_forward", x)(x, approximate)
-        ctx.save_for_backward(x, gate)
+        out = pick("gelu_forward", x)(x, approximate)
+        ctx.save_for_backward(x)
         return out.reshape(ctx.in_shape)
 
     @staticmethod
     def backward(ctx, grad):
         """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1+t)/2 + g x (1-t^2) sqrt(2/pi) (1 + 3 0.044715 x^2) / 2.
         docs/derivations/gelu.md"""
-        x, gate = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
         grad = grad.reshape(x.shape)
-        return pick("gelu_backward", x)(x, gate, grad, ctx.approximate).reshape(ctx.in_shape)
+        return pick("gelu_backward", x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
 
 
 class Dropout(Function):
