@@ -29,14 +29,13 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import tempfile
 import time
-import types
 
 from bench.background_load import spinning
+from bench.sides import OursSide, TorchSide, max_rss_mib
 
 CONFIGS = {  # nanoGPT's recipes (vocab 65 = Tiny Shakespeare's characters); "tiny" is the tests' smoke size
     "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, dropout=0.0, bias=False),
@@ -45,8 +44,6 @@ CONFIGS = {  # nanoGPT's recipes (vocab 65 = Tiny Shakespeare's characters); "ti
 }
 VOCAB_SIZE = 65
 SIDES = ("tinygrad_tx", "pytorch")
-LEARNING_RATE, WEIGHT_DECAY, BETAS = 1e-3, 0.1, (0.9, 0.99)
-GEMM_SIZE = 1024  # square fp32 GEMM whose best rate is the machine's peak for MFU
 
 
 def model_config(name):
@@ -68,112 +65,6 @@ def token_batch(seed, step, batch_size, block_size):
     rng = np.random.default_rng([seed, step])
     tokens = rng.integers(0, VOCAB_SIZE, (batch_size, block_size + 1))
     return np.ascontiguousarray(tokens[:, :-1]), np.ascontiguousarray(tokens[:, 1:])
-
-
-# ------------------------------------------------------------------ the two sides' steps
-class OursSide:
-    """tinygrad_tx's GPT + AdamW; arrays on ``device``."""
-
-    @staticmethod
-    def import_libraries():
-        import models.gpt  # noqa: F401  (imported before the memory baseline is taken)
-        from tinygrad_tx import tune_for_training
-
-        tune_for_training()  # glibc keeps freed memory, as the trainer has it
-
-    def __init__(self, config, state, device, threads):
-        from models.gpt import GPT, GPTConfig
-        from tinygrad_tx import backend
-
-        self.backend, self.device = backend, device
-        self.model = GPT(GPTConfig(**config))
-        self.model.load_state_dict(state)
-        self.model.to(device).train()
-        self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
-
-    def batch(self, x, y):
-        xp = self.backend.array_module(self.device)
-        return xp.asarray(x), xp.asarray(y)
-
-    def step(self, x, y):
-        _, loss = self.model(x, y)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad()
-        self.backend.synchronize(self.device)
-
-    def memory_mib(self, baseline):
-        if self.device == "gpu":
-            return self.backend.gpu_memory_held_bytes() / 2**20
-        return max_rss_mib() - baseline
-
-    def gemm_rate(self):
-        xp = self.backend.array_module(self.device)
-        a = xp.asarray(self.backend.rng("cpu").standard_normal((GEMM_SIZE, GEMM_SIZE), dtype="float32"))
-        return best_rate(lambda: a @ a, lambda: self.backend.synchronize(self.device))
-
-
-class TorchSide:
-    """The PyTorch reference GPT + torch.optim.AdamW (nanoGPT's groups)."""
-
-    @staticmethod
-    def import_libraries():
-        import bench.reference  # noqa: F401  (imports torch before the memory baseline is taken)
-
-    def __init__(self, config, state, device, threads):
-        import torch
-
-        from bench.reference import ReferenceGPT
-
-        if device == "gpu" and not torch.cuda.is_available():
-            raise RuntimeError("this PyTorch build has no CUDA device")
-        self.torch, self.device = torch, "cuda" if device == "gpu" else "cpu"
-        torch.set_num_threads(threads)
-        # a plain namespace, not models.GPTConfig: the PyTorch worker loads nothing of tinygrad_tx
-        config = types.SimpleNamespace(gelu_approximate="none", **config)
-        self.model = ReferenceGPT(config).load_numpy_state(state).to(self.device).train()
-        self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
-
-    def batch(self, x, y):
-        return self.torch.from_numpy(x).to(self.device), self.torch.from_numpy(y).to(self.device)
-
-    def step(self, x, y):
-        _, loss = self.model(x, y)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.synchronize()
-
-    def synchronize(self):
-        if self.device == "cuda":
-            self.torch.cuda.synchronize()
-
-    def memory_mib(self, baseline):
-        if self.device == "cuda":
-            return self.torch.cuda.max_memory_reserved() / 2**20
-        return max_rss_mib() - baseline
-
-    def gemm_rate(self):
-        a = self.torch.randn(GEMM_SIZE, GEMM_SIZE, device=self.device)
-        return best_rate(lambda: a @ a, self.synchronize)
-
-
-def best_rate(gemm, synchronize, tries=10):
-    """Best FLOP/s of a GEMM_SIZE^3 fp32 product over ``tries`` (the first call warms up)."""
-    gemm()
-    synchronize()
-    best = float("inf")
-    for _ in range(tries):
-        start = time.perf_counter()
-        gemm()
-        synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * GEMM_SIZE**3 / best
-
-
-# ------------------------------------------------------------------ worker process
-def max_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def worker(side_name, config_name, device, threads, state_path, seed, connection):

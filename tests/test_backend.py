@@ -80,9 +80,7 @@ def test_tune_for_training_is_the_explicit_call():
     }
 
 
-@pytest.mark.parametrize(
-    "program", ["train/trainer.py", "bench/train_step.py", "bench/ops.py", "bench/nanogpt_parity.py"]
-)
+@pytest.mark.parametrize("program", ["train/trainer.py", "bench/sides.py", "bench/ops.py", "bench/nanogpt_parity.py"])
 def test_the_trainer_and_the_benchmarks_make_the_call(program):
     tree = ast.parse((ROOT / program).read_text(encoding="utf-8"))
     calls = [
