@@ -7,7 +7,7 @@ Ops: attention (causal, (B, H, T, D)), layer_norm ((B, T, C) with weight and bia
 measurement is one forward and one backward with a random upstream gradient; the implementations
 take turns within every round and the table shows the median over rounds. gelu and embedding have
 no composed twin ("-"). The command re-runs itself in a child process with the workers' BLAS
-environment of bench.train_step (OPENBLAS_THREAD_TIMEOUT=1 must be set before NumPy is imported).
+environment of bench.train_step (OpenBLAS reads its environment when NumPy is imported).
 """
 
 import argparse

@@ -15,10 +15,14 @@ right after its imports, so the model, optimizer state and the step's activation
 it is the device memory each side's caching allocator holds (CuPy's default pool, PyTorch's
 ``max_memory_reserved``).
 
-Environment of the workers only (never of tests or of the library): OpenBLAS's idle threads spin for
-~0.1 s after every call and would slow whatever runs next, so ``OPENBLAS_THREAD_TIMEOUT=1`` (OpenBLAS
-clamps it to its minimum, 2^4 cycles); ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` are removed because
-forcing a core type slows NumPy's GEMMs; both sides get ``--threads`` BLAS threads (default: all cores).
+Environment of the workers only (never of tests or of the library): both sides run their threading
+libraries' defaults, as a user's training run does. ``OPENBLAS_THREAD_TIMEOUT``, ``OPENBLAS_CORETYPE``
+and ``OPENBLAS_L2_SIZE`` are removed (a forced core type slows NumPy's GEMMs); OpenBLAS's idle
+threads then wait ~0.1 s for the next call before sleeping, as PyTorch's OpenMP threads do. (Until
+issue 15 the workers ran with ``OPENBLAS_THREAD_TIMEOUT=1``, when the engine's own threads needed the
+second core between GEMMs; with the compiled loops, which run on one core below 1M elements, the
+default measured 8% faster on small, docs/performance.md.) Both sides get ``--threads`` BLAS threads
+(default: all cores).
 
 ``--background-load N`` keeps N spinning processes (bench/background_load.py) running through the
 warm-up and the timed rounds, so both sides are measured on a busy machine, in the same run.
@@ -128,9 +132,9 @@ KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**6
 def worker_environment(threads, extra=None):
     """BLAS settings for the spawned workers (see the module docstring); the parent's are restored after."""
     saved = dict(os.environ)
-    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+    for name in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         os.environ.pop(name, None)
-    os.environ.update(OPENBLAS_THREAD_TIMEOUT="1", OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    os.environ.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     os.environ.update(extra or {})
     try:
         yield
