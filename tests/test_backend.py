@@ -72,12 +72,11 @@ def test_tune_for_training_is_the_explicit_call():
     """The probe can see the call it says import does not make (glibc via ctypes), so the check above can fail."""
     report = probe()
     assert any("libc" in name for name in report["on_tune"]), report["on_tune"]
-    assert report["tuned"] == {"keep_freed_memory": sys.platform.startswith("linux"), "compiled_kernels": True}
+    linux = sys.platform.startswith("linux")
+    assert report["tuned"] == {"keep_freed_memory": linux, "compiled_kernels": True, "follow_free_cores": linux}
     assert report["numba_on_tune"], "tune_for_training() should load the compiled CPU kernels"
-    assert probe({"TINYGRAD_TX_KEEP_FREED_MEMORY": "0"})["tuned"] == {
-        "keep_freed_memory": False,
-        "compiled_kernels": True,
-    }
+    off = {"TINYGRAD_TX_KEEP_FREED_MEMORY": "0", "TINYGRAD_TX_FOLLOW_FREE_CORES": "0"}
+    assert probe(off)["tuned"] == {"keep_freed_memory": False, "compiled_kernels": True, "follow_free_cores": False}
 
 
 @pytest.mark.parametrize("program", ["train/trainer.py", "bench/sides.py", "bench/ops.py", "bench/nanogpt_parity.py"])

@@ -118,3 +118,22 @@ def test_fast_kernels_equal_the_reference_across_blocks(always_parallel):
         return tuple(np.full((64, 33), value, np.float32) for value in (0.5, 0.0, 0.0))
 
     check_adamw(FAST, make_state, [rng.standard_normal((64, 33)).astype(np.float32) for _ in range(3)], 0.1)
+
+
+def test_blas_threads_follow_the_cores_other_programs_leave_free(monkeypatch):
+    """Another program using a core for the last WATCH_SECONDS takes one thread from OpenBLAS; when it
+    stops, the thread comes back. The load is simulated by moving the last /proc/stat reading back."""
+    if not row_blocks.follow_free_cores():
+        pytest.skip("no /proc/stat, no settable OpenBLAS thread count, or one core: nothing to follow")
+    set_threads, get_threads = row_blocks._blas_functions
+    ceiling = row_blocks._watch["ceiling"]
+    try:
+        row_blocks._watch.update(time=row_blocks._watch["time"] - 1.0, busy=row_blocks._watch["busy"] - 1.0)
+        row_blocks.fit_blas_threads()  # one core-second of others' work in the last second
+        assert get_threads() == max(1, min(ceiling, row_blocks.WORKERS - 1))
+        row_blocks._watch.update(time=row_blocks._watch["time"] - 1.0)
+        row_blocks.fit_blas_threads()  # a quiet second
+        assert get_threads() == min(ceiling, row_blocks.WORKERS)
+    finally:
+        row_blocks._watch.clear()
+        set_threads(ceiling)

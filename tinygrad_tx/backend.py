@@ -222,6 +222,7 @@ def set_rng_state(state):
 # ---------------------------------------------------------------- host memory reuse
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 KEEP_FREED_MEMORY_ENV = "TINYGRAD_TX_KEEP_FREED_MEMORY"
+FOLLOW_FREE_CORES_ENV = "TINYGRAD_TX_FOLLOW_FREE_CORES"
 
 
 def keep_freed_memory():
@@ -252,11 +253,15 @@ def tune_for_training():
     Today it makes glibc keep freed memory (``keep_freed_memory``), unless the environment sets
     TINYGRAD_TX_KEEP_FREED_MEMORY=0, and loads the fast CPU kernels' compiled loops (numba, from its
     on-disk cache after the first run: ~0.4 s and ~130 MiB, paid here instead of in the first step).
-    It leaves the BLAS thread count alone.
-    Returns {"keep_freed_memory": True when glibc took the setting, "compiled_kernels": True}.
+    It also lets OpenBLAS's thread count follow the cores other programs leave free
+    (``kernels.row_blocks.follow_free_cores``: two BLAS threads on a machine with one core busy
+    elsewhere wait for each other at every GEMM), unless TINYGRAD_TX_FOLLOW_FREE_CORES=0.
+    Returns {"keep_freed_memory": ..., "compiled_kernels": True, "follow_free_cores": ...}, each True
+    when applied.
     """
-    from .kernels import cpu_loops  # imports numba, which ``import tinygrad_tx`` never does
+    from .kernels import cpu_loops, row_blocks  # cpu_loops imports numba, which ``import tinygrad_tx`` never does
 
     keep = os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0" and keep_freed_memory()
     cpu_loops.warm_up()
-    return {"keep_freed_memory": keep, "compiled_kernels": True}
+    follow = os.environ.get(FOLLOW_FREE_CORES_ENV, "1") != "0" and row_blocks.follow_free_cores()
+    return {"keep_freed_memory": keep, "compiled_kernels": True, "follow_free_cores": follow}

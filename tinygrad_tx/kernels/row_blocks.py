@@ -22,6 +22,7 @@ import itertools
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -161,3 +162,59 @@ class one_blas_thread:
             _blas_depth -= 1
             if _blas_functions and _blas_depth == 0 and _blas_saved:
                 _blas_functions[0](_blas_saved)
+
+
+# ---------------------------------------------------------------- OpenBLAS's threads follow the free cores
+# Two BLAS threads on a machine where another program keeps a core busy wait for each other at every
+# GEMM's barrier and spin while they wait. ``follow_free_cores()`` (switched on by tune_for_training)
+# makes the matmuls look, at most every WATCH_SECONDS, at how much CPU time the whole machine used
+# (/proc/stat) against this process's own (os.times): what is left is other programs' load, and
+# OpenBLAS gets the cores it leaves free (at least one, at most the count it started with).
+WATCH_SECONDS = 0.5
+_watch: dict[str, Any] = {}  # empty until follow_free_cores(); then the last reading and the thread ceiling
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all cores have spent busy since boot (/proc/stat), or None where there is no /proc."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def follow_free_cores() -> bool:
+    """Let OpenBLAS's thread count follow the cores other programs leave free; False where it cannot."""
+    global _blas_functions
+    with _blas_lock:
+        if _blas_functions is None:
+            _blas_functions = _find_blas_thread_functions()
+        busy = _machine_busy_seconds()
+        if not _blas_functions or busy is None or WORKERS < 2:
+            return False
+        _watch.update(ceiling=_blas_functions[1](), time=time.monotonic(), busy=busy, own=_own_seconds())
+    return True
+
+
+def _own_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def fit_blas_threads() -> None:
+    """Called before each large matmul: cheap (one clock read) except every WATCH_SECONDS, when it
+    re-reads the load and sets OpenBLAS's thread count. Does nothing unless follow_free_cores() ran."""
+    if not _watch or time.monotonic() - _watch["time"] < WATCH_SECONDS:
+        return
+    with _blas_lock:
+        now, busy, own = time.monotonic(), _machine_busy_seconds(), _own_seconds()
+        elapsed = now - _watch["time"]
+        if busy is None or elapsed < WATCH_SECONDS:
+            return
+        others = max(0.0, (busy - _watch["busy"]) - (own - _watch["own"])) / elapsed  # cores busy elsewhere
+        _watch.update(time=now, busy=busy, own=own)
+        threads = max(1, min(_watch["ceiling"], int(WORKERS - others + 0.3)))
+        if _blas_depth == 0 and _blas_functions and _blas_functions[1]() != threads:
+            _blas_functions[0](threads)

@@ -7,6 +7,7 @@ from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
 from ..kernels import pick
+from ..kernels.row_blocks import fit_blas_threads
 from ..ops import as_rows, require_float
 
 
@@ -27,6 +28,7 @@ class Linear(Function):
                 f"({weight.shape[0]},) of weight shape {tuple(weight.shape)}"
             )
         rows = as_rows(x)
+        fit_blas_threads()  # after tune_for_training(): OpenBLAS uses the cores other programs leave free
         out = rows @ weight.T
         if bias is not None:
             out += bias
