@@ -7,6 +7,7 @@ test runs the fast kernels themselves over many blocks and holds them to the ref
 """
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -128,11 +129,15 @@ def test_blas_threads_follow_the_cores_other_programs_leave_free(monkeypatch):
     set_threads, get_threads = row_blocks._blas_functions
     ceiling = row_blocks._watch["ceiling"]
     try:
-        row_blocks._watch.update(time=row_blocks._watch["time"] - 1.0, busy=row_blocks._watch["busy"] - 1.0)
+        watch = row_blocks._watch
+        watch.update(time=watch["time"] - 1.0, busy=watch["busy"] - 1.0, last_call=time.monotonic())
         row_blocks.fit_blas_threads()  # one core-second of others' work in the last second
         assert get_threads() == max(1, min(ceiling, row_blocks.WORKERS - 1))
-        row_blocks._watch.update(time=row_blocks._watch["time"] - 1.0)
+        watch.update(time=watch["time"] - 1.0, last_call=time.monotonic())
         row_blocks.fit_blas_threads()  # a quiet second
+        assert get_threads() == min(ceiling, row_blocks.WORKERS)
+        watch.update(time=watch["time"] - 1.0, busy=watch["busy"] - 1.0, last_call=time.monotonic() - 1.0)
+        row_blocks.fit_blas_threads()  # after a pause: the window restarts, nothing changes
         assert get_threads() == min(ceiling, row_blocks.WORKERS)
     finally:
         row_blocks._watch.clear()

@@ -169,8 +169,11 @@ class one_blas_thread:
 # GEMM's barrier and spin while they wait. ``follow_free_cores()`` (switched on by tune_for_training)
 # makes the matmuls look, at most every WATCH_SECONDS, at how much CPU time the whole machine used
 # (/proc/stat) against this process's own (os.times): what is left is other programs' load, and
-# OpenBLAS gets the cores it leaves free (at least one, at most the count it started with).
-WATCH_SECONDS = 0.5
+# OpenBLAS gets the cores it leaves free (at least one, at most the count it started with). Only time
+# spent computing counts: after a pause (the program waited, or another process had its turn) the
+# window starts again, so what others do while this process is idle never takes a thread away.
+WATCH_SECONDS = 0.1
+IDLE_GAP_SECONDS = 0.05
 _watch: dict[str, Any] = {}  # empty until follow_free_cores(); then the last reading and the thread ceiling
 
 
@@ -194,7 +197,8 @@ def follow_free_cores() -> bool:
         busy = _machine_busy_seconds()
         if not _blas_functions or busy is None or WORKERS < 2:
             return False
-        _watch.update(ceiling=_blas_functions[1](), time=time.monotonic(), busy=busy, own=_own_seconds())
+        now = time.monotonic()
+        _watch.update(ceiling=_blas_functions[1](), time=now, last_call=now, busy=busy, own=_own_seconds())
     return True
 
 
@@ -204,14 +208,21 @@ def _own_seconds() -> float:
 
 
 def fit_blas_threads() -> None:
-    """Called before each large matmul: cheap (one clock read) except every WATCH_SECONDS, when it
-    re-reads the load and sets OpenBLAS's thread count. Does nothing unless follow_free_cores() ran."""
-    if not _watch or time.monotonic() - _watch["time"] < WATCH_SECONDS:
+    """Called before each large matmul: cheap (one clock read) except every WATCH_SECONDS of work, when
+    it re-reads the load and sets OpenBLAS's thread count. Does nothing unless follow_free_cores() ran."""
+    if not _watch:
+        return
+    now = time.monotonic()
+    paused, _watch["last_call"] = now - _watch["last_call"] > IDLE_GAP_SECONDS, now
+    if not paused and now - _watch["time"] < WATCH_SECONDS:
         return
     with _blas_lock:
-        now, busy, own = time.monotonic(), _machine_busy_seconds(), _own_seconds()
+        busy, own = _machine_busy_seconds(), _own_seconds()
         elapsed = now - _watch["time"]
-        if busy is None or elapsed < WATCH_SECONDS:
+        if busy is None:
+            return
+        if paused:  # start the window again: the time since the last call says nothing about free cores
+            _watch.update(time=now, busy=busy, own=own)
             return
         others = max(0.0, (busy - _watch["busy"]) - (own - _watch["own"])) / elapsed  # cores busy elsewhere
         _watch.update(time=now, busy=busy, own=own)
