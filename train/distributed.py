@@ -186,3 +186,20 @@ class DataParallel:
             set_rng_state(states[self.rank])
         else:
             self.seed_dropout(seed)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Hold a Ctrl-C that arrives inside the block until the block has finished (one process: the
+    trainer's update and its log line happen wholly or not at all; ranks use ctrl_c_at_step_boundary)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

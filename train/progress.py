@@ -1,8 +1,13 @@
-"""The trainer's progress display: a tqdm bar on a terminal, else one printed line per logged step."""
+"""The trainer's progress display: a tqdm bar on a terminal, else one printed line per logged step;
+and the machine's GEMM peak its MFU column is measured against."""
 
+import math
 import time
 
+import numpy as np
 from tqdm import tqdm
+
+from tinygrad_tx import from_numpy, no_grad, synchronize
 
 
 class Progress:
@@ -49,3 +54,18 @@ class Progress:
 def duration(seconds):
     minutes, seconds = divmod(int(seconds), 60)
     return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+def measure_peak_flops(device, repeats=10):
+    """This machine's float32 GEMM rate in FLOP/s: the fastest of a few n x n matmuls (the MFU denominator)."""
+    n = 1024 if device == "cpu" else 4096
+    a = from_numpy(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), device)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first call pays for thread start-up and allocation
+        synchronize(device)
+        start = time.perf_counter()
+        with no_grad():
+            a @ a
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best

@@ -26,9 +26,7 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import typing
 
@@ -38,7 +36,6 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import (
     Tensor,
     detect_anomaly,
-    from_numpy,
     get_rng_state,
     manual_seed,
     no_grad,
@@ -52,10 +49,10 @@ from tinygrad_tx.optim import cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import CheckpointName, ConfigError, save_json
 from train.data import get_batch, iter_batches
-from train.distributed import DataParallel
+from train.distributed import DataParallel, ctrl_c_deferred
 from train.gradflow import plot_gradient_flow
 from train.plots import plot_losses
-from train.progress import Progress
+from train.progress import Progress, measure_peak_flops
 
 CHECKPOINT_NAMES = typing.get_args(CheckpointName)  # ("best", "last")
 # seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
@@ -144,7 +141,7 @@ class Trainer:
                         break
                     loss = self._forward_backward()
                     # the update and its log line happen wholly or not at all (W > 1: Ctrl-C is already held)
-                    with _ctrl_c_deferred() if not self.dist.active else contextlib.nullcontext():
+                    with ctrl_c_deferred() if not self.dist.active else contextlib.nullcontext():
                         self._update()
                         progress.advance()
                         if (self.iter_num - 1) % c.log_interval == 0:
@@ -395,34 +392,3 @@ def _parse_record(line):
         return json.loads(line)
     except json.JSONDecodeError:
         return None
-
-
-@contextlib.contextmanager
-def _ctrl_c_deferred():
-    """Hold a Ctrl-C that arrives inside the block until the block has finished."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
-def measure_peak_flops(device, repeats=10):
-    """This machine's float32 GEMM rate in FLOP/s: the fastest of a few n x n matmuls (the MFU denominator)."""
-    n = 1024 if device == "cpu" else 4096
-    a = from_numpy(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), device)
-    best = math.inf
-    for _ in range(repeats + 1):  # the first call pays for thread start-up and allocation
-        synchronize(device)
-        start = time.perf_counter()
-        with no_grad():
-            a @ a
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
