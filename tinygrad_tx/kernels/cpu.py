@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend
 from ..backend import xp_of
 from . import reference, row_blocks
-from .cpu_elementwise import _loops, dropout_mask
+from .cpu_elementwise import compiled_loops, dropout_mask
 from .reference import Array
 
 # Below this many table rows a one-hot matmul is the fastest CPU scatter-add; above it, sorting the
@@ -119,7 +119,7 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
     xhat, out = np.empty_like(rows), np.empty_like(rows)
     rstd = np.empty((rows.shape[0], 1), x.dtype)
-    normalize, eps = _loops().layer_norm_rows, x.dtype.type(eps)
+    normalize, eps = compiled_loops().layer_norm_rows, x.dtype.type(eps)
     row_blocks.in_row_blocks(
         lambda *blocks: normalize(blocks[0], weight, bias, eps, *blocks[1:]), rows, xhat, rstd, out
     )
@@ -135,7 +135,7 @@ def layer_norm_backward(
     features = xhat.shape[-1]
     rows = [np.ascontiguousarray(a).reshape(-1, a.shape[-1]) for a in (grad, xhat, rstd)]
     grad_x = np.empty(rows[1].shape, xhat.dtype)
-    backward = _loops().layer_norm_backward_rows
+    backward = compiled_loops().layer_norm_backward_rows
 
     def block(grad_rows, xhat_rows, rstd_rows, grad_x_rows):
         column_sums = np.zeros((2, features), xhat.dtype)  # this block's share of dweight, dbias
@@ -168,7 +168,7 @@ def _masked_softmax_into(scores: Array, allowed: Array | None) -> Array:
         allowed = xp.ascontiguousarray(xp.broadcast_to(allowed, allowed.shape[:-2] + scores.shape[-2:])).reshape(
             scores.shape[-2:]
         )
-    softmax = _loops().masked_softmax_float32
+    softmax = compiled_loops().masked_softmax_float32
     row_blocks.in_row_blocks(lambda block: softmax(block, allowed), scores.reshape((-1,) + scores.shape[-2:]))
     return scores
 
@@ -202,7 +202,7 @@ def _scores_gradient_into(grad_scores, probs, dropped, dropout):
     arrays = (grad_scores, probs, dropped)
     if _same_float_dtype(*arrays) and all(a.flags.c_contiguous for a in arrays):  # one compiled pass
         rows = [a.reshape(-1, a.shape[-1]) for a in arrays]
-        _loops().attention_scores_gradient(rows[0], rows[1], rows[2] if dropout else None)
+        compiled_loops().attention_scores_gradient(rows[0], rows[1], rows[2] if dropout else None)
         return
     row_dot = row_dots(grad_scores, dropped)
     if dropout:

@@ -19,7 +19,7 @@ from . import reference, row_blocks
 from .reference import INV_SQRT_2PI, SQRT_2_OVER_PI, SQRT_HALF, TANH_CUBIC, Array
 
 
-def _loops():
+def compiled_loops():
     """cpu_loops, imported on first use (numba takes ~0.3 s to import; ``import tinygrad_tx`` stays light)."""
     from . import cpu_loops
 
@@ -42,7 +42,7 @@ def erf(x: Array) -> Array:
         return reference.erf(x)
     flat = _flat(x.astype(np.float32, copy=False))
     out = np.empty_like(flat)
-    row_blocks.in_row_blocks(_loops().erf_float32, flat, out)
+    row_blocks.in_row_blocks(compiled_loops().erf_float32, flat, out)
     return out.reshape(x.shape).astype(x.dtype, copy=False)
 
 
@@ -65,7 +65,7 @@ def _gate(x: Array, approximate: str) -> Array:
 def gelu_forward(x: Array, approximate: str) -> Array:
     if approximate == "none" and x.dtype == np.float32:  # one compiled pass on every core
         out = np.empty(x.size, x.dtype)
-        row_blocks.in_row_blocks(_loops().gelu_exact_forward, _flat(x), out)
+        row_blocks.in_row_blocks(compiled_loops().gelu_exact_forward, _flat(x), out)
         return out.reshape(x.shape)
     gate = _gate(x, approximate)
     if approximate == "none":
@@ -80,7 +80,7 @@ def gelu_forward(x: Array, approximate: str) -> Array:
 def gelu_backward(x: Array, grad: Array, approximate: str) -> Array:
     if approximate == "none" and x.dtype == grad.dtype == np.float32:  # Phi recomputed inside the loop
         slope = np.empty(x.size, x.dtype)
-        row_blocks.in_row_blocks(_loops().gelu_exact_backward, _flat(x), _flat(grad), slope)
+        row_blocks.in_row_blocks(compiled_loops().gelu_exact_backward, _flat(x), _flat(grad), slope)
         return slope.reshape(x.shape)
     gate = _gate(x, approximate)
     if approximate == "none":
@@ -147,7 +147,7 @@ def adamw_update(
         reference.adamw_update(*arrays, lr, beta1, beta2, eps, weight_decay, step)
         return
     scalars = (1 - lr * weight_decay, beta1, beta2, lr / (1 - beta1**step), math.sqrt(1 - beta2**step), eps)
-    update = _loops().adamw_flat
+    update = compiled_loops().adamw_flat
     row_blocks.in_row_blocks(
         lambda *blocks: update(*blocks, *(param.dtype.type(s) for s in scalars)), *(a.reshape(-1) for a in arrays)
     )

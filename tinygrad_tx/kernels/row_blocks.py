@@ -143,17 +143,24 @@ _blas_saved = 0
 _blas_lock = threading.Lock()
 
 
+def _blas() -> tuple[Any, Any] | tuple[()]:
+    """OpenBLAS's (set, get), looked up on first use (call with _blas_lock held)."""
+    global _blas_functions
+    if _blas_functions is None:
+        _blas_functions = _find_blas_thread_functions()
+    return _blas_functions
+
+
 class one_blas_thread:
     """Hold OpenBLAS to one thread inside the block (a process-wide setting, counted across threads)."""
 
     def __enter__(self) -> None:
-        global _blas_functions, _blas_depth, _blas_saved
+        global _blas_depth, _blas_saved
         with _blas_lock:
-            if _blas_functions is None:
-                _blas_functions = _find_blas_thread_functions()
-            if _blas_functions and _blas_depth == 0:
-                _blas_saved = _blas_functions[1]()
-                _blas_functions[0](1)
+            blas = _blas()
+            if blas and _blas_depth == 0:
+                _blas_saved = blas[1]()
+                blas[0](1)
             _blas_depth += 1
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -190,15 +197,12 @@ def _machine_busy_seconds() -> float | None:
 
 def follow_free_cores() -> bool:
     """Let OpenBLAS's thread count follow the cores other programs leave free; False where it cannot."""
-    global _blas_functions
     with _blas_lock:
-        if _blas_functions is None:
-            _blas_functions = _find_blas_thread_functions()
-        busy = _machine_busy_seconds()
-        if not _blas_functions or busy is None or WORKERS < 2:
+        blas, busy = _blas(), _machine_busy_seconds()
+        if not blas or busy is None or WORKERS < 2:
             return False
         now = time.monotonic()
-        _watch.update(ceiling=_blas_functions[1](), time=now, last_call=now, busy=busy, own=_own_seconds())
+        _watch.update(ceiling=blas[1](), time=now, last_call=now, busy=busy, own=_own_seconds())
     return True
 
 
