@@ -29,7 +29,11 @@ from threadpoolctl import threadpool_info
 def blas_threads():
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
-threads_before, environment_before = blas_threads(), dict(os.environ)
+def numpy_blas_threads():
+    pools = threadpool_info()
+    return [pool["num_threads"] for pool in pools if pool["user_api"] == "blas" and "numpy" in pool["filepath"]]
+
+threads_before, numpy_threads_before, environment_before = blas_threads(), numpy_blas_threads(), dict(os.environ)
 loaded.clear()
 import sys
 import tinygrad_tx, models, train.trainer, train.visualize   # the engine and everything built on it
@@ -42,9 +46,13 @@ threads_after_import = blas_threads()
 F.softmax(Tensor(np.random.default_rng(0).standard_normal((4, 256, 512))), axis=-1)
 threads_after_op = blas_threads()
 tuned = tinygrad_tx.tune_for_training()
+from tinygrad_tx.kernels import openblas, row_blocks
+team_possible = row_blocks.WORKERS >= 2 and openblas.sgemm_address() is not None
 print(json.dumps({"on_import": on_import, "on_tune": loaded[len(on_import):], "tuned": tuned,
+                  "team_possible": team_possible, "blas_threads_tuned": numpy_blas_threads(),
                   "numba_on_import": numba_on_import, "numba_on_tune": "numba" in sys.modules,
                   "threads": [threads_before, threads_after_import, threads_after_op],
+                  "numpy_threads_before": numpy_threads_before,
                   "environment_changed": dict(os.environ) != environment_before}))
 """
 
@@ -72,11 +80,23 @@ def test_tune_for_training_is_the_explicit_call():
     """The probe can see the call it says import does not make (glibc via ctypes), so the check above can fail."""
     report = probe()
     assert any("libc" in name for name in report["on_tune"]), report["on_tune"]
-    linux = sys.platform.startswith("linux")
-    assert report["tuned"] == {"keep_freed_memory": linux, "compiled_kernels": True, "follow_free_cores": linux}
+    linux, team = sys.platform.startswith("linux"), report["team_possible"]
+    expected = {"keep_freed_memory": linux, "compiled_kernels": True, "follow_free_cores": linux, "team": team}
+    assert report["tuned"] == expected
     assert report["numba_on_tune"], "tune_for_training() should load the compiled CPU kernels"
-    off = {"TINYGRAD_TX_KEEP_FREED_MEMORY": "0", "TINYGRAD_TX_FOLLOW_FREE_CORES": "0"}
-    assert probe(off)["tuned"] == {"keep_freed_memory": False, "compiled_kernels": True, "follow_free_cores": False}
+    if team:  # the team splits the GEMMs: OpenBLAS's own threads would fight it for the cores
+        assert report["blas_threads_tuned"] == [1]
+    off = {"TINYGRAD_TX_KEEP_FREED_MEMORY": "0", "TINYGRAD_TX_FOLLOW_FREE_CORES": "0", "TINYGRAD_TX_TEAM": "0"}
+    report = probe(off)
+    assert report["tuned"] == {
+        "keep_freed_memory": False,
+        "compiled_kernels": True,
+        "follow_free_cores": False,
+        "team": False,
+    }
+    assert report["blas_threads_tuned"] == report["numpy_threads_before"], (
+        "TINYGRAD_TX_TEAM=0 changed OpenBLAS's threads"
+    )
 
 
 @pytest.mark.parametrize("program", ["train/trainer.py", "bench/sides.py", "bench/ops.py", "bench/nanogpt_parity.py"])

@@ -223,6 +223,7 @@ def set_rng_state(state):
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers (malloc.h)
 KEEP_FREED_MEMORY_ENV = "TINYGRAD_TX_KEEP_FREED_MEMORY"
 FOLLOW_FREE_CORES_ENV = "TINYGRAD_TX_FOLLOW_FREE_CORES"
+TEAM_ENV = "TINYGRAD_TX_TEAM"
 
 
 def keep_freed_memory():
@@ -255,13 +256,19 @@ def tune_for_training():
     on-disk cache after the first run: ~0.4 s and ~130 MiB, paid here instead of in the first step).
     It also lets OpenBLAS's thread count follow the cores other programs leave free
     (``kernels.row_blocks.follow_free_cores``: two BLAS threads on a machine with one core busy
-    elsewhere wait for each other at every GEMM), unless TINYGRAD_TX_FOLLOW_FREE_CORES=0.
-    Returns {"keep_freed_memory": ..., "compiled_kernels": True, "follow_free_cores": ...}, each True
-    when applied.
+    elsewhere wait for each other at every GEMM), unless TINYGRAD_TX_FOLLOW_FREE_CORES=0. Last, it
+    starts the team (``kernels.team``): the engine's own threads, which split the Linear GEMMs,
+    attention, GELU and layer norm between the cores and hand work over in microseconds, with
+    OpenBLAS held to one thread; TINYGRAD_TX_TEAM=0 leaves OpenBLAS's threads and the row blocks.
+    Returns {"keep_freed_memory": ..., "compiled_kernels": True, "follow_free_cores": ..., "team": ...},
+    each True when applied.
     """
-    from .kernels import cpu_loops, row_blocks  # cpu_loops imports numba, which ``import tinygrad_tx`` never does
+    from .kernels import cpu_loops, row_blocks, team  # these import numba, which ``import tinygrad_tx`` never does
 
     keep = os.environ.get(KEEP_FREED_MEMORY_ENV, "1") != "0" and keep_freed_memory()
     cpu_loops.warm_up()
     follow = os.environ.get(FOLLOW_FREE_CORES_ENV, "1") != "0" and row_blocks.follow_free_cores()
-    return {"keep_freed_memory": keep, "compiled_kernels": True, "follow_free_cores": follow}
+    threads = os.environ.get(TEAM_ENV, "1") != "0" and team.start(row_blocks.WORKERS) is not None
+    if threads:
+        team.warm_up()
+    return {"keep_freed_memory": keep, "compiled_kernels": True, "follow_free_cores": follow, "team": threads}

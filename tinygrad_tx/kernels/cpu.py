@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import xp_of
-from . import reference, row_blocks
+from . import openblas, reference, row_blocks
 from .cpu_elementwise import compiled_loops, dropout_mask
 from .reference import Array
 
@@ -25,6 +25,9 @@ ONE_HOT_MAX_ROWS = 256
 # NumPy chains (softmax, the attention blocks) do several passes per element: threads pay off from
 # ~256K elements, sooner than for the compiled loops (row_blocks.PARALLEL_MIN_ELEMENTS).
 NUMPY_MIN_ELEMENTS = 1 << 18
+# Attention's compiled per-head loops hand blocks of the batch to other cores from this many scores
+# (B x H x Tq x Tk): 65K scores of T = 64, D = 32 heads are ~0.15 ms of work, twice a hand-off.
+ATTENTION_MIN_SCORES = 1 << 20
 
 
 def row_dots(a: Array, b: Array) -> Array:
@@ -33,6 +36,37 @@ def row_dots(a: Array, b: Array) -> Array:
     if hasattr(xp, "vecdot"):
         return xp.vecdot(a, b)[..., None]
     return (a * b).sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------- linear: one GEMM over rows
+def linear_forward(rows: Array, weight: Array, bias: Array | None) -> Array:
+    """NumPy's matmul, or split over the team of threads once tune_for_training() started it."""
+    row_blocks.fit_blas_threads()  # after tune_for_training(): use the cores other programs leave free
+    if row_blocks.team() is None:
+        return reference.linear_forward(rows, weight, bias)
+    from . import team_blocks
+
+    out = team_blocks.matmul(rows, weight.T)
+    if bias is not None:
+        out += bias
+    return out
+
+
+def linear_backward(
+    grad_rows: Array, rows: Array, weight: Array, needs: tuple[bool, bool, bool]
+) -> tuple[Array | None, Array | None, Array | None]:
+    if row_blocks.team() is None:
+        return reference.linear_backward(grad_rows, rows, weight, needs)
+    from . import team_blocks
+
+    need_x, need_weight, need_bias = needs
+    products = [(grad_rows, weight)] * need_x + [(grad_rows.T, rows)] * need_weight
+    grads = iter(team_blocks.matmuls(*products))
+    return (
+        next(grads) if need_x else None,
+        next(grads) if need_weight else None,
+        grad_rows.sum(axis=0) if need_bias else None,
+    )
 
 
 # ---------------------------------------------------------------- softmax and log-softmax
@@ -112,6 +146,10 @@ def _same_float_dtype(*arrays: Array | None) -> bool:
     return len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}
 
 
+def _contiguous(*arrays: Array | None) -> bool:
+    return all(a is None or a.flags.c_contiguous for a in arrays)
+
+
 def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: float) -> tuple[Array, Array, Array]:
     """One compiled pass per row (cpu_loops.layer_norm_rows), over blocks of rows on every core."""
     if not _same_float_dtype(x, weight, bias):
@@ -120,9 +158,14 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
     xhat, out = np.empty_like(rows), np.empty_like(rows)
     rstd = np.empty((rows.shape[0], 1), x.dtype)
     normalize, eps = compiled_loops().layer_norm_rows, x.dtype.type(eps)
-    row_blocks.in_row_blocks(
-        lambda *blocks: normalize(blocks[0], weight, bias, eps, *blocks[1:]), rows, xhat, rstd, out
-    )
+    if row_blocks.team() is not None and x.dtype == np.float32 and _contiguous(weight, bias):
+        from . import team_blocks
+
+        team_blocks.layer_norm(rows, weight, bias, eps, xhat, rstd, out)
+    else:
+        row_blocks.in_row_blocks(
+            lambda *blocks: normalize(blocks[0], weight, bias, eps, *blocks[1:]), rows, xhat, rstd, out
+        )
     return out.reshape(x.shape), xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,))
 
 
@@ -142,7 +185,13 @@ def layer_norm_backward(
         backward(grad_rows, xhat_rows, rstd_rows, weight, grad_x_rows, column_sums[0], column_sums[1])
         return column_sums
 
-    grad_weight, grad_bias = sum(row_blocks.in_row_blocks(block, *rows, grad_x))
+    if row_blocks.team() is not None and xhat.dtype == np.float32 and _contiguous(weight):
+        from . import team_blocks
+
+        grad_rows, xhat_rows, rstd_rows = rows
+        grad_weight, grad_bias = team_blocks.layer_norm_backward(grad_rows, xhat_rows, rstd_rows, weight, grad_x)
+    else:
+        grad_weight, grad_bias = sum(row_blocks.in_row_blocks(block, *rows, grad_x))
     return grad_x.reshape(xhat.shape), None if weight is None else grad_weight, grad_bias
 
 
@@ -164,13 +213,20 @@ def _masked_softmax_into(scores: Array, allowed: Array | None) -> Array:
         if allowed is not None:
             xp.copyto(scores, -xp.inf, where=~allowed)
         return softmax_into(scores, -1, out=scores)
-    if allowed is not None:
-        allowed = xp.ascontiguousarray(xp.broadcast_to(allowed, allowed.shape[:-2] + scores.shape[-2:])).reshape(
-            scores.shape[-2:]
-        )
+    allowed = _query_key_mask(allowed, scores.shape)
     softmax = compiled_loops().masked_softmax_float32
     row_blocks.in_row_blocks(lambda block: softmax(block, allowed), scores.reshape((-1,) + scores.shape[-2:]))
     return scores
+
+
+def _query_key_mask(allowed: Array | None, scores_shape: tuple[int, ...]) -> Array | None:
+    """A mask that is the same for every batch entry as one contiguous (Tq, Tk) array (None stays None)."""
+    if allowed is None:
+        return None
+    xp = xp_of(allowed)
+    return xp.ascontiguousarray(xp.broadcast_to(allowed, allowed.shape[:-2] + scores_shape[-2:])).reshape(
+        scores_shape[-2:]
+    )
 
 
 def attention_forward(
@@ -178,6 +234,9 @@ def attention_forward(
 ) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     dtype = xp.result_type(q, k, v)
+    sgemm = _per_head_sgemm(allowed, q, k, v)
+    if sgemm is not None:
+        return _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale)
     scores = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype)
     _over_batch(
         lambda q_block, k_block, out: (  # scaling q: cheaper than Tq x Tk scores
@@ -229,8 +288,11 @@ def attention_backward(
     q: Array, k: Array, v: Array, probs: Array, dropped: Array, grad: Array, scale: float
 ) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
-    grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
     dropout = dropped is not probs
+    sgemm = _per_head_sgemm(None, q, k, v, grad)
+    if sgemm is not None:
+        return _attention_backward_per_head(sgemm, q, k, v, probs, dropped if dropout else None, grad, scale)
+    grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
     _over_batch(
         lambda *blocks: _backward_block(*blocks, dropout=dropout, scale=scale),
         q,
@@ -244,6 +306,83 @@ def attention_backward(
         grad_v,
     )
     return grad_q, grad_k, grad_v
+
+
+# ---------------------------------------------------------------- attention, one compiled loop per block of heads
+def _per_head_sgemm(allowed: Array | None, *arrays: Array) -> int | None:
+    """The sgemm address for cpu_attention's loops when they can take these arrays, else None: NumPy
+    float32 (..., T, D) arrays of 2-4 axes, none empty, unit stride along D and a row stride sgemm can
+    take, and a mask that is the same for every head."""
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != np.float32 or not 2 <= a.ndim <= 4 or a.size == 0:
+            return None
+        if a.strides[-1] != a.itemsize or (a.shape[-2] > 1 and a.strides[-2] < a.itemsize * a.shape[-1]):
+            return None
+        if a.strides[-2] % a.itemsize:
+            return None
+    if allowed is not None and any(n != 1 for n in allowed.shape[:-2]):
+        return None
+    return openblas.sgemm_address()
+
+
+def _heads(array: Array) -> Array:
+    """A (B, H, T, D) view of a (..., T, D) array of 2-4 axes."""
+    return array.reshape((1,) * (4 - array.ndim) + array.shape)
+
+
+def _like(array: Array) -> Array:
+    """An empty array laid out as ``array`` is (a view into a (B, T, 3C) projection gets a (B, T, C)
+    buffer), so the gradient reshapes back without a copy; C order where that layout would not suit sgemm."""
+    out = np.empty_like(array)
+    return out if _per_head_sgemm(None, out) is not None else np.empty(array.shape, array.dtype)
+
+
+def _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale):
+    from . import cpu_attention
+
+    probs = np.empty(q.shape[:-1] + k.shape[-2:-1], np.float32)
+    out = _like(q) if v.shape[-1] == q.shape[-1] else np.empty(q.shape[:-1] + v.shape[-1:], np.float32)
+    mask = _query_key_mask(allowed, probs.shape)
+    dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, "cpu") if dropout_p > 0 else None
+    k_t = np.ascontiguousarray(np.swapaxes(_heads(k), -1, -2))
+    heads = [_heads(a) for a in (q, v, out, probs)] + [None if dropped is None else _heads(dropped)]
+    if row_blocks.team() is not None:
+        from . import team_blocks
+
+        team_blocks.attention_forward(heads[0], k_t, heads[1], mask, scale, heads[3], heads[4], heads[2])
+    else:
+        forward = cpu_attention.attention_forward_heads
+        row_blocks.in_row_blocks(
+            lambda probs, q, k_t, v, out, dropped=None: forward(
+                sgemm, q, k_t, v, mask, np.float32(scale), probs, dropped, out
+            ),
+            *[a for a in [heads[3], heads[0], k_t, heads[1], heads[2], heads[4]] if a is not None],
+            min_elements=ATTENTION_MIN_SCORES,
+        )
+    return out, probs, probs if dropped is None else dropped
+
+
+def _attention_backward_per_head(sgemm, q, k, v, probs, dropped, grad, scale):
+    from . import cpu_attention
+
+    grads = [_like(a) for a in (q, k, v)]
+    v_t = np.ascontiguousarray(np.swapaxes(_heads(v), -1, -2))
+    q, k, probs, grad, grad_q, grad_k, grad_v = (_heads(a) for a in (q, k, probs, grad, *grads))
+    dropped = None if dropped is None else _heads(dropped)
+    if row_blocks.team() is not None:
+        from . import team_blocks
+
+        team_blocks.attention_backward(q, k, v_t, probs, dropped, grad, scale, grad_q, grad_k, grad_v)
+    else:
+        backward = cpu_attention.attention_backward_heads
+        row_blocks.in_row_blocks(
+            lambda probs, q, k, v_t, grad, grad_q, grad_k, grad_v, dropped=None: backward(
+                sgemm, q, k, v_t, probs, dropped, grad, np.float32(scale), grad_q, grad_k, grad_v
+            ),
+            *[a for a in [probs, q, k, v_t, grad, grad_q, grad_k, grad_v, dropped] if a is not None],
+            min_elements=ATTENTION_MIN_SCORES,
+        )
+    return tuple(grads)
 
 
 # ---------------------------------------------------------------- embedding backward

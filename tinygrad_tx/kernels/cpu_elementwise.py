@@ -65,7 +65,12 @@ def _gate(x: Array, approximate: str) -> Array:
 def gelu_forward(x: Array, approximate: str) -> Array:
     if approximate == "none" and x.dtype == np.float32:  # one compiled pass on every core
         out = np.empty(x.size, x.dtype)
-        row_blocks.in_row_blocks(compiled_loops().gelu_exact_forward, _flat(x), out)
+        if row_blocks.team() is not None:
+            from . import team_blocks
+
+            team_blocks.gelu(_flat(x), out)
+        else:
+            row_blocks.in_row_blocks(compiled_loops().gelu_exact_forward, _flat(x), out)
         return out.reshape(x.shape)
     gate = _gate(x, approximate)
     if approximate == "none":
@@ -80,7 +85,12 @@ def gelu_forward(x: Array, approximate: str) -> Array:
 def gelu_backward(x: Array, grad: Array, approximate: str) -> Array:
     if approximate == "none" and x.dtype == grad.dtype == np.float32:  # Phi recomputed inside the loop
         slope = np.empty(x.size, x.dtype)
-        row_blocks.in_row_blocks(compiled_loops().gelu_exact_backward, _flat(x), _flat(grad), slope)
+        if row_blocks.team() is not None:
+            from . import team_blocks
+
+            team_blocks.gelu(_flat(x), slope, _flat(grad))
+        else:
+            row_blocks.in_row_blocks(compiled_loops().gelu_exact_backward, _flat(x), _flat(grad), slope)
         return slope.reshape(x.shape)
     gate = _gate(x, approximate)
     if approximate == "none":

@@ -27,6 +27,28 @@ TANH_CUBIC = 0.044715  # the cubic coefficient of GELU's tanh approximation (Hen
 ERF_SERIES_CLAMP, ERF_SERIES_TERMS = 6.0, 100  # erf(6) is 1 in float64; 100 terms reach float64 rounding there
 
 
+# ---------------------------------------------------------------- linear: one GEMM over rows
+def linear_forward(rows: Array, weight: Array, bias: Array | None) -> Array:
+    """y = x W^T + b for (N, in) rows x, (out, in) W and (out,) b.  docs/derivations/matmul.md"""
+    out = rows @ weight.T
+    if bias is not None:
+        out += bias
+    return out
+
+
+def linear_backward(
+    grad_rows: Array, rows: Array, weight: Array, needs: tuple[bool, bool, bool]
+) -> tuple[Array | None, Array | None, Array | None]:
+    """(dx, dW, db) = (g W, g^T x, sum over rows of g) for (N, out) g; each is None unless ``needs``
+    (x, W, b) asks for it.  docs/derivations/matmul.md"""
+    need_x, need_weight, need_bias = needs
+    return (
+        grad_rows @ weight if need_x else None,
+        grad_rows.T @ rows if need_weight else None,
+        grad_rows.sum(axis=0) if need_bias else None,
+    )
+
+
 # ---------------------------------------------------------------- softmax and log-softmax
 def softmax_forward(x: Array, axis: int) -> Array:
     """y = exp(x - max x) / sum exp(x - max x) along ``axis``.  docs/derivations/softmax.md

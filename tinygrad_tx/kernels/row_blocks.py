@@ -16,8 +16,6 @@ of its own that would fight the blocks for the cores.
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import itertools
 import os
 import queue
@@ -26,9 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from .. import backend
+from . import openblas
 
 # Below this many elements the hand-off costs more than it saves: waking a sleeping helper takes
 # ~0.1 ms on the 2-core box, and a compiled loop does 1M float32 elements of GELU in ~0.5 ms
@@ -120,23 +117,6 @@ def in_row_blocks(function: Callable[..., Any], *arrays: Any, min_elements: int 
 
 
 # ---------------------------------------------------------------- OpenBLAS's thread count
-def _find_blas_thread_functions() -> tuple[Any, Any] | tuple[()]:
-    """(set, get) of NumPy's bundled OpenBLAS thread count through ctypes, or () for another BLAS."""
-    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(folder, "libscipy_openblas*")) + glob.glob(os.path.join(folder, "libopenblas*")):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    return setter, getter
-    return ()
-
-
 _blas_functions: tuple[Any, Any] | tuple[()] | None = None  # found on first use: importing loads no library
 _blas_depth = 0  # nested or concurrent one_blas_thread() blocks; the count is restored when the last ends
 _blas_saved = 0
@@ -147,7 +127,7 @@ def _blas() -> tuple[Any, Any] | tuple[()]:
     """OpenBLAS's (set, get), looked up on first use (call with _blas_lock held)."""
     global _blas_functions
     if _blas_functions is None:
-        _blas_functions = _find_blas_thread_functions()
+        _blas_functions = openblas.thread_functions()
     return _blas_functions
 
 
@@ -231,5 +211,23 @@ def fit_blas_threads() -> None:
         others = max(0.0, (busy - _watch["busy"]) - (own - _watch["own"])) / elapsed  # cores busy elsewhere
         _watch.update(time=now, busy=busy, own=own)
         threads = max(1, min(_watch["ceiling"], int(WORKERS - others + 0.3)))
-        if _blas_depth == 0 and _blas_functions and _blas_functions[1]() != threads:
+        if _team is not None:  # the team splits the GEMMs; OpenBLAS stays at one thread
+            _team.pause(threads < 2)
+        elif _blas_depth == 0 and _blas_functions and _blas_functions[1]() != threads:
             _blas_functions[0](threads)
+
+
+# ---------------------------------------------------------------- the compiled kernels' team
+_team: Any = None  # team.Team once tune_for_training() started it (team.start); None until then
+
+
+def team() -> Any:
+    """The team of spinning threads for the compiled kernels (kernels/team.py) when tune_for_training()
+    started it, else None. Kept here, not in team.py, so asking does not import numba."""
+    return _team
+
+
+def use_team(new_team: Any) -> None:
+    """Route the compiled kernels through ``new_team`` (None: back to in_row_blocks and OpenBLAS's threads)."""
+    global _team
+    _team = new_team

@@ -7,7 +7,6 @@ from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
 from ..kernels import pick
-from ..kernels.row_blocks import fit_blas_threads
 from ..ops import as_rows, require_float
 
 
@@ -28,10 +27,7 @@ class Linear(Function):
                 f"({weight.shape[0]},) of weight shape {tuple(weight.shape)}"
             )
         rows = as_rows(x)
-        fit_blas_threads()  # after tune_for_training(): OpenBLAS uses the cores other programs leave free
-        out = rows @ weight.T
-        if bias is not None:
-            out += bias
+        out = pick("linear_forward", rows)(rows, weight, bias)
         ctx.save_for_backward(rows, weight)
         ctx.x_shape = x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
@@ -40,13 +36,11 @@ class Linear(Function):
     def backward(ctx, grad):
         """dx = g W, dW = g^T x, db = sum_rows g (g, x as (N, features) matrices).  docs/derivations/matmul.md"""
         rows, weight = ctx.saved_tensors
-        need_x, need_weight, need_bias = ctx.needs_input_grad
         grad_rows = as_rows(grad)
-        return (
-            (grad_rows @ weight).reshape(ctx.x_shape) if need_x else None,
-            grad_rows.T @ rows if need_weight else None,
-            grad_rows.sum(axis=0) if need_bias else None,
+        grad_x, grad_weight, grad_bias = pick("linear_backward", grad_rows)(
+            grad_rows, rows, weight, ctx.needs_input_grad
         )
+        return None if grad_x is None else grad_x.reshape(ctx.x_shape), grad_weight, grad_bias
 
 
 class Embedding(Function):

@@ -1,0 +1,183 @@
+"""kernels/team.py and team_blocks.py: the engine's spinning threads and the kernels they run.
+
+The runtime's promises: every block of a job runs exactly once, jobs can follow each other at any
+pace (helpers spinning or asleep), a paused team or a second calling thread still completes its
+work on the caller, and bad block counts are refused. The kernels' promise: each team launcher
+computes what its reference computes, with the thresholds lowered so that small test arrays are
+cut into many blocks. Last, a GPT training step gives the same loss and gradients with the team as
+without it.
+"""
+
+import threading
+import time
+
+import numba
+import numpy as np
+import pytest
+from numba import carray, types
+
+from tests.kernel_cases import FAST
+from tests.test_kernels import check_attention, check_layer_norm
+from tests.test_kernels_elementwise import check_gelu
+from tinygrad_tx.kernels import openblas, row_blocks, team, team_blocks
+from tinygrad_tx.kernels.native import atomic_add, int64_pointer
+
+
+@numba.cfunc(types.void(types.int64, types.int64), nogil=True, cache=True)
+def count_block(arguments, block):
+    """counts[block] += 1 (atomically: a block run twice, or by two threads at once, shows)."""
+    fields = carray(int64_pointer(arguments), (2,))
+    counts = carray(int64_pointer(fields[0]), (fields[1],))
+    atomic_add(counts, block, 1)
+
+
+@pytest.fixture
+def on_team(monkeypatch):
+    """The kernels route through a team of (at least) two threads; the previous state comes back after."""
+    if openblas.sgemm_address() is None:
+        pytest.skip("NumPy's BLAS is not the bundled ILP64 OpenBLAS: the team has no sgemm to split GEMMs with")
+    previous = row_blocks.team()
+    current = previous or team.Team(helpers=max(1, row_blocks.WORKERS - 1))
+    row_blocks.use_team(current)
+    current.pause(False)
+    yield current
+    current.pause(False)
+    row_blocks.use_team(previous)
+
+
+@pytest.fixture
+def many_blocks(monkeypatch, on_team):
+    """Every launcher cuts even a tiny array into as many blocks as it can."""
+    monkeypatch.setattr(team_blocks, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(team_blocks, "MIN_GEMM_PRODUCTS", 1)
+    monkeypatch.setattr(team_blocks, "BLOCKS_PER_WORKER", 8)
+    monkeypatch.setattr(team_blocks, "GEMM_BANDS_PER_WORKER", 3)
+    return on_team
+
+
+def run_counted(current, blocks, jobs=1):
+    counts = np.zeros(blocks, np.int64)
+    arguments = np.array([counts.ctypes.data, blocks], np.int64)
+    for _ in range(jobs):
+        current.run(count_block.address, arguments, blocks)
+    return counts
+
+
+def test_every_block_runs_once_per_job(on_team):
+    assert np.array_equal(run_counted(on_team, 1000, jobs=50), np.full(1000, 50))
+    assert np.array_equal(run_counted(on_team, 1), [1])
+
+
+def test_jobs_after_the_helpers_fell_asleep(on_team, monkeypatch):
+    on_team.start_helpers()
+    monkeypatch.setattr(on_team, "_spin_limit", 1)  # a helper sleeps right after each job
+    for pause_seconds in (0.0, 0.01, 0.0, 0.02):
+        time.sleep(pause_seconds)
+        assert np.array_equal(run_counted(on_team, 64, jobs=3), np.full(64, 3))
+
+
+def test_a_paused_team_runs_every_block_on_the_caller(on_team):
+    on_team.start_helpers()
+    on_team.pause(True)
+    deadline = time.monotonic() + 5
+    while not all(on_team.state[team._SLEEPING + 8 * i] for i in range(on_team.helpers)):
+        assert time.monotonic() < deadline, "paused helpers did not go to sleep"
+        time.sleep(0.001)
+    assert np.array_equal(run_counted(on_team, 200, jobs=5), np.full(200, 5))
+    on_team.pause(False)
+    assert np.array_equal(run_counted(on_team, 200, jobs=5), np.full(200, 5))
+
+
+def test_a_second_calling_thread_runs_its_job_alone(on_team):
+    """One job at a time: a thread that finds the team busy does all its blocks itself."""
+    results = []
+    with on_team._busy:  # as if another thread's job were running
+        worker = threading.Thread(target=lambda: results.append(run_counted(on_team, 300)))
+        worker.start()
+        worker.join(timeout=30)
+    assert results and np.array_equal(results[0], np.ones(300, np.int64))
+
+
+@pytest.mark.parametrize("blocks", [0, -1, team.MAX_BLOCKS + 1])
+def test_block_counts_out_of_range_are_refused(on_team, blocks):
+    with pytest.raises(ValueError, match="blocks"):
+        on_team.run(count_block.address, np.zeros(2, np.int64), blocks)
+
+
+def _operands(rng, m, k, n, layout):
+    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+    if layout == "transposed":  # column-major storage: what grad_rows.T and weight.T look like
+        return np.asfortranarray(a), np.asfortranarray(b)
+    if layout == "row strided":  # a band of a wider matrix: rows further apart than their length
+        return np.pad(a, ((0, 0), (0, 3)))[:, :k], np.pad(b, ((0, 0), (0, 5)))[:, :n]
+    if layout == "element strided":  # neither rows nor columns contiguous: NumPy's matmul takes it
+        return np.repeat(a, 2, axis=1)[:, ::2], b
+    if layout == "float64":
+        return a.astype(np.float64), b.astype(np.float64)
+    return a, b
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "row strided", "element strided", "float64"])
+@pytest.mark.parametrize("m, k, n", [(96, 40, 72), (1, 17, 9), (33, 1, 5), (5, 64, 300), (0, 4, 3), (4, 0, 3)])
+def test_matmuls_equal_numpy(many_blocks, layout, m, k, n):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a, b = _operands(rng, m, k, n, layout)
+    c, d = _operands(rng, n, m, k, layout)
+    first, second = team_blocks.matmuls((a, b), (c, d))
+    alone = team_blocks.matmul(a, b)  # one product: cut into bands of rows (or of columns when wider)
+    for result, (x, y) in ((first, (a, b)), (second, (c, d)), (alone, (a, b))):
+        expected = np.matmul(x.astype(np.float64), y.astype(np.float64))
+        assert result.shape == expected.shape and result.dtype == np.result_type(x, y)
+        bound = 1e-5 * max(1.0, float(np.abs(x).max(initial=0) * np.abs(y).max(initial=0) * x.shape[1]))
+        assert np.abs(result - expected).max(initial=0) <= bound
+
+
+def test_fast_kernels_equal_the_reference_on_the_team(many_blocks):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 40, 96)).astype(np.float32)
+    grad = rng.standard_normal(x.shape).astype(np.float32)
+    weight, bias = rng.standard_normal((2, 96)).astype(np.float32)
+    for w, b in ((weight, bias), (weight, None), (None, None)):
+        check_layer_norm(FAST, x, w, b, grad)
+    check_gelu(FAST, x, grad, "none")
+    projection = rng.standard_normal((4, 16, 3 * 24)).astype(np.float32)  # q, k, v as views of one (B, T, 3C)
+    q, k, v = (projection[..., i * 24 : (i + 1) * 24].reshape(4, 16, 3, 8).transpose(0, 2, 1, 3) for i in range(3))
+    for allowed in (np.tri(16, 16, dtype=bool), None, rng.random((16, 16)) < 0.6):
+        for dropout_p in (0.0, 0.3):
+            check_attention(FAST, q, k, v, allowed, dropout_p, rng.standard_normal(q.shape).astype(np.float32), 3)
+
+
+def test_a_training_step_is_the_same_with_and_without_the_team(many_blocks):
+    from models.gpt import GPT, GPTConfig
+
+    config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=65, dropout=0.0, bias=True)
+    rng = np.random.default_rng(5)
+    idx, targets = rng.integers(0, 65, (4, 16)), rng.integers(0, 65, (4, 16))
+    results = []
+    for current in (many_blocks, None):
+        row_blocks.use_team(current)
+        model = GPT(config)
+        model.load_state_dict(GPT(config).state_dict() if not results else results[0][2])
+        _, loss = model(idx, targets)
+        loss.backward()
+        state = {name: value.copy() for name, value in model.state_dict().items()}
+        results.append((float(loss.item()), {n: p.grad.numpy().copy() for n, p in model.named_parameters()}, state))
+    (loss_team, grads_team, _), (loss_plain, grads_plain, _) = results
+    assert abs(loss_team - loss_plain) <= 1e-5 * abs(loss_plain)
+    for name, grad in grads_plain.items():
+        scale = max(1e-3, float(np.abs(grad).max()))
+        assert np.abs(grads_team[name] - grad).max() <= 1e-4 * scale, name
+
+
+def test_a_busy_machine_pauses_the_team(on_team):
+    """Another program using a core (simulated, as in test_row_blocks) pauses the team; quiet resumes it."""
+    if not row_blocks.follow_free_cores():
+        pytest.skip("no /proc/stat, no settable OpenBLAS thread count, or one core: nothing to follow")
+    watch = row_blocks._watch
+    watch["ceiling"] = max(watch["ceiling"], 2)
+    watch.update(time=watch["time"] - 1.0, busy=watch["busy"] - 1.0, last_call=time.monotonic())
+    row_blocks.fit_blas_threads()
+    assert on_team.state[team._PAUSED] == (row_blocks.WORKERS - 1 < 2)
+    watch.update(time=watch["time"] - 1.0, last_call=time.monotonic())
+    row_blocks.fit_blas_threads()
+    assert on_team.state[team._PAUSED] == 0
