@@ -18,7 +18,7 @@ from numba import carray, types
 
 from tests.kernel_cases import FAST
 from tests.test_kernels import check_attention, check_layer_norm
-from tests.test_kernels_elementwise import check_gelu
+from tests.test_kernels_elementwise import check_adamw, check_gelu
 from tinygrad_tx.kernels import openblas, row_blocks, team, team_blocks
 from tinygrad_tx.kernels.native import atomic_add, int64_pointer
 
@@ -140,6 +140,11 @@ def test_fast_kernels_equal_the_reference_on_the_team(many_blocks):
     for w, b in ((weight, bias), (weight, None), (None, None)):
         check_layer_norm(FAST, x, w, b, grad)
     check_gelu(FAST, x, grad, "none")
+
+    def make_state():
+        return tuple(np.full((64, 33), value, np.float32) for value in (0.5, 0.0, 0.0))
+
+    check_adamw(FAST, make_state, [rng.standard_normal((64, 33)).astype(np.float32) for _ in range(3)], 0.1)
     projection = rng.standard_normal((4, 16, 3 * 24)).astype(np.float32)  # q, k, v as views of one (B, T, 3C)
     q, k, v = (projection[..., i * 24 : (i + 1) * 24].reshape(4, 16, 3, 8).transpose(0, 2, 1, 3) for i in range(3))
     for allowed in (np.tri(16, 16, dtype=bool), None, rng.random((16, 16)) < 0.6):

@@ -157,6 +157,11 @@ def adamw_update(
         reference.adamw_update(*arrays, lr, beta1, beta2, eps, weight_decay, step)
         return
     scalars = (1 - lr * weight_decay, beta1, beta2, lr / (1 - beta1**step), math.sqrt(1 - beta2**step), eps)
+    if row_blocks.team() is not None and param.dtype == np.float32:
+        from . import team_blocks
+
+        team_blocks.adamw(*arrays, *scalars)
+        return
     update = compiled_loops().adamw_flat
     row_blocks.in_row_blocks(
         lambda *blocks: update(*blocks, *(param.dtype.type(s) for s in scalars)), *(a.reshape(-1) for a in arrays)

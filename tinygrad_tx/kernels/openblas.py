@@ -54,11 +54,16 @@ def thread_functions() -> tuple[Any, Any] | tuple[()]:
     return ()
 
 
+_sgemm: list[int | None] = []  # the address, once looked up
+
+
 def sgemm_address() -> int | None:
     """The address of the bundled ILP64 ``cblas_sgemm`` (row-major calls, 64-bit sizes), or None."""
-    for library in _bundled_libraries():
-        for name in ("scipy_cblas_sgemm64_", "cblas_sgemm64_"):
-            function = getattr(library, name, None)
-            if function is not None:
-                return ctypes.cast(function, ctypes.c_void_p).value
-    return None
+    if not _sgemm:
+        found = (getattr(library, name, None) for library in _bundled_libraries() for name in _SGEMM_NAMES)
+        function = next((function for function in found if function is not None), None)
+        _sgemm.append(None if function is None else ctypes.cast(function, ctypes.c_void_p).value)
+    return _sgemm[0]
+
+
+_SGEMM_NAMES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")

@@ -168,6 +168,30 @@ def gelu(x: np.ndarray, out: np.ndarray, grad: np.ndarray | None = None) -> None
         row_blocks.team().run(_gelu_backward_block.address, packed, blocks)
 
 
+# ---------------------------------------------------------------- AdamW (flat, in place)
+@_block
+def _adamw_block(arguments, block):
+    a = carray(int64_pointer(arguments), (12,))
+    scalars = carray(float64_pointer(arguments), (12,))
+    low, high = _span(a[4], block, a[5])
+    param = carray(float32_pointer(a[0] + 4 * low), (high - low,))
+    grad = carray(float32_pointer(a[1] + 4 * low), (high - low,))
+    exp_avg = carray(float32_pointer(a[2] + 4 * low), (high - low,))
+    exp_avg_sq = carray(float32_pointer(a[3] + 4 * low), (high - low,))
+    decay, beta1, beta2 = np.float32(scalars[6]), np.float32(scalars[7]), np.float32(scalars[8])
+    step_size, bias_root, eps = np.float32(scalars[9]), np.float32(scalars[10]), np.float32(scalars[11])
+    cpu_loops.adamw_flat(param, grad, exp_avg, exp_avg_sq, decay, beta1, beta2, step_size, bias_root, eps)
+
+
+def adamw(param, grad, exp_avg, exp_avg_sq, *scalars: float) -> None:
+    """cpu_loops.adamw_flat over contiguous float32 arrays, in place, split over the team; ``scalars``
+    are (decay, beta1, beta2, step size, bias root, eps), rounded to float32 in the blocks."""
+    blocks = _blocks(param.size, MIN_ELEMENTS, param.size)
+    addresses = [a.ctypes.data for a in (param, grad, exp_avg, exp_avg_sq)]
+    packed = _pack(*addresses, param.size, blocks, *(float(value) for value in scalars))
+    row_blocks.team().run(_adamw_block.address, packed, blocks)
+
+
 # ---------------------------------------------------------------- layer norm (rows)
 @_block
 def _layer_norm_block(arguments, block):
