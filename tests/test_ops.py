@@ -348,3 +348,33 @@ def test_boolean_masks_give_pytorchs_gradients():
     z = Tensor([1.0, 2.0, 3.0], requires_grad=True)
     z.masked_fill(mask, 0.0).sum().backward()
     np.testing.assert_array_equal(z.grad.numpy(), [0, 1, 0])
+
+
+# ---------------------------------------------------------------- split's backward joins adjacent views
+def _split_gradients(buffer, sizes, axis, order=None):
+    """Views of ``buffer`` cut as split(sizes, axis) does, taken in ``order``."""
+    bounds = np.cumsum([0, *sizes])
+    pieces = [buffer[(slice(None),) * axis + (slice(bounds[i], bounds[i + 1]),)] for i in range(len(sizes))]
+    return [pieces[i] for i in (order or range(len(sizes)))]
+
+
+def test_split_backward_joins_gradients_that_lie_side_by_side_without_a_copy():
+    """Attention writes q, k and v's gradients into one buffer laid out like the projection they were
+    cut from; split's backward then hands that buffer on as a view instead of concatenating."""
+    from tinygrad_tx.ops.movement import Split
+
+    buffer = np.arange(2 * 5 * 12, dtype=np.float32).reshape(2, 5, 12)
+    joined, _, _ = Split.backward(type("Ctx", (), {"axis": 2})(), *_split_gradients(buffer, [4, 4, 4], 2))
+    assert np.shares_memory(joined, buffer) and np.array_equal(joined, buffer)
+    # out of order, with a gap, from two buffers, or along another axis: the values must still be a concatenation
+    other = buffer.copy()
+    cases = [
+        (_split_gradients(buffer, [4, 4, 4], 2, order=[1, 0, 2]), 2),
+        ([buffer[:, :, 0:4], buffer[:, :, 5:9]], 2),
+        ([buffer[:, :, 0:4], other[:, :, 4:8]], 2),
+        ([buffer[:, 0:2], buffer[:, 2:5]], 1),
+        ([buffer[:, :, 0:0], buffer[:, :, 0:4]], 2),
+    ]
+    for pieces, axis in cases:
+        joined, _, _ = Split.backward(type("Ctx", (), {"axis": axis})(), *pieces)
+        assert np.array_equal(joined, np.concatenate(pieces, axis=axis))

@@ -337,6 +337,21 @@ def _like(array: Array) -> Array:
     return out if _per_head_sgemm(None, out) is not None else np.empty(array.shape, array.dtype)
 
 
+def _gradients_like(*arrays: Array) -> list[Array]:
+    """Empty gradients for ``arrays``. When they are views of one base array (q, k and v cut from one
+    (B, T, 3C) projection), the gradients are the same views of one new array shaped like that base:
+    the Split that cut them then joins their gradients without a copy (ops/movement.py)."""
+    base = arrays[0].base
+    if base is None or not base.flags.c_contiguous or any(a.base is not base for a in arrays):
+        return [_like(a) for a in arrays]
+    buffer = np.empty_like(base)
+    start = base.__array_interface__["data"][0]
+    return [
+        np.ndarray(a.shape, a.dtype, buffer=buffer, offset=a.__array_interface__["data"][0] - start, strides=a.strides)
+        for a in arrays
+    ]
+
+
 def _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale):
     from . import cpu_attention
 
@@ -365,7 +380,7 @@ def _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale):
 def _attention_backward_per_head(sgemm, q, k, v, probs, dropped, grad, scale):
     from . import cpu_attention
 
-    grads = [_like(a) for a in (q, k, v)]
+    grads = _gradients_like(q, k, v)
     v_t = np.ascontiguousarray(np.swapaxes(_heads(v), -1, -2))
     q, k, probs, grad, grad_q, grad_k, grad_v = (_heads(a) for a in (q, k, probs, grad, *grads))
     dropped = None if dropped is None else _heads(dropped)

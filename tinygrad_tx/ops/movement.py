@@ -2,6 +2,8 @@
 gradient back to where its element came from. Derivation: docs/derivations/movement.md.
 """
 
+import numpy as np
+
 from ..backend import scatter_add, xp_of
 from ..errors import IndexOutOfRangeError, ShapeError
 from ..function import Function
@@ -165,4 +167,28 @@ class Split(Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        return xp_of(grads[0]).concatenate(grads, axis=ctx.axis), None, None
+        joined = _adjacent_views_joined(grads, ctx.axis)
+        return joined if joined is not None else xp_of(grads[0]).concatenate(grads, axis=ctx.axis), None, None
+
+
+def _adjacent_views_joined(pieces, axis):
+    """concatenate(pieces, axis) as a view, when the pieces already lie side by side in one NumPy array
+    (attention's q, k, v gradients, written into one buffer shaped like the projection they were cut
+    from: kernels/cpu.py); None otherwise."""
+    first = pieces[0]
+    base = first.base if isinstance(first, np.ndarray) else None
+    if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+        return None
+    step = first.strides[axis]
+    address = first.__array_interface__["data"][0]
+    others = first.shape[:axis] + first.shape[axis + 1 :]
+    for piece in pieces:
+        same_frame = piece.base is base and piece.strides == first.strides and piece.dtype == first.dtype
+        if not same_frame or piece.shape[:axis] + piece.shape[axis + 1 :] != others:
+            return None
+        if piece.shape[axis] == 0 or piece.__array_interface__["data"][0] != address:
+            return None
+        address += step * piece.shape[axis]
+    shape = first.shape[:axis] + (sum(piece.shape[axis] for piece in pieces),) + first.shape[axis + 1 :]
+    offset = first.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    return np.ndarray(shape, first.dtype, buffer=base, offset=offset, strides=first.strides)
