@@ -152,14 +152,16 @@ def test_fast_kernels_equal_the_reference_on_the_team(many_blocks):
             check_attention(FAST, q, k, v, allowed, dropout_p, rng.standard_normal(q.shape).astype(np.float32), 3)
 
 
-def test_a_training_step_is_the_same_with_and_without_the_team(many_blocks):
+@pytest.mark.parametrize("cut", ["many_blocks", "on_team"])  # on_team's thresholds keep these arrays whole
+def test_a_training_step_is_the_same_with_and_without_the_team(cut, request):
     from models.gpt import GPT, GPTConfig
 
+    the_team = request.getfixturevalue(cut)
     config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=65, dropout=0.0, bias=True)
     rng = np.random.default_rng(5)
     idx, targets = rng.integers(0, 65, (4, 16)), rng.integers(0, 65, (4, 16))
     results = []
-    for current in (many_blocks, None):
+    for current in (the_team, None):
         row_blocks.use_team(current)
         model = GPT(config)
         model.load_state_dict(GPT(config).state_dict() if not results else results[0][2])

@@ -25,7 +25,10 @@ class ScopedSetting:
         return stack
 
     def get(self):
-        return self._stack()[-1]
+        try:  # every op asks (grad mode, anomaly mode, kernels): the common case is one attribute read
+            return self._local.stack[-1]
+        except AttributeError:
+            return self._stack()[-1]
 
     def set(self, value):
         """Change the value in this thread until the enclosing scope (if any) ends."""

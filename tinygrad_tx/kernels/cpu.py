@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend
 from ..backend import xp_of
 from . import openblas, reference, row_blocks
-from .cpu_elementwise import compiled_loops, dropout_mask
+from .cpu_elementwise import compiled_loops, dropout_mask, team_kernels
 from .reference import Array
 
 # Below this many table rows a one-hot matmul is the fastest CPU scatter-add; above it, sorting the
@@ -42,11 +42,10 @@ def row_dots(a: Array, b: Array) -> Array:
 def linear_forward(rows: Array, weight: Array, bias: Array | None) -> Array:
     """NumPy's matmul, or split over the team of threads once tune_for_training() started it."""
     row_blocks.fit_blas_threads()  # after tune_for_training(): use the cores other programs leave free
-    if row_blocks.team() is None:
+    team = team_kernels()
+    if team is None:
         return reference.linear_forward(rows, weight, bias)
-    from . import team_blocks
-
-    out = team_blocks.matmul(rows, weight.T)
+    out = team.matmul(rows, weight.T)
     if bias is not None:
         out += bias
     return out
@@ -55,13 +54,12 @@ def linear_forward(rows: Array, weight: Array, bias: Array | None) -> Array:
 def linear_backward(
     grad_rows: Array, rows: Array, weight: Array, needs: tuple[bool, bool, bool]
 ) -> tuple[Array | None, Array | None, Array | None]:
-    if row_blocks.team() is None:
+    team = team_kernels()
+    if team is None:
         return reference.linear_backward(grad_rows, rows, weight, needs)
-    from . import team_blocks
-
     need_x, need_weight, need_bias = needs
     products = [(grad_rows, weight)] * need_x + [(grad_rows.T, rows)] * need_weight
-    grads = iter(team_blocks.matmuls(*products))
+    grads = iter(team.matmuls(*products))
     return (
         next(grads) if need_x else None,
         next(grads) if need_weight else None,
@@ -158,11 +156,8 @@ def layer_norm_forward(x: Array, weight: Array | None, bias: Array | None, eps: 
     xhat, out = np.empty_like(rows), np.empty_like(rows)
     rstd = np.empty((rows.shape[0], 1), x.dtype)
     normalize, eps = compiled_loops().layer_norm_rows, x.dtype.type(eps)
-    if row_blocks.team() is not None and x.dtype == np.float32 and _contiguous(weight, bias):
-        from . import team_blocks
-
-        team_blocks.layer_norm(rows, weight, bias, eps, xhat, rstd, out)
-    else:
+    team = team_kernels() if x.dtype == np.float32 and _contiguous(weight, bias) else None
+    if team is None or not team.layer_norm(rows, weight, bias, eps, xhat, rstd, out):
         row_blocks.in_row_blocks(
             lambda *blocks: normalize(blocks[0], weight, bias, eps, *blocks[1:]), rows, xhat, rstd, out
         )
@@ -185,13 +180,9 @@ def layer_norm_backward(
         backward(grad_rows, xhat_rows, rstd_rows, weight, grad_x_rows, column_sums[0], column_sums[1])
         return column_sums
 
-    if row_blocks.team() is not None and xhat.dtype == np.float32 and _contiguous(weight):
-        from . import team_blocks
-
-        grad_rows, xhat_rows, rstd_rows = rows
-        grad_weight, grad_bias = team_blocks.layer_norm_backward(grad_rows, xhat_rows, rstd_rows, weight, grad_x)
-    else:
-        grad_weight, grad_bias = sum(row_blocks.in_row_blocks(block, *rows, grad_x))
+    team = team_kernels() if xhat.dtype == np.float32 and _contiguous(weight) else None
+    sums = None if team is None else team.layer_norm_backward(rows[0], rows[1], rows[2], weight, grad_x)
+    grad_weight, grad_bias = sums if sums is not None else sum(row_blocks.in_row_blocks(block, *rows, grad_x))
     return grad_x.reshape(xhat.shape), None if weight is None else grad_weight, grad_bias
 
 
@@ -361,11 +352,8 @@ def _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale):
     dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, "cpu") if dropout_p > 0 else None
     k_t = np.ascontiguousarray(np.swapaxes(_heads(k), -1, -2))
     heads = [_heads(a) for a in (q, v, out, probs)] + [None if dropped is None else _heads(dropped)]
-    if row_blocks.team() is not None:
-        from . import team_blocks
-
-        team_blocks.attention_forward(heads[0], k_t, heads[1], mask, scale, heads[3], heads[4], heads[2])
-    else:
+    team = team_kernels()
+    if team is None or not team.attention_forward(heads[0], k_t, heads[1], mask, scale, heads[3], heads[4], heads[2]):
         forward = cpu_attention.attention_forward_heads
         row_blocks.in_row_blocks(
             lambda probs, q, k_t, v, out, dropped=None: forward(
@@ -384,11 +372,8 @@ def _attention_backward_per_head(sgemm, q, k, v, probs, dropped, grad, scale):
     v_t = np.ascontiguousarray(np.swapaxes(_heads(v), -1, -2))
     q, k, probs, grad, grad_q, grad_k, grad_v = (_heads(a) for a in (q, k, probs, grad, *grads))
     dropped = None if dropped is None else _heads(dropped)
-    if row_blocks.team() is not None:
-        from . import team_blocks
-
-        team_blocks.attention_backward(q, k, v_t, probs, dropped, grad, scale, grad_q, grad_k, grad_v)
-    else:
+    team = team_kernels()
+    if team is None or not team.attention_backward(q, k, v_t, probs, dropped, grad, scale, grad_q, grad_k, grad_v):
         backward = cpu_attention.attention_backward_heads
         row_blocks.in_row_blocks(
             lambda probs, q, k, v_t, grad, grad_q, grad_k, grad_v, dropped=None: backward(

@@ -26,6 +26,16 @@ def compiled_loops():
     return cpu_loops
 
 
+def team_kernels():
+    """team_blocks (imported on first use) when tune_for_training() started the team, else None. Its
+    launchers return False for a job too small to share: the caller then runs its own path."""
+    if row_blocks.team() is None:
+        return None
+    from . import team_blocks
+
+    return team_blocks
+
+
 def _flat(array: Array) -> Array:
     return xp_of(array).ascontiguousarray(array).reshape(-1)
 
@@ -65,11 +75,8 @@ def _gate(x: Array, approximate: str) -> Array:
 def gelu_forward(x: Array, approximate: str) -> Array:
     if approximate == "none" and x.dtype == np.float32:  # one compiled pass on every core
         out = np.empty(x.size, x.dtype)
-        if row_blocks.team() is not None:
-            from . import team_blocks
-
-            team_blocks.gelu(_flat(x), out)
-        else:
+        team = team_kernels()
+        if team is None or not team.gelu(_flat(x), out):
             row_blocks.in_row_blocks(compiled_loops().gelu_exact_forward, _flat(x), out)
         return out.reshape(x.shape)
     gate = _gate(x, approximate)
@@ -85,11 +92,8 @@ def gelu_forward(x: Array, approximate: str) -> Array:
 def gelu_backward(x: Array, grad: Array, approximate: str) -> Array:
     if approximate == "none" and x.dtype == grad.dtype == np.float32:  # Phi recomputed inside the loop
         slope = np.empty(x.size, x.dtype)
-        if row_blocks.team() is not None:
-            from . import team_blocks
-
-            team_blocks.gelu(_flat(x), slope, _flat(grad))
-        else:
+        team = team_kernels()
+        if team is None or not team.gelu(_flat(x), slope, _flat(grad)):
             row_blocks.in_row_blocks(compiled_loops().gelu_exact_backward, _flat(x), _flat(grad), slope)
         return slope.reshape(x.shape)
     gate = _gate(x, approximate)
@@ -157,10 +161,8 @@ def adamw_update(
         reference.adamw_update(*arrays, lr, beta1, beta2, eps, weight_decay, step)
         return
     scalars = (1 - lr * weight_decay, beta1, beta2, lr / (1 - beta1**step), math.sqrt(1 - beta2**step), eps)
-    if row_blocks.team() is not None and param.dtype == np.float32:
-        from . import team_blocks
-
-        team_blocks.adamw(*arrays, *scalars)
+    team = team_kernels()
+    if team is not None and param.dtype == np.float32 and team.adamw(*arrays, *scalars):
         return
     update = compiled_loops().adamw_flat
     row_blocks.in_row_blocks(
