@@ -97,6 +97,8 @@ def test_tune_for_training_is_the_explicit_call():
     assert report["blas_threads_tuned"] == report["numpy_threads_before"], (
         "TINYGRAD_TX_TEAM=0 changed OpenBLAS's threads"
     )
+    one_thread = probe({"OPENBLAS_NUM_THREADS": "1"})  # a data-parallel rank given one core: no team
+    assert one_thread["tuned"]["team"] is False and one_thread["blas_threads_tuned"] == [1]
 
 
 @pytest.mark.parametrize("program", ["train/trainer.py", "bench/sides.py", "bench/ops.py", "bench/nanogpt_parity.py"])

@@ -160,14 +160,18 @@ class Team:
 
 
 def start(workers: int) -> Team | None:
-    """Route the compiled kernels through a team of ``workers`` threads in all (the caller included)
-    and hold OpenBLAS to one thread; None (nothing changed) where there is no OpenBLAS sgemm to split
-    GEMMs with, or one core. Called by tune_for_training(); a second call returns the same team."""
+    """Route the compiled kernels through a team of ``workers`` threads in all (the caller included),
+    at most as many as OpenBLAS was given (OPENBLAS_NUM_THREADS: a data-parallel rank given one core
+    gets no team), and hold OpenBLAS to one thread. None (nothing changed) where there is no OpenBLAS
+    sgemm to split GEMMs with, or one thread. Called by tune_for_training(); a second call returns
+    the same team."""
     blas = openblas.thread_functions()
-    if workers < 2 or openblas.sgemm_address() is None or not blas:
+    if not blas or openblas.sgemm_address() is None or row_blocks.team() is not None:
+        return row_blocks.team()
+    workers = min(workers, blas[1]())
+    if workers < 2:
         return None
-    if row_blocks.team() is None:
-        row_blocks.use_team(Team(workers - 1))
+    row_blocks.use_team(Team(workers - 1))
     blas[0](1)
     return row_blocks.team()
 
