@@ -7,7 +7,8 @@ batches (vocab 65), with the config's dropout. Both models start from the same w
 copied into the PyTorch reference through the state dict).
 
 Each side runs in its own worker process (multiprocessing "spawn"), so neither one's BLAS threads,
-allocator or imports touch the other. After warm-up the parent alternates the workers A B A B: in
+allocator or imports touch the other. After warm-up the parent alternates the workers A B A B, with
+a 0.25 s pause before each turn so that the other side's idle threads have stopped spinning: in
 every round each side runs ``--steps`` steps and the round's median step time counts; the ratio
 ours / PyTorch is the median of the per-round ratios (load that drifts during the run hits both
 sides of a round alike). Peak memory is each worker's ``ru_maxrss`` at the end minus its value
@@ -124,6 +125,11 @@ def ask(connection, *request):
     return answer
 
 
+# Thread pools keep spinning for a while after their last job (OpenBLAS ~0.1 s, OpenMP up to a few ms,
+# tinygrad_tx's team 2 ms): a side measured right after the other would share the cores with the
+# other's spinning threads. Until this pause, our OpenBLAS threads spun into PyTorch's first steps.
+SETTLE_SECONDS = 0.25
+
 # glibc's environment twin of tinygrad_tx.tune_for_training(), for --pytorch-keep-freed-memory
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**62)}  # never trim, as mallopt(-1)
 
@@ -221,6 +227,7 @@ def timed_rounds(workers, results, repeats, steps, warmup, background_load):
             results[name].gemm_flops = ask(connection, "gemm")
         for round_index in range(repeats):
             for name, (_, connection) in workers.items():  # A B A B: same batches, one after the other
+                time.sleep(SETTLE_SECONDS)  # the other side's idle threads stop spinning first
                 times = ask(connection, "steps", warmup + round_index * steps, steps)
                 results[name].step_times += times
                 results[name].round_times.append(statistics.median(times))
