@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from numba import carray, types
 
-from tests.kernel_cases import FAST
+from tests.kernel_cases import FAST, REFERENCE
 from tests.test_kernels import check_attention, check_layer_norm
 from tests.test_kernels_elementwise import check_adamw, check_gelu
 from tinygrad_tx.kernels import openblas, row_blocks, team, team_blocks
@@ -96,6 +96,20 @@ def test_a_second_calling_thread_runs_its_job_alone(on_team):
         worker.start()
         worker.join(timeout=30)
     assert results and np.array_equal(results[0], np.ones(300, np.int64))
+
+
+@pytest.mark.parametrize("cut", ["many_blocks", "on_team"])
+def test_linear_kernels_equal_the_reference_on_the_team(cut, request):
+    request.getfixturevalue(cut)
+    rng = np.random.default_rng(3)
+    rows, weight = rng.standard_normal((96, 40), dtype=np.float32), rng.standard_normal((24, 40), dtype=np.float32)
+    bias, grad = rng.standard_normal(24, dtype=np.float32), rng.standard_normal((96, 24), dtype=np.float32)
+    out = FAST["linear_forward"](rows, weight, bias)
+    assert np.abs(out - REFERENCE["linear_forward"](rows, weight, bias)).max() <= 1e-5 * np.abs(out).max()
+    fast = FAST["linear_backward"](grad, rows, weight, (True, True, True))
+    for actual, expected in zip(fast, REFERENCE["linear_backward"](grad, rows, weight, (True, True, True))):
+        assert np.abs(actual - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert FAST["linear_backward"](grad, rows, weight, (False, True, False))[::2] == (None, None)
 
 
 @pytest.mark.parametrize("blocks", [0, -1, team.MAX_BLOCKS + 1])
