@@ -204,13 +204,13 @@ def _masked_softmax_into(scores: Array, allowed: Array | None) -> Array:
         if allowed is not None:
             xp.copyto(scores, -xp.inf, where=~allowed)
         return softmax_into(scores, -1, out=scores)
-    allowed = _query_key_mask(allowed, scores.shape)
+    allowed = query_key_mask(allowed, scores.shape)
     softmax = compiled_loops().masked_softmax_float32
     row_blocks.in_row_blocks(lambda block: softmax(block, allowed), scores.reshape((-1,) + scores.shape[-2:]))
     return scores
 
 
-def _query_key_mask(allowed: Array | None, scores_shape: tuple[int, ...]) -> Array | None:
+def query_key_mask(allowed: Array | None, scores_shape: tuple[int, ...]) -> Array | None:
     """A mask that is the same for every batch entry as one contiguous (Tq, Tk) array (None stays None)."""
     if allowed is None:
         return None
@@ -225,9 +225,11 @@ def attention_forward(
 ) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     dtype = xp.result_type(q, k, v)
-    sgemm = _per_head_sgemm(allowed, q, k, v)
+    sgemm = sgemm_for_heads(allowed, q, k, v)
     if sgemm is not None:
-        return _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale)
+        from . import cpu_attention
+
+        return cpu_attention.forward(sgemm, q, k, v, allowed, dropout_p, scale)
     scores = xp.empty(q.shape[:-1] + k.shape[-2:-1], dtype)
     _over_batch(
         lambda q_block, k_block, out: (  # scaling q: cheaper than Tq x Tk scores
@@ -280,9 +282,11 @@ def attention_backward(
 ) -> tuple[Array, Array, Array]:
     xp = xp_of(q)
     dropout = dropped is not probs
-    sgemm = _per_head_sgemm(None, q, k, v, grad)
+    sgemm = sgemm_for_heads(None, q, k, v, grad)
     if sgemm is not None:
-        return _attention_backward_per_head(sgemm, q, k, v, probs, dropped if dropout else None, grad, scale)
+        from . import cpu_attention
+
+        return cpu_attention.backward(sgemm, q, k, v, probs, dropped if dropout else None, grad, scale)
     grad_q, grad_k, grad_v = (xp.empty(a.shape, probs.dtype) for a in (q, k, v))
     _over_batch(
         lambda *blocks: _backward_block(*blocks, dropout=dropout, scale=scale),
@@ -300,7 +304,7 @@ def attention_backward(
 
 
 # ---------------------------------------------------------------- attention, one compiled loop per block of heads
-def _per_head_sgemm(allowed: Array | None, *arrays: Array) -> int | None:
+def sgemm_for_heads(allowed: Array | None, *arrays: Array) -> int | None:
     """The sgemm address for cpu_attention's loops when they can take these arrays, else None: NumPy
     float32 (..., T, D) arrays of 2-4 axes, none empty, unit stride along D and a row stride sgemm can
     take, and a mask that is the same for every head."""
@@ -314,75 +318,6 @@ def _per_head_sgemm(allowed: Array | None, *arrays: Array) -> int | None:
     if allowed is not None and any(n != 1 for n in allowed.shape[:-2]):
         return None
     return openblas.sgemm_address()
-
-
-def _heads(array: Array) -> Array:
-    """A (B, H, T, D) view of a (..., T, D) array of 2-4 axes."""
-    return array.reshape((1,) * (4 - array.ndim) + array.shape)
-
-
-def _like(array: Array) -> Array:
-    """An empty array laid out as ``array`` is (a view into a (B, T, 3C) projection gets a (B, T, C)
-    buffer), so the gradient reshapes back without a copy; C order where that layout would not suit sgemm."""
-    out = np.empty_like(array)
-    return out if _per_head_sgemm(None, out) is not None else np.empty(array.shape, array.dtype)
-
-
-def _gradients_like(*arrays: Array) -> list[Array]:
-    """Empty gradients for ``arrays``. When they are views of one base array (q, k and v cut from one
-    (B, T, 3C) projection), the gradients are the same views of one new array shaped like that base:
-    the Split that cut them then joins their gradients without a copy (ops/movement.py)."""
-    base = arrays[0].base
-    if base is None or not base.flags.c_contiguous or any(a.base is not base for a in arrays):
-        return [_like(a) for a in arrays]
-    buffer = np.empty_like(base)
-    start = base.__array_interface__["data"][0]
-    return [
-        np.ndarray(a.shape, a.dtype, buffer=buffer, offset=a.__array_interface__["data"][0] - start, strides=a.strides)
-        for a in arrays
-    ]
-
-
-def _attention_forward_per_head(sgemm, q, k, v, allowed, dropout_p, scale):
-    from . import cpu_attention
-
-    probs = np.empty(q.shape[:-1] + k.shape[-2:-1], np.float32)
-    out = _like(q) if v.shape[-1] == q.shape[-1] else np.empty(q.shape[:-1] + v.shape[-1:], np.float32)
-    mask = _query_key_mask(allowed, probs.shape)
-    dropped = dropout_mask(probs.shape, dropout_p, probs.dtype, "cpu") if dropout_p > 0 else None
-    k_t = np.ascontiguousarray(np.swapaxes(_heads(k), -1, -2))
-    heads = [_heads(a) for a in (q, v, out, probs)] + [None if dropped is None else _heads(dropped)]
-    team = team_kernels()
-    if team is None or not team.attention_forward(heads[0], k_t, heads[1], mask, scale, heads[3], heads[4], heads[2]):
-        forward = cpu_attention.attention_forward_heads
-        row_blocks.in_row_blocks(
-            lambda probs, q, k_t, v, out, dropped=None: forward(
-                sgemm, q, k_t, v, mask, np.float32(scale), probs, dropped, out
-            ),
-            *[a for a in [heads[3], heads[0], k_t, heads[1], heads[2], heads[4]] if a is not None],
-            min_elements=ATTENTION_MIN_SCORES,
-        )
-    return out, probs, probs if dropped is None else dropped
-
-
-def _attention_backward_per_head(sgemm, q, k, v, probs, dropped, grad, scale):
-    from . import cpu_attention
-
-    grads = _gradients_like(q, k, v)
-    v_t = np.ascontiguousarray(np.swapaxes(_heads(v), -1, -2))
-    q, k, probs, grad, grad_q, grad_k, grad_v = (_heads(a) for a in (q, k, probs, grad, *grads))
-    dropped = None if dropped is None else _heads(dropped)
-    team = team_kernels()
-    if team is None or not team.attention_backward(q, k, v_t, probs, dropped, grad, scale, grad_q, grad_k, grad_v):
-        backward = cpu_attention.attention_backward_heads
-        row_blocks.in_row_blocks(
-            lambda probs, q, k, v_t, grad, grad_q, grad_k, grad_v, dropped=None: backward(
-                sgemm, q, k, v_t, probs, dropped, grad, np.float32(scale), grad_q, grad_k, grad_v
-            ),
-            *[a for a in [probs, q, k, v_t, grad, grad_q, grad_k, grad_v, dropped] if a is not None],
-            min_elements=ATTENTION_MIN_SCORES,
-        )
-    return tuple(grads)
 
 
 # ---------------------------------------------------------------- embedding backward
