@@ -289,22 +289,20 @@ def _packed_heads(array: np.ndarray) -> tuple[int, ...]:
     return (array.ctypes.data, array.shape[1], *array.strides[:3])
 
 
+@numba.njit(inline="always", cache=True)
+def _attention_fields(arguments, count):
+    """The fields both attention launchers pack first: (slots, sgemm, batch, heads, queries, keys,
+    dim, value dim, mask address, dropped address, blocks, scale)."""
+    a = carray(int64_pointer(arguments), (count,))
+    scale = np.float32(carray(float64_pointer(arguments), (count,))[10])
+    return a, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], scale
+
+
 @_block
 def _attention_forward_block(arguments, block):
-    a = carray(int64_pointer(arguments), (30,))
-    sgemm_at, batch, heads, queries, keys, dim, value_dim, mask_at, dropped_at, blocks = (
-        a[0],
-        a[1],
-        a[2],
-        a[3],
-        a[4],
-        a[5],
-        a[6],
-        a[7],
-        a[8],
-        a[9],
+    a, sgemm_at, batch, heads, queries, keys, dim, value_dim, mask_at, dropped_at, blocks, scale = _attention_fields(
+        arguments, 30
     )
-    scale = np.float32(carray(float64_pointer(arguments), (30,))[10])
     low, high = _span(batch, block, blocks)
     q = _heads_view(a, 11, low, high, queries, dim)
     v = _heads_view(a, 16, low, high, keys, value_dim)
@@ -341,26 +339,16 @@ def attention_forward(q, k_t, v, mask, scale, probs, dropped, out) -> bool:
 
 @_block
 def _attention_backward_block(arguments, block):
-    a = carray(int64_pointer(arguments), (42,))
-    sgemm_at, batch, heads, queries, keys, dim, value_dim, dropped_at, blocks = (
-        a[0],
-        a[1],
-        a[2],
-        a[3],
-        a[4],
-        a[5],
-        a[6],
-        a[7],
-        a[8],
+    a, sgemm_at, batch, heads, queries, keys, dim, value_dim, _, dropped_at, blocks, scale = _attention_fields(
+        arguments, 43
     )
-    scale = np.float32(carray(float64_pointer(arguments), (42,))[9])
     low, high = _span(batch, block, blocks)
-    q, k = _heads_view(a, 10, low, high, queries, dim), _heads_view(a, 15, low, high, keys, dim)
-    grad = _heads_view(a, 20, low, high, queries, value_dim)
-    grad_q, grad_k = _heads_view(a, 25, low, high, queries, dim), _heads_view(a, 30, low, high, keys, dim)
-    grad_v = _heads_view(a, 35, low, high, keys, value_dim)
-    v_t = _contiguous_heads(a[40], low, high, heads, value_dim, keys)
-    probs = _contiguous_heads(a[41], low, high, heads, queries, keys)
+    q, k = _heads_view(a, 11, low, high, queries, dim), _heads_view(a, 16, low, high, keys, dim)
+    grad = _heads_view(a, 21, low, high, queries, value_dim)
+    grad_q, grad_k = _heads_view(a, 26, low, high, queries, dim), _heads_view(a, 31, low, high, keys, dim)
+    grad_v = _heads_view(a, 36, low, high, keys, value_dim)
+    v_t = _contiguous_heads(a[41], low, high, heads, value_dim, keys)
+    probs = _contiguous_heads(a[42], low, high, heads, queries, keys)
     dropped = _contiguous_heads(dropped_at, low, high, heads, queries, keys)
     backward = cpu_attention.attention_backward_heads
     if dropped_at:
@@ -376,7 +364,7 @@ def attention_backward(q, k, v_t, probs, dropped, grad, scale, grad_q, grad_k, g
     blocks = _blocks(probs.size, MIN_ELEMENTS, batch)
     if blocks == 1:
         return False
-    sizes = (batch, heads, queries, keys, dim, value_dim, _address(dropped), blocks, float(scale))
+    sizes = (batch, heads, queries, keys, dim, value_dim, 0, _address(dropped), blocks, float(scale))
     views = [value for array in (q, k, grad, grad_q, grad_k, grad_v) for value in _packed_heads(array)]
     packed = _pack(_sgemm(), *sizes, *views, v_t.ctypes.data, probs.ctypes.data)
     row_blocks.team().run(_attention_backward_block.address, packed, blocks)
