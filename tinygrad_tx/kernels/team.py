@@ -92,12 +92,9 @@ def _run_alone(function, arguments, blocks):
 
 
 @_loop
-def _spins_per_second():
-    start = 0
-    for _ in range(20000):
+def _spin(times):
+    for _ in range(times):
         pause()
-        start += 1
-    return start
 
 
 class Team:
@@ -138,9 +135,10 @@ class Team:
         with self._start_lock:
             if self._started:
                 return
+            _spin(1)  # compiled (or loaded) before it is timed
             start = time.perf_counter()
-            spins = _spins_per_second()
-            self._spin_limit = max(1, int(spins / max(time.perf_counter() - start, 1e-6) * SPIN_SECONDS))
+            _spin(20000)
+            self._spin_limit = max(1, int(20000 / max(time.perf_counter() - start, 1e-6) * SPIN_SECONDS))
             for index in range(self.helpers):
                 threading.Thread(
                     target=self._help, args=(index,), name=f"tinygrad_tx-team-{index}", daemon=True
