@@ -20,6 +20,7 @@ The launcher, not this module, decides the world: ``mpiexec -n 4 python -m mpi4p
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -55,6 +56,10 @@ def launched_rank() -> int:
     return 0
 
 
+# Seen in CI: a failing rank's error line printed, then MPI_Abort, and mpiexec reported an empty stderr.
+ABORT_GRACE_SECONDS = 0.5
+
+
 def abort_other_ranks(status: int) -> None:
     """End every rank of a launched job with ``status`` (MPI_Abort); nothing in a one-process run.
 
@@ -66,6 +71,9 @@ def abort_other_ranks(status: int) -> None:
             from mpi4py import MPI
         except ImportError:
             return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_SECONDS)  # MPI_Abort kills the job at once: let the launcher forward our last lines
         MPI.COMM_WORLD.Abort(status)
 
 
