@@ -25,8 +25,9 @@ ONE_HOT_MAX_ROWS = 256
 # NumPy chains (softmax, the attention blocks) do several passes per element: threads pay off from
 # ~256K elements, sooner than for the compiled loops (row_blocks.PARALLEL_MIN_ELEMENTS).
 NUMPY_MIN_ELEMENTS = 1 << 18
-# Attention's compiled per-head loops hand blocks of the batch to other cores from this many scores
-# (B x H x Tq x Tk): 65K scores of T = 64, D = 32 heads are ~0.15 ms of work, twice a hand-off.
+# Without the team, attention's per-head loops hand blocks of the batch to sleeping threads only from
+# this many scores (B x H x Tq x Tk), as the compiled loops do from PARALLEL_MIN_ELEMENTS: on small's
+# 196K scores two threads were no faster than one (the team's hand-off needs no such margin).
 ATTENTION_MIN_SCORES = 1 << 20
 
 
@@ -283,7 +284,7 @@ def attention_backward(
     xp = xp_of(q)
     dropout = dropped is not probs
     sgemm = sgemm_for_heads(None, q, k, v, grad)
-    if sgemm is not None:
+    if sgemm is not None and probs.flags.c_contiguous and dropped.flags.c_contiguous and probs.dtype == np.float32:
         from . import cpu_attention
 
         return cpu_attention.backward(sgemm, q, k, v, probs, dropped if dropout else None, grad, scale)
