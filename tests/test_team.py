@@ -202,3 +202,15 @@ def test_a_busy_machine_pauses_the_team(on_team):
     watch.update(time=watch["time"] - 1.0, last_call=time.monotonic())
     row_blocks.fit_blas_threads()
     assert on_team.state[team._PAUSED] == 0
+
+
+def test_attention_backward_takes_a_strided_probability_array(on_team):
+    """P given as a transposed view of its transpose (same values, not C-contiguous): the per-head
+    loops read P as contiguous memory, so such a P must take the NumPy path and still be right."""
+    rng = np.random.default_rng(9)
+    q, k, v, grad = (rng.standard_normal((4, 2, 16, 8)).astype(np.float32) for _ in range(4))
+    _, probs, _ = REFERENCE["attention_forward"](q, k, v, np.tri(16, 16, dtype=bool), 0.0, 0.35)
+    strided = np.swapaxes(np.ascontiguousarray(np.swapaxes(probs, -1, -2)), -1, -2)
+    fast = FAST["attention_backward"](q, k, v, strided, strided, grad, 0.35)
+    for actual, expected in zip(fast, REFERENCE["attention_backward"](q, k, v, probs, probs, grad, 0.35)):
+        assert np.abs(actual - expected).max() <= 1e-5 * max(1.0, float(np.abs(expected).max()))
