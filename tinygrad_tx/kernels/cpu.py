@@ -44,9 +44,7 @@ def linear_forward(rows: Array, weight: Array, bias: Array | None) -> Array:
     """NumPy's matmul, or split over the team of threads once tune_for_training() started it."""
     row_blocks.fit_blas_threads()  # after tune_for_training(): use the cores other programs leave free
     team = team_kernels()
-    if team is None:
-        return reference.linear_forward(rows, weight, bias)
-    out = team.matmul(rows, weight.T)
+    out = rows @ weight.T if team is None else team.matmul(rows, weight.T)
     if bias is not None:
         out += bias
     return out

@@ -5,8 +5,9 @@ are useful beyond what NumPy exposes:
 
 - ``openblas_set_num_threads`` / ``openblas_get_num_threads``: row_blocks holds OpenBLAS to one
   thread while blocks run side by side, and lets its thread count follow the free cores.
-- ``cblas_sgemm`` (the ILP64 build: 64-bit integer arguments): cpu_attention.py calls it from a
-  compiled loop, one small product per attention head, without going back to Python in between.
+- ``cblas_sgemm`` (the ILP64 build: 64-bit integer arguments): compiled loops call it without going
+  back to Python, once per attention head (cpu_attention.py) and once per band of a Linear GEMM that
+  the team splits between the cores (team_blocks.py).
 
 Both are looked up on first use (``import tinygrad_tx`` loads no library); where NumPy uses another
 BLAS they are missing, and the callers keep their NumPy paths.
@@ -54,6 +55,7 @@ def thread_functions() -> tuple[Any, Any] | tuple[()]:
     return ()
 
 
+_SGEMM_NAMES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
 _sgemm: list[int | None] = []  # the address, once looked up
 
 
@@ -64,6 +66,3 @@ def sgemm_address() -> int | None:
         function = next((function for function in found if function is not None), None)
         _sgemm.append(None if function is None else ctypes.cast(function, ctypes.c_void_p).value)
     return _sgemm[0]
-
-
-_SGEMM_NAMES = ("scipy_cblas_sgemm64_", "cblas_sgemm64_")
