@@ -2,7 +2,7 @@
 
     python -m bench.fuzz --minutes N [--seed S] [--ops SUBSTRING] [--chunk K]
 
-Runs the table of tests/fuzz_specs.py (the one the test suite runs under its 60 s budget) round
+Runs the table of bench/fuzzing/specs.py (the one tests/ops/test_fuzz.py runs under its 60 s budget) round
 after round, K hypothesis cases per op per round with a fresh seed each time, in this one process.
 Prints a summary table: cases per op, how many PyTorch and we both refused, how many we refused on
 purpose (documented divergences), failures, and the shrunk failing example with its message.
@@ -12,12 +12,12 @@ Exit status: 0 when nothing failed, 1 otherwise.
 import argparse
 import collections
 import dataclasses
-import os
 import sys
 import time
 import warnings
 
-TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+from bench.fuzzing.core import fuzz
+from bench.fuzzing.specs import SPECS
 
 
 @dataclasses.dataclass
@@ -38,11 +38,6 @@ def _first_failure(exc):
 
 def sweep(minutes, seed=0, ops=None, chunk=50, progress=sys.stderr):
     """Fuzz until ``minutes`` have passed; returns {op name: OpStats}."""
-    if TESTS_DIR not in sys.path:
-        sys.path.insert(0, TESTS_DIR)
-    from fuzz_core import fuzz
-    from fuzz_specs import SPECS
-
     names = [name for name in sorted(SPECS) if ops is None or ops in name]
     stats = {name: OpStats() for name in names}
     deadline = time.monotonic() + minutes * 60

@@ -5,7 +5,7 @@
 A final val loss is one draw from a distribution: the initial weights and the order of the batches
 move it by about +-0.01 from seed to seed, more than any difference between two correct engines.
 So this script takes the randomness out of the comparison. PyTorch first runs nanoGPT's train.py
-loop on the reference GPT (bench/reference.py) with the ``cpu`` preset and nanoGPT's seeding:
+loop on the PyTorch GPT (bench/torch_gpt.py) with the ``cpu`` preset and nanoGPT's seeding:
 ``torch.manual_seed(seed)`` before the model is built, nanoGPT's initialisation, batches from
 ``torch.randint`` in nanoGPT's order (the first one before the loop, estimate_loss's batches at each
 evaluation, the next batch fetched after every forward). Every batch's window starts are recorded.
@@ -26,13 +26,13 @@ import numpy as np
 
 try:
     import torch
-except ImportError as exc:  # test-only dependency (bench.reference needs it too, hence before our imports)
+except ImportError as exc:  # test-only dependency (bench.torch_gpt needs it too, hence before our imports)
     raise SystemExit(
         f"error: bench.nanogpt_parity runs nanoGPT in PyTorch, which is not installed ({exc}); "
         'install the test extra: pip install -e ".[test]"'
     ) from None
 
-from bench.reference import ReferenceGPT
+from bench.torch_gpt import TorchGPT
 from models.gpt import GPTConfig
 from tinygrad_tx import tune_for_training
 from tinygrad_tx.errors import TinygradTxError
@@ -67,7 +67,7 @@ class NanoGPTRun:
             dropout=0.0,
             bias=config.bias,
         )
-        self.model = ReferenceGPT(model_args).init_as_nanogpt()
+        self.model = TorchGPT(model_args).init_as_nanogpt()
         self.initial_state = {name: value.numpy().copy() for name, value in self.model.state_dict().items()}
         self.optimizer = self.model.configure_optimizers(
             config.weight_decay, config.learning_rate, (config.beta1, config.beta2)

@@ -66,16 +66,16 @@ class OursSide:
 
 
 class TorchSide:
-    """The PyTorch reference GPT + torch.optim.AdamW (nanoGPT's groups)."""
+    """The PyTorch GPT + torch.optim.AdamW (nanoGPT's groups)."""
 
     @staticmethod
     def import_libraries():
-        import bench.reference  # noqa: F401  (imports torch before the memory baseline is taken)
+        import bench.torch_gpt  # noqa: F401  (imports torch before the memory baseline is taken)
 
     def __init__(self, config, state, device, threads):
         import torch
 
-        from bench.reference import ReferenceGPT
+        from bench.torch_gpt import TorchGPT
 
         if device == "gpu" and not torch.cuda.is_available():
             raise RuntimeError("this PyTorch build has no CUDA device")
@@ -83,7 +83,7 @@ class TorchSide:
         torch.set_num_threads(threads)
         # a plain namespace, not models.GPTConfig: the PyTorch worker loads nothing of tinygrad_tx
         config = types.SimpleNamespace(gelu_approximate="none", **config)
-        self.model = ReferenceGPT(config).load_numpy_state(state).to(self.device).train()
+        self.model = TorchGPT(config).load_numpy_state(state).to(self.device).train()
         self.optimizer = self.model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS)
 
     def batch(self, x, y):

@@ -1,8 +1,8 @@
-"""The PyTorch reference GPT: nanoGPT's model, written out again in torch.
+"""The PyTorch GPT: nanoGPT's model, written out again in torch.
 
 Same parameter names and layouts as ``models.gpt.GPT`` (nanoGPT's), so a tinygrad_tx state dict
 loads unchanged with ``load_numpy_state``. The oracle of bench/ and of the model tests
-(tests/test_models.py, tests/test_encoder_decoder.py); torch is never imported by the library itself.
+(tests/models/test_models.py, tests/models/test_encoder_decoder.py); torch is never imported by the library itself.
 """
 
 import math
@@ -57,7 +57,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class ReferenceGPT(nn.Module):
+class TorchGPT(nn.Module):
     """nanoGPT's GPT (training path only): embeddings, pre-norm blocks, ln_f, tied lm_head."""
 
     def __init__(self, config):
@@ -107,7 +107,7 @@ class ReferenceGPT(nn.Module):
         tensors = {name: torch.from_numpy(array.copy()) for name, array in state.items()}
         missing, unexpected = self.load_state_dict(tensors, strict=False)
         if missing or unexpected:
-            raise KeyError(f"bench.reference: state dict mismatch, missing {missing}, unexpected {unexpected}")
+            raise KeyError(f"bench.torch_gpt: state dict mismatch, missing {missing}, unexpected {unexpected}")
         return self
 
     def configure_optimizers(self, weight_decay, learning_rate, betas):

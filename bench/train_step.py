@@ -4,7 +4,7 @@
 
 The step is forward, cross-entropy, backward and an AdamW update in float32 on random token
 batches (vocab 65), with the config's dropout. Both models start from the same weights (ours,
-copied into the PyTorch reference through the state dict).
+copied into the PyTorch GPT through the state dict).
 
 Each side runs in its own worker process (multiprocessing "spawn"), so neither one's BLAS threads,
 allocator or imports touch the other. After warm-up the parent alternates the workers A B A B, with

@@ -13,7 +13,7 @@ cached keys valid only while the window does not slide: see ``GPT.generate`` for
 the cache is full.
 
 Two public hooks here work on a Tensor's raw array (``.data``) rather than on Tensors, each saying
-why in its docstring: ``sample_next`` and ``LayerCache.append`` (tests/test_public_api.py lists them).
+why in its docstring: ``sample_next`` and ``LayerCache.append`` (tests/engine/test_public_api.py lists them).
 """
 
 import numbers

@@ -5,7 +5,7 @@
 Importing it loads NumPy only and changes no process-wide state; CuPy is imported when a GPU tensor
 is first asked for, and programs that train call ``tune_for_training()`` for the allocator setting.
 Everything in ``__all__`` is the public API that models/ and train/ are written against (enforced by
-tests/test_public_api.py); ``tinygrad_tx.backend`` is the engine's own plumbing.
+tests/engine/test_public_api.py); ``tinygrad_tx.backend`` is the engine's own plumbing.
 """
 
 from . import ops as _ops  # noqa: F401  (attaches the operators and methods to Tensor)

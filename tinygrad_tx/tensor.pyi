@@ -1,6 +1,6 @@
 # Type stub of tinygrad_tx/tensor.py, for type checkers and IDEs. tensor.py knows no op: the operators and
 # methods below from __add__ on are attached by tinygrad_tx/ops at import, so only this stub can declare
-# them. tests/test_tensor_stub.py keeps it in step with the runtime class (names and parameters).
+# them. tests/engine/test_tensor_stub.py keeps it in step with the runtime class (names and parameters).
 import builtins
 import contextlib
 from collections.abc import Callable, Sequence

@@ -11,7 +11,7 @@ leaves the upper triangle at 0).
 
 The probabilities are the model's own: one forward inside ``models.attention.record_attention``, in
 which every attention layer keeps its P = softmax(q k^T / sqrt(head_dim), causal) and computes its
-output from it (tests/test_visualize.py checks that P @ v, projected by c_proj, is the layer's
+output from it (tests/train/test_visualize.py checks that P @ v, projected by c_proj, is the layer's
 output). ``cross_attention_maps`` does the same for the cross-attention of an EncoderDecoder's
 decoder blocks (used by docs/figures/make_attention_figures.py).
 The flags are the fields of train.config.VisualizeConfig (``--config``, ``--print_config``: train/cli.py).

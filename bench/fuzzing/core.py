@@ -1,6 +1,6 @@
 """The differential fuzzer's machinery: inputs in odd layouts, and one case run on both engines.
 
-A case is ``(args, kwargs)`` drawn by a spec (tests/fuzz_specs.py). Float inputs are ``Leaf``s: an
+A case is ``(args, kwargs)`` drawn by a spec (bench/fuzzing/specs.py). Float inputs are ``Leaf``s: an
 array plus a view (transposed, stepped, negative-stepped, broadcast) applied inside the graph, so
 the op under test receives a non-contiguous array while the gradient is compared on the leaf.
 ``run_case`` runs the op in tinygrad_tx and in PyTorch and raises ``Divergence`` on any difference:

@@ -1,24 +1,24 @@
 """The fuzzer's one table: every public op of tinygrad_tx, Tensor and nn.functional, with its PyTorch twin.
 
-``SPECS`` maps a public name to its Spec (tests/fuzz_core.py). ``NOT_OPS`` names the public
+``SPECS`` maps a public name to its Spec (bench/fuzzing/core.py). ``NOT_OPS`` names the public
 callables that are not ops (accessors, graph and mode controls) with the reason they have no spec;
-tests/test_fuzz.py fails when a public name is in neither, so a new op cannot go unfuzzed.
+tests/ops/test_fuzz.py fails when a public name is in neither, so a new op cannot go unfuzzed.
 """
 
 import inspect
-
-from fuzz_specs_movement import SPECS as MOVEMENT
-from fuzz_specs_nn import SPECS as FUNCTIONAL
-from fuzz_specs_ops import SPECS as ELEMENTWISE
 
 import tinygrad_tx
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
 
+from .specs_movement import SPECS as MOVEMENT
+from .specs_nn import SPECS as FUNCTIONAL
+from .specs_ops import SPECS as ELEMENTWISE
+
 SPECS = {spec.name: spec for spec in ELEMENTWISE + MOVEMENT + FUNCTIONAL}
 
 _ACCESSOR = "reads the tensor or its metadata; no computation to compare"
-_GRAPH = "graph or mode control, tested in test_tensor.py / test_modes.py"
+_GRAPH = "graph or mode control, tested in tests/engine/test_tensor.py / test_modes.py"
 NOT_OPS = {
     **{
         f"Tensor.{name}": _ACCESSOR
@@ -41,20 +41,20 @@ NOT_OPS = {
     },
     **{f"Tensor.{name}": _GRAPH for name in ("backward", "detach", "requires_grad_", "zero_grad", "retain_grad")},
     **{f"tinygrad_tx.{name}": _GRAPH for name in ("no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly")},
-    "tinygrad_tx.gradcheck": "the finite-difference checker itself (tests/test_gradcheck.py)",
-    "tinygrad_tx.gradcheck_directional": "the finite-difference checker itself (tests/test_gradcheck.py)",
-    "tinygrad_tx.manual_seed": "seeds the generators (tests/test_nn.py)",
-    "tinygrad_tx.gpu_available": "reports the device (tests/test_tensor.py)",
-    "F.set_default_impl": "picks fused or composed; every spec draws impl per call (tests/test_modes.py)",
-    "F.get_default_impl": "reads the default impl (tests/test_modes.py)",
+    "tinygrad_tx.gradcheck": "the finite-difference checker itself (tests/engine/test_gradcheck.py)",
+    "tinygrad_tx.gradcheck_directional": "the finite-difference checker itself (tests/engine/test_gradcheck.py)",
+    "tinygrad_tx.manual_seed": "seeds the generators (tests/nn/test_nn.py)",
+    "tinygrad_tx.gpu_available": "reports the device (tests/engine/test_tensor.py)",
+    "F.set_default_impl": "picks fused or composed; every spec draws impl per call (tests/engine/test_modes.py)",
+    "F.get_default_impl": "reads the default impl (tests/engine/test_modes.py)",
     **{
         f"tinygrad_tx.{name}": "a factory: builds a tensor from plain arguments, nothing to differentiate "
-        "(tests/test_public_api.py)"
+        "(tests/engine/test_public_api.py)"
         for name in ("arange", "zeros", "ones", "full", "tril", "randn", "from_numpy")
     },
-    "Tensor.from_array": "the no-copy constructor (tests/test_public_api.py)",
+    "Tensor.from_array": "the no-copy constructor (tests/engine/test_public_api.py)",
     **{
-        f"tinygrad_tx.{name}": "device, generator or process control, no computation (tests/test_backend.py)"
+        f"tinygrad_tx.{name}": "device, generator or process control, no computation (tests/engine/test_backend.py)"
         for name in (
             "rng",
             "get_rng_state",
@@ -66,7 +66,7 @@ NOT_OPS = {
         )
     },
     **{
-        f"tinygrad_tx.{name}": "weights to and from a file (tests/test_serialization.py)"
+        f"tinygrad_tx.{name}": "weights to and from a file (tests/engine/test_serialization.py)"
         for name in ("save_safetensors", "load_safetensors")
     },
 }

@@ -7,10 +7,11 @@ masks. PyTorch has no negative-step slice, so its twin reads those axes through 
 
 import numpy as np
 import torch
-from fuzz_core import Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 from hypothesis import strategies as st
 
 import tinygrad_tx as tx
+
+from .core import Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 
 ZERO_D_AXIS = "a 0-d tensor has no axis 0 or -1 (NumPy's rule; PyTorch wraps them; docs/errors.md)"
 SQUEEZE_STRICT = "squeeze of an axis whose size is not 1 is refused (PyTorch ignores it; docs/errors.md)"
@@ -267,7 +268,7 @@ def _legacy_empty(args, kwargs):
 
 
 def _two():
-    from fuzz_specs_ops import two_shapes
+    from .specs_ops import two_shapes
 
     return two_shapes(max_dims=3)
 
@@ -290,7 +291,7 @@ def _torch_dtype(dtype):
 
 
 def _unary_float_case():
-    from fuzz_specs_ops import unary
+    from .specs_ops import unary
 
     return unary(ints=False)
 

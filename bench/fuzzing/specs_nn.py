@@ -8,11 +8,12 @@ an all-ignored "mean" loss is 0 (PyTorch: nan), a fully masked attention row out
 import numpy as np
 import torch
 import torch.nn.functional as TF
-from fuzz_core import Raw, Spec, float_dtypes, leaf, shapes, values
 from hypothesis import strategies as st
 
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import backend
+
+from .core import Raw, Spec, float_dtypes, leaf, shapes, values
 
 IMPLS = st.sampled_from(["fused", "composed"])
 ZERO_D = "a 0-d tensor has no axis 0 or -1 (NumPy's rule; PyTorch wraps them; docs/errors.md)"

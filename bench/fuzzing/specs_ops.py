@@ -1,16 +1,17 @@
 """Fuzz specs of the engine's ops: Tensor operators and methods, and tinygrad_tx's top-level functions.
 
-Each entry of ``SPECS`` is one public name; tests/fuzz_specs.py joins this table with the
-functional one. Argument strategies draw float32/float64 data in every layout fuzz_core.leaf
+Each entry of ``SPECS`` is one public name; bench/fuzzing/specs.py joins this table with the
+functional one. Argument strategies draw float32/float64 data in every layout core.leaf
 knows, broadcasting on either side, negative/tuple/out-of-range axes, keepdims, and empty dims.
 """
 
 import numpy as np
 import torch
-from fuzz_core import FLOATS, Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 from hypothesis import strategies as st
 
 import tinygrad_tx as tx
+
+from .core import FLOATS, Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 
 INT_TENSOR_REFUSED = "float ops refuse integer tensors (docs/errors.md: integer inputs)"
 

@@ -12,12 +12,12 @@ import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor, backend
 from tinygrad_tx.optim import AdamW
 
-from conftest import assert_close, requires_gpu
+from helpers import assert_close, requires_gpu
 
 torch = pytest.importorskip("torch")
 
 from bench import ops, train_step  # noqa: E402  (after the torch check)
-from bench.reference import ReferenceGPT  # noqa: E402
+from bench.torch_gpt import TorchGPT  # noqa: E402
 from models.gpt import GPT, GPTConfig  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def tiny_config(**overrides):
 def test_reference_gpt_matches_ours_from_the_same_state_dict():
     config = tiny_config(dropout=0.0)
     ours = GPT(config)
-    theirs = ReferenceGPT(config).load_numpy_state(ours.state_dict())
+    theirs = TorchGPT(config).load_numpy_state(ours.state_dict())
     x, y = train_step.token_batch(0, 0, 3, config.block_size)
     logits, loss = ours(x, y)
     loss.backward()

@@ -4,8 +4,6 @@ The MPI checks start ``mpiexec -n 2`` (the MPICH wheel of the ``dist`` extra) an
 where mpi4py or mpiexec is missing. NCCL needs a GPU: its check runs on one GPU (W = 1) when there is one.
 """
 
-import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,46 +15,8 @@ from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, distributed
 from tinygrad_tx.distributed import DistributedError, GradientBuckets, SingleProcess, ZeroOptimizer, init_communicator
 
-from conftest import requires_gpu
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def mpiexec():
-    """The launcher: the one installed beside this Python (the mpich wheel's), else the one on PATH, else None."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
-
-
-def mpi_missing():
-    """Why the 2-rank checks cannot run here, or '' when they can."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        return 'mpi4py is not installed (pip install "tinygrad-tx[dist]")'
-    return "" if mpiexec() else "no mpiexec beside this Python or on PATH (the mpich wheel provides one)"
-
-
-requires_mpi = pytest.mark.skipif(bool(mpi_missing()), reason=mpi_missing() or "mpi available")
-
-
-def launch_env():
-    """The environment of launched ranks: this worktree on the path, one BLAS thread per rank, no launcher vars."""
-    env = {k: v for k, v in os.environ.items() if k not in distributed.WORLD_SIZE_ENV + distributed.RANK_ENV}
-    env.update(PYTHONPATH=REPO + os.pathsep + env.get("PYTHONPATH", ""), OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    return env
-
-
-class SimulatedRanks(SingleProcess):
-    """Rank ``rank`` of ``world_size`` whose partners hold the same gradients: a sum multiplies by W."""
-
-    def __init__(self, rank=0, world_size=2):
-        self.rank, self.world_size, self.launched = rank, world_size, []
-
-    def allreduce_sum_async(self, array):
-        self.launched.append(array.size)
-        array *= self.world_size
-        return SingleProcess().allreduce_sum_async(array)  # a handle that is already done
+from helpers import REPO, requires_gpu
+from helpers.mpi import SimulatedRanks, launch_env, mpiexec, requires_mpi
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Link format (every derivation page docs/derivations/<op>.md has both kinds; any page may use them):
 
     - Code: [tinygrad_tx/ops/matmul.py](../../tinygrad_tx/ops/matmul.py) `MatMul.forward`, `MatMul.backward`
-    - Test: [tests/test_ops.py](../../tests/test_ops.py) `test_gradcheck_matmul`, `test_against_torch_matmul`
+    - Test: [tests/ops/test_ops.py](../../tests/ops/test_ops.py) `test_gradcheck_matmul`, `test_against_torch_matmul`
 
 Every linked file must exist and define every named symbol (``Class.method`` chains are followed in
 the file's syntax tree, so nothing is imported); a Test symbol must name a test function. A
@@ -16,12 +16,12 @@ per page.
 """
 
 import ast
-import pathlib
 import re
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 DOCS = ROOT / "docs"
 DERIVATIONS = sorted((DOCS / "derivations").glob("*.md"))
 ALL_PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
@@ -52,7 +52,7 @@ def _page_links(page):
         if not line.startswith(("- Code:", "- Test:")):
             continue
         match = CODE_LINK_LINE.match(line)
-        assert match, f"{_relative(page)}: malformed link line (see tests/test_docs.py for the format): {line}"
+        assert match, f"{_relative(page)}: malformed link line (see tests/docs/test_docs.py for the format): {line}"
         kind, target, symbols = match.groups()
         links.append((kind, (page.parent / target).resolve(), re.findall(r"`([\w.]+)`", symbols)))
     return links
@@ -86,7 +86,7 @@ def test_derivation_pages_link_code_and_tests(page):
     kinds = {kind for kind, _, _ in _page_links(page)}
     assert kinds == {"Code", "Test"}, (
         f"{_relative(page)}: needs at least one '- Code:' and one '- Test:' line "
-        f"in the format of tests/test_docs.py, found {sorted(kinds)}"
+        f"in the format of tests/docs/test_docs.py, found {sorted(kinds)}"
     )
 
 
@@ -98,6 +98,9 @@ def test_code_and_test_links_name_existing_symbols(page):
         for symbol in symbols:
             assert _defines(tree, symbol), f"{_relative(page)}: `{symbol}` is not defined in {_relative(target)}"
             if kind == "Test":
+                assert target.parent.parent == ROOT / "tests", (
+                    f"{_relative(page)}: Test link {_relative(target)} is not in a test folder tests/<part>/"
+                )
                 assert symbol.split(".")[-1].startswith("test"), (
                     f"{_relative(page)}: Test symbol `{symbol}` is not a test function"
                 )

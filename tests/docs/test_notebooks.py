@@ -5,14 +5,14 @@ Needs the docs extra (nbclient, ipykernel) and Tiny Shakespeare (TINYSHAKESPEARE
 """
 
 import os
-from pathlib import Path
 
 import pytest
 
 from tinygrad_tx import TinygradTxError
 from train.data import resolve_text_path
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 nbformat = pytest.importorskip("nbformat", reason="the docs extra is not installed (pip install -e '.[docs]')")
 nbclient = pytest.importorskip("nbclient", reason="the docs extra is not installed (pip install -e '.[docs]')")

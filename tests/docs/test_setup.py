@@ -1,13 +1,12 @@
 """setup.py: a non-editable install ships the engine only (no generic top-level packages such as
 models, train or bench in site-packages), with its typing marker and stub, and the dependencies."""
 
-import pathlib
 import runpy
 
 import pytest
 import setuptools
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from helpers import ROOT
 
 
 @pytest.fixture(scope="module")

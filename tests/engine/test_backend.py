@@ -5,13 +5,13 @@ environment unchanged), and ``tune_for_training()`` is the one explicit call tha
 import ast
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 pytest.importorskip("threadpoolctl")
 
 PROBE = r"""

@@ -1,4 +1,4 @@
-"""The engine half of the error catalogue of docs/errors.md (the CLI half: tests/test_errors_cli.py).
+"""The engine half of the error catalogue of docs/errors.md (the CLI half: tests/train/test_errors_cli.py).
 
 Each entry expects exactly one exception of the documented type whose message names the op and the values.
 """
@@ -26,6 +26,8 @@ from tinygrad_tx import (
     where,
 )
 from tinygrad_tx.optim import SGD, AdamW
+
+from helpers import REPO
 
 
 def expect_error(error_type, action, *fragments):
@@ -359,13 +361,12 @@ def test_e31_bad_kernels_environment_variable():
         "import tinygrad_tx.nn.functional as F\nfrom tinygrad_tx import Tensor, TinygradTxError\n"
         "try:\n    F.gelu(Tensor([1.0]))\nexcept TinygradTxError as error:\n    print(error)"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": root, "TINYGRAD_TX_KERNELS": "slow"},
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": REPO, "TINYGRAD_TX_KERNELS": "slow"},
     )
     assert result.stdout.strip() == "TINYGRAD_TX_KERNELS='slow' is not a kernel choice: use 'reference' or 'fast'", (
         result.stderr

@@ -5,7 +5,6 @@ documented public hooks listed in ALLOWED.
 """
 
 import ast
-import pathlib
 
 import numpy as np
 import pytest
@@ -29,9 +28,8 @@ from tinygrad_tx import (
     zeros,
 )
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, ROOT, assert_close
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHECKED = ("models", "train")
 BACKEND_INTERNALS = {"xp_of", "array_module"}
 # receivers whose ``.data`` is a configuration field (the dataset path), not a Tensor's array

@@ -1,5 +1,5 @@
 """Weights in safetensors (tinygrad_tx/serialization.py, GPT.save_safetensors, train.checkpoint's export):
-round trips, clear errors, atomic writes, and a file written here loading into the PyTorch reference GPT
+round trips, clear errors, atomic writes, and a file written here loading into the PyTorch GPT
 with the same logits."""
 
 import json
@@ -13,7 +13,7 @@ from tinygrad_tx import Tensor, TinygradTxError, manual_seed, randn
 from tinygrad_tx.serialization import load_safetensors, save_safetensors
 from train.checkpoint import export_safetensors, save_checkpoint
 
-from conftest import assert_close
+from helpers import assert_close
 
 CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16, bias=True)
 
@@ -81,13 +81,13 @@ def test_a_file_written_here_loads_into_the_pytorch_reference_gpt(tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
 
-    from bench.reference import ReferenceGPT
+    from bench.torch_gpt import TorchGPT
 
     manual_seed(11)
     model = GPT(CONFIG)
     path = tmp_path / "gpt.safetensors"
     model.save_safetensors(path)
-    reference = ReferenceGPT(CONFIG)
+    reference = TorchGPT(CONFIG)
     reference.load_state_dict(load_file(path), strict=True)  # PyTorch's own reader, no tinygrad_tx involved
     reference.eval()
     idx = np.random.default_rng(2).integers(0, 13, (3, 8))

@@ -10,7 +10,7 @@ import pytest
 from bench import gpu_check
 from tinygrad_tx import backend
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
 
 
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_1():

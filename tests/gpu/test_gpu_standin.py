@@ -16,8 +16,9 @@ from gpu_standin import api, kernels, run
 from gpu_standin.module import CUPY as cp
 from gpu_standin.ndarray import IMPLICIT_CONVERSION_MESSAGE
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TESTS)
+from helpers import REPO
+
+TESTS = os.path.join(REPO, "tests")
 
 
 def emulator_available():

@@ -1,4 +1,4 @@
-"""Shared by tests/test_kernels*.py: the hard inputs, and the check that a fast kernel equals its reference.
+"""Shared by tests/kernels/: the hard inputs of the kernel tests, and the error measure and its bound.
 
 Error measure: max |fast - reference| / max |reference| over one output (normwise relative error),
 so rows of tiny values (softmax over 4096 columns) and rows of huge ones (a 1e4 offset) are held to

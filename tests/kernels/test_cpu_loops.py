@@ -1,6 +1,6 @@
 """kernels/cpu_loops.py's scalar building blocks, checked on their own against float64 NumPy and math.
 
-The kernels built from them are held to the reference in tests/test_kernels*.py; these tests pin down
+The kernels built from them are held to the reference in tests/kernels/test_kernels*.py; these tests pin down
 the two approximations (exp on [-87, 0], the fitted erf) over their whole domain and at the edges.
 """
 

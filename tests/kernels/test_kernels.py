@@ -6,133 +6,39 @@ at a +-1e4 common offset; fully masked rows; float32 and float64; transposed and
 rows x 4096 columns, where the fast code runs in threads). Each check runs the backward of both
 implementations on the reference forward's saved arrays, so a gradient is compared on its own.
 A deliberately wrong fast kernel must fail these checks (the mutation tests at the end).
-The elementwise kernels are in tests/test_kernels_elementwise.py, the switch in test_kernels_dispatch.py.
+The elementwise kernels are in tests/kernels/test_kernels_elementwise.py, the switch in test_kernels_dispatch.py.
 """
 
 import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from kernel_cases import (
+
+from helpers.kernel_cases import (
     DTYPES,
     FAST,
     LAYOUTS,
     OFFSETS,
-    REFERENCE,
     ROWS,
     SEEDS,
     WIDTHS,
     WORST,
-    assert_same,
     hard_array,
     report_worst,
 )
-
-from tinygrad_tx import backend
+from helpers.kernel_checks import (
+    check_attention,
+    check_cross_entropy,
+    check_layer_norm,
+    check_log_softmax,
+    check_softmax,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst_errors():
     yield
     report_worst()
-
-
-# ---------------------------------------------------------------- the checks (fast: a table of kernels)
-def check_softmax(fast, x, axis, grad):
-    y, terms = REFERENCE["softmax_forward"](x, axis), x.shape[axis]
-    assert_same("softmax", "forward", fast["softmax_forward"](x, axis), y, terms=terms)
-    magnitude = y * (abs(grad) + (abs(grad) * y).sum(axis=axis, keepdims=True))
-    assert_same(
-        "softmax",
-        "backward",
-        fast["softmax_backward"](y, grad, axis),
-        REFERENCE["softmax_backward"](y, grad, axis),
-        magnitude,
-        terms,
-    )
-
-
-def check_log_softmax(fast, x, axis, grad):
-    y, terms = REFERENCE["log_softmax_forward"](x, axis), x.shape[axis]
-    assert_same("log_softmax", "forward", fast["log_softmax_forward"](x, axis), y, terms=terms)
-    magnitude = abs(grad) + np.exp(y) * abs(grad).sum(axis=axis, keepdims=True)
-    assert_same(
-        "log_softmax",
-        "backward",
-        fast["log_softmax_backward"](y, grad, axis),
-        REFERENCE["log_softmax_backward"](y, grad, axis),
-        magnitude,
-        terms,
-    )
-
-
-def check_cross_entropy(fast, logits, targets, counted, row_weight):
-    probs, row_loss = REFERENCE["cross_entropy_forward"](logits, targets, counted)
-    fast_probs, fast_loss = fast["cross_entropy_forward"](logits, targets, counted)
-    terms = logits.shape[1]
-    assert_same("cross_entropy", "probabilities", fast_probs, probs, terms=terms)
-    assert_same("cross_entropy", "row losses", fast_loss, row_loss, terms=terms)
-    magnitude = abs(row_weight)[:, None] * (probs + (np.arange(probs.shape[1]) == targets[:, None]))
-    assert_same(
-        "cross_entropy",
-        "backward",
-        fast["cross_entropy_backward"](probs, targets, row_weight),
-        REFERENCE["cross_entropy_backward"](probs, targets, row_weight),
-        magnitude,
-        terms,
-    )
-
-
-def check_layer_norm(fast, x, weight, bias, grad, eps=1e-5):
-    saved, terms = REFERENCE["layer_norm_forward"](x, weight, bias, eps), max(x.shape[-1], x.size // x.shape[-1])
-    for what, actual, expected in zip(
-        ("output", "xhat", "rstd"), fast["layer_norm_forward"](x, weight, bias, eps), saved
-    ):
-        assert_same("layer_norm", what, actual, expected, terms=terms)
-    _, xhat, rstd = saved
-    d, features = abs(grad if weight is None else grad * weight), x.shape[-1]
-    projection = abs(xhat) * (d * abs(xhat)).mean(axis=-1, keepdims=True)
-    magnitudes = (
-        rstd * (d + d.mean(axis=-1, keepdims=True) + projection),
-        (abs(grad) * abs(xhat)).reshape(-1, features).sum(axis=0),
-        abs(grad).reshape(-1, features).sum(axis=0),
-    )
-    for what, actual, expected, magnitude in zip(
-        ("grad x", "grad weight", "grad bias"),
-        fast["layer_norm_backward"](grad, xhat, rstd, weight),
-        REFERENCE["layer_norm_backward"](grad, xhat, rstd, weight),
-        magnitudes,
-    ):
-        assert (actual is None) == (expected is None), f"layer_norm {what}: None in one implementation only"
-        if expected is not None:
-            assert_same("layer_norm", what, actual, expected, magnitude, terms)
-
-
-def check_attention(fast, q, k, v, allowed, dropout_p, grad, seed):
-    scale, terms = 1.0 / np.sqrt(q.shape[-1]).item(), max(q.shape[-2:] + k.shape[-2:])
-    backend.manual_seed(seed)  # both draw the same dropout mask
-    out, probs, dropped = REFERENCE["attention_forward"](q, k, v, allowed, dropout_p, scale)
-    backend.manual_seed(seed)
-    for what, actual, expected in zip(
-        ("output", "probabilities", "dropped probabilities"),
-        fast["attention_forward"](q, k, v, allowed, dropout_p, scale),
-        (out, probs, dropped),
-    ):
-        assert_same("attention", what, actual, expected, terms=terms)
-    kept = dropped * (abs(grad) @ np.swapaxes(abs(v), -1, -2))
-    grad_scores = kept + probs * kept.sum(axis=-1, keepdims=True)  # dS's formula on absolute values
-    magnitudes = (
-        scale * (grad_scores @ abs(k)),
-        scale * (np.swapaxes(grad_scores, -1, -2) @ abs(q)),
-        np.swapaxes(dropped, -1, -2) @ abs(grad),
-    )
-    for what, actual, expected, magnitude in zip(
-        ("grad q", "grad k", "grad v"),
-        fast["attention_backward"](q, k, v, probs, dropped, grad, scale),
-        REFERENCE["attention_backward"](q, k, v, probs, dropped, grad, scale),
-        magnitudes,
-    ):
-        assert_same("attention", what, actual, expected, magnitude, terms)
 
 
 # ---------------------------------------------------------------- hypothesis-drawn hard inputs

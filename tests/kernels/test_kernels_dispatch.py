@@ -8,14 +8,15 @@ import threading
 
 import numpy as np
 import pytest
-from kernel_cases import relative_error, tolerance
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import TinygradTxError, backend, kernels
 from tinygrad_tx.kernels import cpu, cpu_elementwise, cuda, cuda_fast, reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
+from helpers.kernel_cases import relative_error, tolerance
+
 # These tests take "fast" for the default; a run under TINYGRAD_TX_KERNELS=reference skips them.
 default_is_fast = pytest.mark.skipif(
     os.environ.get("TINYGRAD_TX_KERNELS", "fast") != "fast",
@@ -83,8 +84,8 @@ def test_unknown_kernels_get_one_line():
 
 
 def _run(code, choice):
-    environment = {**os.environ, "PYTHONPATH": ROOT, "TINYGRAD_TX_KERNELS": choice}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=ROOT)
+    environment = {**os.environ, "PYTHONPATH": REPO, "TINYGRAD_TX_KERNELS": choice}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, cwd=REPO)
 
 
 def test_the_environment_variable_sets_the_default():
@@ -95,7 +96,7 @@ def test_the_environment_variable_sets_the_default():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["reference", "tinygrad_tx.kernels.reference"]
-    # a bad value: tests/test_errors.py::test_e31_bad_kernels_environment_variable
+    # a bad value: tests/engine/test_errors.py::test_e31_bad_kernels_environment_variable
 
 
 # ---------------------------------------------------------------- a whole GPT on either kernels

@@ -1,7 +1,7 @@
 """The fast CPU elementwise kernels (kernels/cpu_elementwise.py, and cpu.py's embedding backward) equal the reference.
 
 GELU in both forms, dropout, the embedding backward and the AdamW update, on the hard inputs of
-tests/kernel_cases.py; the reference erf against math.erf; mutation tests at the end.
+tests/helpers/kernel_cases.py; the reference erf against math.erf; mutation tests at the end.
 """
 
 import math
@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from kernel_cases import (
+
+from tinygrad_tx.kernels import reference
+
+from helpers.kernel_cases import (
     DTYPES,
     FAST,
     LAYOUTS,
@@ -20,68 +23,16 @@ from kernel_cases import (
     SEEDS,
     WIDTHS,
     WORST,
-    assert_same,
     hard_array,
     report_worst,
 )
-
-from tinygrad_tx import backend
-from tinygrad_tx.kernels import reference
+from helpers.kernel_checks import check_adamw, check_dropout, check_embedding_backward, check_gelu
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _report_worst_errors():
     yield
     report_worst()
-
-
-# ---------------------------------------------------------------- the checks (fast: a table of kernels)
-def check_gelu(fast, x, grad, approximate):
-    """The gate Phi(x) (or 1 + t) is a difference near 0 for very negative x: the fast float32 erf's
-    4e-7 and one rounding of 1 + erf are absolute errors, so y = x gate is measured against |x| and
-    dx = g (...) against |g|. Both sides recompute the gate from x in the backward."""
-    op = f"gelu_{approximate}"
-    assert_same(op, "forward", fast["gelu_forward"](x, approximate), REFERENCE["gelu_forward"](x, approximate), abs(x))
-    assert_same(
-        op,
-        "backward",
-        fast["gelu_backward"](x, grad, approximate),
-        REFERENCE["gelu_backward"](x, grad, approximate),
-        abs(grad) * (1.0 + abs(x)),
-    )
-
-
-def check_dropout(fast, x, p, grad, seed):
-    backend.manual_seed(seed)  # both draw the same uniform numbers
-    out, mask = REFERENCE["dropout_forward"](x, p)
-    backend.manual_seed(seed)
-    fast_out, fast_mask = fast["dropout_forward"](x, p)
-    assert_same("dropout", "mask", fast_mask, mask)
-    assert_same("dropout", "forward", fast_out, out, abs(x) * mask)
-    assert_same("dropout", "backward", fast["dropout_backward"](mask, grad), REFERENCE["dropout_backward"](mask, grad))
-
-
-def check_embedding_backward(fast, indices, grad_rows, num_rows):
-    magnitude = REFERENCE["embedding_backward"](indices, abs(grad_rows), num_rows)  # the sums of |g|
-    assert_same(
-        "embedding_backward",
-        "grad weight",
-        fast["embedding_backward"](indices, grad_rows, num_rows),
-        REFERENCE["embedding_backward"](indices, grad_rows, num_rows),
-        magnitude,
-        terms=max(1, indices.size),
-    )
-
-
-def check_adamw(fast, make_state, grads, weight_decay):
-    """``make_state()`` -> fresh (param, exp_avg, exp_avg_sq), the same values each call; one step per gradient."""
-    ours, theirs = make_state(), make_state()
-    for step, grad in enumerate(grads, 1):
-        settings = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=weight_decay, step=step)
-        fast["adamw_update"](ours[0], grad, ours[1], ours[2], **settings)
-        REFERENCE["adamw_update"](theirs[0], grad, theirs[1], theirs[2], **settings)
-        for what, actual, expected in zip(("param", "exp_avg", "exp_avg_sq"), ours, theirs):
-            assert_same("adamw_update", f"{what} after step {step}", actual, expected)
 
 
 # ---------------------------------------------------------------- hypothesis-drawn hard inputs

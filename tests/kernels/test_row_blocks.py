@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from tests.kernel_cases import FAST
-from tests.test_kernels import check_attention, check_layer_norm, check_softmax
-from tests.test_kernels_elementwise import check_adamw, check_gelu
 from tinygrad_tx.kernels import cpu, row_blocks
+
+from helpers.kernel_cases import FAST
+from helpers.kernel_checks import check_adamw, check_attention, check_gelu, check_layer_norm, check_softmax
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from numba import carray, types
 
-from tests.kernel_cases import FAST, REFERENCE
-from tests.test_kernels import check_attention, check_layer_norm
-from tests.test_kernels_elementwise import check_adamw, check_gelu
 from tinygrad_tx.kernels import openblas, row_blocks, team, team_blocks
 from tinygrad_tx.kernels.native import atomic_add, int64_pointer
+
+from helpers.kernel_cases import FAST, REFERENCE
+from helpers.kernel_checks import check_adamw, check_attention, check_gelu, check_layer_norm
 
 
 @numba.cfunc(types.void(types.int64, types.int64), nogil=True, cache=True)

@@ -9,8 +9,8 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as TF
 
-from bench.reference import MLP as TorchMLP
-from bench.reference import CausalSelfAttention as TorchSelfAttention
+from bench.torch_gpt import MLP as TorchMLP
+from bench.torch_gpt import CausalSelfAttention as TorchSelfAttention
 from models import CausalSelfAttention
 from models.encoder_decoder import (
     BOS,
@@ -28,7 +28,7 @@ from models.gpt import GPTConfig
 from tinygrad_tx import Tensor, gradcheck, gradcheck_directional
 from tinygrad_tx.errors import DTypeError, ShapeError
 
-from conftest import assert_close
+from helpers import assert_close
 
 CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
 

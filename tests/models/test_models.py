@@ -1,4 +1,4 @@
-"""models/ against PyTorch references (nanoGPT's modules from bench/reference.py, "Let's build GPT"'s
+"""models/ against PyTorch references (nanoGPT's modules from bench/torch_gpt.py, "Let's build GPT"'s
 Head and MultiHeadAttention written here): forward values, loss and every parameter's gradient, weights copied across
 through state_dict with dropout 0; 20 AdamW steps of a small GPT; the nanoGPT checkpoint converter.
 """
@@ -12,15 +12,15 @@ import torch.nn as tnn
 import torch.nn.functional as TF
 
 import tinygrad_tx.nn.functional as F
-from bench.reference import Block as TorchBlock
-from bench.reference import ReferenceGPT as TorchGPT
+from bench.torch_gpt import Block as TorchBlock
+from bench.torch_gpt import TorchGPT
 from models import GPT, BigramLanguageModel, Block, GPTConfig, Head, MultiHeadAttention
 from models.gpt import read_npz
 from tinygrad_tx import Tensor
 from tinygrad_tx.optim import clip_grad_norm_
 from train import convert_nanogpt
 
-from conftest import assert_close
+from helpers import assert_close
 
 torch.manual_seed(0)
 

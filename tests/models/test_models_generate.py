@@ -14,7 +14,7 @@ from models.generation import sample_next
 from tinygrad_tx import backend, gradcheck_directional
 from tinygrad_tx.errors import ShapeError, TinygradTxError
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, assert_close
 
 TINY = GPTConfig(block_size=8, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
 

@@ -3,7 +3,7 @@ gradient, relative error < 1e-5 forward and < 1e-4 gradients, fused and composed
 
 The worst relative error seen per op is printed at the end of the module (run with -s to see it).
 Finite-difference gradchecks, stability, fused/composed agreement and bad inputs are in
-tests/test_functional_checks.py.
+tests/nn/test_functional_checks.py.
 """
 
 import numpy as np
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, assert_close
 
 FORWARD_RTOL, GRAD_RTOL = 1e-5, 1e-4
 WORST = {}  # op -> [worst forward error, worst gradient error]
@@ -34,7 +34,7 @@ def _report_worst_errors():
 
 
 def relative_error(actual, expected):
-    """The measure conftest.assert_close bounds, max |actual - expected| / max |expected|, with the scale
+    """The measure helpers.assert_close bounds, max |actual - expected| / max |expected|, with the scale
     floored at 1e-2 so results that are zero up to rounding (layer_norm over one feature) read as absolute."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     return float(np.abs(actual - expected).max(initial=0.0) / max(np.abs(expected).max(initial=0.0), 1e-2))

@@ -1,6 +1,6 @@
 """tinygrad_tx.nn.functional: float64 finite-difference gradchecks of every op, numerical stability,
 fused and composed implementations agreeing, documented edge cases, and bad inputs.
-(Comparisons with PyTorch: tests/test_functional.py.)
+(Comparisons with PyTorch: tests/nn/test_functional.py.)
 """
 
 import math
@@ -23,7 +23,7 @@ from tinygrad_tx import (
 )
 from tinygrad_tx.kernels.cpu_elementwise import erf
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, assert_close
 
 seeds = st.integers(0, 2**16)
 sizes = st.integers(1, 4)

@@ -8,7 +8,7 @@ import tinygrad_tx.nn as nn
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor, TinygradTxError, manual_seed
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, assert_close
 
 
 class TinyNet(nn.Module):

@@ -9,7 +9,7 @@ import torch
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
 
-from conftest import assert_close
+from helpers import assert_close
 
 IMPLS = ["fused", "composed"]
 

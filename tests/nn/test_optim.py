@@ -10,7 +10,7 @@ import torch
 from tinygrad_tx import Tensor, TinygradTxError, kernels
 from tinygrad_tx.optim import SGD, AdamW, clip_grad_norm_, cosine_lr
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, assert_close
 
 SHAPES = [(4, 3), (3,), (2, 5), (5,)]
 

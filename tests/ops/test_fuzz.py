@@ -1,4 +1,4 @@
-"""The differential fuzzer against PyTorch, under a fixed CI budget (tests/fuzz_specs.py is the table).
+"""The differential fuzzer against PyTorch, under a fixed CI budget (bench/fuzzing/specs.py is the table).
 
 Every public op gets FUZZ_EXAMPLES drawn cases (derandomized: the same cases on every run) compared
 with PyTorch: forward values and dtype, every input gradient under a random upstream gradient, and
@@ -11,8 +11,9 @@ import warnings
 
 import numpy as np
 import pytest
-from fuzz_core import Divergence, Leaf, Spec, check, fuzz
-from fuzz_specs import NOT_OPS, SPECS, public_names
+
+from bench.fuzzing.core import Divergence, Leaf, Spec, check, fuzz
+from bench.fuzzing.specs import NOT_OPS, SPECS, public_names
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 BUDGET_S = 60.0
@@ -22,7 +23,7 @@ _spent = []
 def test_every_public_op_has_a_spec():
     names = public_names()
     missing = sorted(names - set(SPECS) - set(NOT_OPS))
-    assert not missing, f"public ops without a fuzz spec (add one to tests/fuzz_specs*.py): {missing}"
+    assert not missing, f"public ops without a fuzz spec (add one to bench/fuzzing/specs*.py): {missing}"
     stale = sorted((set(SPECS) | set(NOT_OPS)) - names)
     assert not stale, f"specs or exclusions for names that are not public: {stale}"
 

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 import tinygrad_tx as tx
 from tinygrad_tx import Tensor, gradcheck
 
-from conftest import DEVICES, assert_close
+from helpers import DEVICES, assert_close
 
 small_shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=4)

@@ -12,7 +12,7 @@ from train import data
 from train.data import Dataset, TinyShakespeare, get_batch, iter_batches, read_text, resolve_text_path, split_data
 from train.tokenizers import CharTokenizer
 
-from conftest import DEVICES, shakespeare_path
+from helpers import DEVICES, shakespeare_path
 
 FAKE_CORPUS = b"To be, or not to be, that is the question.\n"
 

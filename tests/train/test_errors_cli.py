@@ -1,4 +1,4 @@
-"""The command-line half of the error catalogue of docs/errors.md (the engine half: tests/test_errors.py).
+"""The command-line half of the error catalogue of docs/errors.md (the engine half: tests/engine/test_errors.py).
 
 Each entry runs ``train.shakespeare.main`` (or ``train.sample.main``) in-process and expects exit status 2
 with one ``error: ...`` line on stderr and no traceback; two entries run the real ``python -m`` process to
@@ -6,7 +6,6 @@ check the same from outside, and ``--debug``.
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import pytest
 from tinygrad_tx import backend
 from train import sample, shakespeare
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
 
 
 def cli_error(capsys, argv, *fragments, main=shakespeare.main):
@@ -30,15 +29,6 @@ def cli_error(capsys, argv, *fragments, main=shakespeare.main):
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
     return lines[0]
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    """A small UTF-8 text (8000 characters over 12 symbols) to train on."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "corpus.txt"
-    path.write_text("".join(rng.choice(list("abcdefghij \n"), 8000)), encoding="utf-8")
-    return str(path)
 
 
 def tiny_run(corpus, out_dir, *extra):
@@ -309,7 +299,7 @@ def test_c33_sample_cli_negative_seed(capsys, tmp_path):
 
 def _run_module(argv):
     return subprocess.run(
-        [sys.executable, "-m", "train.shakespeare", *argv], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "train.shakespeare", *argv], cwd=REPO, capture_output=True, text=True, timeout=120
     )
 
 

@@ -5,11 +5,10 @@
 - Ctrl-C saves a checkpoint and exits with status 130 and one message.
 - Two runs with the same seed and config are bit-identical on the CPU (docs/determinism.md).
 - Anomaly mode names the op and the model's file:line of a planted NaN, in forward and backward.
-Numerical robustness of the fused ops is in tests/test_numerical_stability.py.
+Numerical robustness of the fused ops is in tests/nn/test_numerical_stability.py.
 """
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -32,17 +31,10 @@ from train.data import split_data
 from train.tokenizers import CharTokenizer
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
+from helpers.cli import read_metrics
+
 IMPLS = ["fused", "composed"]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A small UTF-8 text (20000 characters over 12 symbols) to train on."""
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("data") / "corpus.txt"
-    path.write_text("".join(rng.choice(list("abcdefghij \n"), 20000)), encoding="utf-8")
-    return str(path)
 
 
 TINY = {
@@ -78,7 +70,7 @@ def launch(corpus):
     def start(out_dir, **overrides):
         process = subprocess.Popen(
             [sys.executable, "-m", "train.shakespeare", *cli_args(corpus, out_dir, **overrides)],
-            cwd=ROOT,
+            cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -92,11 +84,6 @@ def launch(corpus):
         if process.poll() is None:
             process.kill()
         process.communicate()
-
-
-def read_metrics(out_dir):
-    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def losses(records):
@@ -132,7 +119,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_losses(corpus, tmp_path, la
     assert 20 <= resumed_from < 30
     resume = subprocess.run(
         [sys.executable, "-m", "train.shakespeare", "--resume", *cli_args(corpus, tmp_path / "victim", **run)],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
     )

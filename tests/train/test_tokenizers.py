@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tinygrad_tx.errors import TinygradTxError
 from train.tokenizers import GPT2_LIKE_SPLIT, BPETokenizer, CharTokenizer, Tokenizer
 
-from conftest import shakespeare_path
+from helpers import shakespeare_path
 
 SAMPLE = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"

@@ -2,8 +2,6 @@
 sampling. Runs go through ``main(argv)`` in this process (fast); one real subprocess checks --help.
 Bad inputs are in test_train_errors.py."""
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -21,9 +19,9 @@ from train import shakespeare
 from train.checkpoint import load_checkpoint
 from train.cli import parse_command_line
 
-from conftest import shakespeare_path
+from helpers import REPO
+from helpers.cli import read_metrics, run_cli, tiny_args
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_FILES = (
     "config.json",
@@ -34,80 +32,6 @@ RUN_FILES = (
     "ckpt_last.npz",
     "tokenizer.json",
 )
-
-
-def tiny_args(data, out_dir, max_iters=40, *extra):
-    """A 1-layer, 32-wide GPT: a 40-step run takes about a second. lr_decay_iters is fixed at 40 so
-    shorter runs follow the same schedule (and so the same losses) as the 40-step one."""
-    return [
-        "--data",
-        str(data),
-        "--out_dir",
-        str(out_dir),
-        "--max_iters",
-        str(max_iters),
-        "--n_layer",
-        "1",
-        "--n_head",
-        "2",
-        "--n_embd",
-        "32",
-        "--block_size",
-        "16",
-        "--batch_size",
-        "4",
-        "--learning_rate",
-        "3e-3",
-        "--warmup_iters",
-        "5",
-        "--lr_decay_iters",
-        "40",
-        "--min_lr",
-        "3e-4",
-        "--eval_interval",
-        "10",
-        "--eval_iters",
-        "4",
-        "--log_interval",
-        "1",
-        "--sample_tokens",
-        "40",
-        *extra,
-    ]
-
-
-def run_cli(module, argv):
-    """(exit status, stdout, stderr) of ``module.main(argv)`` run in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = module.main(argv)
-        except SystemExit as exit_:
-            status = exit_.code
-    return status, out.getvalue(), err.getvalue()
-
-
-def read_metrics(out_dir, keep_timing=False):
-    with open(os.path.join(out_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    timing = ("ms_per_iter", "tokens_per_s", "mfu")
-    return records if keep_timing else [{k: v for k, v in r.items() if k not in timing} for r in records]
-
-
-@pytest.fixture(scope="module")
-def small_text(tmp_path_factory):
-    """The first 50k characters of Tiny Shakespeare (or, without the file, 50k characters of verse-like text)."""
-    path = shakespeare_path()
-    if path:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()[:50_000]
-    else:
-        rng = np.random.default_rng(0)
-        words = ["thou", "art", "my", "lord", "and", "the", "king", "shall", "not", "die", "ROMEO:", "JULIET:"]
-        text = "\n".join(" ".join(rng.choice(words, size=8)) for _ in range(1200))[:50_000]
-    file = tmp_path_factory.mktemp("data") / "small.txt"
-    file.write_text(text, encoding="utf-8")
-    return file
 
 
 @pytest.fixture(scope="module")

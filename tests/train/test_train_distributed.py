@@ -18,8 +18,6 @@ import time
 
 import numpy as np
 import pytest
-from test_distributed import REPO, SimulatedRanks, launch_env, mpi_missing, mpiexec, requires_mpi
-from test_train import read_metrics, run_cli
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import manual_seed
@@ -30,23 +28,11 @@ from train.config import ConfigError, make_config
 from train.data import get_batch
 from train.distributed import DataParallel
 
-from conftest import shakespeare_path
+from helpers import REPO
+from helpers.cli import read_metrics, run_cli
+from helpers.mpi import SimulatedRanks, launch_env, launch_ranks, mpi_missing, mpiexec, requires_mpi
 
 TRAIN_STREAM = 1  # train.trainer.TRAIN_BATCH_STREAM
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    path = shakespeare_path()
-    if path:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()[:30_000]
-    else:
-        words = ["thou", "art", "my", "lord", "and", "the", "king", "shall", "not", "die", "ROMEO:", "JULIET:"]
-        text = "\n".join(" ".join(np.random.default_rng(0).choice(words, size=8)) for _ in range(800))[:30_000]
-    file = tmp_path_factory.mktemp("data") / "small.txt"
-    file.write_text(text, encoding="utf-8")
-    return file
 
 
 def args(data, out_dir, max_iters=6, *extra):
@@ -106,11 +92,11 @@ def test_ranks_split_the_same_global_batch_stream():
         DataParallel(make_config(overrides={"gradient_accumulation_steps": 3}), SimulatedRanks())
 
 
-def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_path):
+def test_one_process_takes_the_single_process_path_bit_for_bit(small_text, tmp_path):
     """The trainer at W = 1 (and with --zero 1) against the algorithm written out here: nanoGPT's loop."""
-    status, _, _ = run_cli(shakespeare, args(text_file, tmp_path / "plain", 6, "--dropout", "0.1"))
+    status, _, _ = run_cli(shakespeare, args(small_text, tmp_path / "plain", 6, "--dropout", "0.1"))
     assert status == 0
-    status, _, _ = run_cli(shakespeare, args(text_file, tmp_path / "zero", 6, "--dropout", "0.1", "--zero", "1"))
+    status, _, _ = run_cli(shakespeare, args(small_text, tmp_path / "zero", 6, "--dropout", "0.1", "--zero", "1"))
     assert status == 0
     saved = weights(tmp_path / "plain")
     config = make_config(overrides=saved["config"])
@@ -118,7 +104,7 @@ def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_pa
     model = GPT(GPTConfig(**saved["model_args"]))
     optimizer = model.configure_optimizers(config.weight_decay, config.learning_rate, (config.beta1, config.beta2))
     batch_rng = np.random.default_rng([config.seed, TRAIN_STREAM])
-    ids = np.array([saved["tokenizer"]["chars"].index(ch) for ch in text_file.read_text(encoding="utf-8")])
+    ids = np.array([saved["tokenizer"]["chars"].index(ch) for ch in small_text.read_text(encoding="utf-8")])
     train_ids = ids[: int(len(ids) * 0.9)]
     for iteration in range(6):
         for _ in range(config.gradient_accumulation_steps):
@@ -137,10 +123,10 @@ def test_one_process_takes_the_single_process_path_bit_for_bit(text_file, tmp_pa
     assert losses(tmp_path / "zero") == losses(tmp_path / "plain")
 
 
-def test_several_ranks_without_mpi4py_stop_before_writing(text_file, tmp_path, monkeypatch):
+def test_several_ranks_without_mpi4py_stop_before_writing(small_text, tmp_path, monkeypatch):
     monkeypatch.setenv("PMI_SIZE", "2")
     monkeypatch.setitem(sys.modules, "mpi4py", None)
-    status, _, err = run_cli(shakespeare, args(text_file, tmp_path / "run"))
+    status, _, err = run_cli(shakespeare, args(small_text, tmp_path / "run"))
     assert status == 2 and err.count("\n") == 1 and "mpi4py is not installed" in err, err
     assert not (tmp_path / "run").exists()
 
@@ -154,39 +140,14 @@ def test_bad_distributed_options_are_one_line_errors():
 
 
 # ---------------------------------------------------------------- mpiexec -n 2
-def launch(ranks_args, timeout=120):
-    """mpiexec with one argument list per rank group: [(ranks, argv), ...] (MPMD when they differ)."""
-    command = [mpiexec()]
-    for number, (ranks, argv) in enumerate(ranks_args):
-        command += ([":"] if number else []) + [
-            "-n",
-            str(ranks),
-            sys.executable,
-            "-m",
-            "mpi4py",
-            "-m",
-            "train.shakespeare",
-            *argv,
-        ]
-    return subprocess.run(
-        command,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        env=launch_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
-def reference_runs(text_file, tmp_path_factory):
+def reference_runs(small_text, tmp_path_factory):
     """One process and 2 ranks (plain, ZeRO-1, gradient buckets) on the same global batch, dropout 0."""
     root = tmp_path_factory.mktemp("dp")
-    assert run_cli(shakespeare, args(text_file, root / "one"))[0] == 0
+    assert run_cli(shakespeare, args(small_text, root / "one"))[0] == 0
     runs = {"one": root / "one"}
     for name, extra in {"dp": [], "zero": ["--zero", "1"], "buckets": ["--bucket_mb", "0.01"]}.items():
-        result = launch([(2, args(text_file, root / name, 6, *extra))])
+        result = launch_ranks([(2, args(small_text, root / name, 6, *extra))])
         assert result.returncode == 0, result.stdout + result.stderr
         runs[name] = root / name
         runs[name + "_stdout"] = result.stdout
@@ -221,34 +182,37 @@ def test_zero1_and_buckets_equal_plain_data_parallel(reference_runs, variant):
 
 
 @requires_mpi
-def test_a_failing_rank_ends_the_job_quickly(text_file, tmp_path):
+def test_a_failing_rank_ends_the_job_quickly(small_text, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("too short for a block\n", encoding="utf-8")
     started = time.perf_counter()
-    result = launch([(1, args(text_file, tmp_path / "run")), (1, args(short, tmp_path / "run"))], timeout=60)
+    result = launch_ranks([(1, args(small_text, tmp_path / "run")), (1, args(short, tmp_path / "run"))], timeout=60)
     assert result.returncode != 0 and time.perf_counter() - started < 10, result.stderr
     assert "error: [rank 1/2] block_size 16 is longer than the val split" in result.stderr
 
 
 @requires_mpi
-def test_diverging_ranks_stop_at_the_checksum(text_file, tmp_path):
-    result = launch(
-        [(1, args(text_file, tmp_path / "run")), (1, args(text_file, tmp_path / "run", 6, "--learning_rate", "1e-3"))],
+def test_diverging_ranks_stop_at_the_checksum(small_text, tmp_path):
+    result = launch_ranks(
+        [
+            (1, args(small_text, tmp_path / "run")),
+            (1, args(small_text, tmp_path / "run", 6, "--learning_rate", "1e-3")),
+        ],
         timeout=60,
     )
     assert result.returncode == 2 and "parameters diverged by iteration 3" in result.stderr, result.stderr
 
 
 @requires_mpi
-def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_path):
+def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(small_text, tmp_path):
     def run(out, *extra):
-        return args(text_file, out, 24, "--dropout", "0.1", "--eval_interval", "12", *extra)
+        return args(small_text, out, 24, "--dropout", "0.1", "--eval_interval", "12", *extra)
 
-    assert launch([(2, run(tmp_path / "whole"))]).returncode == 0
+    assert launch_ranks([(2, run(tmp_path / "whole"))]).returncode == 0
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-m", "train.shakespeare", *run(tmp_path / "cut")]
     process = subprocess.Popen(
         command,
-        cwd=os.path.dirname(text_file),
+        cwd=os.path.dirname(small_text),
         env=launch_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -262,7 +226,7 @@ def test_ctrl_c_stops_both_ranks_at_one_step_and_resume_is_exact(text_file, tmp_
     assert process.returncode != 0 and "interrupted at iteration" in err, err
     stopped_at = weights(tmp_path / "cut")["iter_num"]
     assert 4 <= stopped_at < 24
-    result = launch([(2, run(tmp_path / "cut", "--resume"))])
+    result = launch_ranks([(2, run(tmp_path / "cut", "--resume"))])
     assert result.returncode == 0, result.stderr
     whole, resumed = weights(tmp_path / "whole"), weights(tmp_path / "cut")
     for name, value in whole["model"].items():
@@ -300,7 +264,7 @@ def standin_missing():
 
 @pytest.mark.skipif(bool(standin_missing()), reason=standin_missing() or "stand-in available")
 @pytest.mark.parametrize("variant", [["--bucket_mb", "0.001"], ["--zero", "1"]], ids=["buckets", "zero"])
-def test_the_gpu_path_on_two_ranks_through_the_cupy_standin(text_file, tmp_path, variant):
+def test_the_gpu_path_on_two_ranks_through_the_cupy_standin(small_text, tmp_path, variant):
     """--device gpu under mpiexec with every array on the strict CuPy stand-in: no NCCL there, so the
     gradients go through MPI by host copies (HostCopyCommunicator), in buckets or ZeRO-1's reduce-scatter,
     and give one stand-in process's weights."""
@@ -325,7 +289,7 @@ def test_the_gpu_path_on_two_ranks_through_the_cupy_standin(text_file, tmp_path,
     env = {**launch_env(), "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests")])}
     standin = [sys.executable, "-m", "gpu_standin.run", "-m", "train.shakespeare"]
     one = subprocess.run(
-        [*standin, *args(text_file, tmp_path / "one"), *gpu],
+        [*standin, *args(small_text, tmp_path / "one"), *gpu],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -343,7 +307,7 @@ def test_the_gpu_path_on_two_ranks_through_the_cupy_standin(text_file, tmp_path,
             "-m",
             "mpi4py",
             *standin[1:],
-            *args(text_file, tmp_path / "two"),
+            *args(small_text, tmp_path / "two"),
             *gpu,
             *variant,
         ],

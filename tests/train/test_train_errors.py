@@ -7,11 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-from test_train import REPO, run_cli, tiny_args
 
 from train import sample as sample_cli
 from train import shakespeare
 from train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+from helpers import REPO
+from helpers.cli import run_cli, tiny_args
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ per-layer gradient norms add up to the global norm and are drawn.
 
 import json
 import math
-import pathlib
 import re
 
 import numpy as np
@@ -20,10 +19,10 @@ from train import shakespeare, visualize
 from train.gradflow import layer_gradient_norms, layer_of, plot_gradient_flow
 from train.tokenizers import CharTokenizer
 
-from conftest import assert_close
+from helpers import ROOT, assert_close
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ATTENTION_PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "attention.md"
+ATTENTION_PAGE = ROOT / "docs" / "attention.md"
 TEXT = (
     "ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
     "JULIET:\nO Romeo, Romeo, wherefore art thou Romeo?\n\n"
