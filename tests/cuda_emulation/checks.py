@@ -33,7 +33,7 @@ def assert_close(actual, expected, rtol, what, scale=None) -> None:
 
 
 def offset_rows() -> np.ndarray:
-    """test_functional_checks::test_layer_norm_with_a_large_common_offset's input: 1e4 + N(0, 1), (4, 16)."""
+    """Rows at a large common offset: 1e4 + N(0, 1), (4, 16)."""
     return (1e4 + np.random.default_rng(0).standard_normal((4, 16))).astype(np.float32)
 
 

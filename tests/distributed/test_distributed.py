@@ -11,11 +11,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, distributed
 from tinygrad_tx.distributed import DistributedError, GradientBuckets, SingleProcess, ZeroOptimizer, init_communicator
 
 from helpers import REPO, requires_gpu
+from helpers.gpt import tiny_gpt
 from helpers.mpi import SimulatedRanks, launch_env, mpiexec, requires_mpi
 
 
@@ -62,8 +62,7 @@ def test_unknown_backend_is_refused(no_launcher):
 
 
 def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
-    backend.manual_seed(0)
-    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
+    model = tiny_gpt(seed=0, vocab_size=20, n_layer=2, n_embd=16)
     params = list(model.parameters())
     x = Tensor(np.random.default_rng(0).integers(0, 20, (2, 8)))
     _, loss = model(x, x)
@@ -88,8 +87,7 @@ def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
 
 
 def test_zero_deals_whole_tensors_evenly_between_the_ranks():
-    backend.manual_seed(0)
-    model = GPT(GPTConfig(block_size=8, vocab_size=20, n_layer=2, n_head=2, n_embd=16))
+    model = tiny_gpt(seed=0, vocab_size=20, n_layer=2, n_embd=16)
     shards = [ZeroOptimizer(model.configure_optimizers(0.1, 1e-3), SimulatedRanks(rank)) for rank in range(2)]
     per_rank = shards[0].state_bytes_per_rank()
     assert sum(per_rank) == 2 * 4 * sum(p.size for p in model.parameters()) and max(per_rank) < 0.6 * sum(per_rank)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import tinygrad_tx.nn.functional as F
-from models.gpt import GPT, GPTConfig
+from models.gpt import GPTConfig
 from tinygrad_tx import (
     DeviceError,
     DTypeError,
@@ -28,6 +28,7 @@ from tinygrad_tx import (
 from tinygrad_tx.optim import SGD, AdamW
 
 from helpers import REPO
+from helpers.gpt import tiny_gpt
 
 
 def expect_error(error_type, action, *fragments):
@@ -145,10 +146,6 @@ def test_e11_backward_twice_without_retain_graph():
     expect_error(GraphError, loss.backward, "the graph was already freed", "retain_graph=True")
 
 
-def _tiny_gpt():
-    return GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
-
-
 def _requires_grad(*shape):
     return Tensor(np.ones(shape), requires_grad=True)
 
@@ -228,25 +225,25 @@ ENGINE_CATALOGUE = [
     (
         "e17_sampling_top_k_zero",
         TinygradTxError,
-        lambda: _tiny_gpt().generate(_PROMPT, 2, top_k=0),
+        lambda: tiny_gpt().generate(_PROMPT, 2, top_k=0),
         "generate: top_k must be an integer >= 1 or None, got 0",
     ),
     (
         "e17_sampling_top_k_negative",
         TinygradTxError,
-        lambda: _tiny_gpt().generate(_PROMPT, 2, top_k=-3),
+        lambda: tiny_gpt().generate(_PROMPT, 2, top_k=-3),
         "generate: top_k must be an integer >= 1 or None, got -3",
     ),
     (
         "e18_sampling_temperature_zero",
         TinygradTxError,
-        lambda: _tiny_gpt().generate(_PROMPT, 2, temperature=0),
+        lambda: tiny_gpt().generate(_PROMPT, 2, temperature=0),
         "generate: temperature must be > 0, got 0",
     ),
     (
         "e18_sampling_temperature_negative",
         TinygradTxError,
-        lambda: _tiny_gpt().generate(_PROMPT, 2, temperature=-0.5),
+        lambda: tiny_gpt().generate(_PROMPT, 2, temperature=-0.5),
         "generate: temperature must be > 0, got -0.5",
     ),
     (
@@ -306,13 +303,13 @@ ENGINE_CATALOGUE = [
     (
         "e28_model_input_longer_than_block_size",
         ShapeError,
-        lambda: _tiny_gpt()(np.zeros((1, 9), dtype=np.int64)),
+        lambda: tiny_gpt()(np.zeros((1, 9), dtype=np.int64)),
         "GPT.forward: sequence length 9 exceeds block_size 8",
     ),
     (
         "e29_model_input_of_float_token_ids",
         DTypeError,
-        lambda: _tiny_gpt()(np.zeros((1, 3))),
+        lambda: tiny_gpt()(np.zeros((1, 3))),
         "GPT.forward: token ids must be integers, got dtype float64",
     ),
     (

@@ -7,16 +7,15 @@ import numpy as np
 
 import tinygrad_tx as tx
 import tinygrad_tx.nn.functional as F
-from models import GPT, GPTConfig
-from tinygrad_tx import backend, no_grad
+from tinygrad_tx import no_grad
+
+from helpers.gpt import tiny_gpt
 
 STEPS = 6
 
 
 def make_model(seed):
-    backend.manual_seed(seed)
-    config = GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
-    return GPT(config)
+    return tiny_gpt(seed, n_embd=16, dropout=0.0)
 
 
 def batches(seed):

@@ -1,5 +1,7 @@
 """Numerical robustness: float32 softmax, log_softmax, cross_entropy, layer_norm and attention stay finite
-and match float64 (PyTorch) for inputs of magnitude 1e4 and under a large common offset, fused and composed.
+and match float64 (PyTorch) for inputs of magnitude 1e4 and under a large common offset, fused and composed,
+on the CPU and the GPU: the output and every input gradient. The suite's one test of each op at a 1e4 offset
+(the kernels' own offset cases are in tests/kernels/ and tests/gpu/).
 """
 
 import numpy as np
@@ -9,7 +11,7 @@ import torch
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
 
-from helpers import assert_close
+from helpers import DEVICES, assert_close
 
 IMPLS = ["fused", "composed"]
 
@@ -36,16 +38,16 @@ def _float64_reference(fn, *arrays):
     return out.detach().numpy(), [t.grad.numpy() if t.grad is not None else None for t in tensors], upstream.numpy()
 
 
-def _ours(fn, *arrays, upstream):
-    tensors = [Tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+def _ours(fn, *arrays, upstream, device):
+    tensors = [Tensor(a, requires_grad=a.dtype.kind == "f", device=device) for a in arrays]
     out = fn(*tensors)
     out.backward(upstream.astype(np.float32))
     return out.numpy(), [t.grad.numpy() if t.requires_grad else None for t in tensors]
 
 
-def _check(fn_ours, fn_torch, arrays, rtol, what):
+def _check(fn_ours, fn_torch, arrays, rtol, what, device="cpu"):
     expected, expected_grads, upstream = _float64_reference(fn_torch, *arrays)
-    actual, grads = _ours(fn_ours, *arrays, upstream=upstream)
+    actual, grads = _ours(fn_ours, *arrays, upstream=upstream, device=device)
     assert np.isfinite(actual).all() and all(np.isfinite(g).all() for g in grads if g is not None), what
     assert_close(actual, expected, rtol, what=f"{what} output")
     # a saturated softmax leaves some inputs with gradients of ~1e-10 in float64 and exactly 0 in float32:
@@ -56,17 +58,26 @@ def _check(fn_ours, fn_torch, arrays, rtol, what):
             assert_close(grad, expected_grad, rtol, atol=rtol * largest, what=f"{what} gradient of input {index}")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["large", "offset"])
-def test_softmax_and_log_softmax_are_stable(impl, kind):
+def test_softmax_and_log_softmax_are_stable(impl, kind, device):
     x = _inputs(kind, (6, 40))
-    _check(lambda t: F.softmax(t, impl=impl), lambda t: torch.softmax(t, -1), [x], 1e-5, f"softmax {kind}")
-    _check(lambda t: F.log_softmax(t, impl=impl), lambda t: torch.log_softmax(t, -1), [x], 1e-5, f"log_softmax {kind}")
+    _check(lambda t: F.softmax(t, impl=impl), lambda t: torch.softmax(t, -1), [x], 1e-5, f"softmax {kind}", device)
+    _check(
+        lambda t: F.log_softmax(t, impl=impl),
+        lambda t: torch.log_softmax(t, -1),
+        [x],
+        1e-5,
+        f"log_softmax {kind}",
+        device,
+    )
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["large", "offset"])
-def test_cross_entropy_is_stable(impl, kind):
+def test_cross_entropy_is_stable(impl, kind, device):
     logits = _inputs(kind, (2, 5, 40))
     targets = np.random.default_rng(2).integers(0, 40, (2, 5))
     _check(
@@ -75,12 +86,14 @@ def test_cross_entropy_is_stable(impl, kind):
         [logits, targets],
         1e-5,
         f"cross_entropy {kind}",
+        device,
     )
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["large", "offset"])
-def test_layer_norm_is_stable(impl, kind):
+def test_layer_norm_is_stable(impl, kind, device):
     x = _inputs(kind, (4, 64))
     weight, bias = np.random.default_rng(3).standard_normal((2, 64)).astype(np.float32)
     # an offset of 1e4 leaves float32 about 1e-3 of absolute resolution on unit-sized deviations
@@ -91,6 +104,7 @@ def test_layer_norm_is_stable(impl, kind):
         [x, weight, bias],
         rtol,
         f"layer_norm {kind}",
+        device,
     )
 
 

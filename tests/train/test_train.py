@@ -1,6 +1,6 @@
-"""The trainer CLI end to end on a tiny model: learning, artefacts, exact resume, determinism, Ctrl-C,
+"""The trainer CLI end to end on a tiny model: learning, artefacts, exact resume, Ctrl-C,
 sampling. Runs go through ``main(argv)`` in this process (fast); one real subprocess checks --help.
-Bad inputs are in test_train_errors.py."""
+Bad inputs are in test_train_errors.py; same-seed determinism in test_reliability.py."""
 
 import json
 import os
@@ -85,15 +85,6 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(full_run, small_text, t
     assert read_metrics(tmp_path) == read_metrics(full_run[0])
 
 
-def test_same_seed_runs_are_bit_identical_and_the_seed_matters(full_run, small_text, tmp_path):
-    first_ten = [r for r in read_metrics(full_run[0]) if r["iter"] < 10]
-    assert run_cli(shakespeare, tiny_args(small_text, tmp_path / "same", 10))[0] == 0
-    assert [r for r in read_metrics(tmp_path / "same") if r["iter"] < 10] == first_ten
-    assert run_cli(shakespeare, tiny_args(small_text, tmp_path / "other", 10, "--seed", "7"))[0] == 0
-    other = [r for r in read_metrics(tmp_path / "other") if r["iter"] < 10]
-    assert [r.get("loss") for r in other] != [r.get("loss") for r in first_ten]
-
-
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(full_run, small_text, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_get_batch = trainer_module.get_batch
@@ -108,7 +99,10 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(full_run, small_text, tm
     status, _, stderr = run_cli(shakespeare, tiny_args(small_text, tmp_path, 40))
     monkeypatch.undo()
     stopped_at = load_checkpoint(str(tmp_path / "ckpt_last.npz"))["iter_num"]
-    assert status == 130 and f"interrupted at iteration {stopped_at}" in stderr and 10 < stopped_at < 20
+    assert status == 130 and 10 < stopped_at < 20
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted at iteration {stopped_at}; saved {tmp_path / 'ckpt_last.npz'} (continue with --resume)"
+    )
     assert run_cli(shakespeare, ["--out_dir", str(tmp_path), "--resume"])[0] == 0
     assert read_metrics(tmp_path) == read_metrics(full_run[0])
 
