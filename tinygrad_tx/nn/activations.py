@@ -9,7 +9,7 @@ import numbers
 
 from ..errors import TinygradTxError
 from ..function import Function
-from ..kernels import pick
+from ..kernels import pick, reference
 from ..ops import normalize_axes, require_float
 
 
@@ -31,7 +31,7 @@ class Softmax(Function):
     def forward(ctx, x, axis=-1):
         require_float("softmax", x)
         ctx.axis = single_axis("softmax", axis, x.ndim)
-        y = pick("softmax_forward", x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
+        y = pick(reference.softmax_forward, x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
         ctx.save_for_backward(y)
         return y
 
@@ -39,7 +39,7 @@ class Softmax(Function):
     def backward(ctx, grad):
         """dx = y * (g - sum(g * y, axis)).  docs/derivations/softmax.md"""
         (y,) = ctx.saved_tensors
-        return pick("softmax_backward", y)(y, grad, ctx.axis)
+        return pick(reference.softmax_backward, y)(y, grad, ctx.axis)
 
 
 class LogSoftmax(Function):
@@ -49,7 +49,7 @@ class LogSoftmax(Function):
     def forward(ctx, x, axis=-1):
         require_float("log_softmax", x)
         ctx.axis = single_axis("log_softmax", axis, x.ndim)
-        y = pick("log_softmax_forward", x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
+        y = pick(reference.log_softmax_forward, x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
         ctx.save_for_backward(y)
         return y
 
@@ -57,7 +57,7 @@ class LogSoftmax(Function):
     def backward(ctx, grad):
         """dx = g - exp(y) * sum(g, axis).  docs/derivations/softmax.md"""
         (y,) = ctx.saved_tensors
-        return pick("log_softmax_backward", y)(y, grad, ctx.axis)
+        return pick(reference.log_softmax_backward, y)(y, grad, ctx.axis)
 
 
 class Gelu(Function):
@@ -72,7 +72,7 @@ class Gelu(Function):
         ctx.approximate, ctx.in_shape = approximate, x.shape
         # a 0-d input runs as shape (1,): NumPy arithmetic on 0-d arrays returns scalars, which out= refuses
         x = x.reshape(x.shape or (1,))
-        out = pick("gelu_forward", x)(x, approximate)
+        out = pick(reference.gelu_forward, x)(x, approximate)
         ctx.save_for_backward(x)
         return out.reshape(ctx.in_shape)
 
@@ -82,7 +82,7 @@ class Gelu(Function):
         docs/derivations/gelu.md"""
         (x,) = ctx.saved_tensors
         grad = grad.reshape(x.shape)
-        return pick("gelu_backward", x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
+        return pick(reference.gelu_backward, x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
 
 
 class Dropout(Function):
@@ -91,7 +91,7 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, p):
         require_float("dropout", x)
-        out, mask = pick("dropout_forward", x)(x, p)
+        out, mask = pick(reference.dropout_forward, x)(x, p)
         ctx.save_for_backward(mask)
         return out
 
@@ -99,4 +99,4 @@ class Dropout(Function):
     def backward(ctx, grad):
         """dx = g * mask (the forward's own mask).  docs/derivations/dropout.md"""
         (mask,) = ctx.saved_tensors
-        return pick("dropout_backward", mask)(mask, grad), None
+        return pick(reference.dropout_backward, mask)(mask, grad), None
