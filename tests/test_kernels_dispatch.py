@@ -12,7 +12,7 @@ from kernel_cases import relative_error, tolerance
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import TinygradTxError, backend, kernels
-from tinygrad_tx.kernels import cpu, cpu_elementwise, cuda, cuda_fast, reference
+from tinygrad_tx.kernels import cpu, cuda, reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,10 +27,12 @@ def test_fast_picks_the_cpu_code_and_reference_the_formulas_on_numpy():
     probe = np.zeros(3)
     with kernels.use("fast"):
         for name in KERNEL_NAMES:
-            assert kernels.pick(name, probe) in (getattr(cpu, name, None), getattr(cpu_elementwise, name, None)), name
+            fast = kernels.pick(getattr(reference, name), probe)
+            assert fast.__module__.startswith("tinygrad_tx.kernels.cpu.") and fast.__name__ == name, name
+            assert any(getattr(op, name, None) is fast for op in cpu.OPS), name
     with kernels.use("reference"):
         for name in KERNEL_NAMES:
-            assert kernels.pick(name, probe) is getattr(reference, name), name
+            assert kernels.pick(getattr(reference, name), probe) is getattr(reference, name), name
 
 
 @default_is_fast
@@ -56,7 +58,7 @@ def test_a_plain_call_sets_the_thread_until_changed():
     def worker():
         kernels.use("reference")
         seen.append(kernels.current())
-        seen.append(kernels.pick("softmax_forward", np.zeros(1)) is reference.softmax_forward)
+        seen.append(kernels.pick(reference.softmax_forward, np.zeros(1)) is reference.softmax_forward)
 
     thread = threading.Thread(target=worker)
     thread.start()
@@ -90,7 +92,7 @@ def _run(code, choice):
 def test_the_environment_variable_sets_the_default():
     result = _run(
         "import tinygrad_tx.kernels as k, numpy as np; print(k.current(), "
-        "k.pick('gelu_forward', np.zeros(1)).__module__)",
+        "k.pick(k.reference.gelu_forward, np.zeros(1)).__module__)",
         "reference",
     )
     assert result.returncode == 0, result.stderr
@@ -136,47 +138,51 @@ def test_a_gpt_trains_the_same_on_reference_and_fast_kernels(config):
 
 
 # ---------------------------------------------------------------- the GPU routing, exercised without a GPU
-def test_fast_on_a_gpu_array_picks_cuda_fast_where_it_has_the_kernel_else_the_reference(monkeypatch):
+def test_fast_on_a_gpu_array_picks_cuda_where_it_has_the_kernel_else_the_reference(monkeypatch):
     monkeypatch.setattr(backend, "is_gpu_array", lambda array: True)  # as if ``probe`` were a CuPy array
     probe = np.zeros(1)
     with kernels.use("fast"):
         for name in KERNEL_NAMES:
-            assert kernels.pick(name, probe) is getattr(cuda_fast, name, getattr(reference, name)), name
+            on_cuda = next((getattr(op, name) for op in cuda.OPS if hasattr(op, name)), getattr(reference, name))
+            assert kernels.pick(getattr(reference, name), probe) is on_cuda, name
     with kernels.use("reference"):
-        assert all(kernels.pick(name, probe) is getattr(reference, name) for name in KERNEL_NAMES)
+        assert all(kernels.pick(getattr(reference, name), probe) is getattr(reference, name) for name in KERNEL_NAMES)
 
 
-def test_cuda_fast_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
-    """cuda.py's kernels replaced by recording stand-ins (the reference on NumPy; "float32 arrays" = CuPy
-    arrays the row kernels take): each cuda_fast function must route, and reshape, as documented."""
+def test_cuda_routing_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
+    """The CUDA launchers replaced by recording stand-ins (the reference on NumPy; "float32 arrays" = CuPy
+    arrays the row kernels take): each cuda/<op>.py routing function must route, and reshape, as documented."""
     calls = []
 
     def recording(name, result):
         return lambda *args: calls.append(name) or result(*args)
 
+    for op in (cuda.softmax, cuda.layer_norm):
+        monkeypatch.setattr(
+            op, "fits_row_kernel", lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays)
+        )
     monkeypatch.setattr(
-        cuda, "fits_row_kernel", lambda *arrays: all(a is None or a.dtype == np.float32 for a in arrays)
+        cuda.softmax, "softmax_last_axis", recording("softmax", lambda x: reference.softmax_forward(x, -1))
     )
-    monkeypatch.setattr(cuda, "softmax_last_axis", recording("softmax", lambda x: reference.softmax_forward(x, -1)))
     monkeypatch.setattr(
-        cuda,
-        "layer_norm_backward",
+        cuda.layer_norm,
+        "layer_norm_backward_rows",
         recording("layer_norm_backward", lambda g, xhat, rstd, w: reference.layer_norm_backward(g, xhat, rstd, w)[0]),
     )
     monkeypatch.setattr(
-        cuda, "gelu", recording("gelu", lambda x, approximate: (reference.gelu_forward(x, approximate), None))
+        cuda.gelu, "gelu_with_gate", recording("gelu", lambda x, approximate: (reference.gelu_forward(x, approximate), None))
     )
     rng = np.random.default_rng(0)
     x32, x64 = rng.standard_normal((2, 3, 5)).astype(np.float32), rng.standard_normal((2, 3, 5))
-    np.testing.assert_array_equal(cuda_fast.softmax_forward(x32, 2), reference.softmax_forward(x32, 2))
-    cuda_fast.softmax_forward(x32, 1)  # not the last axis: the reference
-    cuda_fast.softmax_forward(x64, 2)  # not float32: the reference
+    np.testing.assert_array_equal(cuda.softmax.softmax_forward(x32, 2), reference.softmax_forward(x32, 2))
+    cuda.softmax.softmax_forward(x32, 1)  # not the last axis: the reference
+    cuda.softmax.softmax_forward(x64, 2)  # not float32: the reference
     assert calls == ["softmax"]
     weight = np.ones(5, np.float32)
     _, xhat, rstd = reference.layer_norm_forward(x32, weight, None, 1e-5)
     for actual, expected in zip(
-        cuda_fast.layer_norm_backward(x32, xhat, rstd, weight), reference.layer_norm_backward(x32, xhat, rstd, weight)
+        cuda.layer_norm.layer_norm_backward(x32, xhat, rstd, weight), reference.layer_norm_backward(x32, xhat, rstd, weight)
     ):
         np.testing.assert_array_equal(actual, expected)  # the column sums of the parameter gradients included
-    cuda_fast.gelu_forward(x64, "tanh")  # GELU: any float dtype
+    cuda.gelu.gelu_forward(x64, "tanh")  # GELU: any float dtype
     assert calls == ["softmax", "layer_norm_backward", "gelu"]

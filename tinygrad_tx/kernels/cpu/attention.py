@@ -15,8 +15,8 @@ from ... import backend
 from ...backend import xp_of
 from ..reference import Array
 from ..runtime import row_blocks
-from . import attention_heads
-from .common import NUMPY_MIN_ELEMENTS, row_dots, same_float_dtype
+from . import attention_heads, common
+from .common import row_dots, same_float_dtype
 from .dropout import dropout_mask
 from .softmax import softmax_into
 
@@ -24,7 +24,7 @@ from .softmax import softmax_into
 def _over_batch(function, *arrays):
     """function(*blocks) over blocks of the leading (batch) axis on every core; whole when there is none."""
     if arrays[0].ndim > 2:
-        row_blocks.in_row_blocks(function, *arrays, min_elements=NUMPY_MIN_ELEMENTS)
+        row_blocks.in_row_blocks(function, *arrays, min_elements=common.NUMPY_MIN_ELEMENTS)
     else:
         function(*arrays)
 
