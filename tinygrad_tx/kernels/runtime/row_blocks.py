@@ -222,7 +222,7 @@ _team: Any = None  # team.Team once tune_for_training() started it (team.start);
 
 
 def team() -> Any:
-    """The team of spinning threads for the compiled kernels (kernels/team.py) when tune_for_training()
+    """The team of spinning threads for the compiled kernels (runtime/team.py) when tune_for_training()
     started it, else None. Kept here, not in team.py, so asking does not import numba."""
     return _team
 
