@@ -12,6 +12,7 @@ from kernel_cases import relative_error, tolerance
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import TinygradTxError, backend, kernels
+from tinygrad_tx.kernels import CHOICES
 from tinygrad_tx.kernels import cpu, cuda, reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
@@ -186,3 +187,83 @@ def test_cuda_routing_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
         np.testing.assert_array_equal(actual, expected)  # the column sums of the parameter gradients included
     cuda.gelu.gelu_forward(x64, "tanh")  # GELU: any float dtype
     assert calls == ["softmax", "layer_norm_backward", "gelu"]
+
+
+# ---------------------------------------------------------------- kernels.override: a learner's kernel for a whole GPT
+def _tiny_gpt_loss():
+    backend.manual_seed(0)
+    model = GPT(CONFIGS[0])
+    rng = np.random.default_rng(1)
+    idx, targets = rng.integers(0, 11, (2, 8)), rng.integers(0, 11, (2, 8))
+    backend.manual_seed(2)
+    _, loss = model(idx, targets)
+    loss.backward()
+    return loss.item(), {name: p.grad.numpy() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("choice", CHOICES)
+def test_an_override_runs_for_every_layer_norm_of_a_gpt_and_ends_with_the_block(choice):
+    calls = []
+
+    def recording(grad, xhat, rstd, weight):
+        calls.append(xhat.shape)
+        return reference.layer_norm_backward(grad, xhat, rstd, weight)
+
+    with kernels.use(choice):
+        loss, grads = _tiny_gpt_loss()
+        with kernels.override(layer_norm_backward=recording):
+            assert kernels.current() == choice
+            assert kernels.pick(reference.layer_norm_backward, np.zeros(1)) is recording
+            overridden_loss, overridden_grads = _tiny_gpt_loss()
+        assert len(calls) == 2 * CONFIGS[0].n_layer + 1  # two per block and the final one
+        assert kernels.pick(reference.layer_norm_backward, np.zeros(1)) is not recording
+        _tiny_gpt_loss()
+    assert len(calls) == 2 * CONFIGS[0].n_layer + 1  # nothing after the block
+    assert overridden_loss == loss
+    for name in grads:
+        assert relative_error(overridden_grads[name], grads[name]) <= tolerance(np.float32), name
+
+
+def test_an_override_routes_gpu_arrays_too(monkeypatch):
+    monkeypatch.setattr(backend, "is_gpu_array", lambda array: True)
+    mine = lambda *args: None  # noqa: E731
+    with kernels.override(softmax_forward=mine):
+        assert kernels.pick(reference.softmax_forward, np.zeros(1)) is mine
+
+
+def test_a_wrong_layer_norm_backward_makes_gradcheck_fail():
+    import tinygrad_tx.nn.functional as F
+    from tinygrad_tx import GradcheckError, Tensor, gradcheck
+
+    def forgot_the_mean(grad, xhat, rstd, weight):
+        grad_x, grad_weight, grad_bias = reference.layer_norm_backward(grad, xhat, rstd, weight)
+        d = grad if weight is None else grad * weight
+        return grad_x + rstd * d.mean(axis=-1, keepdims=True), grad_weight, grad_bias
+
+    rng = np.random.default_rng(0)
+    x, w, b = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in [(3, 5), (5,), (5,)])
+    with kernels.override(layer_norm_backward=forgot_the_mean), pytest.raises(GradcheckError):
+        gradcheck(F.layer_norm, (x, w, b))
+    assert gradcheck(F.layer_norm, (x, w, b))
+
+
+def test_overrides_nest_and_stay_in_their_thread():
+    first, second = (lambda *args: None), (lambda *args: None)
+    seen = []
+    with kernels.override(softmax_forward=first, gelu_forward=first):
+        with kernels.override(gelu_forward=second):
+            assert kernels.pick(reference.softmax_forward, np.zeros(1)) is first  # the outer one still holds
+            assert kernels.pick(reference.gelu_forward, np.zeros(1)) is second  # the inner one wins
+            thread = threading.Thread(target=lambda: seen.append(kernels.pick(reference.gelu_forward, np.zeros(1))))
+            thread.start()
+            thread.join()
+        assert kernels.pick(reference.gelu_forward, np.zeros(1)) is first
+    assert seen and seen[0] is not second and seen[0] is not first
+    assert kernels.pick(reference.softmax_forward, np.zeros(1)) is not first
+
+
+def test_an_unknown_kernel_name_gets_one_line_listing_the_valid_ones():
+    with pytest.raises(TinygradTxError, match=r"^kernels.override: unknown kernel 'layernorm_backward': valid kernels are .*layer_norm_backward") as info:
+        with kernels.override(layernorm_backward=lambda *args: None):
+            pass
+    assert "\n" not in str(info.value)

@@ -25,7 +25,12 @@ def check_dropout_probability(op, p):
 
 
 class Softmax(Function):
-    """y = exp(x - max x) / sum exp(x - max x) along ``axis``; saves y. An all -inf row gives zeros."""
+    """y = exp(x - max x) / sum exp(x - max x) along ``axis``; saves y. An all -inf row gives zeros.
+
+    Reference: kernels/reference.py: softmax_forward, softmax_backward
+    Derivation: docs/derivations/softmax.md
+    Test: test_functional.py::test_softmax_and_log_softmax
+    """
 
     @staticmethod
     def forward(ctx, x, axis=-1):
@@ -43,7 +48,12 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
-    """y = x - max x - log sum exp(x - max x) along ``axis``; saves y."""
+    """y = x - max x - log sum exp(x - max x) along ``axis``; saves y.
+
+    Reference: kernels/reference.py: log_softmax_forward, log_softmax_backward
+    Derivation: docs/derivations/softmax.md
+    Test: test_functional.py::test_softmax_and_log_softmax
+    """
 
     @staticmethod
     def forward(ctx, x, axis=-1):
@@ -62,7 +72,12 @@ class LogSoftmax(Function):
 
 class Gelu(Function):
     """gelu(x) = x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, or PyTorch's tanh approximation; saves x
-    only: the backward recomputes Phi(x) (or the tanh), as PyTorch does, instead of holding a second x-sized array."""
+    only: the backward recomputes Phi(x) (or the tanh), as PyTorch does, instead of holding a second x-sized array.
+
+    Reference: kernels/reference.py: gelu_forward, gelu_backward
+    Derivation: docs/derivations/gelu.md
+    Test: test_functional.py::test_gelu
+    """
 
     @staticmethod
     def forward(ctx, x, approximate="none"):
@@ -85,8 +100,13 @@ class Gelu(Function):
         return pick(reference.gelu_backward, x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
 
 
-class Dropout(Function):
-    """Inverted dropout: y = x * mask, mask in {0, 1/(1-p)} drawn from backend.rng; saves the mask."""
+class DropoutFunction(Function):
+    """Inverted dropout: y = x * mask, mask in {0, 1/(1-p)} drawn from backend.rng; saves the mask.
+
+    Reference: kernels/reference.py: dropout_forward, dropout_backward
+    Derivation: docs/derivations/dropout.md
+    Test: test_functional.py::test_dropout_mask_statistics_and_backward_uses_the_same_mask
+    """
 
     @staticmethod
     def forward(ctx, x, p):

@@ -75,6 +75,10 @@ class ScaledDotProductAttention(Function):
 
     A query row whose keys are all masked gets P = 0, so its output and its gradients are 0, not NaN.
     Saves q, k, v, P and Pd (the same array as P without dropout).
+
+    Reference: kernels/reference.py: attention_forward, attention_backward
+    Derivation: docs/derivations/attention.md
+    Test: test_functional.py::test_attention_causal_and_full
     """
 
     @staticmethod

@@ -10,8 +10,13 @@ from ..kernels import pick, reference
 from ..ops import as_rows, require_float
 
 
-class Linear(Function):
-    """y = x W^T + b with W of shape (out_features, in_features); x (..., in) runs as one (N, in) GEMM."""
+class LinearFunction(Function):
+    """y = x W^T + b with W of shape (out_features, in_features); x (..., in) runs as one (N, in) GEMM.
+
+    Reference: kernels/reference.py: linear_forward, linear_backward
+    Derivation: docs/derivations/matmul.md
+    Test: test_functional.py::test_linear
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
@@ -43,8 +48,13 @@ class Linear(Function):
         return None if grad_x is None else grad_x.reshape(ctx.x_shape), grad_weight, grad_bias
 
 
-class Embedding(Function):
-    """out[...] = weight[indices[...]]: rows of a (num_embeddings, dim) table picked by integer indices."""
+class EmbeddingFunction(Function):
+    """out[...] = weight[indices[...]]: rows of a (num_embeddings, dim) table picked by integer indices.
+
+    Reference: kernels/reference.py: embedding_backward
+    Derivation: docs/derivations/embedding.md
+    Test: test_functional.py::test_embedding_with_repeated_indices
+    """
 
     @staticmethod
     def forward(ctx, indices, weight):

@@ -43,6 +43,10 @@ class CrossEntropy(Function):
     reduction "mean" divides the sum by the number of counted rows; when every target is ignored the
     loss is 0.0 and the gradient is zero (PyTorch returns nan there). "none" gives one loss per
     position, 0 at ignored ones. Saves the softmax probabilities.
+
+    Reference: kernels/reference.py: cross_entropy_forward, cross_entropy_backward
+    Derivation: docs/derivations/cross_entropy.md
+    Test: test_functional.py::test_cross_entropy
     """
 
     @staticmethod

@@ -32,8 +32,13 @@ def check_layer_norm_params(x, weight, bias):
             )
 
 
-class LayerNorm(Function):
-    """y = xhat * weight + bias, xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); saves xhat and rstd."""
+class LayerNormFunction(Function):
+    """y = xhat * weight + bias, xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); saves xhat and rstd.
+
+    Reference: kernels/reference.py: layer_norm_forward, layer_norm_backward
+    Derivation: docs/derivations/layernorm.md
+    Test: test_functional.py::test_layer_norm
+    """
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5):
