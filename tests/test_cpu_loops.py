@@ -1,4 +1,5 @@
-"""The fast CPU kernels' scalar building blocks (kernels/cpu/common.py, gelu.py), checked on their own against float64 NumPy and math.
+"""The fast CPU kernels' scalar building blocks (kernels/cpu/common.py, gelu.py), checked
+on their own against float64 NumPy and math.
 
 The kernels built from them are held to the reference in tests/test_kernels*.py; these tests pin down
 the two approximations (exp on [-87, 0], the fitted erf) over their whole domain and at the edges.

@@ -12,8 +12,7 @@ from kernel_cases import relative_error, tolerance
 
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import TinygradTxError, backend, kernels
-from tinygrad_tx.kernels import CHOICES
-from tinygrad_tx.kernels import cpu, cuda, reference
+from tinygrad_tx.kernels import CHOICES, cpu, cuda, reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -171,7 +170,9 @@ def test_cuda_routing_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
         recording("layer_norm_backward", lambda g, xhat, rstd, w: reference.layer_norm_backward(g, xhat, rstd, w)[0]),
     )
     monkeypatch.setattr(
-        cuda.gelu, "gelu_with_gate", recording("gelu", lambda x, approximate: (reference.gelu_forward(x, approximate), None))
+        cuda.gelu,
+        "gelu_with_gate",
+        recording("gelu", lambda x, approximate: (reference.gelu_forward(x, approximate), None)),
     )
     rng = np.random.default_rng(0)
     x32, x64 = rng.standard_normal((2, 3, 5)).astype(np.float32), rng.standard_normal((2, 3, 5))
@@ -182,7 +183,8 @@ def test_cuda_routing_calls_a_cuda_kernel_only_where_it_applies(monkeypatch):
     weight = np.ones(5, np.float32)
     _, xhat, rstd = reference.layer_norm_forward(x32, weight, None, 1e-5)
     for actual, expected in zip(
-        cuda.layer_norm.layer_norm_backward(x32, xhat, rstd, weight), reference.layer_norm_backward(x32, xhat, rstd, weight)
+        cuda.layer_norm.layer_norm_backward(x32, xhat, rstd, weight),
+        reference.layer_norm_backward(x32, xhat, rstd, weight),
     ):
         np.testing.assert_array_equal(actual, expected)  # the column sums of the parameter gradients included
     cuda.gelu.gelu_forward(x64, "tanh")  # GELU: any float dtype
@@ -263,7 +265,12 @@ def test_overrides_nest_and_stay_in_their_thread():
 
 
 def test_an_unknown_kernel_name_gets_one_line_listing_the_valid_ones():
-    with pytest.raises(TinygradTxError, match=r"^kernels.override: unknown kernel 'layernorm_backward': valid kernels are .*layer_norm_backward") as info:
-        with kernels.override(layernorm_backward=lambda *args: None):
-            pass
+    with (
+        pytest.raises(
+            TinygradTxError,
+            match=r"^kernels.override: unknown kernel 'layernorm_backward': valid kernels are .*layer_norm_backward",
+        ) as info,
+        kernels.override(layernorm_backward=lambda *args: None),
+    ):
+        pass
     assert "\n" not in str(info.value)

@@ -1,4 +1,5 @@
-"""kernels/runtime/team.py and the op modules' team blocks (kernels/cpu/<op>.py): the engine's spinning threads and the kernels they run.
+"""kernels/runtime/team.py and the op modules' team blocks (kernels/cpu/<op>.py):
+the engine's spinning threads and the kernels they run.
 
 The runtime's promises: every block of a job runs exactly once, jobs can follow each other at any
 pace (helpers spinning or asleep), a paused team or a second calling thread still completes its

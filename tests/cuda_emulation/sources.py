@@ -1,6 +1,7 @@
 """The CUDA sources of ``tinygrad_tx.kernels.cuda``, taken from the package itself (never a copy).
 
-``row_source()`` is the ``RawModule`` code string (``cuda/common.py``'s helpers, then each op's row kernels). ``elementwise_kernels()`` runs the module's own
+``row_source()`` is the ``RawModule`` code string (``cuda/common.py``'s helpers, then each op's row
+kernels). ``elementwise_kernels()`` runs the module's own
 kernel factory against a recorder standing in for the ``cupy`` module, so each ``ElementwiseKernel``
 is captured with exactly the parameter, operation and name strings the GPU path passes CuPy.
 ``LAUNCH_DTYPES`` says which dtypes each elementwise kernel is launched with (GELU and AdamW follow

@@ -47,7 +47,9 @@ class _Table(dict):
     """{reference function: implementation}; a key that is not a kernel gets a one-line error."""
 
     def __missing__(self, kernel: Any) -> Any:
-        raise TinygradTxError(f"kernels.pick: {getattr(kernel, '__name__', kernel)!r} is not a kernel of kernels/reference.py")
+        raise TinygradTxError(
+            f"kernels.pick: {getattr(kernel, '__name__', kernel)!r} is not a kernel of kernels/reference.py"
+        )
 
 
 class _FastTable(_Table):

@@ -67,7 +67,6 @@ def query_key_mask(allowed: Array | None, scores_shape: tuple[int, ...]) -> Arra
     )
 
 
-
 # ---------------------------------------------------------------- row loops (both paths)
 _LOWEST_32 = np.float32(np.finfo(np.float32).min)
 _ZERO_32 = np.float32(0.0)
@@ -226,7 +225,8 @@ def forward(sgemm, q, k, v, allowed, dropout_p, scale):
 
 
 def backward(sgemm, q, k, v, probs, dropped, grad, scale):
-    """attention.attention_backward for arrays sgemm_for_heads accepted: (dq, dk, dv); ``dropped`` None without dropout."""
+    """attention.attention_backward for arrays sgemm_for_heads accepted: (dq, dk, dv); ``dropped`` is
+    None without dropout."""
     grads = _gradients_like(q, k, v)
     v_t = np.ascontiguousarray(np.swapaxes(_heads(v), -1, -2))
     q, k, probs, grad, grad_q, grad_k, grad_v = (_heads(a) for a in (q, k, probs, grad, *grads))

@@ -117,8 +117,12 @@ def warm_up() -> None:
 
 
 # ---------------------------------------------------------------- on the team: blocks of rows
-FORWARD = Slots("layer_norm", "x", "weight", "bias", "xhat", "rstd", "out", "rows", "features", "blocks", floats=("eps",))
-BACKWARD = Slots("layer_norm_backward", "grad", "xhat", "rstd", "weight", "grad_x", "sums", "rows", "features", "blocks")
+FORWARD = Slots(
+    "layer_norm", "x", "weight", "bias", "xhat", "rstd", "out", "rows", "features", "blocks", floats=("eps",)
+)
+BACKWARD = Slots(
+    "layer_norm_backward", "grad", "xhat", "rstd", "weight", "grad_x", "sums", "rows", "features", "blocks"
+)
 _F, _B = FORWARD.at, BACKWARD.at
 
 

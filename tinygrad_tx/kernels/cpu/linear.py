@@ -110,8 +110,18 @@ def matmuls(*products: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
         out = results[index] = np.empty((m, n), np.float32)
         packed.append(
             GEMM.pack(
-                sgemm=jobs.sgemm(), trans_a=trans_a, trans_b=trans_b, m=m, n=n, k=k,
-                a=a.ctypes.data, lda=lda, b=b.ctypes.data, ldb=ldb, c=out.ctypes.data, ldc=n,
+                sgemm=jobs.sgemm(),
+                trans_a=trans_a,
+                trans_b=trans_b,
+                m=m,
+                n=n,
+                k=k,
+                a=a.ctypes.data,
+                lda=lda,
+                b=b.ctypes.data,
+                ldb=ldb,
+                c=out.ctypes.data,
+                ldc=n,
             )  # fmt: skip
         )
     if packed:

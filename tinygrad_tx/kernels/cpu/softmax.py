@@ -17,7 +17,10 @@ def softmax_into(x: Array, axis: int, out: Array | None = None) -> Array:
         _softmax_block(x, axis, out)
     else:  # rows are independent: the leading axis splits across cores
         row_blocks.in_row_blocks(
-            lambda x_block, out_block: _softmax_block(x_block, axis, out_block), x, out, min_elements=common.NUMPY_MIN_ELEMENTS
+            lambda x_block, out_block: _softmax_block(x_block, axis, out_block),
+            x,
+            out,
+            min_elements=common.NUMPY_MIN_ELEMENTS,
         )
     return out
 

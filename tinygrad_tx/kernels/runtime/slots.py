@@ -52,9 +52,9 @@ class Slots:
         for slot_name, width in self.widths.items():
             indices[slot_name], start = start, start + width
         self.size = start
-        self.at: Any = collections.namedtuple(f"{name.title().replace(' ', '')}Slots", [*indices, "size"])(
-            *indices.values(), start
-        )
+        make_tuple: Any = collections.namedtuple  # a name built at run time, which mypy cannot follow
+        tuple_type = make_tuple(name.title().replace(" ", "").replace("_", "") + "Slots", [*indices, "size"])
+        self.at: Any = tuple_type(*indices.values(), start)
 
     def pack(self, **named: Any) -> np.ndarray:
         """The int64 array for the block function: every slot by name, none missing, none unknown."""
@@ -64,9 +64,7 @@ class Slots:
             problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
                 [f"unknown {', '.join(unknown)}"] if unknown else []
             )
-            raise TinygradTxError(
-                f"{self.name} slots: {'; '.join(problems)} (slots: {', '.join(self.widths)})"
-            )
+            raise TinygradTxError(f"{self.name} slots: {'; '.join(problems)} (slots: {', '.join(self.widths)})")
         values: list[int] = []
         for slot, width in self.widths.items():
             value = named[slot]
