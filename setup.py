@@ -19,7 +19,7 @@ setup(
     package_data={"tinygrad_tx": ["py.typed", "*.pyi"]},
     install_requires=[
         "numpy>=1.24",
-        "numba>=0.60",  # compiles the fast CPU kernels' loops (tinygrad_tx/kernels/cpu_loops.py)
+        "numba>=0.60",  # compiles the fast CPU kernels' loops (tinygrad_tx/kernels/cpu/)
         "matplotlib>=3.6",
         "tqdm>=4.60",
         "PyYAML>=6.0",

@@ -19,7 +19,6 @@ from .backend import (
     rng,
     set_rng_state,
     synchronize,
-    tune_for_training,
 )
 from .errors import (
     AnomalyError,
@@ -37,6 +36,7 @@ from .gradcheck import gradcheck, gradcheck_directional
 from .ops import concatenate, maximum, split, stack, where
 from .serialization import load_safetensors, save_safetensors
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
+from .tuning import tune_for_training
 
 __version__ = "0.1.0"
 

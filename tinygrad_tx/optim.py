@@ -16,7 +16,7 @@ from typing import Any, Union
 
 from . import backend
 from .errors import TinygradTxError
-from .kernels import pick
+from .kernels import pick, reference
 from .tensor import Tensor
 
 # the parameters, or group dicts {"params": [...], "lr": ..., ...}
@@ -238,7 +238,7 @@ class AdamW(Optimizer):
         if not state:
             state.update(step=0, exp_avg=xp.zeros_like(param), exp_avg_sq=xp.zeros_like(param))
         state["step"] += 1
-        pick("adamw_update", param)(
+        pick(reference.adamw_update, param)(
             param,
             grad,
             state["exp_avg"],

@@ -130,10 +130,10 @@ def test_gelu_kernel_matches_numpy(approximate):
     rng = np.random.default_rng(0)
     x, grad = rng.standard_normal((2, 33, 70), dtype=np.float32) * 3, rng.standard_normal((2, 33, 70), dtype=np.float32)
     out, (grad_x,) = _cpu_forward_backward(lambda t: F.gelu(t, approximate=approximate), [x], grad)
-    gpu_out, gate = cuda_kernels.gelu(_gpu(x), approximate)
+    gpu_out, gate = cuda_kernels.gelu_with_gate(_gpu(x), approximate)
     assert_close(backend.to_numpy(gpu_out), out, 1e-5, what="gelu")
     assert_close(
-        backend.to_numpy(cuda_kernels.gelu_backward(_gpu(x), gate, _gpu(grad), approximate)),
+        backend.to_numpy(cuda_kernels.gelu_backward_from_gate(_gpu(x), gate, _gpu(grad), approximate)),
         grad_x,
         1e-5,
         what="gelu backward",
@@ -164,9 +164,9 @@ def test_layer_norm_kernel_matches_numpy():
     weight, bias = rng.standard_normal(300, dtype=np.float32), rng.standard_normal(300, dtype=np.float32)
     grad = rng.standard_normal(x.shape, dtype=np.float32)
     out, (grad_x, _, _) = _cpu_forward_backward(lambda *t: F.layer_norm(*t), [x, weight, bias], grad)
-    y, xhat, rstd = cuda_kernels.layer_norm(_gpu(x), _gpu(weight), _gpu(bias), 1e-5)
+    y, xhat, rstd = cuda_kernels.layer_norm_rows(_gpu(x), _gpu(weight), _gpu(bias), 1e-5)
     assert_close(backend.to_numpy(y), out, 1e-5, what="layer_norm")
-    grad_x_gpu = cuda_kernels.layer_norm_backward(_gpu(grad), xhat, rstd, _gpu(weight))
+    grad_x_gpu = cuda_kernels.layer_norm_backward_rows(_gpu(grad), xhat, rstd, _gpu(weight))
     assert_close(backend.to_numpy(grad_x_gpu), grad_x, 1e-4, what="layer_norm backward")
 
 

@@ -1,6 +1,6 @@
 """Run each CUDA kernel emulated and compare it with ``tinygrad_tx.kernels.reference`` in float64.
 
-Each ``check_*`` launches through ``cuda.py``'s own functions (``device.emulated_gpu``), raises
+Each ``check_*`` launches through ``kernels/cuda/``'s own functions (``device.emulated_gpu``), raises
 ``AssertionError`` naming the kernel and its error when a result is off, and records the worst error
 seen per kernel output in ``WORST`` (``report.py`` prints it). ``row_source`` swaps in another
 RawModule source (the mutation tests). Errors are relative to the largest reference value, or to the
@@ -61,8 +61,8 @@ def check_layer_norm(x, grad, affine, eps=1e-5, row_source=None):
     weight = rows_of(7, 1, width, 1.0, 0.5)[0] if affine else None
     bias = rows_of(8, 1, width, 0.0, 0.5)[0] if affine else None
     with emulated_gpu(row_source) as cuda:
-        y, xhat, rstd = cuda.layer_norm(x, weight, bias, eps)
-        grad_x = cuda.layer_norm_backward(grad, xhat, rstd, weight)
+        y, xhat, rstd = cuda.layer_norm_rows(x, weight, bias, eps)
+        grad_x = cuda.layer_norm_backward_rows(grad, xhat, rstd, weight)
     y64, xhat64, rstd64 = reference.layer_norm_forward(*as64(x, weight, bias), eps)
     assert_close(y, y64, F32_RTOL, "layer_norm_rows y")
     assert_close(xhat, xhat64, F32_RTOL, "layer_norm_rows xhat")
@@ -75,7 +75,7 @@ def check_layer_norm(x, grad, affine, eps=1e-5, row_source=None):
 def check_layer_norm_at_offset(x, row_source=None, rtol=2e-6):
     """test_functional_checks' large-offset case: y against the two-pass float64 formula, within 2e-6."""
     with emulated_gpu(row_source) as cuda:
-        y = cuda.layer_norm(x, None, None, 1e-5)[0]
+        y = cuda.layer_norm_rows(x, None, None, 1e-5)[0]
     centered = x.astype(np.float64) - x.astype(np.float64).mean(axis=-1, keepdims=True)
     expected = centered / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + 1e-5)
     assert_close(y, expected, rtol, "layer_norm_rows at offset 1e4")
@@ -95,8 +95,8 @@ def check_gelu(x, grad, approximate):
     """gate = (1 + erf)/2 or tanh has terms of size 1 (1 + erf cancels for x << 0); y = x gate; dx = g (...)."""
     rtol, kind = RTOL[x.dtype], f"gelu_{'exact' if approximate == 'none' else 'tanh'} {x.dtype}"
     with emulated_gpu() as cuda:
-        y, gate = cuda.gelu(x, approximate)
-        grad_x = cuda.gelu_backward(x, gate, grad, approximate)
+        y, gate = cuda.gelu_with_gate(x, approximate)
+        grad_x = cuda.gelu_backward_from_gate(x, gate, grad, approximate)
     y64, gate64 = (f(x.astype(np.float64), approximate) for f in (reference.gelu_forward, reference.gelu_gate))
     assert_close(gate, gate64, rtol, f"{kind} gate", scale=1.0)
     assert_close(y, y64, rtol, kind, scale=np.abs(x).max())

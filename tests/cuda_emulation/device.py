@@ -1,8 +1,8 @@
 """Run ``tinygrad_tx.kernels.cuda``'s own launch functions with every kernel emulated.
 
-``emulated_gpu()`` hands ``cuda.py`` a minimal ``cupy`` namespace whose arrays are NumPy arrays and
+``emulated_gpu()`` hands ``kernels/cuda/`` a minimal ``cupy`` namespace whose arrays are NumPy arrays and
 whose ``RawModule``/``ElementwiseKernel`` compile with real NVRTC (``nvrtc.py``) and execute in the PTX
-interpreter. The launch code of ``cuda.py`` (grid, block, argument order and types) is therefore the
+interpreter. The launch code of ``kernels/cuda/`` (grid, block, argument order and types) is therefore the
 code under test too, not a copy of it. Fresh outputs are filled with NaN, so an element a kernel forgets
 to write shows up in the comparison. This is only the kernels' harness: the strict CuPy stand-in that
 runs whole models is a separate piece (branch wip-standin).
@@ -17,6 +17,7 @@ import unittest.mock
 import numpy as np
 
 from tinygrad_tx.kernels import cuda
+from tinygrad_tx.kernels.cuda import common
 
 from .elementwise import run_elementwise, scalar_inputs
 from .interpreter import launch
@@ -51,7 +52,7 @@ class RawModule:
 
 
 # (source, dtype name, scalar parameter names) of every ElementwiseKernel call made under emulated_gpu():
-# the compile tests compile exactly these, as cuda.py launches them
+# the compile tests compile exactly these, as kernels/cuda/ launches them
 ELEMENTWISE_LAUNCHES = set()
 
 
@@ -74,7 +75,7 @@ def _nan_array(shape, dtype=np.float64):  # CuPy's default dtype, as NumPy's
 
 
 class EmulatedCupy:
-    """The few ``cupy`` names ``cuda.py`` uses, on NumPy arrays."""
+    """The few ``cupy`` names ``kernels/cuda/`` uses, on NumPy arrays."""
 
     RawModule = RawModule
     ElementwiseKernel = ElementwiseKernel
@@ -88,14 +89,14 @@ class EmulatedCupy:
 def emulated_gpu(row_source: str | None = None):
     """Within the block, ``cuda.<op>(numpy arrays)`` runs the CUDA kernels emulated; ``row_source``
     replaces the RawModule code (mutation tests)."""
-    patches = [unittest.mock.patch.object(cuda.backend, "array_module", lambda device: EmulatedCupy)]
+    patches = [unittest.mock.patch.object(common.backend, "array_module", lambda device: EmulatedCupy)]
     if row_source is not None:
-        patches.append(unittest.mock.patch.object(cuda, "_ROW_SOURCE", row_source))
-    cuda._kernels.cache_clear()
+        patches.append(unittest.mock.patch.object(common, "row_source", lambda: row_source))
+    common.kernels.cache_clear()
     try:
         with contextlib.ExitStack() as stack:
             for patch in patches:
                 stack.enter_context(patch)
             yield cuda
     finally:
-        cuda._kernels.cache_clear()
+        common.kernels.cache_clear()

@@ -3,7 +3,7 @@
 Faithfulness: the CUDA code compiled here is the code CuPy itself generates for the kernel
 (``cupy._core._kernel._get_elementwise_kernel_code``, fed the argument descriptions CuPy builds at
 launch: C-contiguous arrays reduced to one dimension, and a by-value parameter for each input the
-call passes a NumPy scalar, as cuda.py's AdamW does), compiled with CuPy's header
+call passes a NumPy scalar, as cuda/adamw.py does), compiled with CuPy's header
 prelude and options. That beats wrapping the operation string in a hand-made kernel: the ``CArray`` /
 ``CIndexer`` indexing, the ``CUPY_FOR`` grid-stride loop, the ``typedef`` of ``T`` and the overloads
 the CuPy headers bring into scope (``erf``, ``exp``, ``tanh``, ``sqrt`` on ``float`` vs ``double``)

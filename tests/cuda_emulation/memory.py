@@ -63,7 +63,7 @@ class GlobalMemory:
     def _locate(self, addresses: np.ndarray, width: int, fault):
         """Per address: index of a buffer holding [address, address + width), or raise via ``fault``.
 
-        Arguments may alias (cuda.py passes x again for an absent weight), so every buffer is tried."""
+        Arguments may alias (cuda/layer_norm.py passes x again for an absent weight), so every buffer is tried."""
         owner = np.full(addresses.shape, -1, dtype=np.int64)
         for index, (base, view, _) in enumerate(self.buffers):
             inside = (addresses >= np.uint64(base)) & (addresses + np.uint64(width) <= np.uint64(base + view.size))

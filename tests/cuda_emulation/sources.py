@@ -1,6 +1,7 @@
-"""The CUDA sources of ``tinygrad_tx.kernels.cuda``, taken from the module itself (never a copy).
+"""The CUDA sources of ``tinygrad_tx.kernels.cuda``, taken from the package itself (never a copy).
 
-``row_source()`` is the ``RawModule`` code string. ``elementwise_kernels()`` runs the module's own
+``row_source()`` is the ``RawModule`` code string (``cuda/common.py``'s helpers, then each op's row
+kernels). ``elementwise_kernels()`` runs the module's own
 kernel factory against a recorder standing in for the ``cupy`` module, so each ``ElementwiseKernel``
 is captured with exactly the parameter, operation and name strings the GPU path passes CuPy.
 ``LAUNCH_DTYPES`` says which dtypes each elementwise kernel is launched with (GELU and AdamW follow
@@ -12,7 +13,7 @@ import unittest.mock
 
 import numpy as np
 
-from tinygrad_tx.kernels import cuda
+from tinygrad_tx.kernels.cuda import common
 
 LAUNCH_DTYPES = (np.float32, np.float64)
 
@@ -29,11 +30,11 @@ class ElementwiseSource:
 
 
 def row_source() -> str:
-    return cuda._ROW_SOURCE
+    return common.row_source()
 
 
 class _RecordingCupy:
-    """Just the two constructors ``cuda._kernels`` calls; records the ElementwiseKernel arguments."""
+    """Just the two constructors ``cuda.common.kernels`` calls; records the ElementwiseKernel arguments."""
 
     class RawModule:
         def __init__(self, code: str, **options):
@@ -48,9 +49,9 @@ class _RecordingCupy:
 
 
 def elementwise_kernels() -> dict:
-    """{key in ``cuda._kernels()``: ElementwiseSource} for every ElementwiseKernel the GPU path builds."""
-    factory = getattr(cuda._kernels, "__wrapped__", cuda._kernels)  # skip the lru_cache
-    with unittest.mock.patch.object(cuda.backend, "array_module", lambda device: _RecordingCupy):
+    """{key in ``cuda.common.kernels()``: ElementwiseSource} for every ElementwiseKernel the GPU path builds."""
+    factory = getattr(common.kernels, "__wrapped__", common.kernels)  # skip the cache
+    with unittest.mock.patch.object(common.backend, "array_module", lambda device: _RecordingCupy):
         built = factory()
     return {
         key: ElementwiseSource(key, *kernel.strings)

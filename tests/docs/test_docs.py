@@ -190,3 +190,42 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
     namespace = {"__name__": f"docs_{page.stem}"}
     for number, block in enumerate(blocks, 1):
         exec(compile(block, f"{_relative(page)}, python block {number}", "exec"), namespace)
+
+
+# ---------------------------------------------------------------- each fused Function names its formula, page and test
+def _fused_functions():
+    """(class name, docstring) of every Function in tinygrad_tx/nn/ that runs a kernel (calls ``pick``)."""
+    found = []
+    for path in sorted((ROOT / "tinygrad_tx" / "nn").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            bases = [getattr(base, "id", getattr(base, "attr", None)) for base in getattr(node, "bases", [])]
+            if isinstance(node, ast.ClassDef) and "Function" in bases and "pick(" in ast.unparse(node):
+                found.append((node.name, ast.get_docstring(node) or ""))
+    return found
+
+
+FUSED_FUNCTIONS = _fused_functions()
+
+
+def test_the_fused_functions_are_found():
+    names = {name for name, _ in FUSED_FUNCTIONS}
+    assert {"LinearFunction", "EmbeddingFunction", "LayerNormFunction", "DropoutFunction"} <= names
+    assert not names & {"Linear", "Embedding", "LayerNorm", "Dropout"}, "a fused Function shares a Module's name"
+
+
+@pytest.mark.parametrize("name, docstring", FUSED_FUNCTIONS, ids=[name for name, _ in FUSED_FUNCTIONS])
+def test_each_fused_function_names_its_reference_derivation_and_test(name, docstring):
+    fields = dict(re.findall(r"^(Reference|Derivation|Test): (.+)$", docstring, re.M))
+    assert fields.keys() == {"Reference", "Derivation", "Test"}, f"{name}: docstring lacks Reference/Derivation/Test"
+    path, _, functions = fields["Reference"].partition(": ")
+    assert path == "kernels/reference.py", f"{name}: {fields['Reference']}"
+    defined = {node.name for node in ast.parse(REFERENCE_KERNELS.read_text()).body if isinstance(node, ast.FunctionDef)}
+    for function in functions.split(", "):
+        assert function in defined, f"{name}: kernels/reference.py has no {function}"
+    assert (ROOT / fields["Derivation"]).is_file(), f"{name}: no page {fields['Derivation']}"
+    test_file, _, test_name = fields["Test"].partition("::")
+    candidates = list((ROOT / "tests").rglob(test_file))  # by basename: survives moving tests into folders
+    assert candidates, f"{name}: no {test_file} under tests/"
+    assert any(re.search(rf"^def {re.escape(test_name)}\(", c.read_text(), re.M) for c in candidates), (
+        f"{name}: {test_file} has no test {test_name}"
+    )

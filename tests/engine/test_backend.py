@@ -46,7 +46,7 @@ threads_after_import = blas_threads()
 F.softmax(Tensor(np.random.default_rng(0).standard_normal((4, 256, 512))), axis=-1)
 threads_after_op = blas_threads()
 tuned = tinygrad_tx.tune_for_training()
-from tinygrad_tx.kernels import openblas, row_blocks
+from tinygrad_tx.kernels.runtime import openblas, row_blocks
 team_possible = row_blocks.WORKERS >= 2 and openblas.sgemm_address() is not None
 print(json.dumps({"on_import": on_import, "on_tune": loaded[len(on_import):], "tuned": tuned,
                   "team_possible": team_possible, "blas_threads_tuned": numpy_blas_threads(),

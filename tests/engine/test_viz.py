@@ -112,8 +112,8 @@ def test_max_depth_keeps_ops_near_the_output_and_marks_the_cut():
     model, loss = gpt_loss(n_layer=1)
     graph = draw_graph(loss, module=model, max_depth=1)
     ops, _, _, _, cuts = counts(graph)
-    assert ops == 2 and cuts == 1  # CrossEntropy, Linear (lm_head); LayerNorm cut
-    assert "LayerNorm ..." in label_of(graph, "cut0")
+    assert ops == 2 and cuts == 1  # CrossEntropy, LinearFunction (lm_head); LayerNormFunction cut
+    assert "LayerNormFunction ..." in label_of(graph, "cut0")
     with pytest.raises(TinygradTxError, match="max_depth"):
         draw_graph(loss, max_depth=-1)
 

@@ -41,15 +41,15 @@ def test_the_row_module_ptx_has_every_kernel_cuda_py_asks_for():
 
 @pytest.fixture(scope="module")
 def launches():
-    """{(kernel name, dtype name): scalar parameters} of every ElementwiseKernel call cuda.py makes (run once,
+    """{(kernel name, dtype name): scalar parameters} of every ElementwiseKernel call kernels/cuda/ makes (run once,
     emulated, on tiny arrays), so the code compiled below is exactly the code CuPy would generate for it."""
     device.ELEMENTWISE_LAUNCHES.clear()
     for dtype in sources.LAUNCH_DTYPES:
         x, grad = np.linspace(-3, 3, 5).astype(dtype), np.ones(5, dtype)
         with device.emulated_gpu() as cuda:
             for approximate in ("none", "tanh"):
-                gate = cuda.gelu(x, approximate)[1]
-                cuda.gelu_backward(x, gate, grad, approximate)
+                gate = cuda.gelu_with_gate(x, approximate)[1]
+                cuda.gelu_backward_from_gate(x, gate, grad, approximate)
             cuda.adamw_update(
                 x.copy(),
                 grad,
@@ -70,7 +70,7 @@ def launches():
 @pytest.mark.parametrize("key", sorted(ELEMENTWISE))
 def test_each_elementwise_kernel_compiles_as_cupy_generates_it(key, dtype, arch, launches):
     source = ELEMENTWISE[key]
-    assert (source.name, np.dtype(dtype).name) in launches, f"cuda.py never launched {key} on {np.dtype(dtype)}"
+    assert (source.name, np.dtype(dtype).name) in launches, f"kernels/cuda/ never launched {key} on {np.dtype(dtype)}"
     code = elementwise.generated_code(source, dtype, launches[source.name, np.dtype(dtype).name])
     assert f"typedef {np.dtype(dtype).name.replace('float32', 'float').replace('float64', 'double')} T;" in code
     cubin = compile_cuda(code, arch, output="cubin", prepend_cupy_headers=True)

@@ -1,5 +1,5 @@
 """Every CUDA kernel of tinygrad_tx.kernels.cuda, executed on the CPU from its very source string
-(NVRTC -> PTX -> tests/cuda_emulation's interpreter) through cuda.py's own launch functions, and
+(NVRTC -> PTX -> tests/cuda_emulation's interpreter) through kernels/cuda/'s own launch functions, and
 compared with tinygrad_tx.kernels.reference evaluated in float64 on the same inputs.
 
 Inputs: hypothesis draws rows and widths (1, 255, 256, 257 around the 256-thread block, and others),

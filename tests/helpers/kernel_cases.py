@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from tinygrad_tx import kernels
+from tinygrad_tx.kernels import reference
 from tinygrad_tx.kernels.dispatch import KERNEL_NAMES
 
 # Widths around the CUDA block size (256 threads) and the largest GPT row, plus small random ones.
@@ -49,7 +50,7 @@ def implementations(choice):
     """{kernel name: the function ``choice`` ("fast" | "reference") runs on NumPy arrays}, via the public dispatch."""
     probe = np.empty(0)
     with kernels.use(choice):
-        return {name: kernels.pick(name, probe) for name in KERNEL_NAMES}
+        return {name: kernels.pick(getattr(reference, name), probe) for name in KERNEL_NAMES}
 
 
 FAST, REFERENCE = implementations("fast"), implementations("reference")

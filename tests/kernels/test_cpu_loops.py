@@ -1,4 +1,5 @@
-"""kernels/cpu_loops.py's scalar building blocks, checked on their own against float64 NumPy and math.
+"""The fast CPU kernels' scalar building blocks (kernels/cpu/common.py, gelu.py), checked
+on their own against float64 NumPy and math.
 
 The kernels built from them are held to the reference in tests/kernels/test_kernels*.py; these tests pin down
 the two approximations (exp on [-87, 0], the fitted erf) over their whole domain and at the edges.
@@ -10,13 +11,14 @@ import numba
 import numpy as np
 import pytest
 
-from tinygrad_tx.kernels import cpu_loops
+from tinygrad_tx.kernels import cpu
+from tinygrad_tx.kernels.cpu import adamw, common, gelu, layer_norm
 
 
 @numba.njit
 def _exp_all(y, out):
     for i in range(y.size):
-        out[i] = cpu_loops.exp_nonpositive(y[i])
+        out[i] = common.exp_nonpositive(y[i])
 
 
 def test_exp_is_within_two_ulp_of_float64_exp_over_its_domain():
@@ -49,21 +51,21 @@ def test_exp_edges():
 def test_erf_is_within_its_stated_error_of_math_erf():
     x = np.concatenate([np.linspace(-5, 5, 200_001), [3.91, 3.92, 3.93, -3.92, 1e4, -1e4]]).astype(np.float32)
     out = np.empty_like(x)
-    cpu_loops.erf_float32(x, out)
+    gelu.erf_float32(x, out)
     exact = np.array([math.erf(float(value)) for value in x])
     assert np.abs(out - exact).max() <= 4e-7
     assert out[-2] == 1.0 and out[-1] == -1.0, "beyond the clamp erf is exactly +-1"
     special = np.float32([np.inf, -np.inf, np.nan])
-    cpu_loops.erf_float32(special, out[:3])
+    gelu.erf_float32(special, out[:3])
     assert out[0] == 1.0 and out[1] == -1.0 and np.isnan(out[2])
 
 
 def test_warm_up_compiles_the_training_signatures():
-    cpu_loops.warm_up()
-    for kernel in (cpu_loops.gelu_exact_forward, cpu_loops.layer_norm_rows, cpu_loops.adamw_flat):
+    cpu.warm_up()
+    for kernel in (gelu.gelu_exact_forward, layer_norm.layer_norm_rows, adamw.adamw_flat):
         assert kernel.signatures, f"{kernel.__name__} was not compiled"
     float32_rows = numba.types.Array(numba.float32, 2, "C")
-    assert any(signature[0] == float32_rows for signature in cpu_loops.layer_norm_rows.signatures)
+    assert any(signature[0] == float32_rows for signature in layer_norm.layer_norm_rows.signatures)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -76,7 +78,7 @@ def test_layer_norm_rows_keeps_the_mean_at_a_large_offset(dtype):
     x = (rng.standard_normal((3, 4096)) + 1e4).astype(dtype)
     xhat, out = np.empty_like(x), np.empty_like(x)
     rstd = np.empty((3, 1), dtype)
-    cpu_loops.layer_norm_rows(x, None, None, dtype(1e-5), xhat, rstd, out)
+    layer_norm.layer_norm_rows(x, None, None, dtype(1e-5), xhat, rstd, out)
     exact = x.astype(np.float64) - x.astype(np.float64).mean(axis=1, keepdims=True)
     exact /= np.sqrt((exact**2).mean(axis=1, keepdims=True) + 1e-5)
     assert np.abs(out - exact).max() < (2e-5 if dtype == np.float32 else 1e-10)

@@ -1,4 +1,4 @@
-"""The fast CPU row kernels (tinygrad_tx/kernels/cpu.py) equal the reference (kernels/reference.py).
+"""The fast CPU row kernels (tinygrad_tx/kernels/cpu/<op>.py) equal the reference (kernels/reference.py).
 
 Softmax, log-softmax, cross-entropy, layer norm and attention: forward, every saved array and every
 gradient, on hypothesis-drawn hard inputs (widths 1, 255, 256, 257, 4096 and small random ones; rows

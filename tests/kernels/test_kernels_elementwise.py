@@ -1,4 +1,4 @@
-"""The fast CPU elementwise kernels (kernels/cpu_elementwise.py, and cpu.py's embedding backward) equal the reference.
+"""The fast CPU elementwise kernels (kernels/cpu/gelu.py, dropout.py, adamw.py, embedding.py) equal the reference.
 
 GELU in both forms, dropout, the embedding backward and the AdamW update, on the hard inputs of
 tests/helpers/kernel_cases.py; the reference erf against math.erf; mutation tests at the end.

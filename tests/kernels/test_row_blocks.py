@@ -1,4 +1,4 @@
-"""kernels/row_blocks.py: blocks of rows pulled by the caller and the helper threads.
+"""kernels/runtime/row_blocks.py: blocks of rows pulled by the caller and the helper threads.
 
 The properties the fast kernels rely on: every row is covered exactly once, the blocks' return values
 come back in order, an error in a block reaches the caller, a helper that never gets to run does not
@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from tinygrad_tx.kernels import cpu, row_blocks
+from tinygrad_tx.kernels.cpu import common
+from tinygrad_tx.kernels.runtime import row_blocks
 
 from helpers.kernel_cases import FAST
 from helpers.kernel_checks import check_adamw, check_attention, check_gelu, check_layer_norm, check_softmax
@@ -22,7 +23,7 @@ from helpers.kernel_checks import check_adamw, check_attention, check_gelu, chec
 def always_parallel(monkeypatch):
     """Every call of more than one row is cut into blocks (the thresholds normally keep small arrays whole)."""
     monkeypatch.setattr(row_blocks, "PARALLEL_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(cpu, "NUMPY_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(common, "NUMPY_MIN_ELEMENTS", 1)
     if row_blocks.WORKERS < 2:
         pytest.skip(f"one core available to this process ({row_blocks.WORKERS} worker): nothing runs in blocks")
 

@@ -1,4 +1,5 @@
-"""kernels/team.py and team_blocks.py: the engine's spinning threads and the kernels they run.
+"""kernels/runtime/team.py and the op modules' team blocks (kernels/cpu/<op>.py):
+the engine's spinning threads and the kernels they run.
 
 The runtime's promises: every block of a job runs exactly once, jobs can follow each other at any
 pace (helpers spinning or asleep), a paused team or a second calling thread still completes its
@@ -16,8 +17,11 @@ import numpy as np
 import pytest
 from numba import carray, types
 
-from tinygrad_tx.kernels import openblas, row_blocks, team, team_blocks
-from tinygrad_tx.kernels.native import atomic_add, int64_pointer
+from tinygrad_tx import TinygradTxError
+from tinygrad_tx.kernels.cpu import layer_norm, linear
+from tinygrad_tx.kernels.runtime import jobs, openblas, row_blocks, team
+from tinygrad_tx.kernels.runtime.native import atomic_add, int64_pointer
+from tinygrad_tx.kernels.runtime.slots import Slots
 
 from helpers.kernel_cases import FAST, REFERENCE
 from helpers.kernel_checks import check_adamw, check_attention, check_gelu, check_layer_norm
@@ -48,10 +52,10 @@ def on_team(monkeypatch):
 @pytest.fixture
 def many_blocks(monkeypatch, on_team):
     """Every launcher cuts even a tiny array into as many blocks as it can."""
-    monkeypatch.setattr(team_blocks, "MIN_ELEMENTS", 1)
-    monkeypatch.setattr(team_blocks, "MIN_GEMM_PRODUCTS", 1)
-    monkeypatch.setattr(team_blocks, "BLOCKS_PER_WORKER", 8)
-    monkeypatch.setattr(team_blocks, "GEMM_BANDS_PER_WORKER", 3)
+    monkeypatch.setattr(jobs, "MIN_ELEMENTS", 1)
+    monkeypatch.setattr(linear, "MIN_GEMM_PRODUCTS", 1)
+    monkeypatch.setattr(jobs, "BLOCKS_PER_WORKER", 8)
+    monkeypatch.setattr(linear, "GEMM_BANDS_PER_WORKER", 3)
     return on_team
 
 
@@ -137,8 +141,8 @@ def test_matmuls_equal_numpy(many_blocks, layout, m, k, n):
     rng = np.random.default_rng(m * 1000 + k * 10 + n)
     a, b = _operands(rng, m, k, n, layout)
     c, d = _operands(rng, n, m, k, layout)
-    first, second = team_blocks.matmuls((a, b), (c, d))
-    alone = team_blocks.matmul(a, b)  # one product: cut into bands of rows (or of columns when wider)
+    first, second = linear.matmuls((a, b), (c, d))
+    alone = linear.matmul(a, b)  # one product: cut into bands of rows (or of columns when wider)
     for result, (x, y) in ((first, (a, b)), (second, (c, d)), (alone, (a, b))):
         expected = np.matmul(x.astype(np.float64), y.astype(np.float64))
         assert result.shape == expected.shape and result.dtype == np.result_type(x, y)
@@ -214,3 +218,28 @@ def test_attention_backward_takes_a_strided_probability_array(on_team):
     fast = FAST["attention_backward"](q, k, v, strided, strided, grad, 0.35)
     for actual, expected in zip(fast, REFERENCE["attention_backward"](q, k, v, probs, probs, grad, 0.35)):
         assert np.abs(actual - expected).max() <= 1e-5 * max(1.0, float(np.abs(expected).max()))
+
+
+# ---------------------------------------------------------------- argument slots, declared once by name
+def test_slots_give_names_constant_indices_and_pack_by_name():
+    slots = Slots("demo", "x", ("view", 3), "rows", floats=("eps",))
+    assert (slots.at.x, slots.at.view, slots.at.rows, slots.at.eps, slots.at.size) == (0, 1, 4, 5, 6)
+    packed = slots.pack(rows=7, eps=0.5, x=11, view=(1, 2, 3))
+    assert packed.dtype == np.int64 and list(packed[:5]) == [11, 1, 2, 3, 7]
+    assert packed.view(np.float64)[slots.at.eps] == 0.5
+
+
+def test_a_missing_slot_raises_where_positional_packing_would_shift_every_slot_after_it():
+    arguments = dict(x=1, weight=0, bias=0, xhat=2, rstd=3, out=4, rows=8, features=16, blocks=2, eps=1e-5)
+    assert layer_norm.FORWARD.pack(**arguments).size == layer_norm.FORWARD.size
+    del arguments["bias"]
+    with pytest.raises(TinygradTxError, match=r"^layer_norm slots: missing bias \(slots: x, weight, bias, "):
+        layer_norm.FORWARD.pack(**arguments)
+
+
+def test_an_unknown_slot_raises():
+    arguments = dict(x=1, weight=0, bias=0, xhat=2, rstd=3, out=4, rows=8, features=16, blocks=2, eps=1e-5)
+    with pytest.raises(TinygradTxError, match=r"^layer_norm slots: unknown mask "):
+        layer_norm.FORWARD.pack(**arguments, mask=0)
+    with pytest.raises(TinygradTxError, match=r"takes 3 values, got 2"):
+        Slots("demo", ("view", 3)).pack(view=(1, 2))

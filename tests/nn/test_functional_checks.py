@@ -21,7 +21,7 @@ from tinygrad_tx import (
     gradcheck,
     gradcheck_directional,
 )
-from tinygrad_tx.kernels.cpu_elementwise import erf
+from tinygrad_tx.kernels.cpu.gelu import erf
 
 from helpers import DEVICES, assert_close
 

@@ -276,7 +276,7 @@ def test_anomaly_names_the_op_and_model_line_of_a_nan_in_forward():
     with detect_anomaly(), pytest.raises(AnomalyError) as caught:
         model(tokens, tokens)
     assert str(caught.value) == (
-        "anomaly: Embedding produced a NaN or Inf in its forward pass (output); "
+        "anomaly: EmbeddingFunction produced a NaN or Inf in its forward pass (output); "
         f"the op was created at {_line_of(models.gpt, 'self.transformer.wte(idx)')}"
     )
 

@@ -2,8 +2,8 @@
 
 This is the layer a learner reads and the pages in docs/derivations/ quote ("As implemented"). Each
 function is plain array code on NumPy or CuPy (the module comes from the input): no ``out=`` chains,
-no row blocks, no threads. The fast CPU versions (cpu.py, cpu_elementwise.py) and the CUDA kernels
-(cuda.py) compute the same values; tests/test_kernels.py holds them to these functions.
+no row blocks, no threads. The fast CPU versions (cpu/<op>.py) and the CUDA kernels
+(cuda/<op>.py) compute the same values; tests/kernels/test_kernels.py holds them to these functions.
 ``tinygrad_tx.kernels.use("reference")`` makes the whole engine run on this file.
 
 Shapes: ``axis`` is one non-negative axis; the row ops take (..., C) or (N, C) arrays; the saved

@@ -9,7 +9,7 @@ import numbers
 
 from ..errors import TinygradTxError
 from ..function import Function
-from ..kernels import pick
+from ..kernels import pick, reference
 from ..ops import normalize_axes, require_float
 
 
@@ -25,13 +25,18 @@ def check_dropout_probability(op, p):
 
 
 class Softmax(Function):
-    """y = exp(x - max x) / sum exp(x - max x) along ``axis``; saves y. An all -inf row gives zeros."""
+    """y = exp(x - max x) / sum exp(x - max x) along ``axis``; saves y. An all -inf row gives zeros.
+
+    Reference: kernels/reference.py: softmax_forward, softmax_backward
+    Derivation: docs/derivations/softmax.md
+    Test: test_functional.py::test_softmax_and_log_softmax
+    """
 
     @staticmethod
     def forward(ctx, x, axis=-1):
         require_float("softmax", x)
         ctx.axis = single_axis("softmax", axis, x.ndim)
-        y = pick("softmax_forward", x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
+        y = pick(reference.softmax_forward, x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
         ctx.save_for_backward(y)
         return y
 
@@ -39,17 +44,22 @@ class Softmax(Function):
     def backward(ctx, grad):
         """dx = y * (g - sum(g * y, axis)).  docs/derivations/softmax.md"""
         (y,) = ctx.saved_tensors
-        return pick("softmax_backward", y)(y, grad, ctx.axis)
+        return pick(reference.softmax_backward, y)(y, grad, ctx.axis)
 
 
 class LogSoftmax(Function):
-    """y = x - max x - log sum exp(x - max x) along ``axis``; saves y."""
+    """y = x - max x - log sum exp(x - max x) along ``axis``; saves y.
+
+    Reference: kernels/reference.py: log_softmax_forward, log_softmax_backward
+    Derivation: docs/derivations/softmax.md
+    Test: test_functional.py::test_softmax_and_log_softmax
+    """
 
     @staticmethod
     def forward(ctx, x, axis=-1):
         require_float("log_softmax", x)
         ctx.axis = single_axis("log_softmax", axis, x.ndim)
-        y = pick("log_softmax_forward", x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
+        y = pick(reference.log_softmax_forward, x)(x, ctx.axis) if x.size else x.copy()  # an empty axis has no maximum
         ctx.save_for_backward(y)
         return y
 
@@ -57,12 +67,17 @@ class LogSoftmax(Function):
     def backward(ctx, grad):
         """dx = g - exp(y) * sum(g, axis).  docs/derivations/softmax.md"""
         (y,) = ctx.saved_tensors
-        return pick("log_softmax_backward", y)(y, grad, ctx.axis)
+        return pick(reference.log_softmax_backward, y)(y, grad, ctx.axis)
 
 
 class Gelu(Function):
     """gelu(x) = x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, or PyTorch's tanh approximation; saves x
-    only: the backward recomputes Phi(x) (or the tanh), as PyTorch does, instead of holding a second x-sized array."""
+    only: the backward recomputes Phi(x) (or the tanh), as PyTorch does, instead of holding a second x-sized array.
+
+    Reference: kernels/reference.py: gelu_forward, gelu_backward
+    Derivation: docs/derivations/gelu.md
+    Test: test_functional.py::test_gelu
+    """
 
     @staticmethod
     def forward(ctx, x, approximate="none"):
@@ -72,7 +87,7 @@ class Gelu(Function):
         ctx.approximate, ctx.in_shape = approximate, x.shape
         # a 0-d input runs as shape (1,): NumPy arithmetic on 0-d arrays returns scalars, which out= refuses
         x = x.reshape(x.shape or (1,))
-        out = pick("gelu_forward", x)(x, approximate)
+        out = pick(reference.gelu_forward, x)(x, approximate)
         ctx.save_for_backward(x)
         return out.reshape(ctx.in_shape)
 
@@ -82,16 +97,21 @@ class Gelu(Function):
         docs/derivations/gelu.md"""
         (x,) = ctx.saved_tensors
         grad = grad.reshape(x.shape)
-        return pick("gelu_backward", x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
+        return pick(reference.gelu_backward, x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
 
 
-class Dropout(Function):
-    """Inverted dropout: y = x * mask, mask in {0, 1/(1-p)} drawn from backend.rng; saves the mask."""
+class DropoutFunction(Function):
+    """Inverted dropout: y = x * mask, mask in {0, 1/(1-p)} drawn from backend.rng; saves the mask.
+
+    Reference: kernels/reference.py: dropout_forward, dropout_backward
+    Derivation: docs/derivations/dropout.md
+    Test: test_functional.py::test_dropout_mask_statistics_and_backward_uses_the_same_mask
+    """
 
     @staticmethod
     def forward(ctx, x, p):
         require_float("dropout", x)
-        out, mask = pick("dropout_forward", x)(x, p)
+        out, mask = pick(reference.dropout_forward, x)(x, p)
         ctx.save_for_backward(mask)
         return out
 
@@ -99,4 +119,4 @@ class Dropout(Function):
     def backward(ctx, grad):
         """dx = g * mask (the forward's own mask).  docs/derivations/dropout.md"""
         (mask,) = ctx.saved_tensors
-        return pick("dropout_backward", mask)(mask, grad), None
+        return pick(reference.dropout_backward, mask)(mask, grad), None

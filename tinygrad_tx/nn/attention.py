@@ -12,7 +12,7 @@ import numpy as np
 from ..backend import xp_of
 from ..errors import DTypeError, ShapeError
 from ..function import Function
-from ..kernels import pick
+from ..kernels import pick, reference
 from ..ops import require_float
 from .activations import check_dropout_probability
 
@@ -75,6 +75,10 @@ class ScaledDotProductAttention(Function):
 
     A query row whose keys are all masked gets P = 0, so its output and its gradients are 0, not NaN.
     Saves q, k, v, P and Pd (the same array as P without dropout).
+
+    Reference: kernels/reference.py: attention_forward, attention_backward
+    Derivation: docs/derivations/attention.md
+    Test: test_functional.py::test_attention_causal_and_full
     """
 
     @staticmethod
@@ -82,7 +86,7 @@ class ScaledDotProductAttention(Function):
         keys = check_attention_inputs(q, k, v, attn_mask, dropout_p)
         ctx.scale = default_scale(q.shape[-1], scale)
         allowed = allowed_keys(xp_of(q), q.shape[-2], keys, causal, attn_mask)
-        out, probs, dropped = pick("attention_forward", q)(q, k, v, allowed, dropout_p, ctx.scale)
+        out, probs, dropped = pick(reference.attention_forward, q)(q, k, v, allowed, dropout_p, ctx.scale)
         ctx.save_for_backward(q, k, v, probs, dropped)
         return out
 
@@ -91,4 +95,4 @@ class ScaledDotProductAttention(Function):
         """dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k; dk = scale dS^T q.
         docs/derivations/attention.md"""
         q, k, v, probs, dropped = ctx.saved_tensors
-        return pick("attention_backward", q)(q, k, v, probs, dropped, grad, ctx.scale)
+        return pick(reference.attention_backward, q)(q, k, v, probs, dropped, grad, ctx.scale)

@@ -17,11 +17,11 @@ from ..errors import TinygradTxError
 from ..scoped import ScopedSetting
 from ..tensor import Tensor
 from . import composed
-from .activations import Dropout, Gelu, LogSoftmax, Softmax, check_dropout_probability
+from .activations import DropoutFunction, Gelu, LogSoftmax, Softmax, check_dropout_probability
 from .attention import ScaledDotProductAttention
-from .layer_ops import Embedding, Linear
+from .layer_ops import EmbeddingFunction, LinearFunction
 from .losses import CrossEntropy
-from .normalization import LayerNorm
+from .normalization import LayerNormFunction
 
 IMPLS = ("fused", "composed")
 _default_impl = ScopedSetting("default impl", "fused")
@@ -37,7 +37,9 @@ def set_default_impl(impl: str) -> None:
     """Make ``impl`` ("fused" | "composed") what every op called with impl=None uses, in this thread.
 
     Other threads keep their own default ("fused" in a new thread), so one thread's switch never
-    changes what another computes.
+    changes what another computes. "composed" replaces the fused op by primitives (autograd derives
+    the backward); ``kernels.use("reference")`` instead keeps the fused op and changes its kernels:
+    docs/kernels.md, "Three ways to see the plain version".
     """
     _default_impl.set(_check_impl("set_default_impl", impl))
 
@@ -88,13 +90,13 @@ def layer_norm(
 ) -> Tensor:
     """Normalize over the last axis (biased variance, as PyTorch), then scale by weight and add bias."""
     if _fused("layer_norm", impl):
-        return LayerNorm.apply(x, weight, bias, eps=eps)
+        return LayerNormFunction.apply(x, weight, bias, eps=eps)
     return composed.layer_norm(x, weight, bias, eps)
 
 
 def embedding(indices: Any, weight: Tensor) -> Tensor:
     """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` of any shape -> (*indices, dim)."""
-    return Embedding.apply(_index_tensor(indices, weight.device), weight)
+    return EmbeddingFunction.apply(_index_tensor(indices, weight.device), weight)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -109,7 +111,7 @@ def relu(x: Tensor) -> Tensor:
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x W^T + b with PyTorch's weight layout (out_features, in_features); (..., in) -> (..., out)."""
-    return Linear.apply(x, weight, bias)
+    return LinearFunction.apply(x, weight, bias)
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -120,7 +122,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     check_dropout_probability("dropout", p)
     if p == 0 or not training:
         return x
-    return Dropout.apply(x, p)
+    return DropoutFunction.apply(x, p)
 
 
 def scaled_dot_product_attention(

@@ -6,12 +6,17 @@ Derivations: docs/derivations/matmul.md (linear) and docs/derivations/embedding.
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
-from ..kernels import pick
+from ..kernels import pick, reference
 from ..ops import as_rows, require_float
 
 
-class Linear(Function):
-    """y = x W^T + b with W of shape (out_features, in_features); x (..., in) runs as one (N, in) GEMM."""
+class LinearFunction(Function):
+    """y = x W^T + b with W of shape (out_features, in_features); x (..., in) runs as one (N, in) GEMM.
+
+    Reference: kernels/reference.py: linear_forward, linear_backward
+    Derivation: docs/derivations/matmul.md
+    Test: test_functional.py::test_linear
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
@@ -27,7 +32,7 @@ class Linear(Function):
                 f"({weight.shape[0]},) of weight shape {tuple(weight.shape)}"
             )
         rows = as_rows(x)
-        out = pick("linear_forward", rows)(rows, weight, bias)
+        out = pick(reference.linear_forward, rows)(rows, weight, bias)
         ctx.save_for_backward(rows, weight)
         ctx.x_shape = x.shape
         return out.reshape(x.shape[:-1] + (weight.shape[0],))
@@ -37,14 +42,19 @@ class Linear(Function):
         """dx = g W, dW = g^T x, db = sum_rows g (g, x as (N, features) matrices).  docs/derivations/matmul.md"""
         rows, weight = ctx.saved_tensors
         grad_rows = as_rows(grad)
-        grad_x, grad_weight, grad_bias = pick("linear_backward", grad_rows)(
+        grad_x, grad_weight, grad_bias = pick(reference.linear_backward, grad_rows)(
             grad_rows, rows, weight, ctx.needs_input_grad
         )
         return None if grad_x is None else grad_x.reshape(ctx.x_shape), grad_weight, grad_bias
 
 
-class Embedding(Function):
-    """out[...] = weight[indices[...]]: rows of a (num_embeddings, dim) table picked by integer indices."""
+class EmbeddingFunction(Function):
+    """out[...] = weight[indices[...]]: rows of a (num_embeddings, dim) table picked by integer indices.
+
+    Reference: kernels/reference.py: embedding_backward
+    Derivation: docs/derivations/embedding.md
+    Test: test_functional.py::test_embedding_with_repeated_indices
+    """
 
     @staticmethod
     def forward(ctx, indices, weight):
@@ -72,4 +82,4 @@ class Embedding(Function):
         """dweight[k] = sum of g[i] over every position i with indices[i] == k.  docs/derivations/embedding.md"""
         (indices,) = ctx.saved_tensors
         rows = as_rows(grad)
-        return None, pick("embedding_backward", rows)(indices.reshape(-1), rows, ctx.num_rows)
+        return None, pick(reference.embedding_backward, rows)(indices.reshape(-1), rows, ctx.num_rows)

@@ -6,7 +6,7 @@ Derivation: docs/derivations/cross_entropy.md.
 from ..backend import xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxError
 from ..function import Function
-from ..kernels import pick
+from ..kernels import pick, reference
 from ..ops import as_rows, require_float
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -43,6 +43,10 @@ class CrossEntropy(Function):
     reduction "mean" divides the sum by the number of counted rows; when every target is ignored the
     loss is 0.0 and the gradient is zero (PyTorch returns nan there). "none" gives one loss per
     position, 0 at ignored ones. Saves the softmax probabilities.
+
+    Reference: kernels/reference.py: cross_entropy_forward, cross_entropy_backward
+    Derivation: docs/derivations/cross_entropy.md
+    Test: test_functional.py::test_cross_entropy
     """
 
     @staticmethod
@@ -51,7 +55,7 @@ class CrossEntropy(Function):
         counted = check_targets(logits, targets, ignore_index, reduction).reshape(-1)
         rows = as_rows(logits)
         safe_targets = xp.where(counted, targets.reshape(-1), 0)  # ignored rows read class 0, then get weight 0
-        probs, row_loss = pick("cross_entropy_forward", rows)(rows, safe_targets, counted)
+        probs, row_loss = pick(reference.cross_entropy_forward, rows)(rows, safe_targets, counted)
         count = xp.maximum(counted.sum(dtype=logits.dtype), 1.0)  # all ignored: 0 / 1, not 0 / 0
         ctx.save_for_backward(probs, safe_targets, counted, count)
         ctx.reduction, ctx.logits_shape = reduction, logits.shape
@@ -69,5 +73,5 @@ class CrossEntropy(Function):
             row_weight = grad.reshape(-1) * counted
         else:
             row_weight = counted * (grad / count if ctx.reduction == "mean" else grad)
-        grad_rows = pick("cross_entropy_backward", probs)(probs, safe_targets, row_weight)
+        grad_rows = pick(reference.cross_entropy_backward, probs)(probs, safe_targets, row_weight)
         return grad_rows.reshape(ctx.logits_shape), None

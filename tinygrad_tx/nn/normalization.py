@@ -8,7 +8,7 @@ import numbers
 from ..backend import xp_of
 from ..errors import ShapeError, TinygradTxError
 from ..function import Function
-from ..kernels import pick
+from ..kernels import pick, reference
 from ..ops import require_float
 
 
@@ -32,8 +32,13 @@ def check_layer_norm_params(x, weight, bias):
             )
 
 
-class LayerNorm(Function):
-    """y = xhat * weight + bias, xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); saves xhat and rstd."""
+class LayerNormFunction(Function):
+    """y = xhat * weight + bias, xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps); saves xhat and rstd.
+
+    Reference: kernels/reference.py: layer_norm_forward, layer_norm_backward
+    Derivation: docs/derivations/layernorm.md
+    Test: test_functional.py::test_layer_norm
+    """
 
     @staticmethod
     def forward(ctx, x, weight=None, bias=None, eps=1e-5):
@@ -42,7 +47,7 @@ class LayerNorm(Function):
         ctx.empty = x.size == 0
         if ctx.empty:  # no rows or no features: nothing to normalize (and no 1/features)
             return x.copy()
-        out, xhat, rstd = pick("layer_norm_forward", x)(x, weight, bias, eps)
+        out, xhat, rstd = pick(reference.layer_norm_forward, x)(x, weight, bias, eps)
         ctx.save_for_backward(xhat, rstd, weight)
         return out
 
@@ -56,5 +61,5 @@ class LayerNorm(Function):
             zeros = [xp_of(grad).zeros(features, grad.dtype) if needed else None for needed in need[1:]]
             return (grad.copy() if need[0] else None, *zeros)
         xhat, rstd, weight = ctx.saved_tensors
-        grads = pick("layer_norm_backward", xhat)(grad, xhat, rstd, weight)
+        grads = pick(reference.layer_norm_backward, xhat)(grad, xhat, rstd, weight)
         return tuple(g if needed else None for g, needed in zip(grads, need))

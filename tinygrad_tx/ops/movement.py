@@ -174,7 +174,7 @@ class Split(Function):
 def _adjacent_views_joined(pieces, axis):
     """concatenate(pieces, axis) as a view, when the pieces already lie side by side in one NumPy array
     (attention's q, k, v gradients, written into one buffer shaped like the projection they were cut
-    from: kernels/cpu_attention.py); None otherwise."""
+    from: kernels/cpu/attention_heads.py); None otherwise."""
     first = pieces[0]
     base = first.base if isinstance(first, np.ndarray) else None
     if not isinstance(base, np.ndarray) or not base.flags.c_contiguous:

@@ -1,6 +1,6 @@
 """Row blocks on every core: how the fast CPU kernels use more than one core, and stay fast on a busy one.
 
-NumPy's loops and the compiled loops (cpu_loops.py) release the GIL, so blocks of rows can run in
+NumPy's loops and the compiled loops (cpu/<op>.py) release the GIL, so blocks of rows can run in
 threads side by side. ``in_row_blocks(function, *arrays)`` cuts the leading axis into a few blocks
 per core and lets the caller and the helper threads *pull* blocks until none are left:
 
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import backend
+from ... import backend
 from . import openblas
 
 # Below this many elements the hand-off costs more than it saves: waking a sleeping helper takes
@@ -222,7 +222,7 @@ _team: Any = None  # team.Team once tune_for_training() started it (team.start);
 
 
 def team() -> Any:
-    """The team of spinning threads for the compiled kernels (kernels/team.py) when tune_for_training()
+    """The team of spinning threads for the compiled kernels (runtime/team.py) when tune_for_training()
     started it, else None. Kept here, not in team.py, so asking does not import numba."""
     return _team
 

@@ -175,10 +175,12 @@ def start(workers: int) -> Team | None:
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's on-disk cache) the block functions and start the helpers, so
-    the first training step pays for neither."""
-    from . import team_blocks  # noqa: F401  (its cfuncs compile when the module loads)
+    """Compile (or load from numba's on-disk cache) every block function the op modules declared
+    (jobs.block_function registers them as they are imported) and start the helpers, so the first
+    training step pays for neither. tinygrad_tx.tuning imports the op modules first."""
+    from . import jobs
 
+    jobs.compile_blocks()
     started = row_blocks.team()
     if started is not None:
         started.start_helpers()

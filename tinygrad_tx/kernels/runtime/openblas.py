@@ -6,8 +6,8 @@ are useful beyond what NumPy exposes:
 - ``openblas_set_num_threads`` / ``openblas_get_num_threads``: row_blocks holds OpenBLAS to one
   thread while blocks run side by side, and lets its thread count follow the free cores.
 - ``cblas_sgemm`` (the ILP64 build: 64-bit integer arguments): compiled loops call it without going
-  back to Python, once per attention head (cpu_attention.py) and once per band of a Linear GEMM that
-  the team splits between the cores (team_blocks.py).
+  back to Python, once per attention head (cpu/attention_heads.py) and once per band of a Linear GEMM
+  that the team splits between the cores (cpu/linear.py).
 
 Both are looked up on first use (``import tinygrad_tx`` loads no library); where NumPy uses another
 BLAS they are missing, and the callers keep their NumPy paths.
