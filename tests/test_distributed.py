@@ -116,9 +116,15 @@ def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
     _, loss = model(x, x)
     buckets.start(loss.data, 0.0)
     launched_during_backward = []
-    loss.backward(
-        on_leaf_final=lambda leaf: (buckets.leaf_final(leaf), launched_during_backward.append(len(comm.launched)))
-    )
+    with buckets.sending_during_backward():  # the recorders run after the buckets' own hooks
+        recorders = [
+            p.register_post_accumulate_grad_hook(lambda _: launched_during_backward.append(len(comm.launched)))
+            for p in params
+        ]
+        loss.backward()
+    for recorder in recorders:
+        recorder.remove()
+    assert all(not p._hooks for p in params)  # and the buckets' hooks are gone after the block
     assert len(comm.launched) == len(buckets.members)  # every bucket went out before backward returned
     assert launched_during_backward[0] < len(buckets.members)  # ... and the first ones while it still ran
     reduced_loss, stop = buckets.finish()

@@ -188,10 +188,9 @@ class Trainer:
         for number, (x, y) in enumerate(batches):
             _, loss = self.model(x, y)
             loss = loss / c.gradient_accumulation_steps
-            on_leaf_final = None
-            if number == len(batches) - 1:
-                on_leaf_final = self.dist.start_last_micro_step(list(self.model.parameters()), loss)
-            loss.backward(on_leaf_final=on_leaf_final)
+            last = number == len(batches) - 1  # its backward may already send gradients to the other ranks
+            with self.dist.last_micro_step(list(self.model.parameters()), loss) if last else contextlib.nullcontext():
+                loss.backward()
         if self.dist.active:
             loss = Tensor(self.dist.reduce_gradients())
         return loss
