@@ -302,7 +302,7 @@ class Tensor:
         if self._ctx.released:
             raise GraphError(_FREED_MESSAGE)
         self._ctx.pending[self._out_index] = grad
-        order = walk.order_from(self._ctx)
+        order = _topological_order(self._ctx, walk.leaf_uses)
         for node in reversed(order):
             inputs = node.inputs  # release() drops them
             walk.run_backward(node)
@@ -362,30 +362,6 @@ class _Walk:
         self.retain_graph = retain_graph
         self.leaf_uses = {}  # id(hooked leaf) -> ops still to run that take it as an input
         self.leaf_pending = {}  # id(hooked leaf) -> [summed gradient so far, whether we own that array]
-
-    def order_from(self, root):
-        """Contexts reachable from ``root``, inputs before outputs (iterative depth-first search); counts
-        the uses of hooked leaves on the way."""
-        order, visited, uses = [], set(), self.leaf_uses
-        stack = [(root, False)]
-        while stack:
-            node, finished = stack.pop()
-            if finished:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            for tensor in node.inputs:
-                if tensor is None:
-                    continue
-                if tensor._ctx is not None:
-                    if id(tensor._ctx) not in visited:
-                        stack.append((tensor._ctx, False))
-                elif tensor._hooks:
-                    uses[id(tensor)] = uses.get(id(tensor), 0) + 1
-        return order
 
     def run_backward(self, node):
         """Call one op's backward with its summed output gradients and route the results to its inputs."""
@@ -465,6 +441,32 @@ class _Walk:
             _accumulate_leaf(tensor, grad)
             for hook in list(hooks.post):
                 hook(tensor)
+
+
+def _topological_order(root, leaf_uses=None):
+    """Contexts reachable from ``root``, inputs before outputs (iterative depth-first search).
+
+    With ``leaf_uses`` (a dict), also counts into it how many of those ops take each leaf with hooks."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for tensor in node.inputs:
+            if tensor is None:
+                continue
+            if tensor._ctx is not None:
+                if id(tensor._ctx) not in visited:
+                    stack.append((tensor._ctx, False))
+            elif tensor._hooks and leaf_uses is not None:
+                leaf_uses[id(tensor)] = leaf_uses.get(id(tensor), 0) + 1
+    return order
 
 
 def _run_grad_hooks(hooks, grad):
