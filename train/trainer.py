@@ -42,7 +42,6 @@ from tinygrad_tx import (
     normalize_device,
     set_rng_state,
     synchronize,
-    tune_for_training,
 )
 from tinygrad_tx.distributed import SingleProcess
 from tinygrad_tx.optim import cosine_lr
@@ -89,7 +88,6 @@ class Trainer:
                     f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
                     f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size"
                 )
-        tune_for_training()
         manual_seed(c.seed)
         self.model_args = GPTConfig(
             block_size=c.block_size,
