@@ -16,6 +16,7 @@ import pytest
 from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, backend, distributed
 from tinygrad_tx.distributed import DistributedError, GradientBuckets, SingleProcess, ZeroOptimizer, init_communicator
+from tinygrad_tx.distributed import nccl as nccl_helpers
 
 from conftest import requires_gpu
 
@@ -198,7 +199,7 @@ def test_mpi_collectives_on_two_ranks(tmp_path):
 @requires_gpu
 def test_nccl_on_one_gpu():
     """W = 1 with NCCL (a GPU machine may have one GPU): the calls, stream hand-offs and dtypes work."""
-    nccl = backend.nccl_module()
+    nccl = nccl_helpers.nccl_module()
     if nccl is None:
         pytest.skip("this CuPy has no NCCL (or device 'gpu' is the CuPy stand-in)")
     pytest.importorskip("mpi4py", reason='the NCCL id travels over MPI: pip install "tinygrad-tx[dist]"')
