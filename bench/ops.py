@@ -122,7 +122,7 @@ def run(config_name="baby", repeats=5, threads=None):
 
     from tinygrad_tx import tune_for_training
 
-    tune_for_training()  # the trainer's allocator setting, so the op times are the ones a training step sees
+    tune_for_training()  # train.shakespeare's allocator setting, so the op times are the ones a training step sees
     torch.set_num_threads(threads or os.cpu_count())
     rng = np.random.default_rng(0)
     results = {}

@@ -62,6 +62,7 @@ class _TimedHandle:
 
 def worker(preset, batch_size, accumulation, steps, warmup, zero, bucket_mb):
     """One rank's measurement; rank 0 prints one JSON line."""
+    from tinygrad_tx import tune_for_training
     from tinygrad_tx.distributed import init_communicator
     from train.config import make_config
     from train.tokenizers import CharTokenizer
@@ -84,6 +85,7 @@ def worker(preset, batch_size, accumulation, steps, warmup, zero, bucket_mb):
         )
         tokenizer = CharTokenizer.from_text("".join(chr(32 + i) for i in range(65)))
         ids = np.random.default_rng(0).integers(0, 65, 200_000).astype(np.uint16)
+        tune_for_training()  # as train.shakespeare does before building its Trainer
         trainer = Trainer(config, tokenizer, ids, ids[:20_000], comm=comm)
         for _ in range(warmup):
             trainer._forward_backward()

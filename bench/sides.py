@@ -21,7 +21,7 @@ class OursSide:
         import models.gpt  # noqa: F401  (imported before the memory baseline is taken)
         from tinygrad_tx import tune_for_training
 
-        tune_for_training()  # glibc keeps freed memory, as the trainer has it
+        tune_for_training()  # glibc keeps freed memory, as train.shakespeare has it
 
     def __init__(self, config, state, device, threads):
         from models.gpt import GPT, GPTConfig

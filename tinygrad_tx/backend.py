@@ -5,8 +5,6 @@ here: picking the module, moving arrays, scatter-add, the seeded random generato
 CuPy is imported lazily, the first time the GPU is asked for, so ``import tinygrad_tx`` stays light.
 """
 
-import importlib
-
 import numpy as np
 
 from .errors import DeviceError, TinygradTxError
@@ -52,6 +50,14 @@ def _load_cupy():
     _cupy = cupy
     ARRAY_TYPES = (np.ndarray, cupy.ndarray)
     return cupy
+
+
+def cupy_module():
+    """The CuPy module, loaded on first use; DeviceError naming the fix where CuPy or a GPU is missing.
+
+    For the engine's own GPU helpers outside this file (distributed/nccl.py): they get CuPy from here
+    instead of importing it, so this stays the one file that does."""
+    return _load_cupy()
 
 
 def gpu_available():
@@ -138,49 +144,6 @@ def use_gpu(index):
     count = cupy.cuda.runtime.getDeviceCount()
     if count > 1:  # with one GPU it is already the current one
         cupy.cuda.Device(index % count).use()
-
-
-def nccl_module():
-    """``cupy.cuda.nccl`` when this CuPy was built with NCCL, else None (the caller falls back to MPI)."""
-    cuda = _load_cupy().cuda
-    if not hasattr(cuda, "__path__"):  # not CuPy's cuda package (the tests' CuPy stand-in): no NCCL there
-        return None
-    try:  # a submodule CuPy builds only with NCCL; imported by name so type checkers need no CuPy stubs
-        nccl = importlib.import_module(f"{cuda.__name__}.nccl")
-    except ImportError:
-        return None
-    return nccl if getattr(nccl, "available", True) and hasattr(nccl, "NcclCommunicator") else None
-
-
-def nccl_dtype(dtype):
-    nccl = nccl_module()
-    names = {
-        np.dtype(np.float32): "NCCL_FLOAT32",
-        np.dtype(np.float64): "NCCL_FLOAT64",
-        np.dtype(np.float16): "NCCL_FLOAT16",
-    }
-    if np.dtype(dtype) not in names:
-        raise DeviceError(f"nccl: no NCCL type for dtype {np.dtype(dtype)}")
-    return getattr(nccl, names[np.dtype(dtype)])
-
-
-def gpu_current_stream():
-    return _load_cupy().cuda.get_current_stream()
-
-
-def gpu_side_stream():
-    """A new non-blocking CUDA stream (communication overlapping the compute stream)."""
-    return _load_cupy().cuda.Stream(non_blocking=True)
-
-
-def gpu_record_event(stream=None):
-    """An event recorded now on ``stream`` (default: the current stream)."""
-    return (stream or gpu_current_stream()).record()
-
-
-def gpu_stream_wait(event, stream=None):
-    """Make ``stream`` (default: the current one) wait for ``event`` without blocking the host."""
-    (stream or gpu_current_stream()).wait_event(event)
 
 
 # ---------------------------------------------------------------- seeded random numbers

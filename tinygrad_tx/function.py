@@ -40,6 +40,7 @@ class Context:
         self.pending: list[Any] = [None]  # summed gradients of the outputs, filled during backward
         self.owned = [False]  # whether each pending array is ours to update in place
         self.retained: dict[int, Any] = {}  # output index -> weakref of a tensor that asked retain_grad()
+        self.hooks: dict[int, list[Any]] | None = None  # output index -> its tensor's register_hook functions
         self.out_meta: list[tuple[Any, Any]] | None = None  # (shape, dtype) per output, for multi-output ops
         self.call_site: str | None = None  # user file:line, recorded in anomaly mode
         self.released = False
@@ -49,7 +50,7 @@ class Context:
 
     def release(self) -> None:
         """Drop everything backward needed: saved arrays, user attributes and the links to inputs."""
-        keep = ("function", "needs_input_grad", "pending", "owned", "retained", "out_meta", "call_site")
+        keep = ("function", "needs_input_grad", "pending", "owned", "retained", "hooks", "out_meta", "call_site")
         for name in [n for n in self.__dict__ if n not in keep]:
             delattr(self, name)
         self.saved_tensors = ()

@@ -64,7 +64,7 @@ class enable_grad(_GradModeScope):
 class Tensor:
     """An n-dimensional array on a device, with an optional gradient."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_index", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_index", "_hooks", "__weakref__")
     __array_ufunc__ = None  # make NumPy defer to our reflected operators: np_array * tensor
 
     def __init__(self, data, requires_grad=False, device=None, dtype=None):
@@ -93,6 +93,7 @@ class Tensor:
         self.grad = None
         self._ctx = None
         self._out_index = 0
+        self._hooks = None  # a leaf's _LeafHooks once one is registered
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -106,6 +107,7 @@ class Tensor:
         tensor.requires_grad = requires_grad
         tensor._ctx = None
         tensor._out_index = 0
+        tensor._hooks = None
         return tensor
 
     @classmethod
@@ -216,16 +218,60 @@ class Tensor:
             extras.append("requires_grad=True")
         return f"Tensor({body}, {', '.join(extras)})"
 
+    # ------------------------------------------------------------------ hooks
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with this tensor's gradient during every backward that reaches it.
+
+        ``grad`` is the full gradient (every contribution summed), as a Tensor; the hook returns None
+        to leave it as it is, or a replacement of the same shape (do not change ``grad`` in place).
+        On a leaf the hook runs before the gradient is added to ``.grad``; on an intermediate, the
+        replacement is what flows on to the op's inputs. Several hooks run in the order registered.
+        Returns a handle whose ``.remove()`` unregisters the hook. As ``torch.Tensor.register_hook``.
+        """
+        if not self.requires_grad:
+            raise GraphError("register_hook: this tensor does not require grad, so no gradient will reach a hook")
+        if self._ctx is None:
+            hooks = self._leaf_hooks().grad
+        else:
+            if self._ctx.hooks is None:
+                self._ctx.hooks = {}
+            hooks = self._ctx.hooks.setdefault(self._out_index, [])
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf once its ``.grad`` holds the final sum of a backward.
+
+        Called once per backward that reaches the leaf, after the last op using it has contributed
+        (a weight used twice, like GPT's tied embedding, after its second use). Data-parallel training
+        starts sending a gradient then, while the rest of backward still runs. Leaves only; returns a
+        handle with ``.remove()``. As ``torch.Tensor.register_post_accumulate_grad_hook``.
+        """
+        if not self.requires_grad:
+            raise GraphError(
+                "register_post_accumulate_grad_hook: this tensor does not require grad, so it never gets a .grad"
+            )
+        if self._ctx is not None:
+            raise GraphError(
+                f"register_post_accumulate_grad_hook: only leaf tensors accumulate a .grad, and this one was "
+                f"made by {self.grad_fn} (use register_hook on an intermediate)"
+            )
+        hooks = self._leaf_hooks().post
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
+
+    def _leaf_hooks(self):
+        if self._hooks is None:
+            self._hooks = _LeafHooks()
+        return self._hooks
+
     # ------------------------------------------------------------------ reverse mode
-    def backward(self, grad=None, retain_graph=False, on_leaf_final=None):
+    def backward(self, gradient=None, retain_graph=None):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
 
-        ``grad`` is the upstream gradient (same shape as self); it may be omitted only for a
+        ``gradient`` is the upstream gradient (same shape as self); it may be omitted only for a
         one-element tensor. The graph's saved arrays are freed afterwards unless ``retain_graph``.
-        ``on_leaf_final(leaf)`` is called once per leaf that requires grad, as soon as the last op
-        using it has run its backward: its ``.grad`` takes no more contributions in this pass (a leaf
-        used twice, like a tied embedding, is reported after its second use). Data-parallel training
-        starts sending a gradient then, while the rest of backward still runs.
+        Tensor hooks (``register_hook``, ``register_post_accumulate_grad_hook``) run along the way.
         """
         if not self.requires_grad:
             raise GraphError(
@@ -233,54 +279,67 @@ class Tensor:
                 "or it was computed under no_grad)"
             )
         xp = backend.xp_of(self.data)
-        if grad is None:
+        if gradient is None:
             if self.data.size != 1:
                 raise GraphError(
                     f"backward: a gradient is needed for a non-scalar output of shape {self.shape}; "
-                    "call .backward(grad) with a tensor of that shape, or reduce it (e.g. .sum()) first"
+                    "call .backward(gradient) with a tensor of that shape, or reduce it (e.g. .sum()) first"
                 )
             grad = xp.ones_like(self.data)
         else:
-            grad = grad.data if isinstance(grad, Tensor) else grad
+            grad = gradient.data if isinstance(gradient, Tensor) else gradient
             grad = backend.as_array(grad, self.device, self.data.dtype)
             if grad.shape != self.data.shape:
                 raise ShapeError(
                     f"backward: gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}"
                 )
+        walk = _Walk(retain_graph=bool(retain_graph))
         if self._ctx is None:
-            _accumulate_leaf(self, grad)
-            if on_leaf_final is not None:
-                on_leaf_final(self)
+            walk.leaf_uses = {id(self): 1} if self._hooks else {}
+            walk.to_leaf(self, grad)
+            walk.used((self,))
             return
         if self._ctx.released:
             raise GraphError(_FREED_MESSAGE)
         self._ctx.pending[self._out_index] = grad
-        order = _topological_order(self._ctx)
-        uses = _leaf_uses(order) if on_leaf_final is not None else None
+        order = _topological_order(self._ctx, walk.leaf_uses)
         for node in reversed(order):
             inputs = node.inputs  # release() drops them
-            _run_backward(node, retain_graph)
-            if uses is not None:
-                _report_final_leaves(inputs, uses, on_leaf_final)
+            walk.run_backward(node)
+            if walk.leaf_uses:
+                walk.used(inputs)
 
 
-def _leaf_uses(order):
-    """{id(leaf): number of ops in ``order`` that take the leaf as an input} for leaves requiring grad."""
-    uses = {}
-    for node in order:
-        for tensor in node.inputs:
-            if tensor is not None and tensor._ctx is None and tensor.requires_grad:
-                uses[id(tensor)] = uses.get(id(tensor), 0) + 1
-    return uses
+class RemovableHandle:
+    """What ``register_hook`` returns: ``.remove()`` unregisters the hook (a second call does nothing)."""
+
+    def __init__(self, hooks, hook):
+        self._hooks, self._hook = hooks, hook
+
+    def remove(self):
+        for index, hook in enumerate(self._hooks):
+            if hook is self._hook:
+                del self._hooks[index]
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
 
 
-def _report_final_leaves(inputs, uses, on_leaf_final):
-    """Count one use off each leaf among an op's ``inputs`` (the op has run); call back for those with none left."""
-    for tensor in inputs:
-        if tensor is not None and id(tensor) in uses:
-            uses[id(tensor)] -= 1
-            if uses[id(tensor)] == 0:
-                on_leaf_final(tensor)
+class _LeafHooks:
+    """A leaf's hooks: ``grad`` ones see (and may replace) its gradient, ``post`` ones its final ``.grad``."""
+
+    __slots__ = ("grad", "post")
+
+    def __init__(self):
+        self.grad, self.post = [], []
+
+    def __bool__(self):
+        return bool(self.grad or self.post)
 
 
 _FREED_MESSAGE = (
@@ -289,8 +348,105 @@ _FREED_MESSAGE = (
 )
 
 
-def _topological_order(root):
-    """Contexts reachable from ``root``, inputs before outputs; iterative depth-first search."""
+class _Walk:
+    """One backward pass: the reverse topological walk, and where gradients wait on their way to leaves.
+
+    Each op's backward runs once, on its outputs' summed gradients (``Context.pending``), and adds its
+    input gradients to the pending sums of the ops that made those inputs, or to leaves' ``.grad``.
+    A leaf with hooks instead collects its contributions here until the last op using it has run
+    (``leaf_uses`` counts them down), then goes through its hooks once. Gradients are raw arrays;
+    a later ``create_graph`` would carry recorded Tensors through the same steps.
+    """
+
+    def __init__(self, retain_graph):
+        self.retain_graph = retain_graph
+        self.leaf_uses = {}  # id(hooked leaf) -> ops still to run that take it as an input
+        self.leaf_pending = {}  # id(hooked leaf) -> [summed gradient so far, whether we own that array]
+
+    def run_backward(self, node):
+        """Call one op's backward with its summed output gradients and route the results to its inputs."""
+        grads_out = node.pending
+        if all(g is None for g in grads_out):
+            return
+        if node.released:
+            raise GraphError(_FREED_MESSAGE)
+        node.pending = [None] * len(grads_out)
+        node.owned = [False] * len(grads_out)
+        if node.hooks:
+            for index, hooks in node.hooks.items():
+                if hooks and grads_out[index] is not None:
+                    grads_out[index] = _run_grad_hooks(hooks, grads_out[index])
+        for index, ref in node.retained.items():
+            tensor = ref()
+            if tensor is not None and grads_out[index] is not None:
+                tensor.grad = Tensor._wrap(grads_out[index].copy())
+        if len(grads_out) > 1:  # a multi-output op gets zeros for the outputs nobody used
+            xp = backend.xp_of(next(g for g in grads_out if g is not None))
+            grads_out = [
+                g if g is not None else xp.zeros(shape, dtype) for g, (shape, dtype) in zip(grads_out, node.out_meta)
+            ]
+        name = node.function.__name__
+        grads_in = node.function.backward(node, *grads_out)
+        if not isinstance(grads_in, (tuple, list)):
+            grads_in = (grads_in,)
+        if len(grads_in) != len(node.inputs):
+            raise GraphError(
+                f"{name}.backward returned {len(grads_in)} gradients for {len(node.inputs)} inputs "
+                "(return one per forward argument, None where there is none)"
+            )
+        for tensor, grad in zip(node.inputs, grads_in):
+            if tensor is None or grad is None or not tensor.requires_grad:
+                continue
+            if tuple(grad.shape) != tensor.data.shape:
+                raise ShapeError(
+                    f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for an input of shape "
+                    f"{tensor.shape}"
+                )
+            if grad.dtype != tensor.data.dtype:
+                grad = grad.astype(tensor.data.dtype)
+            if anomaly.is_anomaly_enabled():
+                anomaly.check_finite(grad, name, "backward", node.call_site, "gradient of an input")
+            if tensor._ctx is None:
+                self.to_leaf(tensor, grad)
+            else:
+                _accumulate_pending(tensor._ctx, tensor._out_index, grad)
+        if not self.retain_graph:
+            node.release()
+
+    def to_leaf(self, tensor, grad):
+        """A gradient for a leaf: into ``.grad`` at once, or, for a hooked leaf, into its sum so far."""
+        if id(tensor) not in self.leaf_uses:
+            _accumulate_leaf(tensor, grad)
+            return
+        waiting = self.leaf_pending.get(id(tensor))
+        if waiting is None:
+            self.leaf_pending[id(tensor)] = [grad, False]
+        elif waiting[1]:
+            waiting[0] += grad
+        else:
+            waiting[:] = [waiting[0] + grad, True]
+
+    def used(self, inputs):
+        """An op taking ``inputs`` has run: a hooked leaf with no use left gets its hooks and its ``.grad``."""
+        for tensor in inputs:
+            if tensor is None or id(tensor) not in self.leaf_uses:
+                continue
+            self.leaf_uses[id(tensor)] -= 1
+            if self.leaf_uses[id(tensor)] or id(tensor) not in self.leaf_pending:
+                continue
+            grad = self.leaf_pending.pop(id(tensor))[0]
+            hooks = tensor._hooks
+            if hooks.grad:
+                grad = _run_grad_hooks(hooks.grad, grad)
+            _accumulate_leaf(tensor, grad)
+            for hook in list(hooks.post):
+                hook(tensor)
+
+
+def _topological_order(root, leaf_uses=None):
+    """Contexts reachable from ``root``, inputs before outputs (iterative depth-first search).
+
+    With ``leaf_uses`` (a dict), also counts into it how many of those ops take each leaf with hooks."""
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
@@ -303,55 +459,31 @@ def _topological_order(root):
         visited.add(id(node))
         stack.append((node, True))
         for tensor in node.inputs:
-            if tensor is not None and tensor._ctx is not None and id(tensor._ctx) not in visited:
-                stack.append((tensor._ctx, False))
+            if tensor is None:
+                continue
+            if tensor._ctx is not None:
+                if id(tensor._ctx) not in visited:
+                    stack.append((tensor._ctx, False))
+            elif tensor._hooks and leaf_uses is not None:
+                leaf_uses[id(tensor)] = leaf_uses.get(id(tensor), 0) + 1
     return order
 
 
-def _run_backward(node, retain_graph):
-    """Call one op's backward with its summed output gradients and route the results to its inputs."""
-    grads_out = node.pending
-    if all(g is None for g in grads_out):
-        return
-    if node.released:
-        raise GraphError(_FREED_MESSAGE)
-    node.pending = [None] * len(grads_out)
-    node.owned = [False] * len(grads_out)
-    for index, ref in node.retained.items():
-        tensor = ref()
-        if tensor is not None and grads_out[index] is not None:
-            tensor.grad = Tensor._wrap(grads_out[index].copy())
-    if len(grads_out) > 1:  # a multi-output op gets zeros for the outputs nobody used
-        xp = backend.xp_of(next(g for g in grads_out if g is not None))
-        grads_out = [
-            g if g is not None else xp.zeros(shape, dtype) for g, (shape, dtype) in zip(grads_out, node.out_meta)
-        ]
-    name = node.function.__name__
-    grads_in = node.function.backward(node, *grads_out)
-    if not isinstance(grads_in, (tuple, list)):
-        grads_in = (grads_in,)
-    if len(grads_in) != len(node.inputs):
-        raise GraphError(
-            f"{name}.backward returned {len(grads_in)} gradients for {len(node.inputs)} inputs "
-            "(return one per forward argument, None where there is none)"
-        )
-    for tensor, grad in zip(node.inputs, grads_in):
-        if tensor is None or grad is None or not tensor.requires_grad:
+def _run_grad_hooks(hooks, grad):
+    """``grad`` through ``hooks`` in order, each seeing the previous one's replacement."""
+    for hook in list(hooks):
+        result = hook(Tensor._wrap(grad))
+        if result is None:
             continue
-        if tuple(grad.shape) != tensor.data.shape:
+        replacement = result.data if isinstance(result, Tensor) else result
+        replacement = backend.as_array(replacement, backend.device_of(grad), grad.dtype)
+        if replacement.shape != grad.shape:
             raise ShapeError(
-                f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for an input of shape {tensor.shape}"
+                f"register_hook: hook {getattr(hook, '__name__', hook)!r} returned a gradient of shape "
+                f"{tuple(replacement.shape)} for a tensor of shape {tuple(grad.shape)}; return None or the same shape"
             )
-        if grad.dtype != tensor.data.dtype:
-            grad = grad.astype(tensor.data.dtype)
-        if anomaly.is_anomaly_enabled():
-            anomaly.check_finite(grad, name, "backward", node.call_site, "gradient of an input")
-        if tensor._ctx is None:
-            _accumulate_leaf(tensor, grad)
-        else:
-            _accumulate_pending(tensor._ctx, tensor._out_index, grad)
-    if not retain_graph:
-        node.release()
+        grad = replacement
+    return grad
 
 
 def _accumulate_pending(node, index, grad):

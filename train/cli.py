@@ -9,13 +9,17 @@ A CLI's flags are the fields of its dataclass in train/config.py, typed by their
     --preset NAME     (train only) the recipe the config file and the flags start from
 
 Flags and --config files apply in the order given, a later one winning (jsonargparse's rule); a preset
-sits below both. A mistake jsonargparse finds becomes a ``ConfigError`` whose one line names the field
-(and the file), which ``run`` prints as ``error: ...`` with exit status 2.
+sits below both. The parser checks what the user gave itself before jsonargparse sees it (unknown flags
+and keys, each value against its field's annotation, required fields, a config file's shape), so every
+mistake becomes a ``ConfigError`` whose one line names the field, the value (and the file), in our own
+words rather than jsonargparse's, which ``run`` prints as ``error: ...`` with exit status 2. What
+jsonargparse still refuses (a flag without its value) comes through as its own message on one line.
 """
 
 import dataclasses
 import json
-import re
+import math
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -95,37 +99,129 @@ class ArgumentParser(jsonargparse.ArgumentParser):
             f"; {name}: {json.dumps(values[spec.name])}" for name, values in presets.items() if spec.name in values
         )
         flag: dict[str, Any] = {"nargs": "?", "const": True} if kind is bool else {}  # --bias means --bias true
-        self.add_argument(
+        self.add_argument(  # a required field is checked by given_values, with the config files seen
             f"--{spec.name}",
             type=kind,
-            required=required,
             **flag,
             default=None if required else spec.default,
             help=f"{spec.metadata.get('help', '')} (type: %(type)s{default}{in_presets})",
         )
 
     def error(self, message: str, ex: Optional[Exception] = None) -> typing.NoReturn:
-        raise ConfigError(describe(message, self.types)) from None
+        """What jsonargparse finds that our own checks did not (e.g. a flag without its value), as one line."""
+        raise ConfigError(one_line(message)) from None
 
     def given_values(self, argv: Sequence[str]) -> tuple[dict, dict]:
         """(the schema's fields given in ``argv`` and its --config files, the other flags given: --resume, ...)."""
+        self.check_command_line(argv)
         try:
             given = self.parse_args(list(argv), defaults=False).as_dict()
         except (TypeError, KeyError) as exc:  # jsonargparse's final check, outside its error()
-            raise ConfigError(describe(str(exc), self.types)) from None
+            raise ConfigError(one_line(str(exc))) from None
         fields = {name: given.pop(name) for name in list(given) if name in self.types}
+        missing = [name for name in self.required if name not in fields]
+        if missing:
+            raise ConfigError("the following arguments are required: " + ", ".join(f"--{name}" for name in missing))
         return fields, given
+
+    @property
+    def required(self) -> list[str]:
+        return [spec.name for spec in dataclasses.fields(self.schema) if spec.default is dataclasses.MISSING]
+
+    def check_command_line(self, argv: Sequence[str]) -> None:
+        """Refuse unknown flags, then a field's value that does not fit its annotation, before parsing."""
+        flags: list[tuple[Any, list[str], list[str]]] = []  # (action or None, its tokens, the values they hold)
+        for token in argv:
+            if token.startswith("--") and token != "--":
+                flag, has_value, text = token.partition("=")
+                flags.append((self._option_string_actions.get(flag), [token], [text] if has_value else []))
+            elif flags:
+                flags[-1][1].append(token)
+                flags[-1][2].append(token)
+        unknown = [" ".join(tokens) for action, tokens, _ in flags if action is None]
+        if unknown:
+            raise ConfigError("unrecognized arguments: " + " ".join(unknown))
+        for action, _, values in flags:
+            # a switch (--debug; --bias alone means --bias true) holds no value; two are argparse's to refuse
+            if action.dest in self.types and action.nargs != 0 and len(values) == 1:
+                check_value(action.dest, self.types[action.dest], _read_flag_value(values[0]), values[0])
+
+    def check_config_values(self, values: Any) -> None:
+        """A --config file's content: a mapping whose keys are flags of this parser and whose values fit."""
+        if not isinstance(values, dict):
+            raise ConfigError("must hold a mapping of names to values")
+        known = {action.dest for action in self._actions} - {"help", "config"}
+        for name, value in values.items():
+            if name not in known:
+                raise ConfigError(f"unknown key {name!r}; see --help for the names")
+            if name in self.types:
+                check_value(name, self.types[name], value)
 
 
 class ConfigFile(jsonargparse.ActionConfigFile):
-    """--config, with the file named in its errors (jsonargparse checks keys only after parsing, unnamed)."""
+    """--config FILE (or an inline mapping), checked by the parser first so its errors name the file."""
 
     def __call__(self, parser, namespace, path, option_string=None):
         try:
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as file:
+                    values = _read_config_text(file.read(), path)
+            else:
+                try:
+                    values = _read_config_text(path)
+                except yaml.YAMLError:
+                    values = None
+                if not isinstance(values, dict):  # neither a file nor a mapping written inline
+                    raise ConfigError("no such file")
+            parser.check_config_values(values)
             super().__call__(parser, namespace, path, option_string)
             parser.validate(namespace, skip_required=True)
-        except (ConfigError, TypeError, KeyError) as exc:
-            raise ConfigError(f"config file {path!r}: {describe(str(exc), parser.types)}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path!r}: {exc}") from None
+        except (TypeError, KeyError) as exc:
+            raise ConfigError(f"config file {path!r}: {one_line(str(exc))}") from None
+
+
+def _read_flag_value(text: str) -> Any:
+    """A flag's text as jsonargparse reads it: YAML (2 -> int, 2.5 -> float, true -> bool, null -> None)."""
+    try:
+        return _read_yaml(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _fits(kind: Any, value: Any, text: Optional[str]) -> bool:
+    """Whether ``value`` (or, from the command line, its ``text``) is one of the values ``kind`` allows."""
+    if typing.get_origin(kind) is typing.Union:
+        return any(_fits(option, value, text) for option in typing.get_args(kind))
+    if typing.get_origin(kind) is Literal:  # typed: as written; in a file: equal (zero: true is zero: 1)
+        choices = typing.get_args(kind)
+        return any(str(choice) == text for choice in choices) if text is not None else value in choices
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        return text is not None and _finite_number(text)  # -.5 (inf and nan as words are refused)
+    if kind is type(None):
+        return value is None
+    return text is not None or isinstance(value, str)  # text: anything typed, a string in a file
+
+
+def _finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def check_value(name: str, kind: Any, value: Any, text: Optional[str] = None) -> None:
+    """ConfigError ``<name> must be <what kind allows>, got <value>`` unless ``value`` fits ``kind``."""
+    if not _fits(kind, value, text):
+        given = _as_given(text) if text is not None else repr(value) if isinstance(value, str) else str(value)
+        raise ConfigError(f"{name} must be {_expected(kind)}, got {given}")
 
 
 def _expected(kind: Any) -> str:
@@ -148,23 +244,8 @@ def _as_given(text: str) -> str:
         return repr(text)
 
 
-def describe(message: str, types: dict) -> str:
-    """jsonargparse's (often multi-line) message as one line in the words of docs/errors.md."""
-    message = message.removeprefix('Parser key "config": ')  # a --config given as a string instead of a file
-    typed = re.match(r'Parser key "(\w+)":.*(?:Got|Given) value: (.*)$', message, re.S)
-    if typed and typed.group(1) in types:
-        name, value = typed.groups()
-        return f"{name} must be {_expected(types[name])}, got {_as_given(value.strip())}"
-    unknown = re.match(r"Option '([\w.]+)' is not accepted", message)
-    if unknown:
-        return f"unknown key {unknown.group(1)!r}; see --help for the names"
-    if message.startswith("Unexpected config: "):
-        return "must hold a mapping of names to values"
-    if message.startswith("the following arguments are required: "):
-        names = message.split(": ", 1)[1].split(", ")
-        return "the following arguments are required: " + ", ".join(f"--{name}" for name in names)
-    if message.startswith("File does not exist"):
-        return "no such file"
+def one_line(message: str) -> str:
+    """Another library's (possibly multi-line) message on one line, its words unchanged."""
     return " ".join(message.split())
 
 

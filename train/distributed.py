@@ -3,7 +3,7 @@
     dp = DataParallel(config, comm)                   # comm from init_communicator(); SingleProcess: a no-op
     optimizer = dp.shard_optimizer(optimizer)         # --zero 1: each rank keeps AdamW state for its tensors
     for x, y in dp.rank_batches(trainer.train_batch): ...
-        loss.backward(on_leaf_final=dp.start_last_micro_step(params, loss))   # on the last micro-step
+        with dp.last_micro_step(params, loss): loss.backward()   # on the last micro-step
     last_loss = dp.reduce_gradients(); norms = dp.clip_and_measure(model, grad_clip, measure)
 
 The rules (docs/distributed.md explains each):
@@ -14,8 +14,8 @@ The rules (docs/distributed.md explains each):
 - Each micro-loss is scaled by 1/G and the gradients are summed over ranks, so the sum is the one a
   single process accumulates. One flat all-reduce per optimizer step carries the gradients, the
   last micro-batch's loss (what the log shows, as before) and the Ctrl-C flag. With ``bucket_mb``
-  the gradients travel instead in buckets, each all-reduced as soon as the engine reports its
-  tensors' gradients final (``Tensor.backward(on_leaf_final=...)``) on the last micro-step.
+  the gradients travel instead in buckets, each all-reduced as soon as its tensors' gradients are
+  final (their ``register_post_accumulate_grad_hook`` hooks, registered for the last micro-step's backward).
 - Clipping and the gradient-flow norms run after the all-reduce, on identical gradients everywhere.
 """
 
@@ -98,18 +98,23 @@ class DataParallel:
         return self.zero
 
     # ---------------------------------------------------------------- gradients
-    def start_last_micro_step(self, params, scaled_loss):
-        """Before the last micro-step's backward: the callback for ``backward`` (None: reduce afterwards)."""
+    @contextlib.contextmanager
+    def last_micro_step(self, params, scaled_loss):
+        """Around the last micro-step's backward: the loss and the Ctrl-C flag go into the all-reduce, and
+        with ``bucket_mb`` each bucket is sent as soon as its gradients are final (hooks for this backward only)."""
         if not self.active:
-            return None
+            yield
+            return
         is_last_rank = self.rank == self.world_size - 1  # it holds the global last micro-batch: its loss is logged
         self._loss_and_stop = (scaled_loss if is_last_rank else 0.0), float(bool(self._interrupted))
         if self.zero is not None:
-            return None
+            yield
+            return
         if self.buckets is None:
             self.buckets = GradientBuckets(params, self.comm, self.bucket_bytes)
         self.buckets.start(*self._loss_and_stop)
-        return self.buckets.leaf_final if self.bucket_bytes else None
+        with self.buckets.sending_during_backward() if self.bucket_bytes else contextlib.nullcontext():
+            yield
 
     def reduce_gradients(self):
         """Finish the all-reduce; returns the reduced last micro-loss (scaled by 1/G) and sets stop_agreed."""

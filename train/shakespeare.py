@@ -19,7 +19,7 @@ import io
 import os
 import sys
 
-from tinygrad_tx import TinygradTxError, distributed, require_device
+from tinygrad_tx import TinygradTxError, distributed, require_device, tune_for_training
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config
@@ -79,6 +79,7 @@ def train(command):
         tokenizer = BPETokenizer.train(split_data(dataset.text, TRAIN_FRACTION)[0], config.vocab_size)
     train_ids, val_ids = split_data(dataset.encode(tokenizer), TRAIN_FRACTION)
     say(f"{dataset}: {len(train_ids):,} train and {len(val_ids):,} val tokens, {tokenizer}", flush=True)
+    tune_for_training()  # the process-wide settings of a training program (the Trainer changes none)
     trainer = Trainer(
         config, tokenizer, train_ids, val_ids, resume=resume, out=None if comm.is_main else _NullStream(), comm=comm
     )

@@ -42,7 +42,6 @@ from tinygrad_tx import (
     normalize_device,
     set_rng_state,
     synchronize,
-    tune_for_training,
 )
 from tinygrad_tx.distributed import SingleProcess
 from tinygrad_tx.optim import cosine_lr
@@ -89,7 +88,6 @@ class Trainer:
                     f"block_size {c.block_size} is longer than the {split} split: it has {len(ids)} "
                     f"tokens and a batch needs at least {c.block_size + 1}; use a smaller --block_size"
                 )
-        tune_for_training()
         manual_seed(c.seed)
         self.model_args = GPTConfig(
             block_size=c.block_size,
@@ -188,10 +186,9 @@ class Trainer:
         for number, (x, y) in enumerate(batches):
             _, loss = self.model(x, y)
             loss = loss / c.gradient_accumulation_steps
-            on_leaf_final = None
-            if number == len(batches) - 1:
-                on_leaf_final = self.dist.start_last_micro_step(list(self.model.parameters()), loss)
-            loss.backward(on_leaf_final=on_leaf_final)
+            last = number == len(batches) - 1  # its backward may already send gradients to the other ranks
+            with self.dist.last_micro_step(list(self.model.parameters()), loss) if last else contextlib.nullcontext():
+                loss.backward()
         if self.dist.active:
             loss = Tensor(self.dist.reduce_gradients())
         return loss

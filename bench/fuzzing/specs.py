@@ -40,6 +40,10 @@ NOT_OPS = {
         )
     },
     **{f"Tensor.{name}": _GRAPH for name in ("backward", "detach", "requires_grad_", "zero_grad", "retain_grad")},
+    **{
+        f"Tensor.{name}": "graph machinery: hooks on gradients, no computation (tests/engine/test_hooks.py)"
+        for name in ("register_hook", "register_post_accumulate_grad_hook")
+    },
     **{f"tinygrad_tx.{name}": _GRAPH for name in ("no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly")},
     "tinygrad_tx.gradcheck": "the finite-difference checker itself (tests/engine/test_gradcheck.py)",
     "tinygrad_tx.gradcheck_directional": "the finite-difference checker itself (tests/engine/test_gradcheck.py)",

@@ -13,6 +13,7 @@ import pytest
 
 from tinygrad_tx import Tensor, backend, distributed
 from tinygrad_tx.distributed import DistributedError, GradientBuckets, SingleProcess, ZeroOptimizer, init_communicator
+from tinygrad_tx.distributed import nccl as nccl_helpers
 
 from helpers import REPO, requires_gpu
 from helpers.gpt import tiny_gpt
@@ -75,9 +76,15 @@ def test_buckets_are_sent_while_backward_runs_and_carry_the_loss():
     _, loss = model(x, x)
     buckets.start(loss.data, 0.0)
     launched_during_backward = []
-    loss.backward(
-        on_leaf_final=lambda leaf: (buckets.leaf_final(leaf), launched_during_backward.append(len(comm.launched)))
-    )
+    with buckets.sending_during_backward():  # the recorders run after the buckets' own hooks
+        recorders = [
+            p.register_post_accumulate_grad_hook(lambda _: launched_during_backward.append(len(comm.launched)))
+            for p in params
+        ]
+        loss.backward()
+    for recorder in recorders:
+        recorder.remove()
+    assert all(not p._hooks for p in params)  # and the buckets' hooks are gone after the block
     assert len(comm.launched) == len(buckets.members)  # every bucket went out before backward returned
     assert launched_during_backward[0] < len(buckets.members)  # ... and the first ones while it still ran
     reduced_loss, stop = buckets.finish()
@@ -150,7 +157,7 @@ def test_mpi_collectives_on_two_ranks(tmp_path):
 @requires_gpu
 def test_nccl_on_one_gpu():
     """W = 1 with NCCL (a GPU machine may have one GPU): the calls, stream hand-offs and dtypes work."""
-    nccl = backend.nccl_module()
+    nccl = nccl_helpers.nccl_module()
     if nccl is None:
         pytest.skip("this CuPy has no NCCL (or device 'gpu' is the CuPy stand-in)")
     pytest.importorskip("mpi4py", reason='the NCCL id travels over MPI: pip install "tinygrad-tx[dist]"')

@@ -101,8 +101,10 @@ def test_tune_for_training_is_the_explicit_call():
     assert one_thread["tuned"]["team"] is False and one_thread["blas_threads_tuned"] == [1]
 
 
-@pytest.mark.parametrize("program", ["train/trainer.py", "bench/sides.py", "bench/ops.py", "bench/nanogpt_parity.py"])
-def test_the_trainer_and_the_benchmarks_make_the_call(program):
+@pytest.mark.parametrize(
+    "program", ["train/shakespeare.py", "bench/scaling.py", "bench/sides.py", "bench/ops.py", "bench/nanogpt_parity.py"]
+)
+def test_the_training_cli_and_the_benchmarks_make_the_call(program):
     tree = ast.parse((ROOT / program).read_text(encoding="utf-8"))
     calls = [
         node

@@ -206,23 +206,3 @@ def test_import_is_light():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )
-
-
-def test_on_leaf_final_reports_each_leaf_once_when_its_gradient_is_complete():
-    shared = Tensor(np.arange(3.0), requires_grad=True)  # used by two ops, like GPT's tied wte
-    late = Tensor(np.full(3, 2.0), requires_grad=True)  # used twice by one branch
-    constant = Tensor(np.ones(3))  # needs no gradient: never reported
-    seen = []
-    loss = (shared * constant).sum() + ((shared * late) * late).sum()
-    loss.backward(on_leaf_final=lambda leaf: seen.append((leaf, leaf.grad.numpy().copy())))
-    assert sorted(id(leaf) for leaf, _ in seen) == sorted([id(shared), id(late)])  # each once, constant never
-    for leaf, grad_when_reported in seen:  # complete when reported: nothing was added afterwards
-        np.testing.assert_array_equal(grad_when_reported, leaf.grad.numpy())
-    np.testing.assert_array_equal(shared.grad.numpy(), 1 + late.numpy() ** 2)
-    np.testing.assert_array_equal(late.grad.numpy(), 2 * shared.numpy() * late.numpy())
-
-
-def test_on_leaf_final_for_a_leaf_root():
-    leaf, seen = Tensor(np.ones(()), requires_grad=True), []
-    leaf.backward(on_leaf_final=seen.append)
-    assert seen == [leaf] and leaf.grad.item() == 1.0

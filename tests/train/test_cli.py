@@ -127,7 +127,7 @@ def test_visualize_without_out_dir_is_one_line(capsys):
 
 
 def test_an_unforeseen_message_is_still_one_line():
-    assert cli.describe("something\n  went\n  wrong", {}) == "something went wrong"
+    assert cli.one_line("something\n  went\n  wrong") == "something went wrong"
 
 
 def test_validate_leaves_the_callers_config_alone():

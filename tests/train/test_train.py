@@ -295,3 +295,47 @@ def test_gpu_device_trains_or_fails_with_one_clear_error(small_text, tmp_path):
         assert status == 0 and load_checkpoint(str(tmp_path / "ckpt_last.npz"))["iter_num"] == 4
     else:
         assert status == 2 and stderr.startswith("error: ") and "CuPy" in stderr and stderr.count("\n") == 1
+
+
+TRAINER_PROBE = r"""
+import ctypes, io, json, os, sys, tempfile, threading
+loaded = []
+_load = ctypes.CDLL.__init__
+def recording_load(self, name, *args, **kwargs):
+    loaded.append(str(name))
+    _load(self, name, *args, **kwargs)
+ctypes.CDLL.__init__ = recording_load
+
+import numpy as np
+from threadpoolctl import threadpool_info
+from train.config import make_config
+from train.tokenizers import CharTokenizer
+from train.trainer import Trainer
+
+def settings():
+    return {"blas_threads": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"],
+            "threads": threading.active_count(), "numba": "numba" in sys.modules, "environment": dict(os.environ)}
+
+before, loaded[:] = settings(), []
+tokenizer = CharTokenizer.from_text("hello world")
+ids = np.array(tokenizer.encode("hello world " * 20))
+with tempfile.TemporaryDirectory() as out_dir:
+    overrides = {"n_layer": 1, "n_head": 1, "n_embd": 8, "block_size": 4, "batch_size": 2, "max_iters": 1,
+                 "out_dir": out_dir, "peak_flops": 1e12}
+    Trainer(make_config(overrides=overrides), tokenizer, ids, ids, out=io.StringIO())
+print(json.dumps({"before": before, "after": settings(), "libraries": loaded}))
+"""
+
+
+def test_building_a_trainer_changes_no_process_setting():
+    """tune_for_training() (glibc's allocator via ctypes, BLAS and team threads, the compiled kernels) is
+    the training CLI's call; a Trainer built in a test or a notebook leaves the process as it found it."""
+    pytest.importorskip("threadpoolctl")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", TRAINER_PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["libraries"] == [], f"building a Trainer loaded {report['libraries']} through ctypes (mallopt)"
+    assert report["after"] == report["before"]

@@ -1,6 +1,6 @@
 """Data-parallel training (train/distributed.py): one process's numbers from W ranks.
 
-In-process: the batch split, the gradient buckets against the engine's on_leaf_final (NumPy, a
+In-process: the batch split, the gradient buckets against the engine's post-accumulate-grad hooks (NumPy, a
 simulated second rank), ZeRO-1's sharding, and W = 1 equal bit for bit to the single-process
 algorithm. Under ``mpiexec -n 2`` (skipped with the reason where MPI is missing): 2 ranks equal 1
 process at the same global batch, ZeRO-1 and buckets equal plain data-parallel, a failing rank or

@@ -4,8 +4,9 @@
     buckets = GradientBuckets(model.parameters(), comm, bucket_bytes)
     optimizer = ZeroOptimizer(optimizer, comm)
 
-comm.py holds the collectives, buckets.py the all-reduce that overlaps backward, zero.py the sharded
-optimizer; train/distributed.py uses them with nanoGPT's semantics (docs/distributed.md).
+comm.py holds the collectives (nccl.py its NCCL and CUDA-stream helpers), buckets.py the all-reduce
+that overlaps backward, zero.py the sharded optimizer; train/distributed.py uses them with nanoGPT's
+semantics (docs/distributed.md).
 """
 
 from .buckets import GradientBuckets

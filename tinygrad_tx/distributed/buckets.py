@@ -2,7 +2,8 @@
 
     buckets = GradientBuckets(model.parameters(), comm, bucket_bytes=25 * 2**20)
     buckets.start(last_loss, stop_flag)                  # before the last micro-step's backward
-    loss.backward(on_leaf_final=buckets.leaf_final)      # each bucket leaves once all its gradients are final
+    with buckets.sending_during_backward():              # each bucket leaves once all its gradients are final
+        loss.backward()
     reduced_loss, reduced_stop = buckets.finish()        # every .grad now holds the sum over ranks
 
 ``bucket_bytes=0`` makes one bucket, sent by ``finish`` after backward: one flat all-reduce per step.
@@ -10,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import backend
@@ -23,7 +25,9 @@ class GradientBuckets:
     Buckets follow backward's order (the parameters reversed: the output side first) and close at
     ``bucket_bytes``. The last bucket carries two extra slots, the loss to log and the Ctrl-C flag, so
     they travel in the same collectives. Every rank launches the same buckets in the same order, as MPI
-    and NCCL require (the engine reports leaves in the same order on every rank).
+    and NCCL require (the engine finishes leaves in the same order on every rank). A parameter's
+    gradient is final when its post-accumulate-grad hook runs (``Tensor.register_post_accumulate_grad_hook``),
+    which ``sending_during_backward`` registers for one backward.
     """
 
     def __init__(self, params: Iterable[Tensor], comm: Any, bucket_bytes: int) -> None:
@@ -60,8 +64,23 @@ class GradientBuckets:
         self.flats[-1][-2] = last_loss.data if isinstance(last_loss, Tensor) else last_loss
         self.flats[-1][-1] = stop
 
+    @contextlib.contextmanager
+    def sending_during_backward(self) -> Iterator[None]:
+        """For a backward inside the block, each bucket is sent as soon as its gradients are final.
+
+        Registers ``leaf_final`` as every parameter's post-accumulate-grad hook, and removes the hooks
+        on leaving the block, whether backward finished or raised, so other backwards never see them.
+        """
+        params = [param for group in self.members for param in group]
+        handles = [param.register_post_accumulate_grad_hook(self.leaf_final) for param in params]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
     def leaf_final(self, param: Tensor) -> None:
-        """The engine's callback: ``param.grad`` is complete; pack it, and send its bucket once full."""
+        """The post-accumulate-grad hook: ``param.grad`` is complete; pack it, and send its bucket once full."""
         grad = param.grad
         if id(param) not in self.where or grad is None:  # not ours, or no gradient: finish() sends it
             return

@@ -13,7 +13,7 @@ path it always took. ``MPICommunicator`` moves NumPy buffers with mpi4py (no pic
 ``NCCLCommunicator`` moves CuPy buffers with NCCL: rank 0 makes the unique id and broadcasts it
 over MPI (llm.c's way); where NCCL is missing (or on the CuPy stand-in) the GPU arrays go through
 the MPI communicator by host copies. mpi4py comes in only through this module, CuPy only through
-``backend`` (the one file that imports it).
+``backend`` (the one file that imports it); nccl.py holds the NCCL and stream helpers.
 
 The launcher, not this module, decides the world: ``mpiexec -n 4 python -m mpi4py -m train.shakespeare``.
 """
@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import backend
 from ..errors import TinygradTxError
+from .nccl import gpu_current_stream, gpu_record_event, gpu_side_stream, gpu_stream_wait, nccl_dtype, nccl_module
 
 BACKENDS = ("auto", "mpi", "nccl")
 # what launchers set: MPICH/Hydra and Slurm's PMI, Open MPI, and Intel MPI (PMI too)
@@ -241,7 +242,7 @@ class _NCCLHandle:
         self.done_event = done_event
 
     def wait(self) -> None:
-        backend.gpu_stream_wait(self.done_event)
+        gpu_stream_wait(self.done_event)
 
 
 class NCCLCommunicator(HostCopyCommunicator):
@@ -254,32 +255,30 @@ class NCCLCommunicator(HostCopyCommunicator):
         self.nccl = nccl
         unique_id = host.comm.bcast(nccl.get_unique_id() if host.rank == 0 else None, root=0)
         self.comm = nccl.NcclCommunicator(host.world_size, unique_id, host.rank)
-        self.side_stream = backend.gpu_side_stream()
+        self.side_stream = gpu_side_stream()
 
     def _all_reduce(self, array, stream):
         self.comm.allReduce(
-            array.data.ptr, array.data.ptr, array.size, backend.nccl_dtype(array.dtype), self.nccl.NCCL_SUM, stream.ptr
+            array.data.ptr, array.data.ptr, array.size, nccl_dtype(array.dtype), self.nccl.NCCL_SUM, stream.ptr
         )
 
     def allreduce_sum(self, array):
         if not backend.is_gpu_array(array):
             return self.host.allreduce_sum(array)
-        self._all_reduce(array, backend.gpu_current_stream())
+        self._all_reduce(array, gpu_current_stream())
         return array
 
     def allreduce_sum_async(self, array):
         if not backend.is_gpu_array(array):
             return self.host.allreduce_sum_async(array)
-        backend.gpu_stream_wait(backend.gpu_record_event(), self.side_stream)  # the gradient is written
+        gpu_stream_wait(gpu_record_event(), self.side_stream)  # the gradient is written
         self._all_reduce(array, self.side_stream)
-        return _NCCLHandle(backend.gpu_record_event(self.side_stream))
+        return _NCCLHandle(gpu_record_event(self.side_stream))
 
     def broadcast(self, array, root: int = 0):
         if not backend.is_gpu_array(array):
             return self.host.broadcast(array, root)
-        self.comm.bcast(
-            array.data.ptr, array.size, backend.nccl_dtype(array.dtype), root, backend.gpu_current_stream().ptr
-        )
+        self.comm.bcast(array.data.ptr, array.size, nccl_dtype(array.dtype), root, gpu_current_stream().ptr)
         return array
 
     def _per_owner(self, array, counts, call):
@@ -299,7 +298,7 @@ class NCCLCommunicator(HostCopyCommunicator):
         if not backend.is_gpu_array(array):
             return self.host.reduce_scatter(array, counts)
         _check_counts("reduce_scatter", counts, self.world_size, array.size)
-        stream, dtype = backend.gpu_current_stream().ptr, backend.nccl_dtype(array.dtype)
+        stream, dtype = gpu_current_stream().ptr, nccl_dtype(array.dtype)
         self._per_owner(
             array,
             counts,
@@ -317,7 +316,7 @@ class NCCLCommunicator(HostCopyCommunicator):
         whole = backend.array_module("gpu").empty(sum(counts), part.dtype)
         start = sum(counts[: self.rank])
         whole[start : start + counts[self.rank]] = part
-        stream, dtype = backend.gpu_current_stream().ptr, backend.nccl_dtype(part.dtype)
+        stream, dtype = gpu_current_stream().ptr, nccl_dtype(part.dtype)
         self._per_owner(
             whole, counts, lambda piece, owner: self.comm.bcast(piece.data.ptr, piece.size, dtype, owner, stream)
         )
@@ -348,7 +347,7 @@ def init_communicator(kind: str = "auto", device: str = "cpu"):
             raise DistributedError("dist_backend nccl needs device gpu (NCCL moves GPU memory); use mpi on the CPU")
         return host
     backend.use_gpu(host.local_rank)
-    nccl = backend.nccl_module() if kind != "mpi" else None
+    nccl = nccl_module() if kind != "mpi" else None
     if nccl is None:
         if kind == "nccl":
             raise DistributedError(
