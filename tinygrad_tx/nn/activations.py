@@ -29,7 +29,7 @@ class Softmax(Function):
 
     Reference: kernels/reference.py: softmax_forward, softmax_backward
     Derivation: docs/derivations/softmax.md
-    Test: test_functional.py::test_softmax_and_log_softmax
+    Test: tests/nn/test_functional.py::test_softmax_and_log_softmax
     """
 
     @staticmethod
@@ -52,7 +52,7 @@ class LogSoftmax(Function):
 
     Reference: kernels/reference.py: log_softmax_forward, log_softmax_backward
     Derivation: docs/derivations/softmax.md
-    Test: test_functional.py::test_softmax_and_log_softmax
+    Test: tests/nn/test_functional.py::test_softmax_and_log_softmax
     """
 
     @staticmethod
@@ -76,7 +76,7 @@ class Gelu(Function):
 
     Reference: kernels/reference.py: gelu_forward, gelu_backward
     Derivation: docs/derivations/gelu.md
-    Test: test_functional.py::test_gelu
+    Test: tests/nn/test_functional.py::test_gelu
     """
 
     @staticmethod
@@ -105,7 +105,7 @@ class DropoutFunction(Function):
 
     Reference: kernels/reference.py: dropout_forward, dropout_backward
     Derivation: docs/derivations/dropout.md
-    Test: test_functional.py::test_dropout_mask_statistics_and_backward_uses_the_same_mask
+    Test: tests/nn/test_functional.py::test_dropout_mask_statistics_and_backward_uses_the_same_mask
     """
 
     @staticmethod

@@ -78,7 +78,7 @@ class ScaledDotProductAttention(Function):
 
     Reference: kernels/reference.py: attention_forward, attention_backward
     Derivation: docs/derivations/attention.md
-    Test: test_functional.py::test_attention_causal_and_full
+    Test: tests/nn/test_functional.py::test_attention_causal_and_full
     """
 
     @staticmethod

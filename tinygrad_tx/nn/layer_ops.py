@@ -15,7 +15,7 @@ class LinearFunction(Function):
 
     Reference: kernels/reference.py: linear_forward, linear_backward
     Derivation: docs/derivations/matmul.md
-    Test: test_functional.py::test_linear
+    Test: tests/nn/test_functional.py::test_linear
     """
 
     @staticmethod
@@ -53,7 +53,7 @@ class EmbeddingFunction(Function):
 
     Reference: kernels/reference.py: embedding_backward
     Derivation: docs/derivations/embedding.md
-    Test: test_functional.py::test_embedding_with_repeated_indices
+    Test: tests/nn/test_functional.py::test_embedding_with_repeated_indices
     """
 
     @staticmethod

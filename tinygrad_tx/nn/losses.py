@@ -46,7 +46,7 @@ class CrossEntropy(Function):
 
     Reference: kernels/reference.py: cross_entropy_forward, cross_entropy_backward
     Derivation: docs/derivations/cross_entropy.md
-    Test: test_functional.py::test_cross_entropy
+    Test: tests/nn/test_functional.py::test_cross_entropy
     """
 
     @staticmethod

@@ -37,7 +37,7 @@ class LayerNormFunction(Function):
 
     Reference: kernels/reference.py: layer_norm_forward, layer_norm_backward
     Derivation: docs/derivations/layernorm.md
-    Test: test_functional.py::test_layer_norm
+    Test: tests/nn/test_functional.py::test_layer_norm
     """
 
     @staticmethod
