@@ -43,7 +43,9 @@ def scatter_add_along(grad, index, axis, shape):
     (repeated indices add up). Array-only: NumPy/CuPy's unbuffered ``add.at``."""
     xp = xp_of(grad)
     out = xp.zeros(shape, grad.dtype)
-    position = [xp.arange(n).reshape([n if j == d else 1 for j in range(index.ndim)]) for d, n in enumerate(index.shape)]
+    position = [
+        xp.arange(n).reshape([n if j == d else 1 for j in range(index.ndim)]) for d, n in enumerate(index.shape)
+    ]
     position[axis] = index
     scatter_add(out, tuple(position), grad)
     return out

@@ -42,10 +42,9 @@ def sign_array(x):
     """PyTorch's sign: -1, 0 or 1, and 0 for NaN (NumPy gives NaN); a boolean tensor is its own sign."""
     if x.dtype.kind == "b":
         return x.copy()
-    out = xp_of(x).sign(x)
-    if out.dtype.kind == "f":
-        out[xp_of(x).isnan(out)] = 0
-    return out
+    xp = xp_of(x)
+    out = xp.sign(x)
+    return xp.where(xp.isnan(out), xp.zeros_like(out), out) if out.dtype.kind == "f" else xp.asarray(out)
 
 
 class Abs(Function):
@@ -182,7 +181,7 @@ class Clamp(Function):
     @staticmethod
     def forward(ctx, x, min=None, max=None):  # PyTorch's keyword names
         if x.dtype.kind == "b":
-            raise DTypeError("clamp: not defined for a boolean tensor (convert with .astype('int64') first)")
+            x = x.astype(np.int64)  # PyTorch: a boolean tensor clamps as int64 (float32 with a float bound)
         low, high = _check_bound("min", min, x.dtype), _check_bound("max", max, x.dtype)
         if low is None and high is None:
             raise TinygradTxError("clamp: at least one of min or max must be given")
