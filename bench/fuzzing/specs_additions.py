@@ -267,9 +267,17 @@ def gather_case(draw):
 
 
 def _empty_index_of_another_dtype(args, kwargs):
-    index = args[2].array
-    if index.size == 0 and index.dtype not in (np.int32, np.int64):
-        return "an index that is not int32/int64 is refused even when empty (PyTorch skips the check then)"
+    """PyTorch checks nothing about an empty index (dtype, dimensions, sizes); we check it all the same."""
+    x, axis, index = args[0], args[1], args[2].array
+    shape = x.view[1] if x.view[0] == "expand" else (x.base.shape[::-1] if x.view[0] == "transpose" else None)
+    shape = shape if shape is not None else x.base.shape
+    if x.view[0] == "step":
+        shape = shape[: x.view[1]] + (shape[x.view[1]] // 2,) + shape[x.view[1] + 1 :]
+    fits = index.ndim == len(shape) and all(
+        n <= m for d, (n, m) in enumerate(zip(index.shape, shape)) if d != axis % max(len(shape), 1)
+    )
+    if index.size == 0 and (index.dtype not in (np.int32, np.int64) or not fits):
+        return "an empty index is checked like any other (PyTorch skips its dtype and shape checks)"
     return None
 
 
