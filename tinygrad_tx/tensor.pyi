@@ -143,10 +143,20 @@ class Tensor:
     def isinf(self) -> Tensor: ...
     def isfinite(self) -> Tensor: ...
     def var(
-        self, axis: Axis = None, keepdims: bool = False, *, correction: Scalar | None = None, unbiased: bool | None = None
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        *,
+        correction: Scalar | None = None,
+        unbiased: bool | None = None,
     ) -> Tensor: ...
     def std(
-        self, axis: Axis = None, keepdims: bool = False, *, correction: Scalar | None = None, unbiased: bool | None = None
+        self,
+        axis: Axis = None,
+        keepdims: bool = False,
+        *,
+        correction: Scalar | None = None,
+        unbiased: bool | None = None,
     ) -> Tensor: ...
     def logsumexp(self, axis: Axis = None, keepdims: bool = False) -> Tensor: ...
     def cumsum(self, axis: int) -> Tensor: ...
