@@ -33,7 +33,7 @@ from .errors import (
 from .factories import arange, from_numpy, full, ones, randn, tril, zeros
 from .function import Context, Function
 from .gradcheck import gradcheck, gradcheck_directional
-from .ops import concatenate, maximum, split, stack, where
+from .ops import concatenate, isfinite, isinf, isnan, maximum, minimum, split, stack, where
 from .serialization import load_safetensors, save_safetensors
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 from .tuning import tune_for_training
@@ -55,6 +55,10 @@ __all__ = [
     "split",
     "where",
     "maximum",
+    "minimum",
+    "isnan",
+    "isinf",
+    "isfinite",
     "arange",
     "zeros",
     "ones",

@@ -11,11 +11,12 @@ import tinygrad_tx
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import Tensor
 
+from .specs_additions import SPECS as ADDITIONS
 from .specs_movement import SPECS as MOVEMENT
 from .specs_nn import SPECS as FUNCTIONAL
 from .specs_ops import SPECS as ELEMENTWISE
 
-SPECS = {spec.name: spec for spec in ELEMENTWISE + MOVEMENT + FUNCTIONAL}
+SPECS = {spec.name: spec for spec in ELEMENTWISE + MOVEMENT + FUNCTIONAL + ADDITIONS}
 
 _ACCESSOR = "reads the tensor or its metadata; no computation to compare"
 _GRAPH = "graph or mode control, tested in tests/engine/test_tensor.py / test_modes.py"

@@ -81,11 +81,11 @@ def test_stub_declares_the_module_level_names():
 
 def test_the_checker_notices_a_missing_operator(monkeypatch):
     """Test the tester: a method attached at runtime but absent from the stub fails the check."""
-    monkeypatch.setattr(Tensor, "cumsum", lambda self, axis=0: self, raising=False)
+    monkeypatch.setattr(Tensor, "cummax", lambda self, axis=0: self, raising=False)
     try:
         test_stub_declares_every_tensor_member_and_nothing_else()
     except AssertionError as exc:
-        assert "cumsum" in str(exc)
+        assert "cummax" in str(exc)
     else:
         raise AssertionError("a method missing from the stub went unnoticed")
 

@@ -22,6 +22,7 @@ from .attention import ScaledDotProductAttention
 from .layer_ops import EmbeddingFunction, LinearFunction
 from .losses import CrossEntropy
 from .normalization import LayerNormFunction
+from .smooth_activations import Silu, Softplus
 
 IMPLS = ("fused", "composed")
 _default_impl = ScopedSetting("default impl", "fused")
@@ -107,6 +108,16 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 def relu(x: Tensor) -> Tensor:
     """max(x, 0), the engine's primitive."""
     return x.relu()
+
+
+def silu(x: Tensor) -> Tensor:
+    """x * sigmoid(x) (also called swish), the activation of SwiGLU."""
+    return Silu.apply(x)
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (PyTorch's signature and rule)."""
+    return Softplus.apply(x, beta=beta, threshold=threshold)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

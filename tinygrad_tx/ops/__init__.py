@@ -29,9 +29,11 @@ from .elementwise import (
     require_float,
     unbroadcast,
 )
+from .extra import attach_methods
 from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
+from .unary import Minimum, isfinite, isinf, isnan
 
 __all__ = [
     "as_rows",
@@ -40,6 +42,10 @@ __all__ = [
     "split",
     "where",
     "maximum",
+    "minimum",
+    "isnan",
+    "isinf",
+    "isfinite",
     "unbroadcast",
     "normalize_axes",
     "require_float",
@@ -304,3 +310,12 @@ def where(condition, a, b):
 
 def maximum(a, b):
     return Maximum.apply(_operand(a), _operand(b))
+
+
+def minimum(a, b):
+    return Minimum.apply(_operand(a), _operand(b))
+
+
+# abs, sign, sigmoid, sin, cos, square, rsqrt, clamp/clip, minimum, var, std, logsumexp, cumsum, argmin,
+# any, all, tril, triu, gather, isnan, isinf, isfinite: tinygrad_tx/ops/extra.py
+attach_methods(Tensor, _operand)
