@@ -254,3 +254,16 @@ def test_every_command_that_computes_applies_the_thread_settings(command, traine
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         module.main(argv)
     assert calls == [command]
+
+
+def test_both_gradient_flow_panels_name_their_y_axis(trained_run, tmp_path, monkeypatch):
+    """Regression (issue 24): the right panel (per layer at the last step) had no y-axis label."""
+    from matplotlib.figure import Figure
+
+    drawn = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: drawn.append(fig) or real_savefig(fig, *a, **k))
+    with open(trained_run / "metrics.jsonl", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    plot_gradient_flow(records, tmp_path / "gradflow.png")
+    assert [axes.get_ylabel() for axes in drawn[0].axes] == ["gradient L2 norm (before clipping)"] * 2
