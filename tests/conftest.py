@@ -8,6 +8,8 @@ from hypothesis import HealthCheck, settings
 
 from tinygrad_tx import backend
 
+from helpers.optional import cuda_emulation_missing
+
 # "ci" keeps the suite fast on 2 cores; HYPOTHESIS_PROFILE=thorough draws many more shapes locally.
 settings.register_profile("ci", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -26,6 +28,9 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     if config.getoption("gpu_standin"):
+        missing = cuda_emulation_missing()  # the stand-in's kernels are compiled by NVRTC and run in the emulator
+        if missing:
+            raise pytest.UsageError(f"--gpu-standin needs CuPy and NVRTC, no GPU: {missing}")
         import gpu_standin  # tests/ is on sys.path (pytest.ini's pythonpath)
 
         gpu_standin.install()

@@ -1,7 +1,7 @@
 """Draw the graph that ``backward()`` will walk, as Graphviz (micrograd's ``draw_dot``, grown up).
 
     from tinygrad_tx.viz import draw_graph
-    graph = draw_graph(loss, module=model)     # a graphviz.Digraph
+    graph = draw_graph(loss, module=model)     # a graphviz.Digraph; a notebook shows it (SVG, or DOT text)
     graph.source                               # DOT text: needs no Graphviz program
     save_graph(graph, "step.svg")              # SVG or PNG: needs the ``dot`` program
 
@@ -65,6 +65,19 @@ class _Op:
     owner: str | None = None  # module path the op belongs to
 
 
+class Graph(graphviz.Digraph):
+    """A ``graphviz.Digraph`` a notebook always shows: SVG through ``dot``, else its DOT text under a one-line
+    hint (a plain Digraph shown without ``dot`` stops the notebook with ExecutableNotFound)."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        if has_dot():
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        return {"text/plain": f"{NO_DOT_HINT}\n{self.source}"}
+
+
+NO_DOT_HINT = "(the graph as DOT text: drawing it needs Graphviz's 'dot' program, apt-get install graphviz)"
+
+
 def has_dot() -> bool:
     """Whether the Graphviz ``dot`` program is on PATH (needed for SVG/PNG, not for DOT text)."""
     return shutil.which("dot") is not None
@@ -87,8 +100,9 @@ def draw_graph(
     names: Mapping[str, Tensor] | None = None,
     collapse_repeats: bool = True,
     rankdir: str = "TB",
-) -> graphviz.Digraph:
-    """A ``graphviz.Digraph`` of the ops and leaves ``tensor.backward()`` will walk.
+) -> Graph:
+    """A ``graphviz.Digraph`` of the ops and leaves ``tensor.backward()`` will walk (a ``Graph``: a notebook
+    shows it as SVG, or as DOT text where ``dot`` is missing).
 
     ``module``: name parameters by their path (``transformer.h.0.attn.c_attn.weight``) and, with
     ``collapse_repeats``, draw only the first of a ModuleList's repeated blocks in full. ``names``:
@@ -101,7 +115,7 @@ def draw_graph(
     if max_depth is not None and max_depth < 0:
         raise TinygradTxError(f"draw_graph: max_depth must be >= 0, got {max_depth}")
     labels = _leaf_names(module, names)
-    graph = graphviz.Digraph(
+    graph = Graph(
         "backward",
         graph_attr={"rankdir": rankdir, "fontsize": "10"},
         node_attr={"fontname": "Helvetica", "fontsize": "10"},

@@ -17,6 +17,7 @@ jsonargparse still refuses (a flag without its value) comes through as its own m
 """
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -138,9 +139,12 @@ class ArgumentParser(jsonargparse.ArgumentParser):
             elif flags:
                 flags[-1][1].append(token)
                 flags[-1][2].append(token)
-        unknown = [" ".join(tokens) for action, tokens, _ in flags if action is None]
+        unknown = [tokens for action, tokens, _ in flags if action is None]
         if unknown:
-            raise ConfigError("unrecognized arguments: " + " ".join(unknown))
+            flag = unknown[0][0].partition("=")[0]
+            close = difflib.get_close_matches(flag, [o for o in self._option_string_actions if o.startswith("--")], 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError("unrecognized arguments: " + " ".join(" ".join(tokens) for tokens in unknown) + hint)
         for action, _, values in flags:
             # a switch (--debug; --bias alone means --bias true) holds no value; two are argparse's to refuse
             if action.dest in self.types and action.nargs != 0 and len(values) == 1:

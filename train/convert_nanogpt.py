@@ -18,6 +18,7 @@ import pickle
 import sys
 
 from models.gpt import write_npz
+from tinygrad_tx import tune_for_training
 from tinygrad_tx.errors import TinygradTxError
 
 COMPILE_PREFIX = "_orig_mod."
@@ -65,6 +66,7 @@ def main(argv=None):
     parser.add_argument("output", help="the .npz to write (load with models.GPT.from_npz)")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     args = parser.parse_args(argv)
+    tune_for_training()  # the trainer's thread settings, as every command that computes applies them
     try:
         model_args = convert(args.checkpoint, args.output)
     except TinygradTxError as exc:

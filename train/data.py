@@ -15,7 +15,6 @@ user names is read as is; the cached or downloaded copy must match ``TINYSHAKESP
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 
 import numpy as np
@@ -114,8 +113,8 @@ def _download_into_cache(destination):
     try:
         os.makedirs(folder, exist_ok=True)
         # write beside the destination and rename, so an interrupted download never looks complete
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
-            partial = tmp.name
+        partial = f"{destination}.{os.getpid()}.part"  # open(): the umask's mode (0644), not NamedTemporaryFile's 0600
+        with open(partial, "wb") as tmp:
             tmp.write(body)
             tmp.flush()
             os.fsync(tmp.fileno())

@@ -79,6 +79,7 @@ def plot_gradient_flow(records, path, title="gradient flow"):
     last.bar(range(len(layers)), [final.get(layer, 0.0) for layer in layers], color=palette)
     last.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=8)
     last.set_yscale("log")
+    last.set_ylabel("gradient L2 norm (before clipping)")
     last.set_title(f"per layer at iteration {steps[-1]['iter']}")
     last.grid(alpha=0.3, axis="y", which="both")
     figure.tight_layout()

@@ -1,7 +1,10 @@
 """The trainer's progress display: a tqdm bar on a terminal, else one printed line per logged step;
 and the machine's GEMM peak its MFU column is measured against."""
 
+import json
 import math
+import os
+import platform
 import time
 
 import numpy as np
@@ -17,6 +20,7 @@ class Progress:
 
     def __init__(self, total, initial, out):
         self.out, self.total, self.started, self.initial = out, total, time.perf_counter(), initial
+        self.first = None  # (time, iteration) of the first logged step
         self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True) if out.isatty() else None
 
     def advance(self):
@@ -25,21 +29,21 @@ class Progress:
 
     def report(self, record):
         speed = (
-            (
-                f", {record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tok/s, "
-                f"MFU {100 * record['mfu']:.1f}%"
-            )
+            (f", {record['ms_per_iter']:.1f} ms/iter, {record['tokens_per_s']:,.0f} tok/s, {mfu_text(record['mfu'])}")
             if "ms_per_iter" in record
             else ""
         )
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {record['loss']:.4f}{speed}")
             return
-        done = record["iter"] + 1 - self.initial
-        eta = (time.perf_counter() - self.started) / done * (self.total - record["iter"] - 1)
-        print(
-            f"iter {record['iter']}: loss {record['loss']:.4f}{speed}, ETA {duration(eta)}", file=self.out, flush=True
-        )
+        # the ETA counts from the first logged step on: that step pays for start-up (compiling, first allocations),
+        # and timing from the start put 31 minutes on a 72 s run
+        now, remaining = time.perf_counter(), self.total - record["iter"] - 1
+        if self.first is None:
+            self.first = (now, record["iter"])
+        done = record["iter"] - self.first[1]
+        eta = f", ETA {duration((now - self.first[0]) / done * remaining)}" if done > 0 else ""
+        print(f"iter {record['iter']}: loss {record['loss']:.4f}{speed}{eta}", file=self.out, flush=True)
 
     def message(self, text):
         if self.bar is not None:
@@ -72,3 +76,40 @@ def measure_peak_flops(device, repeats=10):
         synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+PEAK_CACHE = "peak_flops.json"  # in train.data's cache folder: {machine and device: {"flops", "measured"}}
+
+
+def peak_flops_for(device, cache_folder):
+    """(peak FLOP/s, where it comes from) for MFU: the best of this measurement and every earlier one on this machine
+    (kept in ``cache_folder``). One timing at start-up swung from 61 to 219 GFLOP/s with the machine's load and gave
+    MFU 107%; the best seen over runs is the machine's rate."""
+    key = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, device {device}"
+    path = os.path.join(cache_folder, PEAK_CACHE)
+    measured, now = measure_peak_flops(device), time.strftime("%Y-%m-%d %H:%M")
+    try:
+        with open(path, encoding="utf-8") as f:
+            known = json.load(f)
+    except (OSError, ValueError):
+        known = {}
+    best = known.get(key) if isinstance(known.get(key), dict) else None
+    if best is None or not measured <= best.get("flops", 0):
+        best = known[key] = {"flops": measured, "measured": now}
+        try:
+            os.makedirs(cache_folder, exist_ok=True)
+            temporary = f"{path}.{os.getpid()}.part"
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(known, f, indent=1)
+            os.replace(temporary, path)
+        except OSError:
+            pass  # a read-only cache: the measurement still serves this run
+    note = f"the best float32 GEMM rate seen here ({best['measured']}, kept in {path}; now {measured / 1e9:.0f})"
+    return best["flops"], f"{best['flops'] / 1e9:.0f} GFLOP/s, {note}"
+
+
+def mfu_text(mfu):
+    """'MFU 56.0%', and why when it is above 100%: the peak it is measured against was too low."""
+    if mfu <= 1:
+        return f"MFU {100 * mfu:.1f}%"
+    return f"MFU {100 * mfu:.1f}% (above 100%: the peak was measured low on a busy machine; set --peak_flops)"

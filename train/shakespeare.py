@@ -24,6 +24,7 @@ from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
 from train.config import FROZEN_ON_RESUME, ConfigError, make_config
 from train.data import TinyShakespeare, split_data
+from train.progress import mfu_text
 from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
 
@@ -91,15 +92,12 @@ def train(command):
         f"run directory {config.out_dir}",
         flush=True,
     )
+    say(f"MFU against {trainer.peak_note}", flush=True)
     summary = trainer.run()
     say(
         f"done: {summary['iterations']} iterations in {summary['wall_seconds']:.1f} s; "
         f"final val loss {summary['final_val_loss']:.4f}, best {summary['best_val_loss']:.4f}"
-        + (
-            f"; {summary['tokens_per_s']:,.0f} tokens/s, MFU {100 * summary['mfu']:.1f}%"
-            if summary["tokens_per_s"]
-            else ""
-        ),
+        + (f"; {summary['tokens_per_s']:,.0f} tokens/s, {mfu_text(summary['mfu'])}" if summary["tokens_per_s"] else ""),
         flush=True,
     )
     if config.sample_tokens and comm.is_main:

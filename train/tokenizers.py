@@ -18,7 +18,6 @@ import heapq
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 
 from tinygrad_tx.errors import TinygradTxError
@@ -85,10 +84,10 @@ class Tokenizer:
     def save(self, path):
         """Write the tokenizer as JSON, atomically (temporary file in the same folder, then rename)."""
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, suffix=".tmp", delete=False) as tmp:
-            json.dump(self.to_dict(), tmp)
-        os.replace(tmp.name, path)
+        temporary = f"{path}.{os.getpid()}.tmp"  # open(), not NamedTemporaryFile: the run's files are 0644, not 0600
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f)
+        os.replace(temporary, path)
 
     @staticmethod
     def load(path):

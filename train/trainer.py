@@ -47,11 +47,11 @@ from tinygrad_tx.distributed import SingleProcess
 from tinygrad_tx.optim import cosine_lr
 from train.checkpoint import save_checkpoint
 from train.config import CheckpointName, ConfigError, save_json
-from train.data import get_batch, iter_batches
+from train.data import cache_dir, get_batch, iter_batches
 from train.distributed import DataParallel, ctrl_c_deferred
 from train.gradflow import plot_gradient_flow
 from train.plots import plot_losses
-from train.progress import Progress, measure_peak_flops
+from train.progress import Progress, peak_flops_for
 
 CHECKPOINT_NAMES = typing.get_args(CheckpointName)  # ("best", "last")
 # seed-sequence tags: the batch streams must not replay the engine's generator (seeded by the seed alone)
@@ -110,8 +110,9 @@ class Trainer:
         if resume is not None:
             self._restore(resume)
         self._completed_step()
+        self.peak_note = f"{(c.peak_flops or 0) / 1e9:.0f} GFLOP/s, given by peak_flops"
         if c.peak_flops is None:
-            c.peak_flops = measure_peak_flops(c.device)
+            c.peak_flops, self.peak_note = peak_flops_for(c.device, cache_dir())
         if not self.is_main:
             return
         try:

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 
 from models.attention import record_attention
 from models.gpt import GPT, GPTConfig
-from tinygrad_tx import no_grad
+from tinygrad_tx import no_grad, tune_for_training
 from tinygrad_tx.errors import TinygradTxError
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse, run, visualize_parser
@@ -148,6 +148,7 @@ def draw(command):
     if command.print_config:
         print(dump(args), end="")
         return 0
+    tune_for_training()  # the trainer's thread settings, as every command that computes applies them
     paths = visualize(args.out_dir, args.prompt, args.checkpoint, args.save_dir)
     print("\n".join(f"wrote {path}" for path in paths))
     return 0

@@ -228,3 +228,14 @@ def test_each_fused_function_names_its_reference_derivation_and_test(name, docst
     assert re.search(rf"^def {re.escape(test_name)}\(", (ROOT / test_file).read_text(), re.M), (
         f"{name}: {test_file} has no test {test_name}"
     )
+
+
+def test_no_bar_over_a_superscript():
+    """Regression (issue 24): MathJax draws \\bar{\\sigma^2} with the bar detached from the sigma; \\overline
+    spans the whole argument."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in sorted((ROOT / "docs").rglob("*.md"))
+        for match in re.finditer(r"\\bar\{[^}]*\^", path.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, offenders

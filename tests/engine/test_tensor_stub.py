@@ -92,7 +92,7 @@ def test_the_checker_notices_a_missing_operator(monkeypatch):
 
 def test_a_type_checker_sees_the_operators(tmp_path):
     """mypy, given code that uses Tensor's attached operators, infers Tensor and catches a misuse."""
-    api = __import__("pytest").importorskip("mypy.api")
+    api = __import__("pytest").importorskip("mypy.api", reason='mypy is not installed (pip install -e ".[lint]")')
     probe = tmp_path / "probe.py"
     probe.write_text(
         "from tinygrad_tx import Tensor\n"

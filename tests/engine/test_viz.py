@@ -2,6 +2,7 @@
 
 import re
 
+import graphviz
 import numpy as np
 import pytest
 
@@ -144,3 +145,22 @@ def test_real_render_to_svg_and_png(tmp_path):
     png = save_graph(graph, tmp_path / "head.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_notebook_shows_the_graph_without_dot(monkeypatch):
+    """Regression (issue 24): displaying draw_graph's result without Graphviz raised ExecutableNotFound and
+    stopped the notebook; it now shows the DOT text under a one-line hint."""
+    monkeypatch.setattr("tinygrad_tx.viz.shutil.which", lambda program: None)
+    monkeypatch.setenv("PATH", "")  # graphviz itself looks for dot on PATH
+    _, _, z = small_graph()
+    graph = draw_graph(z)
+    shown = graph._repr_mimebundle_()  # what IPython calls to display the last value of a cell
+    hint, _, text = shown["text/plain"].partition("\n")
+    assert "apt-get install graphviz" in hint and text == graph.source and text.startswith("digraph backward")
+    assert isinstance(graph, graphviz.Digraph)
+
+
+@pytest.mark.skipif(not has_dot(), reason="the Graphviz 'dot' program is not installed (apt-get install graphviz)")
+def test_a_notebook_shows_the_graph_as_svg_with_dot():
+    _, _, z = small_graph()
+    assert draw_graph(z)._repr_mimebundle_()["image/svg+xml"].lstrip().startswith("<?xml")

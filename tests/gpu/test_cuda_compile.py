@@ -6,8 +6,6 @@ nvcc accepts it, so every fused GPU op raised CompileException on a real GPU.
 
 import numpy as np
 import pytest
-
-pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
 from cuda_emulation import device, elementwise, sources
 from cuda_emulation.nvrtc import (
     ARCHS,
@@ -17,6 +15,11 @@ from cuda_emulation.nvrtc import (
     cupy_options,
 )
 from cuda_emulation.ptx import entry_names
+
+from helpers.optional import requires_cuda_emulation
+
+# NVRTC (through CuPy) compiles, the PTX emulator runs: skipped, with the extra to install, without them
+pytestmark = requires_cuda_emulation
 
 ELEMENTWISE = sources.elementwise_kernels()
 

@@ -5,8 +5,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
-pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
 from cuda_emulation import (
     BarrierDivergence,
     EmulationError,
@@ -18,6 +16,12 @@ from cuda_emulation import (
     interpreter,
     launch,
 )
+
+from helpers.optional import cuda_emulation_missing
+
+# NVRTC (through CuPy) compiles the kernels below at import: skipped, with the extra to install, without it
+if cuda_emulation_missing():
+    pytest.skip(cuda_emulation_missing(), allow_module_level=True)
 
 RNG = np.random.default_rng(0)
 

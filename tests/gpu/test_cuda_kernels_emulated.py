@@ -9,10 +9,6 @@ cross-entropy targets; one 4096-wide case per row kernel (marked ``wide``, kept 
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
 from cuda_emulation.checks import (
     check_adamw,
     check_cross_entropy,
@@ -24,6 +20,13 @@ from cuda_emulation.checks import (
     rows_of,
 )
 from cuda_emulation.device import emulated_gpu
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers.optional import requires_cuda_emulation
+
+# NVRTC (through CuPy) compiles, the PTX emulator runs: skipped, with the extra to install, without them
+pytestmark = requires_cuda_emulation
 
 WIDTHS = st.one_of(st.sampled_from([1, 255, 256, 257]), st.integers(2, 300))
 ROWS = st.integers(1, 3)

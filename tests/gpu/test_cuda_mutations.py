@@ -10,8 +10,6 @@ and a layer norm without its first-element shift the precision regression of iss
 
 import numpy as np
 import pytest
-
-pytest.importorskip("cupy", reason="needs cupy-cuda12x and nvidia-cuda-nvrtc-cu12 (no GPU required)")
 from cuda_emulation import (
     EmulationError,
     GlobalMemoryRace,
@@ -28,6 +26,11 @@ from cuda_emulation.checks import (
     offset_rows,
     rows_of,
 )
+
+from helpers.optional import requires_cuda_emulation
+
+# NVRTC (through CuPy) compiles, the PTX emulator runs: skipped, with the extra to install, without them
+pytestmark = requires_cuda_emulation
 
 SOURCE = sources.row_source()
 

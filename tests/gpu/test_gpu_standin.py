@@ -16,23 +16,14 @@ from gpu_standin import api, kernels, run
 from gpu_standin.module import CUPY as cp
 from gpu_standin.ndarray import IMPLICIT_CONVERSION_MESSAGE
 
-from helpers import REPO
+from helpers import REPO, optional
+from helpers.optional import CUDA_EMULATION, requires_cuda_emulation
 
 TESTS = os.path.join(REPO, "tests")
 
 
-def emulator_available():
-    try:
-        import cuda_emulation  # noqa: F401
-
-        return True
-    except ImportError:
-        return False
-
-
-needs_emulator = pytest.mark.skipif(
-    not emulator_available(), reason="tests/cuda_emulation (the PTX emulator) is absent"
-)
+# kernels compiled by NVRTC (through CuPy) and run in the PTX emulator: the cuda-emulation extra
+needs_emulator = requires_cuda_emulation
 
 
 def device(values, dtype=np.float32):
@@ -45,7 +36,7 @@ def subprocess_env():
 
 # ---------------------------------------------------------------- the API list
 def test_the_committed_api_list_is_what_the_installed_cupy_generates(tmp_path):
-    pytest.importorskip("cupy", reason="regenerating the list needs cupy-cuda12x")
+    pytest.importorskip("cupy", reason=f"regenerating the list needs CuPy ({CUDA_EMULATION})")
     # a fresh process: under --gpu-standin this one's `import cupy` is the stand-in
     done = subprocess.run(
         [sys.executable, "-m", "gpu_standin.make_api_list", "--output", str(tmp_path / "api.json")],
@@ -266,7 +257,8 @@ def test_raw_module_source_is_compiled_by_nvrtc_and_executed():
 
 # ---------------------------------------------------------------- the runner
 def test_install_serves_the_engine_only():
-    """After install(), device 'gpu' arrays are the stand-in's while `import cupy` stays the real package."""
+    """After install(), device 'gpu' arrays are the stand-in's while `import cupy` stays the real package
+    (or stays missing where CuPy is not installed: the stand-in itself needs no CuPy)."""
     script = (
         "import sys, numpy as np, gpu_standin\n"
         "from tinygrad_tx import Tensor, backend\n"
@@ -275,8 +267,13 @@ def test_install_serves_the_engine_only():
         "assert isinstance(x.data, standin.ndarray) and gpu_standin.installed()\n"
         "assert (x * 2).sum().item() == 6.0\n"
         "assert backend.gpu_name() == 'gpu_standin (NumPy on the CPU)'\n"
-        "import cupy\n"
-        "assert cupy is not standin and hasattr(cupy, 'cuda') and 'compiler' not in dir(standin.cuda)\n"
+        "try:\n"
+        "    import cupy\n"
+        "except ModuleNotFoundError:\n"
+        "    import importlib.util\n"
+        "    assert importlib.util.find_spec('cupy') is None\n"
+        "else:\n"
+        "    assert cupy is not standin and hasattr(cupy, 'cuda') and 'compiler' not in dir(standin.cuda)\n"
         "print('ok')\n"
     )
     done = subprocess.run(
@@ -287,6 +284,45 @@ def test_install_serves_the_engine_only():
 
 def test_runner_usage():
     assert run.main(["train.shakespeare"]) == 2
+
+
+def test_the_runner_names_the_extra_when_cuda_emulation_is_missing(monkeypatch, capsys):
+    reason = f"CuPy is not installed ({optional.CUDA_EMULATION})"
+    monkeypatch.setattr(run, "cuda_emulation_missing", lambda: reason)
+    assert run.main(["-m", "train.shakespeare"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: gpu_standin.run needs CuPy") and "[cuda-emulation]" in err
+
+
+def test_the_cuda_emulation_check_is_the_real_requirement(monkeypatch):
+    """Regression (issue 24): `import cuda_emulation` succeeds without CuPy, so it cannot be the guard."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    hidden = lambda name, *rest: None if name == "cupy" else real_find_spec(name, *rest)  # noqa: E731
+    monkeypatch.setattr(importlib.util, "find_spec", hidden)
+    optional.cuda_emulation_missing.cache_clear()
+    try:
+        reason = optional.cuda_emulation_missing()
+    finally:
+        optional.cuda_emulation_missing.cache_clear()
+    assert reason.startswith("CuPy is not installed") and '".[cuda-emulation]"' in reason
+
+
+@pytest.mark.skipif(not optional.cuda_emulation_missing(), reason="CuPy and NVRTC are installed: no refusal to see")
+def test_gpu_standin_option_refuses_in_one_line_without_the_extra():
+    """Where the cuda-emulation extra is missing (the README's plain `.[test]` install), --gpu-standin stops
+    at once with one line naming the extra, not with ModuleNotFoundError from inside a test."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--gpu-standin", "--co", "tests/gpu"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--gpu-standin needs CuPy" in lines[0] and "[cuda-emulation]" in lines[0], done.stderr
 
 
 @needs_emulator

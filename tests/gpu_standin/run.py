@@ -14,6 +14,7 @@ import runpy
 import sys
 
 from . import install
+from helpers.optional import cuda_emulation_missing  # tests/ is on the path, as for the stand-in
 
 USAGE = "usage: python -m gpu_standin.run -m MODULE [ARGS...]"
 
@@ -24,6 +25,10 @@ def main(argv=None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     module, arguments = argv[1], argv[2:]
+    missing = cuda_emulation_missing()  # its kernels are compiled by NVRTC and run in the PTX emulator
+    if missing:
+        print(f"error: gpu_standin.run needs CuPy and NVRTC, no GPU: {missing}", file=sys.stderr)
+        return 2
     install()
     sys.argv = [module] + arguments
     try:

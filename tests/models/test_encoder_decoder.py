@@ -3,6 +3,9 @@ non-causal CausalSelfAttention they sit beside) against PyTorch references writt
 gradchecks of every input and parameter, padding masks, and a toy task learnt end to end.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -28,7 +31,7 @@ from models.gpt import GPTConfig
 from tinygrad_tx import Tensor, gradcheck, gradcheck_directional
 from tinygrad_tx.errors import DTypeError, ShapeError
 
-from helpers import assert_close
+from helpers import REPO, assert_close
 
 CONFIG = GPTConfig(block_size=8, vocab_size=13, n_layer=2, n_head=2, n_embd=16)
 
@@ -355,3 +358,16 @@ def test_encoder_decoder_learns_to_reverse_digit_strings():
     )
     assert np.mean(losses[-10:]) < 0.02
     assert accuracy >= 0.98
+
+
+def test_running_the_module_prints_no_runpy_warning():
+    """Regression (issue 24): `python -m models.encoder_decoder` warned that the module was already in sys.modules
+    (models/__init__ imported it); it is now imported on first use."""
+    script = (
+        "import sys, models\n"
+        "assert 'models.encoder_decoder' not in sys.modules\n"
+        "from models import EncoderDecoder\n"
+        "assert EncoderDecoder.__module__ == 'models.encoder_decoder'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

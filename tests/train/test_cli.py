@@ -102,7 +102,8 @@ def test_boolean_flags_alone_or_with_a_value():
 
 
 def test_abbreviated_flags_are_refused(capsys):
-    assert error_line(capsys, shakespeare.main, ["--n_lay", "2"]) == "unrecognized arguments: --n_lay 2"
+    expected = "unrecognized arguments: --n_lay 2 (did you mean --n_layer?)"  # difflib's nearest flag (issue 24)
+    assert error_line(capsys, shakespeare.main, ["--n_lay", "2"]) == expected
 
 
 def test_config_file_problems_name_the_file(capsys, tmp_path):

@@ -77,6 +77,10 @@ def test_default_cache_is_under_home(env, monkeypatch):
     assert data.cached_tinyshakespeare_path() == str(env / ".cache" / "tinygrad_tx" / "tinyshakespeare" / "input.txt")
 
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
 def test_download_is_verified_written_atomically_and_then_cached(env, monkeypatch):
     calls = []
     monkeypatch.setattr(data, "download_bytes", _serve(FAKE_CORPUS, calls))
@@ -85,6 +89,7 @@ def test_download_is_verified_written_atomically_and_then_cached(env, monkeypatc
     assert dataset.path == str(folder / "input.txt") and dataset.text == FAKE_CORPUS.decode()
     assert calls == [data.TINYSHAKESPEARE_URL]
     assert os.listdir(folder) == ["input.txt"]  # no temporary file left behind
+    assert os.stat(folder / "input.txt").st_mode & 0o777 == 0o666 & ~UMASK  # 0644, as any file (issue 24: was 0600)
     TinyShakespeare()
     assert len(calls) == 1
 

@@ -65,7 +65,11 @@ def tiny_run(corpus, out_dir, *extra):
 # ======================================================================== CLI: exit 2, one line on stderr
 # The entries that are one bad flag: (entry, flags added to a tiny run, what the error line must say).
 FLAG_CATALOGUE = [
-    ("c02_unknown_command_line_flag", ["--learnig_rate", "0.1"], "unrecognized arguments: --learnig_rate 0.1"),
+    (
+        "c02_unknown_command_line_flag",
+        ["--learnig_rate", "0.1"],
+        "unrecognized arguments: --learnig_rate 0.1 (did you mean --learning_rate?)",
+    ),
     ("c03_unknown_preset", ["--preset", "huge"], "unknown preset 'huge': choose one of cpu, baby"),
     ("c05_learning_rate_zero", ["--learning_rate", "0"], "learning_rate must be > 0, got 0.0"),
     ("c05_learning_rate_negative", ["--learning_rate", "-0.001"], "learning_rate must be > 0, got -0.001"),

@@ -1,6 +1,7 @@
 """Character and byte-level BPE tokenizers: round trips, deterministic merges, save/load, every error."""
 
 import json
+import os
 import re
 from collections import Counter
 
@@ -68,6 +69,9 @@ def test_save_load_identity(tmp_path, bpe):
         assert type(loaded) is type(tokenizer) and loaded == tokenizer
         assert loaded.encode(SAMPLE) == tokenizer.encode(SAMPLE)
         assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+        umask = os.umask(0o022)
+        os.umask(umask)
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # 0644 like every run file (issue 24: was 0600)
 
 
 def test_load_errors(tmp_path):

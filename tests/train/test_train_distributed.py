@@ -31,6 +31,7 @@ from train.distributed import DataParallel
 from helpers import REPO
 from helpers.cli import read_metrics, run_cli
 from helpers.mpi import SimulatedRanks, launch_env, launch_ranks, mpi_missing, mpiexec, requires_mpi
+from helpers.optional import cuda_emulation_missing
 
 TRAIN_STREAM = 1  # train.trainer.TRAIN_BATCH_STREAM
 
@@ -253,13 +254,8 @@ def test_a_zero1_checkpoint_resumes_in_one_process(reference_runs, tmp_path):
 
 
 def standin_missing():
-    """Why the GPU path cannot run on the CuPy stand-in here, or ''."""
-    try:
-        import cuda_emulation  # noqa: F401  (the stand-in runs CuPy kernels in this PTX emulator)
-        import gpu_standin  # noqa: F401
-    except ImportError as exc:
-        return f"the CuPy stand-in (tests/gpu_standin, tests/cuda_emulation) cannot load: {exc}"
-    return mpi_missing()
+    """Why the GPU path cannot run on the CuPy stand-in under mpiexec here, or ''."""
+    return cuda_emulation_missing() or mpi_missing()
 
 
 @pytest.mark.skipif(bool(standin_missing()), reason=standin_missing() or "stand-in available")

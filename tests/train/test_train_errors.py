@@ -225,7 +225,7 @@ def test_validate_and_the_trainer_never_write_to_the_callers_config(tmp_path, mo
     before = dataclasses.asdict(config)
     validate(config)
     assert dataclasses.asdict(config) == before
-    monkeypatch.setattr(trainer_module, "measure_peak_flops", lambda device: 1e12)
+    monkeypatch.setattr(trainer_module, "peak_flops_for", lambda device, folder: (1e12, "1000 GFLOP/s, a test's"))
     tokenizer = CharTokenizer.from_text("hello world, hello")
     ids = np.array(tokenizer.encode("hello world, hello " * 4))
     trainer = Trainer(config, tokenizer, ids, ids)
