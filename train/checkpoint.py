@@ -16,6 +16,7 @@ ecosystem's pickle-free weights format, which PyTorch loads directly); ``models.
 reads it back.
 """
 
+import contextlib
 import json
 import os
 import zipfile
@@ -40,13 +41,15 @@ def save_checkpoint(path, payload):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp"
+    f = open(tmp, "wb")  # noqa: SIM115  (if this fails there is nothing to clean up: its error is the one raised)
     try:
-        with open(tmp, "wb") as f:
+        with f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:  # Ctrl-C or a full disk mid-write: leave no temporary file behind
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the cleanup's own failure must not hide the write's error
+            os.unlink(tmp)
         raise
     os.replace(tmp, path)
 
