@@ -253,3 +253,14 @@ def test_converter_reports_a_missing_or_foreign_file(tmp_path, capsys):
     (tmp_path / "broken.pt").write_bytes(b"not a zip file")
     assert convert_nanogpt.main([str(tmp_path / "broken.pt"), str(tmp_path / "out.npz")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_converter_names_a_checkpoint_that_is_not_weights_only_on_one_line(tmp_path, capsys):
+    import fractions
+
+    path = tmp_path / "pickled.pt"
+    torch.save({"model": {}, "model_args": {}, "note": fractions.Fraction(1, 3)}, path)
+    assert convert_nanogpt.main([str(path), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: convert_nanogpt: {path} is not a weights-only checkpoint")
+    assert "fractions.Fraction" in err and "\x1b" not in err and not (tmp_path / "out.npz").exists()
