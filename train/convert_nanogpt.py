@@ -45,15 +45,18 @@ def convert(checkpoint_path, output_path):
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TinygradTxError(f"convert_nanogpt: no such checkpoint file: {checkpoint_path}") from None
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise TinygradTxError(f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {exc}") from None
+    except pickle.UnpicklingError as exc:  # torch's weights-only unpickler: a long multi-line text, cut to its reason
         refused = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if refused:
+            raise TinygradTxError(
+                f"convert_nanogpt: {checkpoint_path} is not a weights-only checkpoint: it holds a Python object "
+                f"({refused.group(1)}) that torch.load(weights_only=True) refuses, and unpickling it could run "
+                "code; save the state dict and model_args alone and convert that"
+            ) from None
+        reason = re.search(r"WeightsUnpickler error:(.*?)(\n\n|$)", str(exc).strip(), re.S)
+        detail = reason.group(1) if reason else str(exc).splitlines()[0]
         raise TinygradTxError(
-            f"convert_nanogpt: {checkpoint_path} is not a weights-only checkpoint: it holds a Python object"
-            + (f" ({refused.group(1)})" if refused else "")
-            + " that torch.load(weights_only=True) refuses, and unpickling it could run code; "
-            "save the state dict and model_args alone and convert that"
+            f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {' '.join(detail.split())}"
         ) from None
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # truncated or not a torch file
         raise TinygradTxError(f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {exc}") from None
