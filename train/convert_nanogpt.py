@@ -53,7 +53,7 @@ def convert(checkpoint_path, output_path):
                 f"({refused.group(1)}) that torch.load(weights_only=True) refuses, and unpickling it could run "
                 "code; save the state dict and model_args alone and convert that"
             ) from None
-        reason = re.search(r"WeightsUnpickler error:(.*?)(\n\n|$)", str(exc).strip(), re.S)
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)(\n\n|$)", str(exc).strip(), re.S)
         detail = reason.group(1) if reason else str(exc).splitlines()[0]
         raise TinygradTxError(
             f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {' '.join(detail.split())}"

@@ -253,7 +253,7 @@ def test_converter_reports_a_missing_or_foreign_file(tmp_path, capsys):
     (tmp_path / "broken.pt").write_bytes(b"not a zip file")
     assert convert_nanogpt.main([str(tmp_path / "broken.pt"), str(tmp_path / "out.npz")]) == 2
     err = capsys.readouterr().err
-    assert "cannot read" in err and err.count("\n") == 1, err
+    assert "cannot read" in err and "Unsupported operand" in err and err.count("\n") == 1, err
 
 
 def test_converter_names_a_checkpoint_that_is_not_weights_only_on_one_line(tmp_path, capsys):
