@@ -234,8 +234,8 @@ def test_converter_turns_a_nanogpt_checkpoint_into_our_model(tmp_path):
     )
 
     assert convert_nanogpt.main([str(tmp_path / "ckpt.pt"), str(tmp_path / "model.npz")]) == 0
-    weights, args = read_npz(tmp_path / "model.npz")
-    assert args == model_args and all(w.dtype == np.float32 for w in weights.values())
+    weights, config_read = read_npz(tmp_path / "model.npz")
+    assert config_read == GPTConfig(**model_args) and all(w.dtype == np.float32 for w in weights.values())
     model = GPT.from_npz(tmp_path / "model.npz")
 
     idx = random_tokens(np.random.default_rng(7), 11, (2, 8))
