@@ -58,8 +58,10 @@ def convert(checkpoint_path, output_path):
         raise TinygradTxError(
             f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {' '.join(detail.split())}"
         ) from None
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # truncated or not a torch file
-        raise TinygradTxError(f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {exc}") from None
+    except (OSError, RuntimeError, EOFError) as exc:  # truncated or not a torch file
+        raise TinygradTxError(
+            f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {' '.join(str(exc).split())}"
+        ) from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_args" not in checkpoint:
         raise TinygradTxError(
             f"convert_nanogpt: {checkpoint_path} is not a nanoGPT checkpoint "

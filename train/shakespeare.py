@@ -15,6 +15,7 @@ shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec eve
 rank 0 alone prints and writes, and a rank that fails ends the whole job with its exit status.
 """
 
+import dataclasses
 import io
 import os
 import sys
@@ -22,7 +23,7 @@ import sys
 from tinygrad_tx import TinygradTxError, distributed, require_device, tune_for_training
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
-from train.config import FROZEN_ON_RESUME, ConfigError, make_config
+from train.config import FROZEN_ON_RESUME, ConfigError, TrainConfig, make_config
 from train.data import TinyShakespeare, split_data
 from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
@@ -133,8 +134,13 @@ class _NullStream(io.TextIOBase):
 def resumed_config(saved, explicit):
     """The checkpoint's config with the explicitly given values on top; the model, tokenizer and
     context cannot change mid-run."""
+    if not isinstance(saved, dict) or not all(isinstance(name, str) for name in saved):
+        raise ConfigError(f"--resume: the checkpoint's config is not a mapping of settings, got {type(saved).__name__}")
+    unknown = sorted(set(saved) - {spec.name for spec in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"--resume: the checkpoint's config has unknown settings {unknown}")
     for name in FROZEN_ON_RESUME:
-        if name in explicit and explicit[name] != saved[name]:
+        if name in explicit and explicit[name] != saved.get(name):
             raise ConfigError(
                 f"--resume: {name} is {saved[name]!r} in the checkpoint but {explicit[name]!r} was "
                 f"given; a resumed run keeps its model and tokenizer (start a new --out_dir instead)"
