@@ -124,44 +124,42 @@ def npz_headers(path: str | os.PathLike[str], op: str) -> dict[str, tuple[tuple,
     """{name: (shape, dtype)} of every array of an .npz, from the .npy headers alone, after checking that each
     header's claimed size is the size of the bytes stored for it. A one-line TinygradTxError naming ``op`` and
     the file otherwise (not a zip, an entry that is not .npy, a header that lies)."""
+    try:
+        return npz_headers_unchecked(path, op)
+    except TinygradTxError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
+        raise TinygradTxError(f"{op}: cannot read {os.fspath(path)!r}: not a readable .npz ({reason})") from None
+
+
+def npz_headers_unchecked(path: str | os.PathLike[str], op: str) -> dict[str, tuple[tuple, np.dtype]]:
+    """``npz_headers`` letting the zip and .npy readers' own errors through (BadZipFile, OSError, ValueError,
+    for a caller that words them itself); a header that lies is still a TinygradTxError."""
     where = f"{op}: {os.fspath(path)!r}"
     arrays = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-                ratio_limit = 1 if info.compress_type == zipfile.ZIP_STORED else 1100  # deflate: at most ~1032:1
-                if info.file_size > max(info.compress_size, 1) * ratio_limit:
-                    raise TinygradTxError(
-                        f"{where}: entry {name!r} claims {info.file_size} bytes but stores {info.compress_size}"
-                    )
-                with archive.open(info) as entry:
-                    version = np.lib.format.read_magic(entry)
-                    read = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = read(entry)
-                    header_bytes = entry.tell()
-                if dtype.hasobject:
-                    raise TinygradTxError(f"{where}: entry {name!r} holds Python objects (a pickle), not numbers")
-                claimed, stored = math.prod(shape) * dtype.itemsize, info.file_size - header_bytes
-                if claimed != stored:
-                    raise TinygradTxError(
-                        f"{where}: entry {name!r} claims shape {tuple(shape)} {dtype} ({claimed} bytes) "
-                        f"but stores {stored} bytes"
-                    )
-                arrays[name] = (tuple(shape), dtype)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        if isinstance(exc, TinygradTxError):
-            raise
-        reason = (
-            exc.strerror
-            if isinstance(exc, OSError) and exc.strerror
-            else str(exc).splitlines()[0]
-            if str(exc)
-            else type(exc).__name__
-        )
-        raise TinygradTxError(f"{op}: cannot read {os.fspath(path)!r}: not a readable .npz ({reason})") from None
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            ratio_limit = 1 if info.compress_type == zipfile.ZIP_STORED else 1100  # deflate: at most ~1032:1
+            if info.file_size > max(info.compress_size, 1) * ratio_limit:
+                raise TinygradTxError(
+                    f"{where}: entry {name!r} claims {info.file_size} bytes but stores {info.compress_size}"
+                )
+            with archive.open(info) as entry:
+                version = np.lib.format.read_magic(entry)
+                one_zero = version == (1, 0)
+                read = np.lib.format.read_array_header_1_0 if one_zero else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(entry)
+                header_bytes = entry.tell()
+            if dtype.hasobject:
+                raise TinygradTxError(f"{where}: entry {name!r} holds Python objects (a pickle), not numbers")
+            claimed, stored = math.prod(shape) * dtype.itemsize, info.file_size - header_bytes
+            if claimed != stored:
+                raise TinygradTxError(
+                    f"{where}: entry {name!r} claims shape {tuple(shape)} {dtype} ({claimed} bytes) "
+                    f"but stores {stored} bytes"
+                )
+            arrays[name] = (tuple(shape), dtype)
     return arrays

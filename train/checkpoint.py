@@ -26,7 +26,7 @@ import numpy as np
 from models.gpt import GPT
 from models.gpt_config import check_state_shapes, config_from_model_args
 from tinygrad_tx.errors import TinygradTxError
-from tinygrad_tx.serialization import npz_headers
+from tinygrad_tx.serialization import npz_headers_unchecked
 
 TREE_KEY = "__tree__"
 
@@ -65,15 +65,14 @@ def load_checkpoint(path):
             f"checkpoint {path!r} is truncated or corrupted (not an .npz archive); delete it or train again"
         )
     try:
-        npz_headers(path, "checkpoint")  # every header's claimed size against its stored bytes, before reading
-    except TinygradTxError as exc:
-        raise CheckpointError(f"checkpoint {path!r} is corrupted or forged ({exc}); delete it or train again") from None
-    try:
+        npz_headers_unchecked(path, "checkpoint")  # each header's claimed size against its stored bytes, first
         # every entry is read here, inside the try: zipfile checks each entry's CRC as it reads it
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         tree = json.loads(str(arrays.pop(TREE_KEY)))
         return _decode(tree, arrays)
+    except TinygradTxError as exc:  # a header that lies about its size
+        raise CheckpointError(f"checkpoint {path!r} is corrupted or forged ({exc}); delete it or train again") from None
     except RecursionError:  # a forged tree: "[" * 200000
         raise CheckpointError(f"checkpoint {path!r} is corrupted (its {TREE_KEY} is nested too deeply)") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as exc:

@@ -59,6 +59,8 @@ def _run(argv):
 def train(command):
     """Set up the data, tokenizer and model for ``command`` (a train.cli.CommandLine), train, print a sample."""
     config, resume = command.config, None
+    if command.resume and command.overwrite:
+        raise ConfigError("--resume continues the run in --out_dir and --overwrite replaces it: give one of them")
     if command.resume:
         path = checkpoint_path(config.out_dir, "last")
         if not os.path.exists(path):
@@ -68,6 +70,8 @@ def train(command):
     if command.print_config:
         print(dump(config), end="")
         return 0
+    if resume is None and not command.overwrite:
+        refuse_to_replace_a_run(config.out_dir)
     require_device(config.device)  # a GPU run without CuPy or a GPU stops here, before any work
     comm = distributed.init_communicator(config.dist_backend, config.device)  # no mpi4py under mpiexec: exit 2
     say = print if comm.is_main else _silent
@@ -108,6 +112,20 @@ def train(command):
         start = "\n" if "\n" in dataset.text else dataset.text[0]  # nanoGPT starts from a newline
         print(trainer.sample(config.sample_tokens, prompt=start), flush=True)
     return 0
+
+
+RUN_FILES = ("ckpt_last.npz", "ckpt_best.npz", "metrics.jsonl")  # what a new run in the same folder would replace
+
+
+def refuse_to_replace_a_run(out_dir):
+    """ConfigError when ``out_dir`` already holds a run's checkpoints or metrics: a new run there would
+    replace them, so it takes --resume (continue it) or --overwrite (replace it)."""
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
+    if found:
+        raise ConfigError(
+            f"out_dir {out_dir!r} already holds a run ({', '.join(found)}): continue it with --resume, "
+            "replace it with --overwrite, or choose another --out_dir"
+        )
 
 
 def _naming_the_rank(command, rank_prefix):

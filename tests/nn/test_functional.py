@@ -283,7 +283,9 @@ def test_attention_with_no_positions_or_no_features_is_pytorchs(
     from tinygrad_tx.kernels import use
 
     rng = np.random.default_rng(queries * 100 + keys * 10 + dim)
-    arrays = [rng.standard_normal(shape) for shape in ((2, 2, queries, dim), (2, 2, keys, dim), (2, 2, keys, value_dim))]
+    arrays = [
+        rng.standard_normal(shape) for shape in ((2, 2, queries, dim), (2, 2, keys, dim), (2, 2, keys, value_dim))
+    ]
     with use(kernels):
         compare(
             "attention[empty]",
