@@ -83,8 +83,11 @@ def config_from_model_args(model_args: Any, where: str) -> GPTConfig:
 def parameter_shapes(config: GPTConfig) -> dict:
     """{name: shape} of a GPT's state dict for ``config`` (nanoGPT's names; the tied lm_head.weight included)."""
     c, v = config.n_embd, config.vocab_size
-    shapes = {"transformer.wte.weight": (v, c), "transformer.wpe.weight": (config.block_size, c)}
-    layer = {
+    shapes: dict[str, tuple[int, ...]] = {
+        "transformer.wte.weight": (v, c),
+        "transformer.wpe.weight": (config.block_size, c),
+    }
+    layer: dict[str, tuple[int, ...]] = {
         "ln_1.weight": (c,),
         "ln_1.bias": (c,),
         "attn.c_attn.weight": (3 * c, c),
@@ -116,9 +119,16 @@ def parameter_count(config: GPTConfig) -> int:
     return (config.vocab_size + config.block_size) * c + config.n_layer * per_layer + (2 * c if biases else c)
 
 
-def check_state_shapes(shapes: dict, config: GPTConfig, where: str) -> None:
+def check_state_shapes(shapes: Any, config: GPTConfig, where: str) -> None:
     """TinygradTxError (one line, naming ``where``) unless ``shapes`` ({name: shape}, e.g. what a file's headers
-    claim) are exactly the parameters of a GPT with ``config``: checked before anything is built."""
+    claim, or a state dict of arrays) are exactly the parameters of a GPT with ``config``: checked before
+    anything is built."""
+    if not isinstance(shapes, dict):
+        shapes = {}
+    shapes = {
+        name: tuple(getattr(value, "shape", value if isinstance(value, tuple) else ()))
+        for name, value in shapes.items()
+    }
     entries = 4 + config.n_layer * 6 + (config.n_layer * 6 + 1 if config.bias else 0)
     if len(shapes) != entries:  # counted first: a lying n_layer must not make us list a billion names
         raise TinygradTxError(

@@ -93,10 +93,9 @@ def model_from_checkpoint(payload, path):
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or "model_args" not in payload:
         raise CheckpointError(f"{where} is not a trainer checkpoint (it lacks 'model' or 'model_args')")
     config = config_from_model_args(payload["model_args"], where)
-    state = payload["model"]
-    check_state_shapes({name: getattr(value, "shape", ()) for name, value in state.items()}, config, where)
+    check_state_shapes(payload["model"], config, where)
     model = GPT(config)
-    model.load_state_dict(state)
+    model.load_state_dict(payload["model"])
     return model
 
 

@@ -4,12 +4,14 @@
     python -m train.shakespeare --preset baby --device gpu       # nanoGPT's shakespeare_char recipe
     python -m train.shakespeare --config my.yaml --max_iters 500 --out_dir runs/mine
     python -m train.shakespeare --out_dir runs/mine --resume --max_iters 4000
+    python -m train.shakespeare --out_dir runs/mine --overwrite      # a new run replacing the one in runs/mine
     python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
     mpiexec -n 2 python -m mpi4py -m train.shakespeare --gradient_accumulation_steps 2   # docs/distributed.md
 
 ``--help`` lists every hyperparameter with its default; ``--print_config`` prints the resolved
 config as YAML, which ``--config`` reads back (train/cli.py). The run directory gets config.json,
-metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit status: 0 done,
+metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz; a folder that already holds a run
+is refused unless --resume continues it or --overwrite replaces it. Exit status: 0 done,
 1 a NaN/Inf caught by --detect_anomaly, 2 a usage error (one ``error: ...`` line on stderr; --debug
 shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec every rank runs this;
 rank 0 alone prints and writes, and a rank that fails ends the whole job with its exit status.

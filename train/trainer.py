@@ -104,7 +104,7 @@ class Trainer:
         require_memory(need, f"training (batch_size {c.batch_size} x block_size {c.block_size}, n_embd {c.n_embd})",
                        c.device)  # fmt: skip
         if resume is not None:  # the checkpoint's weights must fit this model before it is built
-            check_state_shapes(_shapes(resume.get("model")), self.model_args, "--resume: the checkpoint's model")
+            check_state_shapes(resume.get("model"), self.model_args, "--resume: the checkpoint's model")
         self.model = GPT(self.model_args).to(c.device)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         if c.zero:
@@ -387,11 +387,6 @@ class Trainer:
         )
         self.model.train()
         return self.tokenizer.decode(tokens.numpy()[0, len(ids) :].tolist())
-
-
-def _shapes(state):
-    """{name: shape} of a state dict read from a checkpoint (anything else has no names)."""
-    return {name: getattr(value, "shape", ()) for name, value in state.items()} if isinstance(state, dict) else {}
 
 
 def _parse_record(line):

@@ -16,9 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from models import gpt_config
 from models.gpt import GPT, GPTConfig
-from models.gpt_config import estimate_gpt_memory, parameter_count
 from tinygrad_tx import TinygradTxError
 
 from helpers.gpt import TINY, tiny_gpt
@@ -147,6 +145,8 @@ def test_an_honest_file_still_loads(tmp_path):
 
 # ---------------------------------------------------------------- sizes that cannot fit
 def test_the_memory_estimate_counts_the_parameters_exactly():
+    from models.gpt_config import estimate_gpt_memory, parameter_count
+
     for bias in (True, False):
         model = tiny_gpt(seed=0, bias=bias)
         assert parameter_count(model.config) == model.num_params(non_embedding=False)
@@ -159,7 +159,7 @@ def test_the_memory_estimate_counts_the_parameters_exactly():
 def test_a_gpt_too_big_for_the_memory_is_one_line_before_allocating(monkeypatch):
     huge = GPTConfig(vocab_size=200000, n_embd=20000, n_head=2, n_layer=12, block_size=8)  # ~230 GB of weights
     fails_fast(lambda: GPT(huge), "GPT(vocab_size=200000, n_embd=20000, n_layer=12, ...) needs about", "is available")
-    monkeypatch.setattr(gpt_config, "available_memory_bytes", lambda device="cpu": 2 * 2**30)
+    monkeypatch.setattr("models.gpt_config.available_memory_bytes", lambda device="cpu": 2 * 2**30)
     wide = GPTConfig(vocab_size=200000, n_embd=20000, n_head=2, n_layer=1, block_size=8)  # 35 GB: more than 2 GiB
     message = fails_fast(lambda: GPT(wide), "needs about 32.8 GiB (parameters 32.8 GiB)", "but 2.0 GiB of memory")
     assert "choose a smaller model" in message
