@@ -11,8 +11,8 @@ in a fraction of a second, with nothing big allocated:
 
 ``estimate_gpt_memory`` is the one estimate of what a GPT needs: its parameters (float32), for training their
 gradients and AdamW's two moments, and the activations one micro-batch of ``batch_size`` sequences keeps for
-backward. ``require_memory`` compares it with the memory available (MemAvailable of /proc/meminfo, else
-os.sysconf's available pages; a GPU's free memory for its activations) and names both in its error.
+backward. ``require_memory`` compares it with the host memory available (MemAvailable of /proc/meminfo, else
+os.sysconf's available pages) and names both in its error; a GPU run's device memory is not checked here.
 """
 
 import dataclasses
@@ -20,7 +20,7 @@ import json
 import os
 from typing import Any, NamedTuple, Optional
 
-from tinygrad_tx import backend
+from tinygrad_tx import normalize_device
 from tinygrad_tx.errors import TinygradTxError
 
 FLOAT32_BYTES = 4
@@ -189,13 +189,10 @@ def estimate_gpt_memory(config: GPTConfig, batch_size: int = 0, training: bool =
 
 
 def available_memory_bytes(device: str = "cpu") -> Optional[int]:
-    """Bytes of memory available now: the host's (MemAvailable of /proc/meminfo, else os.sysconf's available
-    pages) or, for "gpu", the device's free memory; None where that cannot be known (then nothing is refused)."""
-    if backend.normalize_device(device) != "cpu":
-        try:
-            return int(backend.cupy_module().cuda.runtime.memGetInfo()[0])
-        except Exception:  # no CuPy or no device: the device check that follows will say so
-            return None
+    """Bytes of host memory available now (MemAvailable of /proc/meminfo, else os.sysconf's available pages);
+    None where that cannot be known, and for a GPU (its memory is not checked here): then nothing is refused."""
+    if normalize_device(device) != "cpu":
+        return None
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
@@ -216,7 +213,7 @@ def require_memory(estimate: MemoryEstimate, what: str, device: str = "cpu") -> 
     if available is not None and estimate.total > available:
         raise TinygradTxError(
             f"{what} needs about {format_bytes(estimate.total)} ({estimate.describe()}) but "
-            f"{format_bytes(available)} of memory is available{' on the GPU' if device != 'cpu' else ''}; "
+            f"{format_bytes(available)} of memory is available; "
             "choose a smaller model or batch"
         )
 
