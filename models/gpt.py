@@ -40,42 +40,22 @@ from tinygrad_tx.serialization import load_safetensors, save_safetensors
 
 from .block import Block
 from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
+from .gpt_config import GPTConfig, estimate_gpt_memory, require_memory
+from .gpt_files import SAFETENSORS_ARGS_KEY, read_npz, read_safetensors, write_npz
+
+__all__ = ["GPT", "GPTConfig", "read_npz", "read_safetensors", "write_npz"]
 
 TokenIds = Any  # int token ids (B, T): a Tensor, a NumPy/CuPy array or nested lists
 Path = Union[str, "os.PathLike[str]"]
-MODEL_ARGS_KEY = "__model_args__"  # the .npz entry holding the GPTConfig as JSON
-SAFETENSORS_ARGS_KEY = "model_args"  # the safetensors metadata entry holding it
-
-
-@dataclasses.dataclass
-class GPTConfig:
-    block_size: int = 1024
-    vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2; False is a bit better and faster
-    gelu_approximate: str = "none"  # "none": the exact erf GELU of GPT-2; "tanh": the tanh approximation
-
-    def __post_init__(self) -> None:
-        for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise TinygradTxError(f"GPTConfig: {name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head != 0:
-            raise TinygradTxError(f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        if not 0 <= self.dropout < 1:
-            raise TinygradTxError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
-        if self.gelu_approximate not in ("none", "tanh"):
-            raise TinygradTxError(
-                f"GPTConfig: gelu_approximate must be 'none' or 'tanh', got {self.gelu_approximate!r}"
-            )
 
 
 class GPT(Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
+        c = config  # an impossible size is a one-line error now, not a MemoryError after minutes
+        require_memory(
+            estimate_gpt_memory(c), f"GPT(vocab_size={c.vocab_size}, n_embd={c.n_embd}, n_layer={c.n_layer}, ...)"
+        )
         self.config = config
         self.transformer = ModuleDict(
             dict(
@@ -228,16 +208,16 @@ class GPT(Module):
     def from_npz(cls, path: Path, device: str = "cpu") -> "GPT":
         """A GPT built from an .npz written by ``save_npz`` or ``train.convert_nanogpt`` (with the file's
         dropout: call ``.eval()`` before sampling)."""
-        state, model_args = read_npz(path)
-        model = cls(GPTConfig(**model_args))
+        state, config = read_npz(path)  # the file's names and shapes checked against its config first
+        model = cls(config)
         model.load_state_dict(state)
         return model.to(device)
 
     def load_npz(self, path: Path) -> "GPT":
         """Load the weights of an .npz into this model; its architecture must match the file's (dropout may differ)."""
-        state, model_args = read_npz(path)
-        if dataclasses.replace(GPTConfig(**model_args), dropout=self.config.dropout) != self.config:
-            raise TinygradTxError(f"GPT.load_npz: {path} holds a model with {model_args}, this one is {self.config}")
+        state, config = read_npz(path, "GPT.load_npz")
+        if dataclasses.replace(config, dropout=self.config.dropout) != self.config:
+            raise TinygradTxError(f"GPT.load_npz: {path} holds a model with {config}, this one is {self.config}")
         self.load_state_dict(state)
         return self
 
@@ -248,8 +228,8 @@ class GPT(Module):
     @classmethod
     def from_safetensors(cls, path: Path, device: str = "cpu") -> "GPT":
         """A GPT built from a safetensors file written by ``save_safetensors``."""
-        state, model_args = read_safetensors(path)
-        model = cls(GPTConfig(**model_args))
+        state, config = read_safetensors(path)  # the file's names and shapes checked against its config first
+        model = cls(config)
         model.load_state_dict(state)
         return model.to(device)
 
@@ -263,45 +243,3 @@ class GPT(Module):
         """Every parameter under each of its names (the tied weight twice, as nanoGPT's state dict has it),
         float32, plus the GPTConfig as JSON in the metadata."""
         save_safetensors(self.state_dict(), path, {SAFETENSORS_ARGS_KEY: json.dumps(dataclasses.asdict(self.config))})
-
-
-def write_npz(path, state, model_args):
-    """The interchange format: one float32 array per parameter name, plus the model arguments as JSON."""
-    arrays = {name: np.asarray(value, dtype=np.float32) for name, value in state.items()}
-    arrays[MODEL_ARGS_KEY] = np.array(json.dumps(model_args))
-    with open(path, "wb") as file:
-        np.savez(file, **arrays)
-
-
-def read_npz(path):
-    """(state dict of NumPy arrays, model arguments for GPTConfig) from an .npz of ``write_npz``."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:  # missing file, or not an .npz
-        raise TinygradTxError(f"GPT.from_npz: cannot read {path}: {exc}") from None
-    with archive:
-        if MODEL_ARGS_KEY not in archive.files:
-            raise TinygradTxError(
-                f"GPT.from_npz: {path} has no {MODEL_ARGS_KEY} entry; "
-                "write it with GPT.save_npz or python -m train.convert_nanogpt"
-            )
-        model_args = json.loads(str(archive[MODEL_ARGS_KEY]))
-        state = {name: archive[name] for name in archive.files if name != MODEL_ARGS_KEY}
-    return state, known_model_args(model_args)
-
-
-def read_safetensors(path):
-    """(state dict of NumPy arrays, model arguments for GPTConfig) from a file of ``GPT.save_safetensors``."""
-    state, metadata = load_safetensors(path)
-    if SAFETENSORS_ARGS_KEY not in metadata:
-        raise TinygradTxError(
-            f"GPT.from_safetensors: {path} has no {SAFETENSORS_ARGS_KEY!r} metadata; build the "
-            "GPT from its GPTConfig and call model.load_safetensors(path) instead"
-        )
-    return state, known_model_args(json.loads(metadata[SAFETENSORS_ARGS_KEY]))
-
-
-def known_model_args(model_args):
-    """The entries of ``model_args`` that GPTConfig has fields for (files may carry more, e.g. nanoGPT's)."""
-    fields = {field.name for field in dataclasses.fields(GPTConfig)}
-    return {key: value for key, value in model_args.items() if key in fields}

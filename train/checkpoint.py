@@ -16,14 +16,17 @@ ecosystem's pickle-free weights format, which PyTorch loads directly); ``models.
 reads it back.
 """
 
+import contextlib
 import json
 import os
 import zipfile
 
 import numpy as np
 
-from models.gpt import GPT, GPTConfig
+from models.gpt import GPT
+from models.gpt_config import check_state_shapes, config_from_model_args
 from tinygrad_tx.errors import TinygradTxError
+from tinygrad_tx.serialization import npz_headers_unchecked
 
 TREE_KEY = "__tree__"
 
@@ -40,13 +43,15 @@ def save_checkpoint(path, payload):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = f"{path}.tmp"
+    f = open(tmp, "wb")  # noqa: SIM115  (if this fails there is nothing to clean up: its error is the one raised)
     try:
-        with open(tmp, "wb") as f:
+        with f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
     except BaseException:  # Ctrl-C or a full disk mid-write: leave no temporary file behind
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the cleanup's own failure must not hide the write's error
+            os.unlink(tmp)
         raise
     os.replace(tmp, path)
 
@@ -60,11 +65,16 @@ def load_checkpoint(path):
             f"checkpoint {path!r} is truncated or corrupted (not an .npz archive); delete it or train again"
         )
     try:
+        npz_headers_unchecked(path, "checkpoint")  # each header's claimed size against its stored bytes, first
         # every entry is read here, inside the try: zipfile checks each entry's CRC as it reads it
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         tree = json.loads(str(arrays.pop(TREE_KEY)))
         return _decode(tree, arrays)
+    except TinygradTxError as exc:  # a header that lies about its size
+        raise CheckpointError(f"checkpoint {path!r} is corrupted or forged ({exc}); delete it or train again") from None
+    except RecursionError:  # a forged tree: "[" * 200000
+        raise CheckpointError(f"checkpoint {path!r} is corrupted (its {TREE_KEY} is nested too deeply)") from None
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(
             f"checkpoint {path!r} is truncated or corrupted ({type(exc).__name__}: {exc}); delete it or train again"
@@ -73,11 +83,20 @@ def load_checkpoint(path):
 
 def export_safetensors(checkpoint, path):
     """Write the model weights of a trainer checkpoint (``ckpt_best.npz``) to ``path`` as safetensors."""
-    payload = load_checkpoint(checkpoint)
-    model = GPT(GPTConfig(**payload["model_args"]))
-    model.load_state_dict(payload["model"])
-    model.save_safetensors(path)
+    model_from_checkpoint(load_checkpoint(checkpoint), checkpoint).save_safetensors(path)
     return path
+
+
+def model_from_checkpoint(payload, path):
+    """The GPT of a trainer checkpoint's payload, its model_args and weights checked before anything is built."""
+    where = f"checkpoint {path!r}"
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), dict) or "model_args" not in payload:
+        raise CheckpointError(f"{where} is not a trainer checkpoint (it lacks 'model' or 'model_args')")
+    config = config_from_model_args(payload["model_args"], where)
+    check_state_shapes(payload["model"], config, where)
+    model = GPT(config)
+    model.load_state_dict(payload["model"])
+    return model
 
 
 def _encode(value, path, arrays):

@@ -58,6 +58,7 @@ class CommandLine:
     explicit: dict  # the values given in config files or flags (for training, they win over a checkpoint's)
     resume: bool  # train only: continue the run in out_dir
     print_config: bool
+    overwrite: bool = False  # train only: replace the run in out_dir
 
 
 class ArgumentParser(jsonargparse.ArgumentParser):
@@ -266,6 +267,11 @@ def training_parser() -> ArgumentParser:
         presets=PRESETS,
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out_dir from ckpt_last.npz")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --out_dir that already holds one, replacing its checkpoints and metrics",
+    )
     return parser
 
 
@@ -288,7 +294,9 @@ def parse_command_line(argv: Sequence[str]) -> CommandLine:
     the given ones. Raises ConfigError for anything invalid."""
     values, flags = training_parser().given_values(argv)
     config = make_config(flags.get("preset", DEFAULT_PRESET), values)
-    return CommandLine(config, values, flags.get("resume", False), flags.get("print_config", False))
+    return CommandLine(
+        config, values, flags.get("resume", False), flags.get("print_config", False), flags.get("overwrite", False)
+    )
 
 
 def parse(parser: ArgumentParser, argv: Sequence[str]) -> CommandLine:

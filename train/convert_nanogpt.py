@@ -15,6 +15,7 @@ The other direction needs no converter: ``model.state_dict()`` has nanoGPT's nam
 
 import argparse
 import pickle
+import re
 import sys
 
 from models.gpt import write_npz
@@ -45,8 +46,23 @@ def convert(checkpoint_path, output_path):
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TinygradTxError(f"convert_nanogpt: no such checkpoint file: {checkpoint_path}") from None
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # truncated or not a torch file
-        raise TinygradTxError(f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {exc}") from None
+    except pickle.UnpicklingError as exc:  # torch's weights-only unpickler: a long multi-line text, cut to its reason
+        refused = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        if refused:
+            raise TinygradTxError(
+                f"convert_nanogpt: {checkpoint_path} is not a weights-only checkpoint: it holds a Python object "
+                f"({refused.group(1)}) that torch.load(weights_only=True) refuses, and unpickling it could run "
+                "code; save the state dict and model_args alone and convert that"
+            ) from None
+        reason = re.search(r"WeightsUnpickler error:\s*(.*?)(\n\n|$)", str(exc).strip(), re.S)
+        detail = reason.group(1) if reason else str(exc).splitlines()[0]
+        raise TinygradTxError(
+            f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {' '.join(detail.split())}"
+        ) from None
+    except (OSError, RuntimeError, EOFError) as exc:  # truncated or not a torch file
+        raise TinygradTxError(
+            f"convert_nanogpt: cannot read {checkpoint_path} as a torch checkpoint: {' '.join(str(exc).split())}"
+        ) from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "model_args" not in checkpoint:
         raise TinygradTxError(
             f"convert_nanogpt: {checkpoint_path} is not a nanoGPT checkpoint "

@@ -15,9 +15,8 @@ import sys
 import numpy as np
 
 from models.generation import check_sampling_args
-from models.gpt import GPT, GPTConfig
 from tinygrad_tx import Tensor, manual_seed, normalize_device, tune_for_training
-from train.checkpoint import load_checkpoint
+from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.cli import dump, parse, run, sampling_parser
 from train.config import ConfigError
 from train.tokenizers import Tokenizer
@@ -59,10 +58,8 @@ def sample(command, out):
             f"no checkpoint {path!r}: train first with python -m train.shakespeare --out_dir {args.out_dir}"
         )
     payload = load_checkpoint(path)
-    tokenizer = Tokenizer.from_dict(payload["tokenizer"])
-    model = GPT(GPTConfig(**payload["model_args"]))
-    model.load_state_dict(payload["model"])
-    model.to(device).eval()
+    model = model_from_checkpoint(payload, path).to(device).eval()
+    tokenizer = Tokenizer.from_dict(payload.get("tokenizer"))
     prompt_ids = tokenizer.encode(prompt)
     manual_seed(args.seed)
     for _ in range(args.num_samples):

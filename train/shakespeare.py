@@ -4,17 +4,20 @@
     python -m train.shakespeare --preset baby --device gpu       # nanoGPT's shakespeare_char recipe
     python -m train.shakespeare --config my.yaml --max_iters 500 --out_dir runs/mine
     python -m train.shakespeare --out_dir runs/mine --resume --max_iters 4000
+    python -m train.shakespeare --out_dir runs/mine --overwrite      # a new run replacing the one in runs/mine
     python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
     mpiexec -n 2 python -m mpi4py -m train.shakespeare --gradient_accumulation_steps 2   # docs/distributed.md
 
 ``--help`` lists every hyperparameter with its default; ``--print_config`` prints the resolved
 config as YAML, which ``--config`` reads back (train/cli.py). The run directory gets config.json,
-metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz. Exit status: 0 done,
+metrics.jsonl, loss.png, tokenizer.json, ckpt_best.npz and ckpt_last.npz; a folder that already holds a run
+is refused unless --resume continues it or --overwrite replaces it. Exit status: 0 done,
 1 a NaN/Inf caught by --detect_anomaly, 2 a usage error (one ``error: ...`` line on stderr; --debug
 shows the traceback), 130 Ctrl-C (after saving ckpt_last.npz). Under mpiexec every rank runs this;
 rank 0 alone prints and writes, and a rank that fails ends the whole job with its exit status.
 """
 
+import dataclasses
 import io
 import os
 import sys
@@ -22,7 +25,7 @@ import sys
 from tinygrad_tx import TinygradTxError, distributed, require_device, tune_for_training
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
-from train.config import FROZEN_ON_RESUME, ConfigError, make_config
+from train.config import FROZEN_ON_RESUME, ConfigError, TrainConfig, make_config
 from train.data import TinyShakespeare, split_data
 from train.progress import mfu_text
 from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
@@ -59,6 +62,8 @@ def _run(argv):
 def train(command):
     """Set up the data, tokenizer and model for ``command`` (a train.cli.CommandLine), train, print a sample."""
     config, resume = command.config, None
+    if command.resume and command.overwrite:
+        raise ConfigError("--resume continues the run in --out_dir and --overwrite replaces it: give one of them")
     if command.resume:
         path = checkpoint_path(config.out_dir, "last")
         if not os.path.exists(path):
@@ -68,6 +73,8 @@ def train(command):
     if command.print_config:
         print(dump(config), end="")
         return 0
+    if resume is None and not command.overwrite:
+        refuse_to_replace_a_run(config.out_dir)
     require_device(config.device)  # a GPU run without CuPy or a GPU stops here, before any work
     comm = distributed.init_communicator(config.dist_backend, config.device)  # no mpi4py under mpiexec: exit 2
     say = print if comm.is_main else _silent
@@ -107,6 +114,20 @@ def train(command):
     return 0
 
 
+RUN_FILES = ("ckpt_last.npz", "ckpt_best.npz", "metrics.jsonl")  # what a new run in the same folder would replace
+
+
+def refuse_to_replace_a_run(out_dir):
+    """ConfigError when ``out_dir`` already holds a run's checkpoints or metrics: a new run there would
+    replace them, so it takes --resume (continue it) or --overwrite (replace it)."""
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
+    if found:
+        raise ConfigError(
+            f"out_dir {out_dir!r} already holds a run ({', '.join(found)}): continue it with --resume, "
+            "replace it with --overwrite, or choose another --out_dir"
+        )
+
+
 def _naming_the_rank(command, rank_prefix):
     """``command()``; under mpiexec a user error's line starts with the rank that raised it."""
     try:
@@ -131,8 +152,13 @@ class _NullStream(io.TextIOBase):
 def resumed_config(saved, explicit):
     """The checkpoint's config with the explicitly given values on top; the model, tokenizer and
     context cannot change mid-run."""
+    if not isinstance(saved, dict) or not all(isinstance(name, str) for name in saved):
+        raise ConfigError(f"--resume: the checkpoint's config is not a mapping of settings, got {type(saved).__name__}")
+    unknown = sorted(set(saved) - {spec.name for spec in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"--resume: the checkpoint's config has unknown settings {unknown}")
     for name in FROZEN_ON_RESUME:
-        if name in explicit and explicit[name] != saved[name]:
+        if name in explicit and explicit[name] != saved.get(name):
             raise ConfigError(
                 f"--resume: {name} is {saved[name]!r} in the checkpoint but {explicit[name]!r} was "
                 f"given; a resumed run keeps its model and tokenizer (start a new --out_dir instead)"

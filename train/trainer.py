@@ -33,6 +33,7 @@ import typing
 import numpy as np
 
 from models.gpt import GPT, GPTConfig
+from models.gpt_config import check_state_shapes, estimate_gpt_memory, require_memory
 from tinygrad_tx import (
     Tensor,
     detect_anomaly,
@@ -99,6 +100,11 @@ class Trainer:
             bias=c.bias,
             gelu_approximate=c.gelu_approximate,
         )
+        need = estimate_gpt_memory(self.model_args, c.batch_size, training=True)
+        require_memory(need, f"training (batch_size {c.batch_size} x block_size {c.block_size}, n_embd {c.n_embd})",
+                       c.device)  # fmt: skip
+        if resume is not None:  # the checkpoint's weights must fit this model before it is built
+            check_state_shapes(resume.get("model"), self.model_args, "--resume: the checkpoint's model")
         self.model = GPT(self.model_args).to(c.device)
         self.optimizer = self.model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2))
         if c.zero:

@@ -27,10 +27,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from models.attention import record_attention
-from models.gpt import GPT, GPTConfig
 from tinygrad_tx import no_grad, tune_for_training
 from tinygrad_tx.errors import TinygradTxError
-from train.checkpoint import load_checkpoint
+from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.cli import dump, parse, run, visualize_parser
 from train.tokenizers import Tokenizer
 from train.trainer import checkpoint_path
@@ -114,10 +113,9 @@ def plot_layer(probabilities, key_labels, path, title, query_labels=None):
 
 def load_run(out_dir, which="best"):
     """(GPT in eval mode, tokenizer) from a run directory's ckpt_<which>.npz."""
-    payload = load_checkpoint(checkpoint_path(out_dir, which))
-    model = GPT(GPTConfig(**payload["model_args"]))
-    model.load_state_dict(payload["model"])
-    return model.eval(), Tokenizer.from_dict(payload["tokenizer"])
+    path = checkpoint_path(out_dir, which)
+    payload = load_checkpoint(path)
+    return model_from_checkpoint(payload, path).eval(), Tokenizer.from_dict(payload.get("tokenizer"))
 
 
 def visualize(out_dir, prompt, which="best", save_dir=None):

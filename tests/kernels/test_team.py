@@ -9,6 +9,8 @@ cut into many blocks. Last, a GPT training step gives the same loss and gradient
 without it.
 """
 
+import json
+import os
 import threading
 import time
 
@@ -243,3 +245,65 @@ def test_an_unknown_slot_raises():
         layer_norm.FORWARD.pack(**arguments, mask=0)
     with pytest.raises(TinygradTxError, match=r"takes 3 values, got 2"):
         Slots("demo", ("view", 3)).pack(view=(1, 2))
+
+
+def _one_training_step():
+    """The loss of one AdamW step's forward on a tiny GPT (seeded), and the loss after the step."""
+    from helpers.gpt import tiny_gpt
+
+    model = tiny_gpt(seed=3)
+    optimizer = model.configure_optimizers(0.1, 1e-2)
+    rng = np.random.default_rng(3)
+    idx, targets = rng.integers(0, 11, (4, 8)), rng.integers(0, 11, (4, 8))
+    losses = []
+    for _ in range(2):
+        _, loss = model(idx, targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.item()))
+    return losses
+
+
+def _in_forked_child(the_team):
+    """What a child forked mid-job finds: the job lock, then the helpers after a job, then a training step."""
+    report = {"busy_at_start": the_team._busy.locked(), "started_at_start": the_team._started}
+    report["counts_ok"] = bool(np.array_equal(run_counted(the_team, 500, jobs=3), np.full(500, 3)))
+    helpers = [t for t in threading.enumerate() if t.name.startswith("tinygrad_tx-team-") and t.is_alive()]
+    report["helpers"] = len(helpers)
+    report["losses"] = _one_training_step()
+    return report
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+ warns about fork() with threads
+def test_a_child_forked_mid_job_gets_a_fresh_team_and_trains(many_blocks):
+    run_counted(many_blocks, 64)  # every compiled function compiled before the fork: the child only runs them
+    expected = _one_training_step()
+    read, write = os.pipe()
+    with many_blocks._busy:  # the parent is in the middle of a job when it forks
+        pid = os.fork()
+        if pid == 0:  # the child: report, then leave without running pytest's teardown
+            code = 1
+            try:
+                os.close(read)
+                os.write(write, json.dumps(_in_forked_child(many_blocks)).encode())
+                code = 0
+            finally:
+                os._exit(code)
+    os.close(write)
+    deadline = time.monotonic() + 120
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    assert text, "the forked child failed before reporting"
+    report = json.loads(text)
+    assert not report["busy_at_start"] and not report["started_at_start"]
+    assert report["counts_ok"]
+    assert report["helpers"] == many_blocks.helpers  # its own helper threads, started by its first job
+    assert np.allclose(report["losses"], expected, rtol=1e-5)

@@ -234,8 +234,8 @@ def test_converter_turns_a_nanogpt_checkpoint_into_our_model(tmp_path):
     )
 
     assert convert_nanogpt.main([str(tmp_path / "ckpt.pt"), str(tmp_path / "model.npz")]) == 0
-    weights, args = read_npz(tmp_path / "model.npz")
-    assert args == model_args and all(w.dtype == np.float32 for w in weights.values())
+    weights, config_read = read_npz(tmp_path / "model.npz")
+    assert config_read == GPTConfig(**model_args) and all(w.dtype == np.float32 for w in weights.values())
     model = GPT.from_npz(tmp_path / "model.npz")
 
     idx = random_tokens(np.random.default_rng(7), 11, (2, 8))
@@ -252,4 +252,16 @@ def test_converter_reports_a_missing_or_foreign_file(tmp_path, capsys):
     assert "not a nanoGPT checkpoint" in capsys.readouterr().err
     (tmp_path / "broken.pt").write_bytes(b"not a zip file")
     assert convert_nanogpt.main([str(tmp_path / "broken.pt"), str(tmp_path / "out.npz")]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "Unsupported operand" in err and err.count("\n") == 1, err
+
+
+def test_converter_names_a_checkpoint_that_is_not_weights_only_on_one_line(tmp_path, capsys):
+    import fractions
+
+    path = tmp_path / "pickled.pt"
+    torch.save({"model": {}, "model_args": {}, "note": fractions.Fraction(1, 3)}, path)
+    assert convert_nanogpt.main([str(path), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: convert_nanogpt: {path} is not a weights-only checkpoint")
+    assert "fractions.Fraction" in err and "\x1b" not in err and not (tmp_path / "out.npz").exists()

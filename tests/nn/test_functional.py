@@ -267,3 +267,30 @@ def test_attention_causal_with_fewer_queries_is_aligned_bottom_right(device, imp
         _attention_inputs(5, 2, 2, queries, keys, 4),
         device,
     )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize(
+    "queries, keys, dim, value_dim, causal",
+    [(0, 0, 4, 4, True), (0, 3, 4, 4, False), (3, 0, 4, 4, False), (3, 3, 0, 0, True), (3, 3, 0, 4, True)],
+)
+def test_attention_with_no_positions_or_no_features_is_pytorchs(
+    device, kernels, impl, queries, keys, dim, value_dim, causal
+):
+    """T = 0 gives an empty output, no keys an output of zeros, D = 0 the softmax of zero scores (uniform)."""
+    from tinygrad_tx.kernels import use
+
+    rng = np.random.default_rng(queries * 100 + keys * 10 + dim)
+    arrays = [
+        rng.standard_normal(shape) for shape in ((2, 2, queries, dim), (2, 2, keys, dim), (2, 2, keys, value_dim))
+    ]
+    with use(kernels):
+        compare(
+            "attention[empty]",
+            lambda q, k, v: F.scaled_dot_product_attention(q, k, v, causal=causal, impl=impl),
+            lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, is_causal=causal),
+            arrays,
+            device,
+        )

@@ -193,6 +193,24 @@ def test_checkpoint_write_interrupted_keeps_the_old_file(tmp_path, monkeypatch):
     assert load_checkpoint(path) == {"iter_num": 1} and os.listdir(tmp_path) == ["ckpt.npz"]
 
 
+def test_a_temporary_file_that_cannot_be_opened_raises_its_own_error(tmp_path, monkeypatch):
+    """open(tmp) failing leaves nothing to clean up: the error raised is open's, not the cleanup's."""
+    from train import checkpoint
+
+    path = str(tmp_path / "ckpt.npz")
+    save_checkpoint(path, {"iter_num": 1})
+
+    def refuse(name, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(checkpoint, "open", refuse, raising=False)
+    with pytest.raises(PermissionError, match="Permission denied") as caught:
+        save_checkpoint(path, {"iter_num": 2})
+    assert caught.value.__context__ is None and caught.value.filename == f"{path}.tmp"
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"iter_num": 1} and os.listdir(tmp_path) == ["ckpt.npz"]
+
+
 def test_checkpoint_refuses_values_it_cannot_store(tmp_path):
     with pytest.raises(TypeError, match="cannot store set at 'config/names'"):
         save_checkpoint(str(tmp_path / "x.npz"), {"config": {"names": {"a"}}})

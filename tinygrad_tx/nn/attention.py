@@ -66,8 +66,13 @@ def allowed_keys(xp, queries, keys, causal, attn_mask):
 
 
 def default_scale(head_dim, scale):
-    """1/sqrt(D) as a Python float: a NumPy float64 scalar would upcast float32 scores to float64."""
-    return 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    """1/sqrt(D) as a Python float: a NumPy float64 scalar would upcast float32 scores to float64.
+
+    With D = 0 every score is an empty sum, 0, whatever the scale: 1.0 then (PyTorch's result, the
+    softmax of zeros)."""
+    if scale is not None:
+        return float(scale)
+    return 1.0 / math.sqrt(head_dim) if head_dim else 1.0
 
 
 class ScaledDotProductAttention(Function):
@@ -85,7 +90,12 @@ class ScaledDotProductAttention(Function):
     def forward(ctx, q, k, v, causal=True, dropout_p=0.0, scale=None, attn_mask=None):
         keys = check_attention_inputs(q, k, v, attn_mask, dropout_p)
         ctx.scale = default_scale(q.shape[-1], scale)
-        allowed = allowed_keys(xp_of(q), q.shape[-2], keys, causal, attn_mask)
+        xp = xp_of(q)
+        if q.shape[-2] == 0 or keys == 0:  # no scores: a query without keys outputs 0, as in PyTorch
+            probs = xp.zeros(q.shape[:-1] + (keys,), q.dtype)
+            ctx.save_for_backward(q, k, v, probs, probs)
+            return xp.zeros(q.shape[:-1] + v.shape[-1:], q.dtype)
+        allowed = allowed_keys(xp, q.shape[-2], keys, causal, attn_mask)
         out, probs, dropped = pick(reference.attention_forward, q)(q, k, v, allowed, dropout_p, ctx.scale)
         ctx.save_for_backward(q, k, v, probs, dropped)
         return out
@@ -95,4 +105,5 @@ class ScaledDotProductAttention(Function):
         """dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k; dk = scale dS^T q.
         docs/derivations/attention.md"""
         q, k, v, probs, dropped = ctx.saved_tensors
-        return pick(reference.attention_backward, q)(q, k, v, probs, dropped, grad, ctx.scale)
+        backward = reference.attention_backward if probs.size == 0 else pick(reference.attention_backward, q)
+        return backward(q, k, v, probs, dropped, grad, ctx.scale)

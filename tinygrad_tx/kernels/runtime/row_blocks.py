@@ -87,6 +87,16 @@ def _start_helpers() -> queue.SimpleQueue:
     return _helpers
 
 
+def _after_fork() -> None:
+    """In a forked child the helper threads are gone (and a lock may be held): start over on first use."""
+    global _helpers, _helpers_lock
+    _helpers, _helpers_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
 def in_row_blocks(function: Callable[..., Any], *arrays: Any, min_elements: int | None = None) -> list[Any]:
     """``[function(*blocks) for each block]``, blocks cut from the leading axis of every array, on every core.
 

@@ -20,12 +20,19 @@ The team runs only after ``tune_for_training()`` switched it on (``start``), whi
 OpenBLAS to one thread: the team splits GEMMs itself, and two sets of spinning threads would fight
 over the cores. One job runs at a time; a caller that finds the team busy (a second Python thread)
 runs its blocks alone.
+
+After ``os.fork()`` the child has none of the parent's threads but a copy of their state (a started
+team whose helpers do not exist, the job lock held if the fork came mid-job). ``_after_fork`` resets
+every team in the child (os.register_at_fork), so the child's first multi-block job starts helpers
+of its own.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 
 import numba
 import numpy as np
@@ -101,9 +108,18 @@ class Team:
     """The caller and ``helpers`` spinning threads; see the module docstring."""
 
     def __init__(self, helpers: int) -> None:
-        self.state = np.zeros(_SLEEPING + 8 * max(helpers, 1), np.int64)
         self.helpers = helpers
-        self._wake = [threading.Semaphore(0) for _ in range(helpers)]
+        self.state = np.zeros(_SLEEPING + 8 * max(helpers, 1), np.int64)
+        self._reset()
+        _teams.add(self)
+
+    def _reset(self) -> None:
+        """A team with no helper threads yet, no job and a free lock (a new team; a forked child's copy).
+        Whether it is paused carries over."""
+        paused = int(self.state[_PAUSED])
+        self.state = np.zeros(_SLEEPING + 8 * max(self.helpers, 1), np.int64)
+        self.state[_PAUSED] = paused
+        self._wake = [threading.Semaphore(0) for _ in range(self.helpers)]
         self._busy = threading.Lock()
         self._started = False
         self._start_lock = threading.Lock()
@@ -136,6 +152,8 @@ class Team:
             if self._started:
                 return
             _spin(1)  # compiled (or loaded) before it is timed
+            _serve(self.state, self.state[_SEQUENCE], 0)  # compiled here, not in a helper thread (holding
+            # numba's compiler lock there, a fork() would leave the child's lock held forever)
             start = time.perf_counter()
             _spin(20000)
             self._spin_limit = max(1, int(20000 / max(time.perf_counter() - start, 1e-6) * SPIN_SECONDS))
@@ -155,6 +173,19 @@ class Team:
                 continue
             self._wake[index].acquire()
             self.state[sleeping] = 0
+
+
+_teams: weakref.WeakSet[Team] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked child: the parent's helper threads are gone; start over (helpers on first use)."""
+    for live in list(_teams):
+        live._reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def start(workers: int) -> Team | None:
