@@ -182,3 +182,33 @@ def test_attention_on_aliased_inputs_matches_pytorch(name):
     out.backward(torch.from_numpy(upstream))
     for impl in ("fast", "reference"):
         np.testing.assert_allclose(_attention_gradient(x, upstream, cut, impl), theirs.grad.numpy(), atol=2e-5)
+
+
+# ------------------------------------------------------------------ found by the widened fuzzer
+def test_maximum_with_nan_gives_both_inputs_the_gradient():
+    """PyTorch: where(a == b, g/2, g) masked where a < b (or a > b): a NaN compares false, so both get g."""
+    a_np = np.array([np.nan, 1.0, 2.0, 3.0], np.float32)
+    b_np = np.array([1.0, np.nan, 2.0, 0.0], np.float32)
+    a, b = Tensor(a_np, requires_grad=True), Tensor(b_np, requires_grad=True)
+    ta, tb = torch.tensor(a_np, requires_grad=True), torch.tensor(b_np, requires_grad=True)
+    a.maximum(b).sum().backward()
+    torch.maximum(ta, tb).sum().backward()
+    same(a.grad, ta.grad)
+    same(b.grad, tb.grad)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [lambda t: True - t, lambda t: t - False],
+    ids=["True - float", "float - False"],
+)
+def test_subtracting_a_python_bool_is_refused_as_in_pytorch(expression):
+    with pytest.raises(RuntimeError):
+        expression(torch.ones(2))
+    with pytest.raises(DTypeError, match="^sub: "):
+        expression(Tensor(np.ones(2, np.float32)))
+
+
+def test_argmax_of_bool_is_refused_as_in_pytorch():
+    with pytest.raises(DTypeError, match="^argmax: "):
+        Tensor(BOOL).argmax()

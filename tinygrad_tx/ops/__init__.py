@@ -143,6 +143,8 @@ def _invert(self):
 
 def _argmax(self, axis=None, keepdims=False):
     """Index of the largest value (the first one on ties) along ``axis``, as an int64 tensor; no gradient."""
+    if self.dtype.kind == "b":
+        raise DTypeError("argmax: a boolean tensor has no argmax (as in PyTorch; convert with .astype('int64'))")
     axis = None if axis is None else normalize_axes("argmax", axis, self.ndim)[0]
     if (self.shape[axis] if axis is not None else self.size) == 0:
         raise ShapeError(f"argmax: an empty axis has no largest value (shape {self.shape}, axis {axis})")

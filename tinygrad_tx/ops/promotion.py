@@ -37,6 +37,10 @@ def _scalar_category(value):
     return 3 if isinstance(value, complex) else 2
 
 
+def _is_bool(operand):
+    return operand.dtype.kind == "b" if isinstance(operand, Tensor) else isinstance(operand, (bool, np.bool_))
+
+
 def result_dtype(op, *operands):
     """The dtype PyTorch gives ``op`` (a name: "add", "div", ...) on these tensors and Python numbers."""
     dtypes = [o.dtype for o in operands if isinstance(o, Tensor)]
@@ -47,7 +51,7 @@ def result_dtype(op, *operands):
         dtype = _DEFAULT[max(scalars)]
     if op == "div" and dtype.kind in "biu":
         dtype = _DEFAULT[2]
-    if op in ("sub", "neg") and dtype.kind == "b":
+    if op in ("sub", "neg") and (dtype.kind == "b" or any(_is_bool(o) for o in operands)):
         raise DTypeError(
             f"{op}: '-' is not defined on boolean tensors (use ~ for logical not, ^ for exclusive or, "
             "or convert with .astype('int64'))"
