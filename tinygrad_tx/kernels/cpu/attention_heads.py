@@ -188,14 +188,17 @@ def _like(array: Array) -> Array:
     return out if sgemm_for_heads(None, out) is not None else np.empty(array.shape, array.dtype)
 
 
+_TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.TooHardError before NumPy 1.25
+
+
 def _overlap(arrays: tuple[Array, ...]) -> bool:
     """Whether any two of ``arrays`` share an element (or the check would cost too much to tell)."""
     for i, a in enumerate(arrays):
         for b in arrays[i + 1 :]:
             try:
-                if np.shares_memory(a, b, max_work=10_000):
+                if np.shares_memory(a, b, max_work=10_000):  # type: ignore[arg-type]  # exact, bounded
                     return True
-            except np.exceptions.TooHardError:
+            except _TOO_HARD:
                 return True
     return False
 
