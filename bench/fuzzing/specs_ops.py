@@ -77,10 +77,18 @@ def binary(draw, domain_b="real", scalar_other=True, raw_other=False):
 
 
 def _promoted(function, a, b):
-    """NumPy's promotion, which we keep: a 0-d float64 tensor with a float32 one computes in float64
-    (PyTorch: float32, as 0-d tensors do not promote); both sides are cast up first (docs/errors.md)."""
-    if isinstance(b, torch.Tensor) and a.dtype != b.dtype and a.dtype.is_floating_point and b.dtype.is_floating_point:
-        return function(a.to(torch.float64), b.to(torch.float64))
+    """NumPy's promotion, which we keep: a 0-d float64 tensor with a float32 one computes in float64,
+    a 0-d int32 one with int8 in int32 (PyTorch: float32, int8, as 0-d tensors do not promote within a
+    category); both sides are cast up first (docs/errors.md)."""
+    floats = a.dtype.is_floating_point
+    if (
+        isinstance(b, torch.Tensor)
+        and a.dtype != b.dtype
+        and floats == b.dtype.is_floating_point
+        and (floats or (a.ndim == 0) != (b.ndim == 0))
+    ):
+        common = torch.promote_types(a.dtype, b.dtype)  # also int8 with a 0-d int32 tensor: int32, as NumPy
+        return function(a.to(common), b.to(common))
     return function(a, b)
 
 
@@ -249,7 +257,7 @@ def argmax_case(draw):
 
 
 def _torch_maximum(a, b):
-    return _promoted(torch.maximum, a, b if isinstance(b, torch.Tensor) else torch.as_tensor(b))
+    return _promoted(torch.maximum, a, b if isinstance(b, torch.Tensor) else torch.as_tensor(_torch_operand(b, a)))
 
 
 def _tensor_exponent(args, kwargs):

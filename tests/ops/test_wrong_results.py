@@ -212,3 +212,11 @@ def test_subtracting_a_python_bool_is_refused_as_in_pytorch(expression):
 def test_argmax_of_bool_is_refused_as_in_pytorch():
     with pytest.raises(DTypeError, match="^argmax: "):
         Tensor(BOOL).argmax()
+
+
+def test_relu_passes_the_gradient_through_nan():
+    x = np.array([np.nan, -1.0, 0.0, 2.0], np.float32)
+    ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours.relu().sum().backward()
+    torch.relu(theirs).sum().backward()
+    same(ours.grad, theirs.grad)

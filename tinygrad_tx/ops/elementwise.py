@@ -256,7 +256,7 @@ class Tanh(Function):
 
 
 class Relu(Function):
-    """d(max(x, 0))/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
+    """d(max(x, 0))/dx = 0 where x <= 0, else 1 (0 at x = 0; 1 at NaN, as PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -268,7 +268,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad * (out > 0)
+        return grad * ~(out <= 0)  # not out > 0: a NaN passes its gradient through, as in PyTorch
 
 
 class Maximum(Function):
