@@ -85,7 +85,7 @@ def _promoted(function, a, b):
         isinstance(b, torch.Tensor)
         and a.dtype != b.dtype
         and floats == b.dtype.is_floating_point
-        and (floats or (a.ndim == 0) != (b.ndim == 0))
+        and (floats or (a.ndim == 0) != (b.ndim == 0) and torch.bool not in (a.dtype, b.dtype))
     ):
         common = torch.promote_types(a.dtype, b.dtype)  # also int8 with a 0-d int32 tensor: int32, as NumPy
         return function(a.to(common), b.to(common))
@@ -257,7 +257,10 @@ def argmax_case(draw):
 
 
 def _torch_maximum(a, b):
-    return _promoted(torch.maximum, a, b if isinstance(b, torch.Tensor) else torch.as_tensor(_torch_operand(b, a)))
+    if not isinstance(b, torch.Tensor):  # a Python number, as PyTorch's scalar promotion types (and wraps) it
+        b = _torch_operand(b, a)
+        b = torch.full((), b).to(torch.result_type(a, b))
+    return _promoted(torch.maximum, a, b)
 
 
 def _tensor_exponent(args, kwargs):

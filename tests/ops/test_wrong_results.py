@@ -220,3 +220,20 @@ def test_relu_passes_the_gradient_through_nan():
     ours.relu().sum().backward()
     torch.relu(theirs).sum().backward()
     same(ours.grad, theirs.grad)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [lambda x: x**2, lambda x: x**3, lambda x: 1.0 / x],
+    ids=["x ** 2", "x ** 3", "1 / x"],
+)
+def test_gradients_overflow_where_pytorch_s_do(expression):
+    """The backward multiplies in PyTorch's order: grad * (2 * x) overflows at the largest float, as there."""
+    x = np.array([np.finfo(np.float32).max, 1e-30, -2.0], np.float32)
+    ours, theirs = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    upstream = np.array([0.25, 1e-30, 0.5], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expression(ours).backward(upstream)
+    expression(theirs).backward(torch.from_numpy(upstream))
+    same(ours.grad, theirs.grad)

@@ -115,7 +115,7 @@ class Div(Function):
         grad_a = grad / b
         return (
             unbroadcast(grad_a, _shape(a)) if need[0] else None,
-            unbroadcast(-grad_a * a / b, _shape(b)) if need[1] else None,
+            unbroadcast(-grad * (a / b / b), _shape(b)) if need[1] else None,  # PyTorch's order: same infs
         )
 
 
@@ -147,10 +147,10 @@ class Pow(Function):
     def backward(ctx, grad):
         (x,), p = ctx.saved_tensors, ctx.exponent
         if p == 2:
-            return grad * 2 * x, None
+            return grad * (2 * x), None
         if p == 0:  # x^0 = 1 everywhere: zero, not 0 * x^-1 (NaN at x = 0), as PyTorch
             return grad * 0, None
-        return grad * p * _power(x, p - 1), None
+        return grad * (p * _power(x, p - 1)), None  # PyTorch's order: the same overflows
 
 
 def _power(x, p):
