@@ -259,7 +259,8 @@ def argmax_case(draw):
 def _torch_maximum(a, b):
     if not isinstance(b, torch.Tensor):  # a Python number, as PyTorch's scalar promotion types (and wraps) it
         b = _torch_operand(b, a)
-        b = torch.full((), b).to(torch.result_type(a, b))
+        exact = {bool: torch.bool, int: torch.int64}.get(type(b), torch.float64)  # then cast (wrapping) as PyTorch
+        b = torch.tensor(b, dtype=exact).to(torch.result_type(a, b))
     return _promoted(torch.maximum, a, b)
 
 
