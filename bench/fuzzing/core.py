@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from tinygrad_tx import Tensor, TinygradTxError
 
 FLOATS = (np.float32, np.float64)
+INTEGERS = (np.int8, np.int32, np.int64, np.uint8, np.bool_)
 RTOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
 
 
@@ -37,6 +38,18 @@ class Leaf:
 
 
 @dataclasses.dataclass
+class Alias:
+    """Another view of a Leaf of the same case: the op gets two arrays sharing memory (the same tensor
+    twice with view ("id",), or overlapping views), and that one leaf's gradient is compared."""
+
+    leaf: Leaf
+    view: tuple = ("id",)
+
+    def __repr__(self):
+        return f"Alias(of {self.leaf!r}, view={self.view})"
+
+
+@dataclasses.dataclass
 class Raw:
     """A plain array passed as it is: a NumPy array to tinygrad_tx, a tensor to PyTorch."""
 
@@ -48,8 +61,14 @@ class Raw:
 
 # ---------------------------------------------------------------- drawing inputs
 def values(seed, shape, dtype, domain="real"):
-    """Random values of ``shape``: real (normal), positive, nonzero (|x| >= 0.5) or distinct (no ties)."""
+    """Random values of ``shape``: real (normal), positive, nonzero (|x| >= 0.5), distinct (no ties),
+    kinks (normal with zeros of both signs and ties) or extreme (kinks plus subnormals, the largest
+    finite values, +-inf and NaN). Integer and boolean dtypes draw small values, and for "extreme"
+    also their minimum and maximum (the wraparound cases)."""
     rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biu":
+        return _integer_values(rng, shape, dtype, domain)
     if domain == "positive":
         out = rng.uniform(0.5, 2.0, shape)
     elif domain == "nonzero":
@@ -60,7 +79,30 @@ def values(seed, shape, dtype, domain="real"):
         out = rng.integers(-3, 4, shape)
     else:
         out = rng.standard_normal(shape)
-    return np.asarray(out, dtype=dtype)
+    out = np.asarray(out, dtype=dtype)
+    if domain in ("kinks", "extreme") and out.size:
+        info = np.finfo(dtype)
+        special = [0.0, -0.0, 1.0, -1.0, 0.5]
+        if domain == "extreme":
+            special += [info.smallest_subnormal, -info.smallest_subnormal, info.max, -info.max, np.inf, -np.inf, np.nan]
+        picked = np.asarray(rng.random(shape) < 0.4)
+        out[picked] = rng.choice(np.asarray(special, dtype), int(picked.sum()))
+    return out
+
+
+def _integer_values(rng, shape, dtype, domain):
+    if dtype.kind == "b":
+        return np.asarray(rng.random(shape) < 0.5)
+    info = np.iinfo(dtype)
+    low = max(info.min, -3 if domain not in ("positive", "nonzero") else 1)
+    out = rng.integers(low, 4, shape, dtype=np.int64)
+    if domain == "nonzero":
+        out = out * rng.choice([-1, 1] if info.min < 0 else [1], shape)
+    out = np.asarray(out.astype(dtype))
+    if domain == "extreme" and out.size:
+        picked = np.asarray(rng.random(shape) < 0.4)
+        out[picked] = rng.choice(np.asarray([info.min, info.max, 0, info.max // 2], dtype), int(picked.sum()))
+    return out
 
 
 @st.composite
@@ -96,6 +138,34 @@ def float_dtypes():
     return st.sampled_from(FLOATS)
 
 
+def any_dtypes(floats=3):
+    """A float dtype ``floats`` times in (floats + 1), else an integer or boolean one."""
+    return st.one_of(*([st.sampled_from(FLOATS)] * floats), st.sampled_from(INTEGERS))
+
+
+def domains(base="real"):
+    """``base`` mostly; sometimes the kinks (0, -0, ties) or the extremes (inf, NaN, subnormals, int min/max)."""
+    return st.sampled_from([base] * 4 + ["kinks", "extreme"]) if base in ("real", "kinks") else st.just(base)
+
+
+@st.composite
+def aliased_pair(draw, shape, dtype, domain="real"):
+    """Two arguments of ``shape`` sharing one leaf's memory: the same tensor twice, a tensor and its
+    flip, or two overlapping slices (x[:n] and x[1:n + 1] along one axis)."""
+    shape, seed = tuple(shape), draw(st.integers(0, 2**32 - 1))
+    kind = draw(st.sampled_from(["same", "flip", "overlap"] if shape else ["same"]))
+    if kind == "overlap":
+        axis = draw(st.integers(0, len(shape) - 1))
+        n = shape[axis]
+        base = values(seed, shape[:axis] + (n + 1,) + shape[axis + 1 :], dtype, domain)
+        a = Leaf(base, ("slice", axis, 0, n))
+        return a, Alias(a, ("slice", axis, 1, n + 1))
+    a = Leaf(values(seed, shape, dtype, domain))
+    if kind == "flip":
+        return a, Alias(a, ("flip", draw(st.integers(0, len(shape) - 1))))
+    return a, Alias(a)
+
+
 def shapes(min_dims=0, max_dims=4, min_side=0, max_side=4):
     return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
 
@@ -114,7 +184,15 @@ def view_ours(tensor, view):
         return tensor[_view_index(tensor.ndim, view[1], 2 if kind == "step" else -1)]
     if kind == "expand":
         return tensor.expand(view[1])
+    if kind == "slice":
+        return tensor[_slice_index(tensor.ndim, *view[1:])]
     return tensor
+
+
+def _slice_index(ndim, axis, start, stop):
+    index = [slice(None)] * ndim
+    index[axis] = slice(start, stop)
+    return tuple(index)
 
 
 def view_torch(tensor, view):
@@ -127,27 +205,37 @@ def view_torch(tensor, view):
         return tensor.flip(view[1])
     if kind == "expand":
         return tensor.expand(view[1])
+    if kind == "slice":
+        return tensor[_slice_index(tensor.ndim, *view[1:])]
     return tensor
 
 
 # ---------------------------------------------------------------- running one case
-def _convert(value, side, leaves):
-    """A drawn argument as the ``side`` engine takes it ("ours" | "torch"); leaves collected in order."""
-    if isinstance(value, Leaf):
+def _leaf_tensor(value, side, leaves, made):
+    """The one tensor of Leaf ``value`` on ``side`` (made once per case: an Alias reuses it)."""
+    if id(value) not in made:
         grad = value.grad and value.base.dtype.kind == "f"
         if side == "ours":
             tensor = Tensor(value.base, requires_grad=grad, dtype=value.base.dtype)
-            leaves.append(tensor)
-            return view_ours(tensor, value.view)
-        tensor = torch.from_numpy(value.base.copy()).requires_grad_(grad)
+        else:
+            tensor = torch.from_numpy(value.base.copy()).requires_grad_(grad)
         leaves.append(tensor)
-        return view_torch(tensor, value.view)
+        made[id(value)] = tensor
+    return made[id(value)]
+
+
+def _convert(value, side, leaves, made=None):
+    """A drawn argument as the ``side`` engine takes it ("ours" | "torch"); leaves collected in order."""
+    made = {} if made is None else made
+    if isinstance(value, (Leaf, Alias)):
+        tensor = _leaf_tensor(value if isinstance(value, Leaf) else value.leaf, side, leaves, made)
+        return (view_ours if side == "ours" else view_torch)(tensor, value.view)
     if isinstance(value, Raw):
         return value.array.copy() if side == "ours" else torch.from_numpy(value.array.copy())
     if isinstance(value, np.ndarray):
         return Tensor(value, dtype=value.dtype) if side == "ours" else torch.from_numpy(value.copy())
     if isinstance(value, (list, tuple)):
-        return type(value)(_convert(v, side, leaves) for v in value)
+        return type(value)(_convert(v, side, leaves, made) for v in value)
     return value
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import tinygrad_tx.nn.functional as F
 from tinygrad_tx import backend
 
-from .core import Raw, Spec, float_dtypes, leaf, shapes, values
+from .core import Alias, Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
 
 IMPLS = st.sampled_from(["fused", "composed"])
 ZERO_D = "a 0-d tensor has no axis 0 or -1 (NumPy's rule; PyTorch wraps them; docs/errors.md)"
@@ -175,6 +175,11 @@ def attention_case(draw):
         leaf(lead + (tk, d if draw(st.integers(0, 14)) else d + 1), dtype, layouts=("id", "transpose", "step", "flip"))
     )
     v = draw(leaf(lead + (tk, dv), dtype, layouts=("id", "step", "flip")))
+    if draw(st.integers(0, 3)) == 0:  # q, k, v cut from one array: the same, overlapping, or disjoint (split qkv)
+        shift, tk, dv = draw(st.sampled_from([0, 1, d])), tq, d
+        base = values(draw(st.integers(0, 2**32 - 1)), lead + (tq, d + 2 * shift), dtype)
+        q = Leaf(base, ("slice", len(lead) + 1, 0, d))
+        k, v = (Alias(q, ("slice", len(lead) + 1, i * shift, i * shift + d)) for i in (1, 2))
     mask = None
     if draw(st.booleans()):
         mask_shape = draw(st.sampled_from([(tq, tk), (1, tk), (tq, 1), lead + (tq, tk), (tk + 1,)]))

@@ -2,7 +2,11 @@
 
 Each entry of ``SPECS`` is one public name; bench/fuzzing/specs.py joins this table with the
 functional one. Argument strategies draw float32/float64 data in every layout core.leaf
-knows, broadcasting on either side, negative/tuple/out-of-range axes, keepdims, and empty dims.
+knows, broadcasting on either side, negative/tuple/out-of-range axes, keepdims, and empty dims; and
+int8/int32/int64/uint8/bool tensors (values and dtypes compared: PyTorch's type promotion), Python
+scalars on either side of every operator (zero, -0.0, negative, huge, inf, NaN, bools), values on
+the kinks (0, -0, ties) and extremes (int min/max, subnormals, +-inf, NaN), and aliased operands
+(the same tensor twice, a tensor and its flip, overlapping slices: core.aliased_pair).
 """
 
 import numpy as np
@@ -11,23 +15,23 @@ from hypothesis import strategies as st
 
 import tinygrad_tx as tx
 
-from .core import FLOATS, Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
+from .core import FLOATS, Leaf, Raw, Spec, aliased_pair, any_dtypes, domains, float_dtypes, leaf, shapes, values
 
 INT_TENSOR_REFUSED = "float ops refuse integer tensors (docs/errors.md: integer inputs)"
 
 
 def _integer_input(args, kwargs):
-    return INT_TENSOR_REFUSED if isinstance(args[0], np.ndarray) else None
+    x = args[0]
+    array = x.base if isinstance(x, Leaf) else x
+    return INT_TENSOR_REFUSED if isinstance(array, np.ndarray) and array.dtype.kind in "biu" else None
 
 
 # ---------------------------------------------------------------- strategies
 @st.composite
 def unary(draw, domain="real", ints=True):
-    """One float leaf in any layout (or, sometimes, an integer array: refused by float-only ops)."""
-    shape = draw(shapes())
-    if ints and draw(st.integers(0, 9)) == 0:
-        return (values(draw(st.integers(0, 99)), shape, np.int64, "integer"),), {}
-    return (draw(leaf(shape, draw(float_dtypes()), domain)),), {}
+    """One leaf in any layout: float, or with ``ints`` sometimes integer or boolean (refused by float-only ops)."""
+    dtype = draw(any_dtypes() if ints else float_dtypes())
+    return (draw(leaf(draw(shapes()), dtype, draw(domains(domain)))),), {}
 
 
 @st.composite
@@ -41,9 +45,13 @@ def two_shapes(draw, max_dims=4):
     return drawn.input_shapes
 
 
+SCALARS = [0.5, 2.0, -1.5, 3, -2, 1e-3, np.float64(0.25), np.float32(1.5), np.int64(2)]
+EXTREME_SCALARS = [0, 0.0, -0.0, 1, -1, True, False, 300, -129, 2**31, 2**40, 1e30, float("inf"), float("nan")]
+
+
 @st.composite
 def scalar(draw, domain="real"):
-    value = draw(st.sampled_from([0.5, 2.0, -1.5, 3, -2, 1e-3, np.float64(0.25), np.float32(1.5)]))
+    value = draw(st.sampled_from(SCALARS + (EXTREME_SCALARS if domain == "real" else [])))
     if domain == "nonzero" or domain == "positive":
         value = abs(value) if domain == "positive" else value
     return value
@@ -51,25 +59,36 @@ def scalar(draw, domain="real"):
 
 @st.composite
 def binary(draw, domain_b="real", scalar_other=True, raw_other=False):
-    """(self leaf, other): other a leaf broadcasting on either side, a Python/NumPy scalar, or a raw array."""
-    dtype = draw(float_dtypes())
+    """(self leaf, other): other a leaf broadcasting on either side, a Python/NumPy scalar, a raw array,
+    or the same memory as self (aliased); either may be integer or boolean."""
+    dtype, domain = draw(any_dtypes()), draw(domains())
     shape_a, shape_b = draw(two_shapes())
-    a = draw(leaf(shape_a, dtype))
-    choice = draw(st.integers(0, 3))
+    choice = draw(st.integers(0, 4))
+    if choice == 4:
+        return draw(aliased_pair(shape_a, dtype, domain)), {}
+    a = draw(leaf(shape_a, dtype, domain))
     if scalar_other and choice == 0:
         return (a, draw(scalar(domain_b))), {}
     if raw_other and choice == 1:
         return (a, Raw(values(draw(st.integers(0, 99)), shape_b, dtype, domain_b))), {}
-    if draw(st.integers(0, 4)) == 0:  # mixed precision: the other float dtype
-        dtype = FLOATS[1 - FLOATS.index(dtype)]
-    return (a, draw(leaf(shape_b, dtype, domain_b))), {}
+    if draw(st.integers(0, 2)) == 0:  # mixed dtypes: promotion
+        dtype = draw(any_dtypes(floats=1))
+    return (a, draw(leaf(shape_b, dtype, domain_b if domain_b != "real" else domain))), {}
 
 
 def _promoted(function, a, b):
-    """NumPy's promotion, which we keep: a 0-d float64 tensor with a float32 one computes in float64
-    (PyTorch: float32, as 0-d tensors do not promote); both sides are cast up first (docs/errors.md)."""
-    if isinstance(b, torch.Tensor) and a.dtype != b.dtype and a.dtype.is_floating_point and b.dtype.is_floating_point:
-        return function(a.to(torch.float64), b.to(torch.float64))
+    """NumPy's promotion, which we keep: a 0-d float64 tensor with a float32 one computes in float64,
+    a 0-d int32 one with int8 in int32 (PyTorch: float32, int8, as 0-d tensors do not promote within a
+    category); both sides are cast up first (docs/errors.md)."""
+    floats = a.dtype.is_floating_point
+    if (
+        isinstance(b, torch.Tensor)
+        and a.dtype != b.dtype
+        and floats == b.dtype.is_floating_point
+        and (floats or (a.ndim == 0) != (b.ndim == 0) and torch.bool not in (a.dtype, b.dtype))
+    ):
+        common = torch.promote_types(a.dtype, b.dtype)  # also int8 with a 0-d int32 tensor: int32, as NumPy
+        return function(a.to(common), b.to(common))
     return function(a, b)
 
 
@@ -87,7 +106,7 @@ def axes(ndim):
 @st.composite
 def reduction(draw, domain="real", min_side=0):
     shape = draw(shapes(min_side=min_side))
-    x = draw(leaf(shape, draw(float_dtypes()), domain))
+    x = draw(leaf(shape, draw(any_dtypes()), draw(domains(domain))))
     return (x,), {"axis": draw(axes(len(shape))), "keepdims": draw(st.booleans())}
 
 
@@ -108,7 +127,11 @@ def _reduce_twin(method):
         if axis == (0, 0):
             raise ValueError("repeated axis")
         if axis == ():  # NumPy: no axis reduced; PyTorch's dim=() reduces every axis (docs/errors.md)
-            return x * 1
+            if x.dtype.is_floating_point:
+                return x * 1
+            if method == "mean":
+                return x.mean()  # PyTorch refuses integers whatever the axes
+            return x.to(torch.int64) if method == "sum" else x.clone()
         return getattr(x, method)(dim=_torch_axis(axis, x.ndim), keepdim=keepdims)
 
     return twin
@@ -116,14 +139,15 @@ def _reduce_twin(method):
 
 # ---------------------------------------------------------------- elementwise operators
 def _torch_operand(value, like):
-    return torch.as_tensor(value, dtype=like.dtype) if isinstance(value, (np.floating, np.integer)) else value
+    """NumPy scalars are Python numbers to us (ops._operand), so to the twin too."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 BINARY = {  # name: (our call, PyTorch's, divisor domain, error word)
     "__add__": (lambda a, b: a + b, lambda a, b: a + b, "real", "add"),
     "__sub__": (lambda a, b: a - b, lambda a, b: a - b, "real", "sub"),
     "__mul__": (lambda a, b: a * b, lambda a, b: a * b, "real", "mul"),
-    "__truediv__": (lambda a, b: a / b, lambda a, b: a / b, "nonzero", "div"),
+    "__truediv__": (lambda a, b: a / b, lambda a, b: a / b, "real", "div"),
 }
 REFLECTED = {  # other (a scalar or raw array) on the left: other OP self
     "__radd__": (lambda a, b: a.__radd__(b), lambda a, b: b + a, "add"),
@@ -135,9 +159,9 @@ REFLECTED = {  # other (a scalar or raw array) on the left: other OP self
 
 @st.composite
 def reflected(draw, domain_self="real"):
-    dtype = draw(float_dtypes())
+    dtype = draw(any_dtypes())
     shape_a, shape_b = draw(two_shapes())
-    a = draw(leaf(shape_a, dtype, domain_self))
+    a = draw(leaf(shape_a, dtype, draw(domains(domain_self))))
     other = draw(scalar()) if draw(st.booleans()) else Raw(values(draw(st.integers(0, 99)), shape_b, dtype))
     return (a, other), {}
 
@@ -155,7 +179,7 @@ def _specs_elementwise():
             )
         )
     for name, (ours, theirs, word) in REFLECTED.items():
-        domain = "nonzero" if name == "__rtruediv__" else "real"
+        domain = "real"
         specs.append(
             Spec(
                 f"Tensor.{name}",
@@ -165,7 +189,7 @@ def _specs_elementwise():
                 (word,),
             )
         )
-    specs.append(Spec("Tensor.__neg__", unary(ints=False), lambda a: -a, lambda a: -a, ("neg",)))
+    specs.append(Spec("Tensor.__neg__", unary(), lambda a: -a, lambda a: -a, ("neg",)))
     for name, word in [("exp", "exp"), ("log", "log"), ("sqrt", "sqrt"), ("tanh", "tanh"), ("relu", "relu")]:
         domain = "positive" if name in ("log", "sqrt") else "real"
         specs.append(
@@ -227,13 +251,17 @@ def logical(draw):
 @st.composite
 def argmax_case(draw):
     shape = draw(shapes())
-    x = draw(leaf(shape, draw(float_dtypes()), "distinct"))
+    x = draw(leaf(shape, draw(any_dtypes()), draw(st.sampled_from(["distinct", "kinks", "extreme"]))))
     axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1))) if shape else None
     return (x,), {"axis": axis, "keepdims": draw(st.booleans()) if axis is not None else False}
 
 
 def _torch_maximum(a, b):
-    return _promoted(torch.maximum, a, b if isinstance(b, torch.Tensor) else torch.as_tensor(b, dtype=a.dtype))
+    if not isinstance(b, torch.Tensor):  # a Python number, as PyTorch's scalar promotion types (and wraps) it
+        b = _torch_operand(b, a)
+        exact = {bool: torch.bool, int: torch.int64}.get(type(b), torch.float64)  # then cast (wrapping) as PyTorch
+        b = torch.tensor(b, dtype=exact).to(torch.result_type(a, b))
+    return _promoted(torch.maximum, a, b)
 
 
 def _tensor_exponent(args, kwargs):
@@ -245,9 +273,9 @@ def _tensor_exponent(args, kwargs):
 @st.composite
 def power(draw):
     """x ** p: integer exponents (Python or NumPy int64) on any base, fractional ones on positive bases."""
-    exponent = draw(st.sampled_from([2, 3, 0, 1, -1, -2, np.int64(2), np.int64(3), 0.5, 1.5, -0.5, 2.0]))
+    exponent = draw(st.sampled_from([2, 3, 0, 1, -1, -2, np.int64(2), np.int64(3), 0.5, 1.5, -0.5, 2.0, 0.0, -0.0]))
     fractional = isinstance(exponent, float) and not float(exponent).is_integer()
-    domain = "positive" if fractional else ("nonzero" if exponent < 0 else "real")
+    domain = draw(st.sampled_from(["positive" if fractional else ("nonzero" if exponent < 0 else "real"), "kinks"]))
     (x,), _ = draw(unary(domain))
     if draw(st.integers(0, 9)) == 0:
         exponent = draw(leaf(draw(shapes(max_dims=2)), draw(float_dtypes())))
@@ -260,8 +288,13 @@ def _torch_exponent(p):
 
 @st.composite
 def rpower(draw):
-    base = draw(st.sampled_from([2, 2.0, 0.5, np.e, 10.0, np.float64(3.0)]))
-    return (draw(leaf(draw(shapes()), draw(float_dtypes()))), base), {}
+    """base ** t: negative and zero bases too, on integer-valued exponents (finite there) and on any."""
+    base = draw(st.sampled_from([2, 2.0, 0.5, np.e, 10.0, np.float64(3.0), -2.0, 0.0, -0.5, 0, 1, -1, -2]))
+    dtype = draw(any_dtypes())
+    domain = draw(st.sampled_from(["integer", "integer", "real", "kinks", "extreme"]))
+    if np.dtype(dtype).kind in "iu" and isinstance(base, int):
+        domain = "positive"  # PyTorch refuses integers to negative integer powers
+    return (draw(leaf(draw(shapes()), dtype, domain)), base), {}
 
 
 # ---------------------------------------------------------------- matmul
@@ -285,7 +318,10 @@ def matmul_shapes(draw):
 
 @st.composite
 def matmul_case(draw, raw_left=False):
-    dtype = draw(float_dtypes())
+    dtype = draw(st.sampled_from(FLOATS * 3 + (np.int32, np.int64)))
+    if not raw_left and draw(st.integers(0, 5)) == 0:  # a @ a, a @ flip(a), overlapping slices: one memory
+        k = draw(st.integers(0, 4))
+        return draw(aliased_pair((k, k), dtype)), {}
     shape_a, shape_b = draw(matmul_shapes())
     b = draw(leaf(shape_b, dtype))
     if raw_left:
@@ -311,17 +347,17 @@ def _specs_reduce():
     return [
         Spec("Tensor.sum", reduction(), lambda x, **kw: x.sum(**kw), _reduce_twin("sum"), stricter=_zero_d_axis),
         Spec("Tensor.mean", reduction(), lambda x, **kw: x.mean(**kw), _reduce_twin("mean"), stricter=_zero_d_axis),
-        # distinct values: PyTorch's amax splits ties evenly, we give the first (documented in Max)
+        # kinks: ties, where amax splits the gradient evenly (so does Max)
         Spec(
             "Tensor.max",
-            reduction("distinct"),
+            reduction("kinks"),
             lambda x, **kw: x.max(**kw),
             _reduce_twin("amax"),
             stricter=_zero_d_axis,
         ),
         Spec(
             "Tensor.min",
-            reduction("distinct"),
+            reduction("kinks"),
             lambda x, **kw: x.min(**kw),
             _reduce_twin("amin"),
             ("max", "min"),

@@ -173,13 +173,17 @@ def test_against_torch_reduce(device, name, case, keepdims, seed):
     against_torch(lambda x: ours(x, axis, keepdims), lambda x: theirs(x, axis, keepdims), [data(shape, seed)], device)
 
 
-def test_max_ties_go_to_first_element():
-    x = Tensor([[3.0, 1.0, 3.0], [2.0, 2.0, 0.0]], requires_grad=True)
-    x.max(axis=1).sum().backward()
-    assert x.grad.numpy().tolist() == [[1, 0, 0], [1, 0, 0]]
+def test_max_and_min_ties_split_the_gradient_evenly():
+    """As PyTorch's amax/amin and full max()/min(): each of the m tied elements gets 1/m."""
+    data = [[3.0, 1.0, 3.0], [2.0, 2.0, 2.0]]
+    against_torch(lambda t: t.max(axis=1), lambda t: t.amax(dim=1), [np.array(data, np.float32)])
+    against_torch(lambda t: t.min(axis=1), lambda t: t.amin(dim=1), [-np.array(data, np.float32)])
+    x = Tensor(data, requires_grad=True)
+    x.max().backward()
+    assert x.grad.numpy().tolist() == [[0.5, 0, 0.5], [0, 0, 0]]
 
 
-def test_min_is_negated_max_of_negation():
+def test_min_against_torch():
     x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     against_torch(lambda t: t.min(axis=1), lambda t: t.amin(dim=1), [x])
 

@@ -22,17 +22,20 @@ from .elementwise import (
     Neg,
     Pow,
     Relu,
+    RPow,
     Sqrt,
     Sub,
     Tanh,
     Where,
+    integer_power,
     require_float,
     unbroadcast,
 )
 from .extra import attach_methods
 from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
-from .reduce import Max, Mean, Sum, normalize_axes
+from .promotion import promote
+from .reduce import Max, Mean, Min, Sum, normalize_axes
 from .unary import Minimum, isfinite, isinf, isnan
 
 __all__ = [
@@ -64,18 +67,9 @@ def _operand(value):
     return Tensor(value, dtype=value.dtype if isinstance(value, ARRAY_TYPES) else None)
 
 
-def _promoted(a, b):
-    """An integer or boolean tensor meeting a float one takes the float's dtype (as PyTorch), not float64."""
-    if isinstance(a, Tensor) and isinstance(b, Tensor) and (a.dtype.kind == "f") != (b.dtype.kind == "f"):
-        if a.dtype.kind in "biu":
-            a = Tensor._wrap(a.data.astype(b.dtype))
-        elif b.dtype.kind in "biu":
-            b = Tensor._wrap(b.data.astype(a.dtype))
-    return a, b
-
-
 def _binary(function, a, b):
-    return function.apply(*_promoted(_operand(a), _operand(b)))
+    """Both operands promoted as PyTorch does (ops/promotion.py), then the op."""
+    return function.apply(*promote(function.__name__.lower(), _operand(a), _operand(b)))
 
 
 def _shape_arg(shape):
@@ -91,7 +85,7 @@ Tensor.__mul__ = lambda self, other: _binary(Mul, self, other)
 Tensor.__rmul__ = lambda self, other: _binary(Mul, other, self)
 Tensor.__truediv__ = lambda self, other: _binary(Div, self, other)
 Tensor.__rtruediv__ = lambda self, other: _binary(Div, other, self)
-Tensor.__neg__ = lambda self: Neg.apply(self)
+Tensor.__neg__ = lambda self: Neg.apply(*promote("neg", self))
 Tensor.__matmul__ = lambda self, other: _binary(MatMul, self, other)
 Tensor.__rmatmul__ = lambda self, other: _binary(MatMul, other, self)
 
@@ -106,7 +100,13 @@ def _pow(self, exponent):
 
 
 def _rpow(self, base):
-    return (self * float(np.log(base))).exp()  # base ** t = e^(t ln base)
+    """base ** t for a Python-number base: a power (finite for a negative base and integer-valued t)."""
+    base, t = promote("pow", _operand(base), self)
+    if isinstance(base, Tensor):
+        return _pow(base, t)
+    if t.dtype.kind in "biu":
+        return Tensor._wrap(integer_power(base, t.data))
+    return RPow.apply(t, base)
 
 
 Tensor.__pow__ = _pow
@@ -115,9 +115,9 @@ Tensor.__rpow__ = _rpow
 
 def _compare(ufunc_name):
     def compare(self, other):
-        other = other.data if isinstance(other, Tensor) else other
+        a, b = promote(ufunc_name, self, _operand(other))
         try:
-            return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(self.data, other))
+            return Tensor._wrap(getattr(xp_of(self.data), ufunc_name)(a.data, b.data if isinstance(b, Tensor) else b))
         except ValueError:
             raise ShapeError(
                 f"{ufunc_name}: shapes {self.shape} and {tuple(getattr(other, 'shape', ()))} cannot be "
@@ -149,6 +149,8 @@ def _invert(self):
 
 def _argmax(self, axis=None, keepdims=False):
     """Index of the largest value (the first one on ties) along ``axis``, as an int64 tensor; no gradient."""
+    if self.dtype.kind == "b":
+        raise DTypeError("argmax: a boolean tensor has no argmax (as in PyTorch; convert with .astype('int64'))")
     axis = None if axis is None else normalize_axes("argmax", axis, self.ndim)[0]
     if (self.shape[axis] if axis is not None else self.size) == 0:
         raise ShapeError(f"argmax: an empty axis has no largest value (shape {self.shape}, axis {axis})")
@@ -185,7 +187,7 @@ def _max(self, axis=None, keepdims=False):
 
 
 def _min(self, axis=None, keepdims=False):
-    return -Max.apply(-self, axis=axis, keepdims=keepdims)
+    return Min.apply(self, axis=axis, keepdims=keepdims)
 
 
 def _reshape(self, *shape):
@@ -269,7 +271,7 @@ Tensor.log = lambda self: Log.apply(self)
 Tensor.sqrt = lambda self: Sqrt.apply(self)
 Tensor.tanh = lambda self: Tanh.apply(self)
 Tensor.relu = lambda self: Relu.apply(self)
-Tensor.maximum = lambda self, other: Maximum.apply(self, _operand(other))
+Tensor.maximum = lambda self, other: _binary(Maximum, self, other)
 Tensor.float = lambda self: self.astype("float32")
 Tensor.double = lambda self: self.astype("float64")
 
@@ -309,11 +311,11 @@ def where(condition, a, b):
 
 
 def maximum(a, b):
-    return Maximum.apply(_operand(a), _operand(b))
+    return _binary(Maximum, a, b)
 
 
 def minimum(a, b):
-    return Minimum.apply(_operand(a), _operand(b))
+    return _binary(Minimum, a, b)
 
 
 # abs, sign, sigmoid, sin, cos, square, rsqrt, clamp/clip, minimum, var, std, logsumexp, cumsum, argmin,

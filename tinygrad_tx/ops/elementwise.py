@@ -4,6 +4,8 @@ Derivations: docs/derivations/broadcasting.md (unbroadcast) and docs/derivations
 Arguments that are not Tensors (Python numbers) arrive here as they are and get no gradient.
 """
 
+import math
+
 from ..backend import xp_of
 from ..errors import DTypeError, ShapeError
 from ..function import Function
@@ -113,7 +115,7 @@ class Div(Function):
         grad_a = grad / b
         return (
             unbroadcast(grad_a, _shape(a)) if need[0] else None,
-            unbroadcast(-grad_a * a / b, _shape(b)) if need[1] else None,
+            unbroadcast(-grad * (a / b / b), _shape(b)) if need[1] else None,  # PyTorch's order: same infs
         )
 
 
@@ -139,14 +141,55 @@ class Pow(Function):
         ctx.exponent = exponent
         if exponent == 2:
             return x * x  # x**2 goes through a slow generic power routine
-        return x**exponent
+        return _power(x, exponent)
 
     @staticmethod
     def backward(ctx, grad):
         (x,), p = ctx.saved_tensors, ctx.exponent
         if p == 2:
-            return grad * 2 * x, None
-        return grad * p * x ** (p - 1), None
+            return grad * (2 * x), None
+        if p == 0:  # x^0 = 1 everywhere: zero, not 0 * x^-1 (NaN at x = 0), as PyTorch
+            return grad * 0, None
+        return grad * (p * _power(x, p - 1)), None  # PyTorch's order: the same overflows
+
+
+def _power(x, p):
+    """x ** p with PyTorch's square roots for p = +-0.5 (so (-0.0) ** -0.5 is -inf, as there)."""
+    if p in (0.5, -0.5):
+        root = xp_of(x).sqrt(x)
+        return root if p == 0.5 else 1 / root
+    return x**p
+
+
+class RPow(Function):
+    """b^t for a Python-number base b: d(b^t)/dt = b^t ln b (0 where b = 0 and t >= 0, as PyTorch).
+
+    Computed as a power, not as e^(t ln b): a negative base with integer-valued t is finite.
+    """
+
+    @staticmethod
+    def forward(ctx, t, base):
+        out = xp_of(t).power(base, t)
+        ctx.save_for_backward(t, out)
+        ctx.base = base
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t, out), base = ctx.saved_tensors, ctx.base
+        if base == 0:  # 0^t is 0 (t > 0), 1 (t = 0) or inf (t < 0)
+            return grad * xp_of(t).where(t >= 0, 0.0, out * -math.inf), None
+        return grad * out * (math.log(base) if base > 0 else math.nan), None
+
+
+def integer_power(base, t):
+    """base ** t for a Python integer base and an integer array t, as PyTorch: a negative t gives
+    1 / base^|t| truncated to an integer (0 unless base is 1 or -1); no gradient."""
+    xp = xp_of(t)
+    out = xp.power(xp.asarray(base, t.dtype), xp.maximum(t, 0))
+    if base in (1, -1):
+        return xp.where(t < 0, xp.asarray(1, t.dtype) if base == 1 else 1 - 2 * (t % 2), out).astype(t.dtype)
+    return xp.where(t < 0, 0, out).astype(t.dtype)
 
 
 class Exp(Function):
@@ -213,7 +256,7 @@ class Tanh(Function):
 
 
 class Relu(Function):
-    """d(max(x, 0))/dx = 1 where x > 0, else 0 (0 at x = 0, as PyTorch)."""
+    """d(max(x, 0))/dx = 0 where x <= 0, else 1 (0 at x = 0; 1 at NaN, as PyTorch)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -225,7 +268,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        return grad * (out > 0)
+        return grad * ~(out <= 0)  # not out > 0: a NaN passes its gradient through, as in PyTorch
 
 
 class Maximum(Function):
@@ -245,10 +288,10 @@ class Maximum(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
-        share_a = (a > b) + 0.5 * (a == b)
+        tie = 0.5 * (a == b)  # where a or b is NaN, both get the whole gradient (as PyTorch)
         return (
-            unbroadcast(grad * share_a, _shape(a)) if need[0] else None,
-            unbroadcast(grad * (1 - share_a), _shape(b)) if need[1] else None,
+            unbroadcast(grad * (1 - (a < b) - tie), _shape(a)) if need[0] else None,
+            unbroadcast(grad * (1 - (a > b) - tie), _shape(b)) if need[1] else None,
         )
 
 

@@ -3,11 +3,10 @@
 Derivation: docs/derivations/broadcasting.md (a reduction's backward is a broadcast, and back).
 """
 
-import math
-
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..function import Function
+from .elementwise import require_float
 
 
 def normalize_axes(op, axis, ndim):
@@ -40,7 +39,8 @@ class Sum(Function):
     def forward(ctx, x, axis=None, keepdims=False):
         ctx.axes = normalize_axes("sum", axis, x.ndim)
         ctx.in_shape, ctx.keepdims = x.shape, keepdims
-        return x.sum(axis=ctx.axes, keepdims=keepdims)
+        integer = x.dtype.kind in "biu"  # PyTorch sums booleans and integers as int64
+        return x.sum(axis=ctx.axes, keepdims=keepdims, dtype="int64" if integer else None)
 
     @staticmethod
     def backward(ctx, grad):
@@ -52,6 +52,7 @@ class Mean(Function):
 
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
+        require_float("mean", x)
         ctx.axes = normalize_axes("mean", axis, x.ndim)
         ctx.in_shape, ctx.keepdims = x.shape, keepdims
         ctx.count = 1
@@ -65,30 +66,33 @@ class Mean(Function):
 
 
 class Max(Function):
-    """d(max x)/dx_i = 1 for the arg-max element, 0 elsewhere.
+    """d(max x)/dx_i = 1/m for each of the m elements equal to the maximum, 0 elsewhere.
 
-    Ties: the whole gradient goes to the first maximal element in C order over the reduced axes
-    (NumPy's ``argmax``), so results are deterministic. PyTorch's full ``max()`` splits it evenly
-    among ties instead; the two agree whenever the maximum is unique.
+    Ties split the gradient evenly, as PyTorch's ``amax`` and full ``max()`` do (a NaN maximum
+    equals no element, so its gradient is NaN, as in PyTorch). Min is the same op with ``argmin``'s
+    comparison, computed directly: -max(-x) wraps around for unsigned integers and INT_MIN.
     """
 
     @staticmethod
-    def forward(ctx, x, axis=None, keepdims=False):
-        axes = normalize_axes("max", axis, x.ndim)
+    def forward(ctx, x, axis=None, keepdims=False, op="max"):
+        axes = normalize_axes(op, axis, x.ndim)
         if any(x.shape[a] == 0 for a in axes):
-            raise ShapeError(f"max: cannot reduce over an empty axis (tensor shape {tuple(x.shape)}, axis {axis})")
-        kept = [i for i in range(x.ndim) if i not in axes]
-        reduced = math.prod(x.shape[a] for a in axes)  # not -1: ambiguous when another axis is empty
-        moved = x.transpose(kept + list(axes)).reshape([x.shape[i] for i in kept] + [reduced])
-        ctx.argmax = moved.argmax(axis=-1)
-        ctx.moved_shape, ctx.order, ctx.in_shape = moved.shape, kept + list(axes), x.shape
-        return x.max(axis=axes, keepdims=keepdims)
+            raise ShapeError(f"{op}: cannot reduce over an empty axis (tensor shape {tuple(x.shape)}, axis {axis})")
+        out = getattr(x, op)(axis=axes, keepdims=True)
+        if x.dtype.kind == "f":  # the share of the gradient each element gets (integers get none)
+            hits = x == out
+            ctx.share = hits / hits.sum(axis=axes, keepdims=True, dtype=x.dtype)
+        ctx.in_shape, ctx.axes, ctx.keepdims = x.shape, axes, keepdims
+        return out if keepdims else out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
 
     @staticmethod
     def backward(ctx, grad):
-        xp = xp_of(grad)
-        one_hot = xp.arange(ctx.moved_shape[-1]) == ctx.argmax[..., None]
-        flat_grad = grad.reshape(ctx.argmax.shape)[..., None] * one_hot
-        moved_axes_shape = [ctx.in_shape[i] for i in ctx.order]
-        inverse = [ctx.order.index(i) for i in range(len(ctx.order))]
-        return flat_grad.reshape(moved_axes_shape).transpose(inverse).copy()
+        return _expand_back(grad, ctx.in_shape, ctx.axes, ctx.keepdims) * ctx.share
+
+
+class Min(Max):
+    """d(min x)/dx_i = 1/m for each of the m elements equal to the minimum (see Max)."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        return Max.forward(ctx, x, axis, keepdims, op="min")

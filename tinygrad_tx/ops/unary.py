@@ -222,10 +222,10 @@ class Minimum(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
-        share_a = (a < b) + 0.5 * (a == b)
+        tie = 0.5 * (a == b)  # where a or b is NaN, both get the whole gradient (as Maximum and PyTorch)
         return (
-            unbroadcast(grad * share_a, _shape(a)) if need[0] else None,
-            unbroadcast(grad * (1 - share_a), _shape(b)) if need[1] else None,
+            unbroadcast(grad * (1 - (a > b) - tie), _shape(a)) if need[0] else None,
+            unbroadcast(grad * (1 - (a < b) - tie), _shape(b)) if need[1] else None,
         )
 
 

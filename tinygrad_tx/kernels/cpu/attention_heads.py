@@ -188,12 +188,29 @@ def _like(array: Array) -> Array:
     return out if sgemm_for_heads(None, out) is not None else np.empty(array.shape, array.dtype)
 
 
+_TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.TooHardError before NumPy 1.25
+
+
+def _overlap(arrays: tuple[Array, ...]) -> bool:
+    """Whether any two of ``arrays`` share an element (or the check would cost too much to tell)."""
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1 :]:
+            try:
+                if np.shares_memory(a, b, max_work=10_000):  # type: ignore[arg-type]  # exact, bounded
+                    return True
+            except _TOO_HARD:
+                return True
+    return False
+
+
 def _gradients_like(*arrays: Array) -> list[Array]:
-    """Empty gradients for ``arrays``. When they are views of one base array (q, k and v cut from one
-    (B, T, 3C) projection), the gradients are the same views of one new array shaped like that base:
-    the Split that cut them then joins their gradients without a copy (ops/movement.py)."""
+    """Empty gradients for ``arrays``. When they are disjoint views of one base array (q, k and v cut
+    from one (B, T, 3C) projection), the gradients are the same views of one new array shaped like
+    that base: the Split that cut them then joins their gradients without a copy (ops/movement.py).
+    Views that overlap (q = k = v, or overlapping slices) get separate arrays: one shared buffer would
+    make the three gradients overwrite each other."""
     base = arrays[0].base
-    if base is None or not base.flags.c_contiguous or any(a.base is not base for a in arrays):
+    if base is None or not base.flags.c_contiguous or any(a.base is not base for a in arrays) or _overlap(arrays):
         return [_like(a) for a in arrays]
     buffer = np.empty_like(base)
     start = base.__array_interface__["data"][0]
