@@ -20,6 +20,7 @@ from .backend import (
     set_rng_state,
     synchronize,
 )
+from .differentiable import once_differentiable
 from .errors import (
     AnomalyError,
     DeviceError,
@@ -32,7 +33,8 @@ from .errors import (
 )
 from .factories import arange, from_numpy, full, ones, randn, tril, zeros
 from .function import Context, Function
-from .gradcheck import gradcheck, gradcheck_directional
+from .gradcheck import gradcheck, gradcheck_directional, gradgradcheck
+from .graph import grad
 from .ops import concatenate, maximum, split, stack, where
 from .serialization import load_safetensors, save_safetensors
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
@@ -48,7 +50,10 @@ __all__ = [
     "enable_grad",
     "is_grad_enabled",
     "gradcheck",
+    "grad",
+    "once_differentiable",
     "gradcheck_directional",
+    "gradgradcheck",
     "detect_anomaly",
     "concatenate",
     "stack",

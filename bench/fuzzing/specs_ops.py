@@ -166,7 +166,14 @@ def _specs_elementwise():
             )
         )
     specs.append(Spec("Tensor.__neg__", unary(ints=False), lambda a: -a, lambda a: -a, ("neg",)))
-    for name, word in [("exp", "exp"), ("log", "log"), ("sqrt", "sqrt"), ("tanh", "tanh"), ("relu", "relu")]:
+    for name, word in [
+        ("exp", "exp"),
+        ("log", "log"),
+        ("sqrt", "sqrt"),
+        ("tanh", "tanh"),
+        ("relu", "relu"),
+        ("erf", "erf"),
+    ]:
         domain = "positive" if name in ("log", "sqrt") else "real"
         specs.append(
             Spec(

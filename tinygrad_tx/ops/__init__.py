@@ -11,6 +11,7 @@ import numpy as np
 from ..backend import ARRAY_TYPES, as_array, xp_of
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
+from . import tensor_module
 from .elementwise import (
     Add,
     Cast,
@@ -29,6 +30,7 @@ from .elementwise import (
     require_float,
     unbroadcast,
 )
+from .erf import Erf
 from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
 from .reduce import Max, Mean, Sum, normalize_axes
@@ -191,7 +193,10 @@ def _permute(self, *axes):
 
 
 def _transpose(self, axis0=None, axis1=None):
-    """``t.transpose()`` reverses the axes (like ``.T``); ``t.transpose(a, b)`` swaps two (PyTorch style)."""
+    """``t.transpose()`` reverses the axes (like ``.T``); ``t.transpose(a, b)`` swaps two (PyTorch style);
+    ``t.transpose((2, 0, 1))`` permutes them all (NumPy style, as ``permute``)."""
+    if isinstance(axis0, (tuple, list)) and axis1 is None:
+        return Permute.apply(self, tuple(axis0))
     if axis0 is None and axis1 is None:
         return Permute.apply(self, tuple(reversed(range(self.ndim))))
     axis0, axis1 = (normalize_axes("transpose", a, self.ndim)[0] for a in (axis0, axis1))
@@ -261,6 +266,8 @@ Tensor.T = property(lambda self: self.transpose())
 Tensor.exp = lambda self: Exp.apply(self)
 Tensor.log = lambda self: Log.apply(self)
 Tensor.sqrt = lambda self: Sqrt.apply(self)
+Tensor.erf = lambda self: Erf.apply(self)
+Tensor.array_module = property(lambda self: tensor_module.for_device(self.device))
 Tensor.tanh = lambda self: Tanh.apply(self)
 Tensor.relu = lambda self: Relu.apply(self)
 Tensor.maximum = lambda self, other: Maximum.apply(self, _operand(other))

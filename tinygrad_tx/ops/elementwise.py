@@ -7,6 +7,7 @@ Arguments that are not Tensors (Python numbers) arrive here as they are and get 
 from ..backend import xp_of
 from ..errors import DTypeError, ShapeError
 from ..function import Function
+from ..tensor import Tensor
 
 
 def unbroadcast(grad, shape):
@@ -21,6 +22,12 @@ def unbroadcast(grad, shape):
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
     summed = grad.sum(axis=axes, keepdims=True) if axes else grad
     return summed.reshape(shape)
+
+
+def owned(x):
+    """A fresh C-ordered array of a view (``copy``, not ascontiguousarray: that turns 0-d into shape (1,));
+    a Tensor as it is (its ops never share memory with a caller)."""
+    return x if isinstance(x, Tensor) else x.copy()
 
 
 def _shape(x):

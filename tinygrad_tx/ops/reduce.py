@@ -8,6 +8,7 @@ import math
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..function import Function
+from .elementwise import owned
 
 
 def normalize_axes(op, axis, ndim):
@@ -27,10 +28,9 @@ def normalize_axes(op, axis, ndim):
 
 def _expand_back(grad, in_shape, axes, keepdims):
     """A reduced gradient -> the input's shape (re-insert the reduced axes, then broadcast)."""
-    xp = xp_of(grad)
     if not keepdims:
         grad = grad.reshape([1 if i in axes else n for i, n in enumerate(in_shape)])
-    return xp.broadcast_to(grad, in_shape).copy()  # not ascontiguousarray: it turns a 0-d array into shape (1,)
+    return owned(xp_of(grad).broadcast_to(grad, in_shape))
 
 
 class Sum(Function):
@@ -86,9 +86,8 @@ class Max(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xp = xp_of(grad)
-        one_hot = xp.arange(ctx.moved_shape[-1]) == ctx.argmax[..., None]
+        one_hot = xp_of(ctx.argmax).arange(ctx.moved_shape[-1]) == ctx.argmax[..., None]
         flat_grad = grad.reshape(ctx.argmax.shape)[..., None] * one_hot
         moved_axes_shape = [ctx.in_shape[i] for i in ctx.order]
         inverse = [ctx.order.index(i) for i in range(len(ctx.order))]
-        return flat_grad.reshape(moved_axes_shape).transpose(inverse).copy()
+        return owned(xp_of(grad).transpose(flat_grad.reshape(moved_axes_shape), inverse))
