@@ -14,6 +14,7 @@ from ..errors import DTypeError, ShapeError
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import require_float
+from ..tensor import Tensor
 from .activations import check_dropout_probability
 
 
@@ -88,6 +89,7 @@ class ScaledDotProductAttention(Function):
         allowed = allowed_keys(xp_of(q), q.shape[-2], keys, causal, attn_mask)
         out, probs, dropped = pick(reference.attention_forward, q)(q, k, v, allowed, dropout_p, ctx.scale)
         ctx.save_for_backward(q, k, v, probs, dropped)
+        ctx.allowed, ctx.dropout_p = allowed, dropout_p
         return out
 
     @staticmethod
@@ -95,4 +97,11 @@ class ScaledDotProductAttention(Function):
         """dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k; dk = scale dS^T q.
         docs/derivations/attention.md"""
         q, k, v, probs, dropped = ctx.saved_tensors
+        if isinstance(grad, Tensor):  # recorded (create_graph): P recomputed from q and k, the same dropout mask
+            mask = None
+            if ctx.dropout_p > 0:
+                kept = probs.data > 0
+                mask = xp_of(kept).where(kept, dropped.data / xp_of(kept).where(kept, probs.data, 1), 0)
+            probs = reference.attention_forward(q, k, v, ctx.allowed, 0.0, ctx.scale)[1]
+            dropped = probs if mask is None else probs * mask
         return pick(reference.attention_backward, q)(q, k, v, probs, dropped, grad, ctx.scale)
