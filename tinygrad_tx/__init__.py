@@ -8,7 +8,7 @@ Everything in ``__all__`` is the public API that models/ and train/ are written 
 tests/engine/test_public_api.py); ``tinygrad_tx.backend`` is the engine's own plumbing.
 """
 
-from . import autograd
+from . import autograd  # noqa: F401  (tinygrad_tx.autograd: vjp, jvp, hvp, jacobian, hessian)
 from . import ops as _ops  # noqa: F401  (attaches the operators and methods to Tensor)
 from .anomaly import detect_anomaly
 from .backend import (
