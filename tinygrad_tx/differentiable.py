@@ -44,14 +44,15 @@ def saved_as_tensors(node):
     outputs = dict(node.saved_outputs)  # saved position -> output index, recorded by Function.apply
     result = []
     for position, item in enumerate(node.saved_tensors):
-        if not isinstance(item, backend.ARRAY_TYPES):
-            result.append(item)
-            continue
-        tensor = next((t for t in inputs if t.data is item), None)
-        if tensor is None and position in outputs:
-            tensor = Tensor._wrap(item, True)
+        if position in outputs:  # (NumPy returns a 0-d result as a scalar: np.exp(0-d array))
+            tensor = Tensor._wrap(backend.xp_of(item).asarray(item), True)
             tensor._ctx, tensor._out_index = node, outputs[position]
-        result.append(Tensor._wrap(item) if tensor is None else tensor)
+        elif isinstance(item, backend.ARRAY_TYPES):
+            tensor = next((t for t in inputs if t.data is item), None)
+            tensor = Tensor._wrap(item) if tensor is None else tensor
+        else:
+            tensor = item  # a number, None, a NumPy scalar that is no output
+        result.append(tensor)
     return tuple(result)
 
 
