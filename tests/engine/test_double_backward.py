@@ -195,3 +195,23 @@ def test_the_functional_api_matches_torch():
     np.testing.assert_allclose(autograd.jvp(vector_ours, tx_x, tx_v)[1].numpy(), jac @ v)
     np.testing.assert_allclose(autograd.vjp(vector_ours, tx_x, tx_v)[1].numpy(), v @ jac)
     assert autograd.grad is tx.grad
+
+
+def test_softmax_hessian_is_diag_y_minus_y_y_transpose():
+    """docs/derivations/second_order.md: the Hessian of cross-entropy in the logits, by hand."""
+    import tinygrad_tx.nn.functional as F
+
+    x = np.array([0.3, -1.2, 2.0, 0.5])
+    y = np.exp(x) / np.exp(x).sum()
+    hessian = autograd.hessian(lambda t: -F.log_softmax(t, -1)[2], Tensor(x, dtype="float64")).numpy()
+    np.testing.assert_allclose(hessian, np.diag(y) - np.outer(y, y), atol=1e-14)
+
+
+def test_one_layer_norm_second_derivative_by_hand():
+    """docs/derivations/second_order.md: d^2 y_0 / d x_0^2 = -12 eps d / (d^2 + 4 eps)^(5/2), two features."""
+    import tinygrad_tx.nn.functional as F
+
+    eps, x = 0.1, np.array([0.7, 0.2])
+    d = x[0] - x[1]
+    hessian = autograd.hessian(lambda t: F.layer_norm(t, eps=eps)[0], Tensor(x, dtype="float64")).numpy()
+    np.testing.assert_allclose(hessian[0, 0], -12 * eps * d / (d * d + 4 * eps) ** 2.5, rtol=1e-12)
