@@ -10,6 +10,7 @@ from ..errors import ShapeError, TinygradTxError
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import require_float
+from ..ops.elementwise import owned
 from ..tensor import Tensor
 
 
@@ -61,7 +62,7 @@ class LayerNormFunction(Function):
         if ctx.empty:
             features = (grad.shape[-1],)
             zeros = [xp_of(grad).zeros(features, grad.dtype) if needed else None for needed in need[1:]]
-            return (grad.copy() if need[0] else None, *zeros)
+            return (owned(grad) if need[0] else None, *zeros)
         xhat, rstd, weight = ctx.saved_tensors
         if isinstance(grad, Tensor) and ctx.inputs[0] is not None:
             # recorded (create_graph): xhat and rstd recomputed from the input, so that they are differentiated too

@@ -61,7 +61,8 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _expand_back(grad / ctx.count, ctx.in_shape, ctx.axes, ctx.keepdims)
+        # an empty axis (count 0) has no element to send a gradient to: divide by 1, not 0 (no NaN in a second pass)
+        return _expand_back(grad / max(ctx.count, 1), ctx.in_shape, ctx.axes, ctx.keepdims)
 
 
 class Max(Function):
