@@ -62,16 +62,15 @@ def _backward(outputs, gradients, retain_graph, create_graph, inputs, allow_unus
     roots = []
     for output, gradient in zip(outputs, gradients):
         grad = _seed(output, gradient, create_graph)
-        if output._ctx is None:
-            walk.leaf_uses.setdefault(id(output), 0)
-            walk.leaf_uses[id(output)] += 1 if output._hooks or walk.capture is not None else 0
+        if output._ctx is None:  # a leaf as an output: its gradient is the seed itself
+            if output._hooks or walk.capture is not None:
+                walk.leaf_uses[id(output)] = walk.leaf_uses.get(id(output), 0) + 1
             walk.to_leaf(output, grad)
             continue
         if output._ctx.released:
             raise GraphError(_FREED_MESSAGE)
         _accumulate_pending(output._ctx, output._out_index, grad, create_graph)
         roots.append(output._ctx)
-    walk.leaf_uses = {key: n for key, n in walk.leaf_uses.items() if n}
     order = _topological_order(roots, walk.leaf_uses, walk.capture is not None)
     needed = walk.prune(order)
     walk.used([o for o in outputs if o._ctx is None])
