@@ -8,6 +8,7 @@ Everything in ``__all__`` is the public API that models/ and train/ are written 
 tests/engine/test_public_api.py); ``tinygrad_tx.backend`` is the engine's own plumbing.
 """
 
+from . import autograd  # noqa: F401  (tinygrad_tx.autograd: vjp, jvp, hvp, jacobian, hessian)
 from . import ops as _ops  # noqa: F401  (attaches the operators and methods to Tensor)
 from .anomaly import detect_anomaly
 from .backend import (
@@ -20,6 +21,7 @@ from .backend import (
     set_rng_state,
     synchronize,
 )
+from .differentiable import once_differentiable
 from .errors import (
     AnomalyError,
     DeviceError,
@@ -32,7 +34,8 @@ from .errors import (
 )
 from .factories import arange, from_numpy, full, ones, randn, tril, zeros
 from .function import Context, Function
-from .gradcheck import gradcheck, gradcheck_directional
+from .gradcheck import gradcheck, gradcheck_directional, gradgradcheck
+from .graph import grad
 from .ops import concatenate, isfinite, isinf, isnan, maximum, minimum, split, stack, where
 from .serialization import load_safetensors, save_safetensors
 from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
@@ -48,7 +51,10 @@ __all__ = [
     "enable_grad",
     "is_grad_enabled",
     "gradcheck",
+    "grad",
+    "once_differentiable",
     "gradcheck_directional",
+    "gradgradcheck",
     "detect_anomaly",
     "concatenate",
     "stack",

@@ -100,8 +100,13 @@ def is_gpu_array(array):
 
 
 def xp_of(array):
-    """The array module that owns ``array`` (numpy for anything that is not a CuPy array)."""
-    return _cupy if is_gpu_array(array) else np
+    """The array module that owns ``array``: numpy, cupy, or for a Tensor its ``tinygrad_tx.ops.tensor_module``
+    (NumPy's names over Tensor ops, so one formula runs on arrays and on Tensors); numpy for scalars and lists."""
+    if isinstance(array, np.ndarray):
+        return np
+    if is_gpu_array(array):
+        return _cupy
+    return getattr(array, "array_module", np)
 
 
 def device_of(array):
@@ -127,7 +132,10 @@ def to_numpy(array):
 def scatter_add(target, indices, values):
     """``target[indices] += values`` where repeated indices all add up (unbuffered ``add.at``; CuPy has it
     since v12 and deprecates ``cupyx.scatter_add`` for it)."""
-    xp_of(target).add.at(target, indices, values)
+    xp = xp_of(target)
+    if xp is not np and xp is not _cupy:  # a Tensor (create_graph): the recorded, differentiable ScatterAdd op
+        return xp.scatter_add(target, indices, values)
+    xp.add.at(target, indices, values)
     return target
 
 

@@ -32,6 +32,8 @@ from .tensor import Tensor
 class Context:
     """What one op call remembers for its backward; also the graph node that links its inputs."""
 
+    saved_outputs: tuple[tuple[int, int], ...] = ()  # (saved position, output index) of saved outputs
+
     def __init__(self, function: type[Function], needs_input_grad: tuple[bool, ...]) -> None:
         self.function = function
         self.needs_input_grad = needs_input_grad
@@ -115,4 +117,8 @@ class Function:
             for index, out in enumerate(outputs):
                 out._ctx = ctx
                 out._out_index = index
+            for position, item in enumerate(ctx.saved_tensors):  # create_graph hands these back as outputs
+                for index, array in enumerate(results):
+                    if item is array:
+                        ctx.saved_outputs += ((position, index),)
         return tuple(outputs) if isinstance(result, tuple) else outputs[0]

@@ -136,3 +136,60 @@ def gradcheck_directional(fn, inputs, n_directions=4, eps=1e-6, atol=1e-5, rtol=
             if abs(predicted - numeric) > atol + rtol * abs(numeric):
                 _fail(i, tensor.shape, f"random direction {k}", predicted, numeric, f"atol={atol}, rtol={rtol}")
     return True
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
+    """Compare second derivatives of ``fn(*inputs)`` (a double backward) with finite differences of the first.
+
+    With a random upstream gradient ``u`` and random directions ``w``, the first derivative contracted
+    to a scalar is ``S(x, u) = <grad_x <f(x), u>, w>``. Its gradient with respect to every input
+    element and every element of ``u`` comes from ``grad(..., create_graph=True)`` followed by a second
+    ``grad``; each is compared with ``(S(x + eps e_i) - S(x - eps e_i)) / (2 eps)``, the first
+    derivatives computed by plain backward passes. In float64. Returns True, or raises
+    ``GradcheckError`` naming the worst element, as ``gradcheck`` does.
+    """
+    from .graph import grad
+
+    inputs, checked = _float64_copies(inputs)
+    rng = np.random.default_rng(seed)
+    outs = [o for o in _outputs(fn, inputs) if o.requires_grad]
+    upstream = [Tensor(rng.standard_normal(o.shape), requires_grad=True, dtype="float64") for o in outs]
+    directions = [rng.standard_normal(inputs[i].shape) for i in checked]
+    variables = [inputs[i] for i in checked] + upstream
+
+    def first(create_graph):
+        outs = [o for o in _outputs(fn, inputs) if o.requires_grad]
+        grads = grad(outs, [inputs[i] for i in checked], upstream, create_graph=create_graph, allow_unused=True)
+        terms = [(g * Tensor(w, dtype="float64")).sum() for g, w in zip(grads, directions) if g is not None]
+        return sum(terms[1:], terms[0]) if terms else None
+
+    total = first(create_graph=True)
+    if total is None or not total.requires_grad:
+        analytic = [np.zeros(v.shape) for v in variables]
+    else:
+        second = grad(total, variables, allow_unused=True)
+        analytic = [np.zeros(v.shape) if g is None else backend.to_numpy(g.data) for g, v in zip(second, variables)]
+    for index, (variable, expected) in enumerate(zip(variables, analytic)):
+        data = variable.data
+        numeric = np.zeros(data.shape)
+        for flat in range(data.size):
+            position = np.unravel_index(flat, data.shape)
+            original = data[position].item()
+            values = []
+            for step in (eps, -eps):
+                data[position] = original + step
+                value = first(create_graph=False)
+                values.append(0.0 if value is None else value.item())
+            data[position] = original
+            numeric[position] = (values[0] - values[1]) / (2 * eps)
+        excess = np.abs(expected - numeric) - (atol + rtol * np.abs(numeric))
+        if excess.size and excess.max() > 0:
+            worst = np.unravel_index(int(excess.argmax()), excess.shape)
+            what = f"input {checked[index]}" if index < len(checked) else f"upstream gradient {index - len(checked)}"
+            error = abs(expected[worst] - numeric[worst]) / max(abs(numeric[worst]), 1e-12)
+            raise GradcheckError(
+                f"gradgradcheck: {what} (shape {tuple(data.shape)}) second derivative mismatch at index "
+                f"{tuple(int(k) for k in worst)}: analytic {expected[worst]:.8g}, numeric {numeric[worst]:.8g}, "
+                f"relative error {error:.3g} (atol={atol}, rtol={rtol})"
+            )
+    return True

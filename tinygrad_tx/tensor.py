@@ -15,11 +15,12 @@ import weakref
 
 import numpy as np
 
-from . import anomaly, backend
+from . import backend
 from .errors import DTypeError, GraphError, ShapeError
 from .scoped import ScopedSetting
 
 _grad_mode = ScopedSetting("grad mode", True)
+_walk = None  # graph.backward, the walk behind Tensor.backward (graph.py, a layer above, sets it)
 
 
 def is_grad_enabled():
@@ -266,48 +267,17 @@ class Tensor:
         return self._hooks
 
     # ------------------------------------------------------------------ reverse mode
-    def backward(self, gradient=None, retain_graph=None):
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires grad.
 
         ``gradient`` is the upstream gradient (same shape as self); it may be omitted only for a
-        one-element tensor. The graph's saved arrays are freed afterwards unless ``retain_graph``.
-        Tensor hooks (``register_hook``, ``register_post_accumulate_grad_hook``) run along the way.
+        one-element tensor. The graph's saved arrays are freed afterwards unless ``retain_graph``
+        (which defaults to ``create_graph``). With ``create_graph=True`` the backward is itself
+        recorded: gradients are Tensors with a graph, so they can be differentiated again
+        (docs/derivations/second_order.md). Tensor hooks (``register_hook``,
+        ``register_post_accumulate_grad_hook``) run along the way. As ``torch.Tensor.backward``.
         """
-        if not self.requires_grad:
-            raise GraphError(
-                "backward: this tensor does not require grad (no input had requires_grad=True, "
-                "or it was computed under no_grad)"
-            )
-        xp = backend.xp_of(self.data)
-        if gradient is None:
-            if self.data.size != 1:
-                raise GraphError(
-                    f"backward: a gradient is needed for a non-scalar output of shape {self.shape}; "
-                    "call .backward(gradient) with a tensor of that shape, or reduce it (e.g. .sum()) first"
-                )
-            grad = xp.ones_like(self.data)
-        else:
-            grad = gradient.data if isinstance(gradient, Tensor) else gradient
-            grad = backend.as_array(grad, self.device, self.data.dtype)
-            if grad.shape != self.data.shape:
-                raise ShapeError(
-                    f"backward: gradient shape {tuple(grad.shape)} does not match tensor shape {self.shape}"
-                )
-        walk = _Walk(retain_graph=bool(retain_graph))
-        if self._ctx is None:
-            walk.leaf_uses = {id(self): 1} if self._hooks else {}
-            walk.to_leaf(self, grad)
-            walk.used((self,))
-            return
-        if self._ctx.released:
-            raise GraphError(_FREED_MESSAGE)
-        self._ctx.pending[self._out_index] = grad
-        order = _topological_order(self._ctx, walk.leaf_uses)
-        for node in reversed(order):
-            inputs = node.inputs  # release() drops them
-            walk.run_backward(node)
-            if walk.leaf_uses:
-                walk.used(inputs)
+        _walk((self,), (gradient,), retain_graph, create_graph)
 
 
 class RemovableHandle:
@@ -340,167 +310,3 @@ class _LeafHooks:
 
     def __bool__(self):
         return bool(self.grad or self.post)
-
-
-_FREED_MESSAGE = (
-    "backward: the graph was already freed by a previous backward(); "
-    "pass retain_graph=True to the first backward() to run it twice"
-)
-
-
-class _Walk:
-    """One backward pass: the reverse topological walk, and where gradients wait on their way to leaves.
-
-    Each op's backward runs once, on its outputs' summed gradients (``Context.pending``), and adds its
-    input gradients to the pending sums of the ops that made those inputs, or to leaves' ``.grad``.
-    A leaf with hooks instead collects its contributions here until the last op using it has run
-    (``leaf_uses`` counts them down), then goes through its hooks once. Gradients are raw arrays;
-    a later ``create_graph`` would carry recorded Tensors through the same steps.
-    """
-
-    def __init__(self, retain_graph):
-        self.retain_graph = retain_graph
-        self.leaf_uses = {}  # id(hooked leaf) -> ops still to run that take it as an input
-        self.leaf_pending = {}  # id(hooked leaf) -> [summed gradient so far, whether we own that array]
-
-    def run_backward(self, node):
-        """Call one op's backward with its summed output gradients and route the results to its inputs."""
-        grads_out = node.pending
-        if all(g is None for g in grads_out):
-            return
-        if node.released:
-            raise GraphError(_FREED_MESSAGE)
-        node.pending = [None] * len(grads_out)
-        node.owned = [False] * len(grads_out)
-        if node.hooks:
-            for index, hooks in node.hooks.items():
-                if hooks and grads_out[index] is not None:
-                    grads_out[index] = _run_grad_hooks(hooks, grads_out[index])
-        for index, ref in node.retained.items():
-            tensor = ref()
-            if tensor is not None and grads_out[index] is not None:
-                tensor.grad = Tensor._wrap(grads_out[index].copy())
-        if len(grads_out) > 1:  # a multi-output op gets zeros for the outputs nobody used
-            xp = backend.xp_of(next(g for g in grads_out if g is not None))
-            grads_out = [
-                g if g is not None else xp.zeros(shape, dtype) for g, (shape, dtype) in zip(grads_out, node.out_meta)
-            ]
-        name = node.function.__name__
-        grads_in = node.function.backward(node, *grads_out)
-        if not isinstance(grads_in, (tuple, list)):
-            grads_in = (grads_in,)
-        if len(grads_in) != len(node.inputs):
-            raise GraphError(
-                f"{name}.backward returned {len(grads_in)} gradients for {len(node.inputs)} inputs "
-                "(return one per forward argument, None where there is none)"
-            )
-        for tensor, grad in zip(node.inputs, grads_in):
-            if tensor is None or grad is None or not tensor.requires_grad:
-                continue
-            if tuple(grad.shape) != tensor.data.shape:
-                raise ShapeError(
-                    f"{name}.backward returned a gradient of shape {tuple(grad.shape)} for an input of shape "
-                    f"{tensor.shape}"
-                )
-            if grad.dtype != tensor.data.dtype:
-                grad = grad.astype(tensor.data.dtype)
-            if anomaly.is_anomaly_enabled():
-                anomaly.check_finite(grad, name, "backward", node.call_site, "gradient of an input")
-            if tensor._ctx is None:
-                self.to_leaf(tensor, grad)
-            else:
-                _accumulate_pending(tensor._ctx, tensor._out_index, grad)
-        if not self.retain_graph:
-            node.release()
-
-    def to_leaf(self, tensor, grad):
-        """A gradient for a leaf: into ``.grad`` at once, or, for a hooked leaf, into its sum so far."""
-        if id(tensor) not in self.leaf_uses:
-            _accumulate_leaf(tensor, grad)
-            return
-        waiting = self.leaf_pending.get(id(tensor))
-        if waiting is None:
-            self.leaf_pending[id(tensor)] = [grad, False]
-        elif waiting[1]:
-            waiting[0] += grad
-        else:
-            waiting[:] = [waiting[0] + grad, True]
-
-    def used(self, inputs):
-        """An op taking ``inputs`` has run: a hooked leaf with no use left gets its hooks and its ``.grad``."""
-        for tensor in inputs:
-            if tensor is None or id(tensor) not in self.leaf_uses:
-                continue
-            self.leaf_uses[id(tensor)] -= 1
-            if self.leaf_uses[id(tensor)] or id(tensor) not in self.leaf_pending:
-                continue
-            grad = self.leaf_pending.pop(id(tensor))[0]
-            hooks = tensor._hooks
-            if hooks.grad:
-                grad = _run_grad_hooks(hooks.grad, grad)
-            _accumulate_leaf(tensor, grad)
-            for hook in list(hooks.post):
-                hook(tensor)
-
-
-def _topological_order(root, leaf_uses=None):
-    """Contexts reachable from ``root``, inputs before outputs (iterative depth-first search).
-
-    With ``leaf_uses`` (a dict), also counts into it how many of those ops take each leaf with hooks."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        if finished:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for tensor in node.inputs:
-            if tensor is None:
-                continue
-            if tensor._ctx is not None:
-                if id(tensor._ctx) not in visited:
-                    stack.append((tensor._ctx, False))
-            elif tensor._hooks and leaf_uses is not None:
-                leaf_uses[id(tensor)] = leaf_uses.get(id(tensor), 0) + 1
-    return order
-
-
-def _run_grad_hooks(hooks, grad):
-    """``grad`` through ``hooks`` in order, each seeing the previous one's replacement."""
-    for hook in list(hooks):
-        result = hook(Tensor._wrap(grad))
-        if result is None:
-            continue
-        replacement = result.data if isinstance(result, Tensor) else result
-        replacement = backend.as_array(replacement, backend.device_of(grad), grad.dtype)
-        if replacement.shape != grad.shape:
-            raise ShapeError(
-                f"register_hook: hook {getattr(hook, '__name__', hook)!r} returned a gradient of shape "
-                f"{tuple(replacement.shape)} for a tensor of shape {tuple(grad.shape)}; return None or the same shape"
-            )
-        grad = replacement
-    return grad
-
-
-def _accumulate_pending(node, index, grad):
-    """Sum gradients flowing into one output; the first is kept by reference, never written in place."""
-    current = node.pending[index]
-    if current is None:
-        node.pending[index] = grad
-    elif node.owned[index]:
-        current += grad
-    else:
-        node.pending[index] = current + grad
-        node.owned[index] = True
-
-
-def _accumulate_leaf(tensor, grad):
-    """Leaves own their gradient array: copied on first arrival, summed in place afterwards."""
-    if tensor.grad is None:
-        tensor.grad = Tensor._wrap(grad.copy())
-    else:
-        tensor.grad.data += grad

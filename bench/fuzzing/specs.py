@@ -46,6 +46,12 @@ NOT_OPS = {
         for name in ("register_hook", "register_post_accumulate_grad_hook")
     },
     **{f"tinygrad_tx.{name}": _GRAPH for name in ("no_grad", "enable_grad", "is_grad_enabled", "detect_anomaly")},
+    "Tensor.array_module": "NumPy's function names over Tensor ops (what xp_of gives for a Tensor); no op of its own",
+    "tinygrad_tx.grad": (
+        "gradients without .grad (tests/engine/test_grad.py; second order: tests/ops/test_fuzz_second_order.py)"
+    ),
+    "tinygrad_tx.once_differentiable": "marks an array-only backward (tests/engine/test_double_backward.py)",
+    "tinygrad_tx.gradgradcheck": "the finite-difference checker of second derivatives (tests/engine/test_gradcheck.py)",
     "tinygrad_tx.gradcheck": "the finite-difference checker itself (tests/engine/test_gradcheck.py)",
     "tinygrad_tx.gradcheck_directional": "the finite-difference checker itself (tests/engine/test_gradcheck.py)",
     "tinygrad_tx.manual_seed": "seeds the generators (tests/nn/test_nn.py)",

@@ -12,7 +12,17 @@ import tinygrad_tx as tx
 import tinygrad_tx.nn.functional as F
 
 from .core import Leaf, Raw, Spec, float_dtypes, leaf, shapes, values
-from .specs_ops import _integer_input, _promoted, _reduce_twin, _zero_d_axis, axes, binary, reduction, unary
+from .specs_ops import (
+    _integer_input,
+    _promoted,
+    _reduce_twin,
+    _zero_d_axis,
+    axes,
+    binary,
+    pytorch_scalar_operand,
+    reduction,
+    unary,
+)
 
 INTEGER_DTYPES = (np.int8, np.int32, np.int64, np.uint8, np.bool_)
 KINKY = st.sampled_from(["real", "integer"])  # "integer": small whole numbers as floats, so 0s, ties, bounds
@@ -30,7 +40,7 @@ def any_dtype(draw, min_dims=0, max_dims=4, layouts=("id", "transpose", "step", 
 
 
 def _torch_minimum(a, b):
-    return _promoted(torch.minimum, a, b if isinstance(b, torch.Tensor) else torch.as_tensor(b, dtype=a.dtype))
+    return _promoted(torch.minimum, a, pytorch_scalar_operand(a, b))
 
 
 # ---------------------------------------------------------------- elementwise

@@ -131,6 +131,8 @@ def _reduce_twin(method):
                 return x * 1
             if method == "mean":
                 return x.mean()  # PyTorch refuses integers whatever the axes
+            if method == "logsumexp":
+                return x.to(torch.float32)  # integers promote to the default dtype, as torch.logsumexp does
             return x.to(torch.int64) if method == "sum" else x.clone()
         return getattr(x, method)(dim=_torch_axis(axis, x.ndim), keepdim=keepdims)
 
@@ -190,7 +192,14 @@ def _specs_elementwise():
             )
         )
     specs.append(Spec("Tensor.__neg__", unary(), lambda a: -a, lambda a: -a, ("neg",)))
-    for name, word in [("exp", "exp"), ("log", "log"), ("sqrt", "sqrt"), ("tanh", "tanh"), ("relu", "relu")]:
+    for name, word in [
+        ("exp", "exp"),
+        ("log", "log"),
+        ("sqrt", "sqrt"),
+        ("tanh", "tanh"),
+        ("relu", "relu"),
+        ("erf", "erf"),
+    ]:
         domain = "positive" if name in ("log", "sqrt") else "real"
         specs.append(
             Spec(
@@ -256,12 +265,18 @@ def argmax_case(draw):
     return (x,), {"axis": axis, "keepdims": draw(st.booleans()) if axis is not None else False}
 
 
-def _torch_maximum(a, b):
-    if not isinstance(b, torch.Tensor):  # a Python number, as PyTorch's scalar promotion types (and wraps) it
+def pytorch_scalar_operand(a, b):
+    """``b`` as the tensor PyTorch's scalar promotion makes of it next to ``a`` (typed, then cast with wrapping),
+    for the ops (maximum, minimum) whose torch twin takes tensors only."""
+    if not isinstance(b, torch.Tensor):
         b = _torch_operand(b, a)
-        exact = {bool: torch.bool, int: torch.int64}.get(type(b), torch.float64)  # then cast (wrapping) as PyTorch
+        exact = {bool: torch.bool, int: torch.int64}.get(type(b), torch.float64)
         b = torch.tensor(b, dtype=exact).to(torch.result_type(a, b))
-    return _promoted(torch.maximum, a, b)
+    return b
+
+
+def _torch_maximum(a, b):
+    return _promoted(torch.maximum, a, pytorch_scalar_operand(a, b))
 
 
 def _tensor_exponent(args, kwargs):

@@ -18,6 +18,7 @@ LAYERS = [
     ("tinygrad_tx.anomaly",),
     ("tinygrad_tx.tensor",),
     ("tinygrad_tx.function",),
+    ("tinygrad_tx.differentiable", "tinygrad_tx.graph"),
     ("tinygrad_tx.ops",),
     ("tinygrad_tx.kernels.reference",),
     ("tinygrad_tx.kernels.runtime",),
@@ -25,6 +26,7 @@ LAYERS = [
     ("tinygrad_tx.kernels",),
     ("tinygrad_tx.nn",),
     ("tinygrad_tx.optim", "tinygrad_tx.gradcheck", "tinygrad_tx.factories", "tinygrad_tx.serialization"),
+    ("tinygrad_tx.autograd",),
     ("tinygrad_tx.viz", "tinygrad_tx.tuning", "tinygrad_tx.distributed"),
     ("tinygrad_tx",),
 ]

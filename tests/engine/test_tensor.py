@@ -206,3 +206,11 @@ def test_import_is_light():
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     )
+
+
+def test_a_0d_intermediate_used_three_times_gets_every_gradient():
+    # NumPy sums two 0-d arrays into a scalar; the walk once summed the third contribution into a copy of it
+    x = Tensor(np.array(0.3), requires_grad=True, dtype="float64")
+    y = x * 1
+    (y * y * y * y).backward()
+    assert np.isclose(x.grad.item(), 4 * 0.3**3)

@@ -29,6 +29,8 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from .. import backend
 from ..errors import TinygradTxError
 from ..scoped import ScopedSetting
@@ -173,6 +175,9 @@ def current() -> str:
 
 def pick(kernel: Callable[..., Any], array: Any) -> Callable[..., Any]:
     """The implementation of ``kernel`` (a function of kernels/reference.py, e.g. ``reference.softmax_forward``)
-    for ``array``'s device and this thread: one dictionary lookup."""
+    for ``array``'s device and this thread: one dictionary lookup. A Tensor (a backward recorded under
+    create_graph=True) always gets the reference formula itself, which then runs on Tensors."""
     state = _active.get()
-    return (state.on_gpu if backend.is_gpu_array(array) else state.on_cpu)[kernel]
+    if backend.is_gpu_array(array):
+        return state.on_gpu[kernel]
+    return (state.on_cpu if isinstance(array, np.ndarray) else _REFERENCE)[kernel]

@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from .. import backend
+from ..ops.erf import erf_series
 
 Array = Any  # a NumPy or CuPy array (each function takes its module from its inputs)
 
@@ -24,7 +25,6 @@ SQRT_HALF = math.sqrt(0.5)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 TANH_CUBIC = 0.044715  # the cubic coefficient of GELU's tanh approximation (Hendrycks & Gimpel)
-ERF_SERIES_CLAMP, ERF_SERIES_TERMS = 6.0, 100  # erf(6) is 1 in float64; 100 terms reach float64 rounding there
 
 
 # ---------------------------------------------------------------- linear: one GEMM over rows
@@ -99,7 +99,7 @@ def cross_entropy_backward(probs: Array, targets: Array, row_weight: Array) -> A
     """dz_n = w_n (p_n - onehot(t_n)), w_n the row's weight (0 for an ignored row).
     docs/derivations/cross_entropy.md"""
     xp = backend.xp_of(probs)
-    one_hot = xp.arange(probs.shape[1]) == targets[:, None]
+    one_hot = (xp.arange(probs.shape[1]) == targets[:, None]).astype(probs.dtype)
     return row_weight[:, None] * (probs - one_hot)
 
 
@@ -137,16 +137,11 @@ def layer_norm_backward(
 def erf(x: Array) -> Array:
     """The error function, elementwise: erf(x) = 2/sqrt(pi) e^(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!.
 
-    Every term of this series is positive, so nothing cancels; evaluated in float64 it is within
-    ~2e-15 of erf, then rounded to x's dtype. Slow (a hundred passes) but plain.  docs/derivations/gelu.md
-    """
-    xp = backend.xp_of(x)
-    clamped = xp.clip(x.astype(xp.float64), -ERF_SERIES_CLAMP, ERF_SERIES_CLAMP)
-    term, total = clamped, clamped
-    for n in range(1, ERF_SERIES_TERMS):
-        term = term * (2.0 * clamped * clamped / (2 * n + 1))
-        total = total + term
-    return (2.0 / math.sqrt(math.pi) * xp.exp(-clamped * clamped) * total).astype(x.dtype)
+    On arrays, that series (ops/erf.py: erf_series; within ~2e-15 of erf, slow but plain). On a
+    Tensor (a backward being recorded, create_graph=True), the primitive op Erf, whose derivative is
+    2/sqrt(pi) e^(-x^2): a second derivative never goes through the hundred terms of the series.
+    docs/derivations/gelu.md"""
+    return erf_series(x) if isinstance(x, backend.ARRAY_TYPES) else backend.xp_of(x).erf(x)
 
 
 def gelu_gate(x: Array, approximate: str) -> Array:

@@ -11,6 +11,7 @@ from ..errors import TinygradTxError
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import normalize_axes, require_float
+from ..tensor import Tensor
 
 
 def single_axis(op, axis, ndim):
@@ -86,7 +87,8 @@ class Gelu(Function):
             raise TinygradTxError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
         ctx.approximate, ctx.in_shape = approximate, x.shape
         # a 0-d input runs as shape (1,): NumPy arithmetic on 0-d arrays returns scalars, which out= refuses
-        x = x.reshape(x.shape or (1,))
+        if x.ndim == 0:
+            x = x.reshape((1,))
         out = pick(reference.gelu_forward, x)(x, approximate)
         ctx.save_for_backward(x)
         return out.reshape(ctx.in_shape)
@@ -96,6 +98,8 @@ class Gelu(Function):
         """none: dx = g (Phi(x) + x phi(x));  tanh: dx = g (1+t)/2 + g x (1-t^2) sqrt(2/pi) (1 + 3 0.044715 x^2) / 2.
         docs/derivations/gelu.md"""
         (x,) = ctx.saved_tensors
+        if isinstance(grad, Tensor) and ctx.inputs[0] is not None:  # recorded: the input itself, not a saved copy
+            x = ctx.inputs[0].reshape(x.shape)
         grad = grad.reshape(x.shape)
         return pick(reference.gelu_backward, x)(x, grad, ctx.approximate).reshape(ctx.in_shape)
 

@@ -14,6 +14,7 @@ from ..errors import DTypeError, ShapeError
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import require_float
+from ..tensor import Tensor
 from .activations import check_dropout_probability
 
 
@@ -91,6 +92,7 @@ class ScaledDotProductAttention(Function):
         keys = check_attention_inputs(q, k, v, attn_mask, dropout_p)
         ctx.scale = default_scale(q.shape[-1], scale)
         xp = xp_of(q)
+        ctx.dropout_p = dropout_p
         if q.shape[-2] == 0 or keys == 0:  # no scores: a query without keys outputs 0, as in PyTorch
             probs = xp.zeros(q.shape[:-1] + (keys,), q.dtype)
             ctx.save_for_backward(q, k, v, probs, probs)
@@ -98,6 +100,7 @@ class ScaledDotProductAttention(Function):
         allowed = allowed_keys(xp, q.shape[-2], keys, causal, attn_mask)
         out, probs, dropped = pick(reference.attention_forward, q)(q, k, v, allowed, dropout_p, ctx.scale)
         ctx.save_for_backward(q, k, v, probs, dropped)
+        ctx.allowed = allowed
         return out
 
     @staticmethod
@@ -105,5 +108,13 @@ class ScaledDotProductAttention(Function):
         """dv = Pd^T g; dPd = g v^T; dS = Pd * dPd - P * rowsum(Pd * dPd); dq = scale dS k; dk = scale dS^T q.
         docs/derivations/attention.md"""
         q, k, v, probs, dropped = ctx.saved_tensors
-        backward = reference.attention_backward if probs.size == 0 else pick(reference.attention_backward, q)
-        return backward(q, k, v, probs, dropped, grad, ctx.scale)
+        if probs.size == 0:  # no scores (T = 0 or no keys): nothing to recompute, the formula on empty shapes
+            return reference.attention_backward(q, k, v, probs, dropped, grad, ctx.scale)
+        if isinstance(grad, Tensor):  # recorded (create_graph): P recomputed from q and k, the same dropout mask
+            mask = None
+            if ctx.dropout_p > 0:
+                kept = probs.data > 0
+                mask = xp_of(kept).where(kept, dropped.data / xp_of(kept).where(kept, probs.data, 1), 0)
+            probs = reference.attention_forward(q, k, v, ctx.allowed, 0.0, ctx.scale)[1]
+            dropped = probs if mask is None else probs * mask
+        return pick(reference.attention_backward, q)(q, k, v, probs, dropped, grad, ctx.scale)

@@ -8,6 +8,7 @@ from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import as_rows, require_float
+from ..tensor import Tensor
 
 
 class LinearFunction(Function):
@@ -41,6 +42,8 @@ class LinearFunction(Function):
     def backward(ctx, grad):
         """dx = g W, dW = g^T x, db = sum_rows g (g, x as (N, features) matrices).  docs/derivations/matmul.md"""
         rows, weight = ctx.saved_tensors
+        if isinstance(grad, Tensor) and ctx.inputs[0] is not None:  # recorded: the input's rows, not a saved view
+            rows = as_rows(ctx.inputs[0])
         grad_rows = as_rows(grad)
         grad_x, grad_weight, grad_bias = pick(reference.linear_backward, grad_rows)(
             grad_rows, rows, weight, ctx.needs_input_grad

@@ -8,6 +8,7 @@ from ..errors import DTypeError, IndexOutOfRangeError, ShapeError, TinygradTxErr
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import as_rows, require_float
+from ..tensor import Tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -69,6 +70,9 @@ class CrossEntropy(Function):
         """dz_i = w_i (softmax(z_i) - onehot(t_i)), w_i = g_i (none), g (sum) or g / count (mean), 0 if ignored.
         docs/derivations/cross_entropy.md"""
         probs, safe_targets, counted, count = ctx.saved_tensors
+        if isinstance(grad, Tensor) and ctx.inputs[0] is not None:
+            # recorded (create_graph): the probabilities recomputed from the logits, so that they are differentiated too
+            probs = reference.cross_entropy_forward(as_rows(ctx.inputs[0]), safe_targets, counted)[0]
         if ctx.reduction == "none":
             row_weight = grad.reshape(-1) * counted
         else:

@@ -10,6 +10,8 @@ from ..errors import ShapeError, TinygradTxError
 from ..function import Function
 from ..kernels import pick, reference
 from ..ops import require_float
+from ..ops.elementwise import owned
+from ..tensor import Tensor
 
 
 def check_eps(op, eps):
@@ -49,6 +51,7 @@ class LayerNormFunction(Function):
             return x.copy()
         out, xhat, rstd = pick(reference.layer_norm_forward, x)(x, weight, bias, eps)
         ctx.save_for_backward(xhat, rstd, weight)
+        ctx.eps = eps
         return out
 
     @staticmethod
@@ -59,7 +62,10 @@ class LayerNormFunction(Function):
         if ctx.empty:
             features = (grad.shape[-1],)
             zeros = [xp_of(grad).zeros(features, grad.dtype) if needed else None for needed in need[1:]]
-            return (grad.copy() if need[0] else None, *zeros)
+            return (owned(grad) if need[0] else None, *zeros)
         xhat, rstd, weight = ctx.saved_tensors
+        if isinstance(grad, Tensor) and ctx.inputs[0] is not None:
+            # recorded (create_graph): xhat and rstd recomputed from the input, so that they are differentiated too
+            _, xhat, rstd = reference.layer_norm_forward(ctx.inputs[0], None, None, ctx.eps)
         grads = pick(reference.layer_norm_backward, xhat)(grad, xhat, rstd, weight)
         return tuple(g if needed else None for g, needed in zip(grads, need))

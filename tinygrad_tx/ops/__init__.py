@@ -11,6 +11,7 @@ import numpy as np
 from ..backend import ARRAY_TYPES, as_array, xp_of
 from ..errors import DTypeError, ShapeError
 from ..tensor import Tensor
+from . import tensor_module
 from .elementwise import (
     Add,
     Cast,
@@ -31,6 +32,7 @@ from .elementwise import (
     require_float,
     unbroadcast,
 )
+from .erf import Erf
 from .extra import attach_methods
 from .matmul import MatMul, as_rows
 from .movement import Concatenate, Expand, GetItem, Permute, Reshape, Split, Stack
@@ -199,7 +201,10 @@ def _permute(self, *axes):
 
 
 def _transpose(self, axis0=None, axis1=None):
-    """``t.transpose()`` reverses the axes (like ``.T``); ``t.transpose(a, b)`` swaps two (PyTorch style)."""
+    """``t.transpose()`` reverses the axes (like ``.T``); ``t.transpose(a, b)`` swaps two (PyTorch style);
+    ``t.transpose((2, 0, 1))`` permutes them all (NumPy style, as ``permute``)."""
+    if isinstance(axis0, (tuple, list)) and axis1 is None:
+        return Permute.apply(self, tuple(axis0))
     if axis0 is None and axis1 is None:
         return Permute.apply(self, tuple(reversed(range(self.ndim))))
     axis0, axis1 = (normalize_axes("transpose", a, self.ndim)[0] for a in (axis0, axis1))
@@ -269,6 +274,8 @@ Tensor.T = property(lambda self: self.transpose())
 Tensor.exp = lambda self: Exp.apply(self)
 Tensor.log = lambda self: Log.apply(self)
 Tensor.sqrt = lambda self: Sqrt.apply(self)
+Tensor.erf = lambda self: Erf.apply(self)
+Tensor.array_module = property(lambda self: tensor_module.for_device(self.device))
 Tensor.tanh = lambda self: Tanh.apply(self)
 Tensor.relu = lambda self: Relu.apply(self)
 Tensor.maximum = lambda self, other: _binary(Maximum, self, other)
@@ -320,4 +327,4 @@ def minimum(a, b):
 
 # abs, sign, sigmoid, sin, cos, square, rsqrt, clamp/clip, minimum, var, std, logsumexp, cumsum, argmin,
 # any, all, tril, triu, gather, isnan, isinf, isfinite: tinygrad_tx/ops/extra.py
-attach_methods(Tensor, _operand)
+attach_methods(Tensor, _binary)

@@ -9,6 +9,7 @@ import math
 from ..backend import xp_of
 from ..errors import DTypeError, ShapeError
 from ..function import Function
+from ..tensor import Tensor
 
 
 def unbroadcast(grad, shape):
@@ -23,6 +24,12 @@ def unbroadcast(grad, shape):
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
     summed = grad.sum(axis=axes, keepdims=True) if axes else grad
     return summed.reshape(shape)
+
+
+def owned(x):
+    """A fresh C-ordered array of a view (``copy``, not ascontiguousarray: that turns 0-d into shape (1,));
+    a Tensor as it is (its ops never share memory with a caller)."""
+    return x if isinstance(x, Tensor) else x.copy()
 
 
 def _shape(x):
@@ -288,10 +295,12 @@ class Maximum(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
-        tie = 0.5 * (a == b)  # where a or b is NaN, both get the whole gradient (as PyTorch)
+        below = (a < b).astype(grad.dtype)  # cast to the gradient's dtype: no bool arithmetic, runs on Tensors too
+        above = (a > b).astype(grad.dtype)
+        half_tie = 0.5 * (a == b).astype(grad.dtype)  # NaN makes all three 0: both get the whole gradient
         return (
-            unbroadcast(grad * (1 - (a < b) - tie), _shape(a)) if need[0] else None,
-            unbroadcast(grad * (1 - (a > b) - tie), _shape(b)) if need[1] else None,
+            unbroadcast(grad * (1 - below - half_tie), _shape(a)) if need[0] else None,
+            unbroadcast(grad * (1 - above - half_tie), _shape(b)) if need[1] else None,
         )
 
 

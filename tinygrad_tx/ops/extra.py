@@ -27,7 +27,11 @@ def _std(self, axis=None, keepdims=False, *, correction=None, unbiased=None):
 
 
 def _logsumexp(self, axis=None, keepdims=False):
-    """log(sum(exp(x))) over ``axis``, computed stably (the maximum is taken out first)."""
+    """log(sum(exp(x))) over ``axis``, computed stably (the maximum is taken out first).
+
+    Integers and booleans are first promoted to float32, PyTorch's default dtype, as torch.logsumexp does."""
+    if self.dtype.kind in "biu":
+        self = self.astype("float32")
     return statistics.LogSumExp.apply(self, axis=axis, keepdims=keepdims)
 
 
@@ -53,8 +57,8 @@ def _gather(self, axis, index):
     return indexing.Gather.apply(self, index, axis=axis)
 
 
-def attach_methods(tensor_class, operand):
-    """Attach the methods; ``operand`` turns a Python number or array into what a binary op takes."""
+def attach_methods(tensor_class, binary):
+    """Attach the methods; ``binary(Function, a, b)`` applies a two-operand op after PyTorch's type promotion."""
     methods = {
         "abs": lambda self: unary.Abs.apply(self),
         "sign": lambda self: unary.Sign.apply(self),
@@ -65,7 +69,7 @@ def attach_methods(tensor_class, operand):
         "rsqrt": lambda self: unary.Rsqrt.apply(self),
         "clamp": _clamp,
         "clip": _clamp,
-        "minimum": lambda self, other: unary.Minimum.apply(self, operand(other)),
+        "minimum": lambda self, other: binary(unary.Minimum, self, other),
         "isnan": lambda self: unary.isnan(self),
         "isinf": lambda self: unary.isinf(self),
         "isfinite": lambda self: unary.isfinite(self),

@@ -11,6 +11,8 @@ import numpy as np
 from ..backend import scatter_add, xp_of
 from ..errors import DTypeError, IndexOutOfRangeError, ShapeError
 from ..function import Function
+from ..tensor import Tensor
+from .movement import ScatterAdd
 from .reduce import normalize_axes
 
 
@@ -40,13 +42,18 @@ class Triangle(Function):
 
 def scatter_add_along(grad, index, axis, shape):
     """The adjoint of gather: a zero array of ``shape`` with grad[i] added at index[i] along ``axis``
-    (repeated indices add up). Array-only: NumPy/CuPy's unbuffered ``add.at``."""
-    xp = xp_of(grad)
-    out = xp.zeros(shape, grad.dtype)
+    (repeated indices add up): NumPy/CuPy's unbuffered ``add.at`` on arrays; on a recorded gradient
+    (create_graph) the ScatterAdd op, whose own backward is a gather again."""
+    xp = xp_of(index)
     position = [
         xp.arange(n).reshape([n if j == d else 1 for j in range(index.ndim)]) for d, n in enumerate(index.shape)
     ]
     position[axis] = index
+    if isinstance(grad, Tensor):
+        if not index.size:  # nothing gathered: a constant zero gradient (ScatterAdd needs a value to place)
+            return Tensor._wrap(xp.zeros(shape, grad.dtype))
+        return ScatterAdd.apply(grad, tuple(position), tuple(shape), True)
+    out = xp.zeros(shape, grad.dtype)
     scatter_add(out, tuple(position), grad)
     return out
 
@@ -86,4 +93,5 @@ class Gather(Function):
     @staticmethod
     def backward(ctx, grad):
         (index,) = ctx.saved_tensors
+        index = index.data if isinstance(index, Tensor) else index  # create_graph hands the input back as a Tensor
         return scatter_add_along(grad, index, ctx.axis, ctx.in_shape), None

@@ -7,6 +7,7 @@ import numpy as np
 from ..backend import scatter_add, xp_of
 from ..errors import IndexOutOfRangeError, ShapeError
 from ..function import Function
+from ..tensor import Tensor
 from .elementwise import unbroadcast
 
 
@@ -42,7 +43,7 @@ class Permute(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad.transpose(ctx.inverse), None
+        return xp_of(grad).transpose(grad, ctx.inverse), None
 
 
 class Expand(Function):
@@ -91,12 +92,31 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        grad_x = xp_of(grad).zeros(ctx.in_shape, grad.dtype)
-        if ctx.advanced:
-            scatter_add(grad_x, ctx.index, grad)
+        if isinstance(grad, Tensor):  # recorded (create_graph): the same scatter, as an op of its own
+            return ScatterAdd.apply(grad, ctx.index, ctx.in_shape, ctx.advanced), None
+        return ScatterAdd.forward(ctx, grad, ctx.index, ctx.in_shape, ctx.advanced), None
+
+
+class ScatterAdd(Function):
+    """GetItem's backward as an op: zeros of ``shape`` with ``values`` added at ``index`` (repeated integer
+    indices add up when ``advanced``; other indices read each element once, so plain assignment suffices).
+
+    Its own backward reads the gradient at ``index``: a GetItem. So indexing is differentiable to any order.
+    """
+
+    @staticmethod
+    def forward(ctx, values, index, shape, advanced):
+        ctx.index = index
+        out = xp_of(values).zeros(shape, values.dtype)
+        if advanced:
+            scatter_add(out, index, values)
         else:
-            grad_x[ctx.index] = grad
-        return grad_x, None
+            out[index] = values
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return GetItem.apply(grad, ctx.index) if isinstance(grad, Tensor) else grad[ctx.index], None, None, None
 
 
 class Concatenate(Function):

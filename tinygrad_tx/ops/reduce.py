@@ -6,7 +6,7 @@ Derivation: docs/derivations/broadcasting.md (a reduction's backward is a broadc
 from ..backend import xp_of
 from ..errors import ShapeError
 from ..function import Function
-from .elementwise import require_float
+from .elementwise import owned, require_float
 
 
 def normalize_axes(op, axis, ndim):
@@ -26,10 +26,9 @@ def normalize_axes(op, axis, ndim):
 
 def _expand_back(grad, in_shape, axes, keepdims):
     """A reduced gradient -> the input's shape (re-insert the reduced axes, then broadcast)."""
-    xp = xp_of(grad)
     if not keepdims:
         grad = grad.reshape([1 if i in axes else n for i, n in enumerate(in_shape)])
-    return xp.broadcast_to(grad, in_shape).copy()  # not ascontiguousarray: it turns a 0-d array into shape (1,)
+    return owned(xp_of(grad).broadcast_to(grad, in_shape))
 
 
 class Sum(Function):
@@ -62,7 +61,8 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _expand_back(grad / ctx.count, ctx.in_shape, ctx.axes, ctx.keepdims)
+        # an empty axis (count 0) has no element to send a gradient to: divide by 1, not 0 (no NaN in a second pass)
+        return _expand_back(grad / max(ctx.count, 1), ctx.in_shape, ctx.axes, ctx.keepdims)
 
 
 class Max(Function):

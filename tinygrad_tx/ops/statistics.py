@@ -102,13 +102,15 @@ class LogSumExp(Function):
             m = xp.asarray(x.max(axis=ctx.axes, keepdims=True))
             m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
             out = xp.log(xp.exp(x - m).sum(axis=ctx.axes, keepdims=True)) + m
-        ctx.save_for_backward(x, out)
-        return out if keepdims else out.reshape([n for i, n in enumerate(x.shape) if i not in ctx.axes])
+        if not keepdims:
+            out = out.reshape([n for i, n in enumerate(x.shape) if i not in ctx.axes])
+        ctx.save_for_backward(x, out)  # the very array returned: create_graph hands it back as this op's output
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        return grad.reshape(ctx.kept) * pointwise("exp", x - out)
+        return grad.reshape(ctx.kept) * pointwise("exp", x - out.reshape(ctx.kept))
 
 
 class CumSum(Function):

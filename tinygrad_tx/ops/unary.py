@@ -222,10 +222,12 @@ class Minimum(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
-        tie = 0.5 * (a == b)  # where a or b is NaN, both get the whole gradient (as Maximum and PyTorch)
+        below = (a < b).astype(grad.dtype)  # cast to the gradient's dtype: no bool arithmetic, runs on Tensors too
+        above = (a > b).astype(grad.dtype)
+        half_tie = 0.5 * (a == b).astype(grad.dtype)  # NaN makes all three 0: both get the whole gradient
         return (
-            unbroadcast(grad * (1 - (a > b) - tie), _shape(a)) if need[0] else None,
-            unbroadcast(grad * (1 - (a < b) - tie), _shape(b)) if need[1] else None,
+            unbroadcast(grad * (1 - above - half_tie), _shape(a)) if need[0] else None,
+            unbroadcast(grad * (1 - below - half_tie), _shape(b)) if need[1] else None,
         )
 
 
