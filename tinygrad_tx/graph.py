@@ -329,8 +329,10 @@ def _accumulate_pending(node, index, grad, recorded=False):
         node.pending[index] = current + grad
     elif node.owned[index]:
         current += grad
-    else:  # asarray: NumPy sums two 0-d arrays into a scalar, which the next ``+=`` would not update in place
-        node.pending[index] = backend.xp_of(current).asarray(current + grad)
+    else:
+        total = current + grad
+        # NumPy sums two 0-d arrays into a scalar, which the next ``+=`` would not update in place
+        node.pending[index] = total if total.ndim else backend.xp_of(current).asarray(total)
         node.owned[index] = True
 
 

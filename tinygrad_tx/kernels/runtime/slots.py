@@ -55,25 +55,31 @@ class Slots:
         make_tuple: Any = collections.namedtuple  # a name built at run time, which mypy cannot follow
         tuple_type = make_tuple(name.title().replace(" ", "").replace("_", "") + "Slots", [*indices, "size"])
         self.at: Any = tuple_type(*indices.values(), start)
+        self._names, self._order = set(self.widths), tuple(self.widths)
+        self._float_positions = tuple(self._order.index(slot) for slot in self.floats)
+        self._wide = any(width != 1 for width in self.widths.values())
 
     def pack(self, **named: Any) -> np.ndarray:
         """The int64 array for the block function: every slot by name, none missing, none unknown."""
-        missing = [slot for slot in self.widths if slot not in named]
-        unknown = [slot for slot in named if slot not in self.widths]
-        if missing or unknown:
+        if named.keys() != self._names:  # one comparison in C on the hot path; the message only on a mistake
+            missing = [slot for slot in self.widths if slot not in named]
+            unknown = [slot for slot in named if slot not in self.widths]
             problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
                 [f"unknown {', '.join(unknown)}"] if unknown else []
             )
             raise TinygradTxError(f"{self.name} slots: {'; '.join(problems)} (slots: {', '.join(self.widths)})")
-        values: list[int] = []
-        for slot, width in self.widths.items():
-            value = named[slot]
-            if slot in self.floats:
-                values.append(float_bits(value))
-            elif width == 1:
-                values.append(int(value))
-            else:
-                if len(value) != width:
+        values = [named[slot] for slot in self._order]
+        for position in self._float_positions:
+            values[position] = _INT64.unpack(_FLOAT64.pack(values[position]))[0]
+        if self._wide:  # a slot spanning several int64s: its values in place of the one entry
+            flat: list[int] = []
+            for slot, value in zip(self._order, values):
+                width = self.widths[slot]
+                if width == 1:
+                    flat.append(value)
+                elif len(value) != width:
                     raise TinygradTxError(f"{self.name} slots: {slot} takes {width} values, got {len(value)}")
-                values.extend(int(v) for v in value)
+                else:
+                    flat.extend(value)
+            values = flat
         return np.array(values, np.int64)
