@@ -3,6 +3,8 @@ and nn/smooth_activations.py. Float data is drawn in every layout, with kinks (z
 clamp bound: the "integer" domain) and, where PyTorch accepts them, int8/int32/int64/uint8/bool tensors.
 """
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as TF
@@ -149,10 +151,12 @@ def _variance_twin(method):
         if "correction" in kw and "unbiased" in kw:
             raise TypeError("correction and unbiased together")
         correction = kw.get("correction", int(kw.get("unbiased", True)))
-        if axis == () or (axis is None and x.ndim == 0):  # NumPy's rule: no axis reduced, n = 1
-            return getattr(x.unsqueeze(-1), method)(dim=-1, correction=correction)
-        dim = tuple(range(x.ndim)) if axis is None else axis
-        return getattr(x, method)(dim=dim, correction=correction, keepdim=keepdims)
+        with warnings.catch_warnings():  # n - correction <= 0 is a case we draw on purpose, not news
+            warnings.filterwarnings("ignore", "var\\(\\): degrees of freedom", UserWarning)
+            if axis == () or (axis is None and x.ndim == 0):  # NumPy's rule: no axis reduced, n = 1
+                return getattr(x.unsqueeze(-1), method)(dim=-1, correction=correction)
+            dim = tuple(range(x.ndim)) if axis is None else axis
+            return getattr(x, method)(dim=dim, correction=correction, keepdim=keepdims)
 
     return twin
 
