@@ -19,11 +19,12 @@ nbformat = pytest.importorskip("nbformat", reason=f"the docs extra is not instal
 nbclient = pytest.importorskip("nbclient", reason=f"the docs extra is not installed ({DOCS})")
 
 
-def test_the_four_walkthroughs_exist():
+def test_the_five_walkthroughs_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "backprop_by_hand.ipynb",
         "bigram.ipynb",
         "gpt_walkthrough.ipynb",
+        "second_order.ipynb",
         "self_attention.ipynb",
     ]
 
