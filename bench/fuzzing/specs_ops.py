@@ -127,12 +127,14 @@ def _reduce_twin(method):
         if axis == (0, 0):
             raise ValueError("repeated axis")
         if axis == ():  # NumPy: no axis reduced; PyTorch's dim=() reduces every axis (docs/errors.md)
+            if method == "logsumexp":  # each element alone, as PyTorch computes it (inf - inf: a NaN gradient)
+                return (x if x.dtype.is_floating_point else x.to(torch.float32)).unsqueeze(-1).logsumexp(-1)
+            if method in ("amax", "amin") and x.dtype.is_floating_point:  # alone too: a NaN's gradient is NaN
+                return getattr(x.unsqueeze(-1), method)(-1)
             if x.dtype.is_floating_point:
                 return x * 1
             if method == "mean":
                 return x.mean()  # PyTorch refuses integers whatever the axes
-            if method == "logsumexp":
-                return x.to(torch.float32)  # integers promote to the default dtype, as torch.logsumexp does
             return x.to(torch.int64) if method == "sum" else x.clone()
         return getattr(x, method)(dim=_torch_axis(axis, x.ndim), keepdim=keepdims)
 
