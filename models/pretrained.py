@@ -171,7 +171,8 @@ def check_hf_tensors(tensors: dict, config: GPTConfig, where: str) -> dict:
     """{file name: model name} for the tensors a file claims ({name: (dtype, shape)}), after checking every
     name, shape (the Conv1D weights transposed) and dtype against ``config``; one line naming the tensor."""
     expected = parameter_shapes(config)
-    mapping, seen = {}, {}
+    mapping: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for file_name, (dtype, shape) in tensors.items():
         name = hf_to_gpt_name(file_name)
         if name is None:
