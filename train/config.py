@@ -95,10 +95,14 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """What ``python -m train.sample`` draws; the model and its tokenizer come from the run's checkpoint."""
+    """What ``python -m train.sample`` draws; the model and its tokenizer come from the run's checkpoint, or with
+    ``init_from`` from OpenAI GPT-2's files (docs/gpt2.md)."""
 
     out_dir: str = _knob("runs/shakespeare", "run directory of train.shakespeare (holds the checkpoints)")
     ckpt: CheckpointName = _knob("best", "which checkpoint: ckpt_best.npz or ckpt_last.npz")
+    init_from: Optional[str] = _knob(
+        None, "OpenAI GPT-2 instead of a run: gpt2, gpt2-medium, gpt2-large, gpt2-xl or a Hugging Face directory"
+    )
     prompt: str = _knob("\n", "start text (the default is a newline), or FILE:path to read it from a file")
     prompt_file: Optional[str] = _knob(None, "read the start text from this file")
     num_samples: int = _knob(3, "samples to draw")

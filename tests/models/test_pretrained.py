@@ -6,64 +6,18 @@ out, the lm_head as the token embedding), so none of the key mapping or transpos
 Where ``transformers`` itself is installed, tests/models/test_pretrained_transformers.py compares with it too.
 """
 
-import json
 import math
 import os
 
 import numpy as np
 import pytest
 import torch
-from safetensors.numpy import save_file
 
 from models import pretrained
 from models.gpt import GPT
 from tinygrad_tx import Tensor, TinygradTxError
 
-HF_CONFIG = {
-    "model_type": "gpt2",
-    "activation_function": "gelu_new",
-    "n_layer": 2,
-    "n_head": 2,
-    "n_embd": 8,
-    "n_positions": 16,
-    "vocab_size": 23,
-    "layer_norm_epsilon": 1e-5,
-    "resid_pdrop": 0.1,
-}
-
-
-def hf_tensors(config=HF_CONFIG, seed=0, prefix="", buffers=True):
-    """GPT-2 tensors as a Hugging Face file holds them: Conv1D weights (in, out), mask buffers, no lm_head."""
-    rng = np.random.default_rng(seed)
-    c, v, t = config["n_embd"], config["vocab_size"], config["n_positions"]
-
-    def draw(*shape, scale=0.3):
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    tensors = {"wte.weight": draw(v, c), "wpe.weight": draw(t, c)}
-    for i in range(config["n_layer"]):
-        layer = {
-            "ln_1.weight": 1 + draw(c, scale=0.1), "ln_1.bias": draw(c, scale=0.1),
-            "attn.c_attn.weight": draw(c, 3 * c), "attn.c_attn.bias": draw(3 * c, scale=0.1),
-            "attn.c_proj.weight": draw(c, c), "attn.c_proj.bias": draw(c, scale=0.1),
-            "ln_2.weight": 1 + draw(c, scale=0.1), "ln_2.bias": draw(c, scale=0.1),
-            "mlp.c_fc.weight": draw(c, 4 * c), "mlp.c_fc.bias": draw(4 * c, scale=0.1),
-            "mlp.c_proj.weight": draw(4 * c, c), "mlp.c_proj.bias": draw(c, scale=0.1),
-        }  # fmt: skip
-        if buffers:
-            layer["attn.bias"] = np.tril(np.ones((t, t), dtype=np.float32))[None, None]
-            layer["attn.masked_bias"] = np.array(-1e4, dtype=np.float32)
-        tensors.update({f"h.{i}.{name}": value for name, value in layer.items()})
-    tensors["ln_f.weight"], tensors["ln_f.bias"] = 1 + draw(c, scale=0.1), draw(c, scale=0.1)
-    return {prefix + name: value for name, value in tensors.items()}
-
-
-def write_checkpoint(directory, tensors=None, config=HF_CONFIG):
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "config.json"), "w", encoding="utf-8") as file:
-        json.dump(config, file)
-    save_file(hf_tensors(config) if tensors is None else tensors, os.path.join(directory, "model.safetensors"))
-    return str(directory)
+from helpers.hf_gpt2 import HF_CONFIG, fake_cache, hf_tensors, write_checkpoint
 
 
 def hf_gpt2_reference(tensors, config, idx):
@@ -156,15 +110,6 @@ def test_pytorch_model_bin_read_with_weights_only(tmp_path):
     torch.save({"evil": object()}, tmp_path / "pytorch_model.bin")
     with pytest.raises(TinygradTxError, match="weights_only=True"):
         GPT.from_pretrained(str(tmp_path))
-
-
-def fake_cache(root, repo, tensors=None, revision="0123abcd"):
-    """A Hugging Face hub cache tree: models--<repo>/refs/main naming snapshots/<revision>/ with the files."""
-    base = os.path.join(root, "models--" + repo.replace("/", "--"))
-    os.makedirs(os.path.join(base, "refs"))
-    with open(os.path.join(base, "refs", "main"), "w", encoding="utf-8") as ref:
-        ref.write(revision)
-    return write_checkpoint(os.path.join(base, "snapshots", revision), tensors)
 
 
 @pytest.mark.parametrize("repo", ["gpt2", "openai-community/gpt2"])

@@ -2,7 +2,6 @@
 package is installed, against Hugging Face's byte-level BPE trained here and saved in GPT-2's format."""
 
 import json
-import os
 
 import pytest
 
@@ -10,6 +9,7 @@ from tinygrad_tx import TinygradTxError
 from train.gpt2_tokenizer import GPT2_SPLIT, bytes_to_unicode
 from train.tokenizers import GPT2Tokenizer, Tokenizer
 
+from helpers.hf_gpt2 import MERGES, write_files, write_gpt2_directory
 from helpers.optional import requires
 
 STRESS = (
@@ -20,22 +20,6 @@ STRESS = (
     "code: def f(x):\n    return x**2  # comment\u00a0nbsp   \n"
     "<|endoftext|>Next document<|endoftext|> trailing spaces   "
 )
-MERGES = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "Ġa n", "Ġan d", "l l", "Ġ w", "e ll", "' s", "Ċ Ċ"]
-
-
-def write_files(directory, merges=MERGES, header=True):
-    """vocab.json: the 256 byte characters (ids 0..255 in GPT-2's order), one id per merge, then <|endoftext|>."""
-    chars = list(bytes_to_unicode().values())
-    vocab = {char: index for index, char in enumerate(chars)}
-    for merge in merges:
-        vocab[merge.replace(" ", "")] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as file:
-        json.dump(vocab, file, ensure_ascii=False)
-    with open(os.path.join(directory, "merges.txt"), "w", encoding="utf-8") as file:
-        file.write(("#version: 0.2\n" if header else "") + "\n".join(merges) + "\n")
-    return vocab
 
 
 def test_byte_table_is_gpt2s():
@@ -128,3 +112,22 @@ def test_equals_hugging_faces_byte_level_bpe(tmp_path):
         expected = hf.encode(text).ids
         assert tok.encode(text) == expected, text
         assert tok.decode(expected) == text
+
+
+def test_sample_from_a_gpt2_directory(tmp_path, capsys):
+    """python -m train.sample --init_from <directory>: GPT-2's model and tokenizer, the KV cache, top-k and top-p."""
+    import io
+
+    from train import sample
+
+    directory = write_gpt2_directory(tmp_path / "gpt2")
+    argv = ["--init_from", directory, "--prompt", "the well", "--num_samples", "1", "--max_new_tokens", "8"]
+    out = io.StringIO()
+    assert sample.main([*argv, "--top_k", "5", "--top_p", "0.9", "--temperature", "0.7"], out=out) == 0
+    assert out.getvalue().startswith("the well")
+    again = io.StringIO()
+    sample.main([*argv, "--top_k", "5", "--top_p", "0.9", "--temperature", "0.7"], out=again)
+    assert again.getvalue() == out.getvalue()  # the same seed, the same text
+    assert sample.main(["--init_from", str(tmp_path / "missing")], out=io.StringIO()) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error and "missing" in error
