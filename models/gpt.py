@@ -45,7 +45,7 @@ from .block import Block
 from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
 from .gpt_config import GPTConfig, estimate_gpt_memory, require_memory
 from .gpt_files import SAFETENSORS_ARGS_KEY, read_npz, read_safetensors, write_npz
-from .pretrained import WEIGHT_FILES, config_from_hf, locate_files, read_hf_weights
+from .pretrained import load_pretrained
 
 __all__ = ["GPT", "GPTConfig", "read_npz", "read_safetensors", "write_npz"]
 
@@ -214,10 +214,7 @@ class GPT(Module):
         openai-community/<name>) looked up in the Hugging Face cache (downloaded with huggingface_hub when it is
         installed), or a directory with config.json and model.safetensors (or pytorch_model.bin, read with
         torch.load(weights_only=True)). GPT-2's MLP uses the tanh GELU (gelu_new). See models/pretrained.py."""
-        op = "GPT.from_pretrained"
-        config_path, weights_path = locate_files(name_or_path, [("config.json",), WEIGHT_FILES], op)
-        config = config_from_hf(config_path, op, dropout)
-        state = read_hf_weights(weights_path, config, op)  # every name and shape checked before the model is built
+        state, config = load_pretrained(name_or_path, "GPT.from_pretrained", dropout)  # checked, then built
         model = cls(config)
         model.load_state_dict(state)
         return model.to(device)

@@ -112,6 +112,13 @@ def _download(repo: str, group: tuple, cache: str, op: str, fetch: str) -> str:
     raise TinygradTxError(f"{op}: cannot download {' or '.join(group)} of {repo} ({'; '.join(reasons)}); {fetch}")
 
 
+def load_pretrained(name_or_path: Any, op: str, dropout: float = 0.0) -> tuple:
+    """(state dict of float32 NumPy arrays in nanoGPT's names and layouts, GPTConfig) of a GPT-2 checkpoint."""
+    config_path, weights_path = locate_files(name_or_path, [("config.json",), WEIGHT_FILES], op)
+    config = config_from_hf(config_path, op, dropout)
+    return read_hf_weights(weights_path, config, op), config  # every name and shape checked before reading
+
+
 def config_from_hf(path: str, op: str, dropout: float = 0.0) -> GPTConfig:
     """A GPTConfig from a Hugging Face GPT-2 config.json, refusing settings the model here cannot follow."""
     where = f"{op}: {path!r}"
