@@ -26,11 +26,13 @@ setup(
         "safetensors>=0.4",
         "jsonargparse>=4.53,<5",
         "graphviz>=0.20",
+        "regex>=2022.1",  # GPT-2 pre-tokenizes with Unicode classes (\p{L}, \p{N}): train/gpt2_tokenizer.py
     ],
     extras_require={
         "gpu": ["cupy-cuda12x>=12.0"],
+        "hub": ["huggingface_hub>=0.20"],  # GPT.from_pretrained("gpt2") downloads what the cache lacks (docs/gpt2.md)
         "dist": ["mpi4py>=4.0", "mpich>=4.1"],  # data-parallel under mpiexec (docs/distributed.md)
-        "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1", "threadpoolctl>=3.0"],
+        "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1", "threadpoolctl>=3.0", "tokenizers>=0.15"],
         # the site (mkdocs.yml) and the notebooks' execution; MathJax comes from jupyter-server-mathjax
         "docs": [
             "mkdocs>=1.6",

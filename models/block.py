@@ -2,8 +2,8 @@
 
 ``Block(config)`` computes ``x + attn(ln_1(x))`` then ``x + mlp(ln_2(x))`` with nanoGPT's parameter
 names (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj). ``FeedForward`` is the MLP:
-expand 4x, a nonlinearity (GELU as GPT-2, exact erf form by default; or ReLU as in "Let's build
-GPT"), project back, dropout.
+expand 4x, a nonlinearity (GELU: the exact erf form by default, as nanoGPT; the tanh form, OpenAI GPT-2's
+gelu_new, with gelu_approximate="tanh"; or ReLU as in "Let's build GPT"), project back, dropout.
 """
 
 import tinygrad_tx.nn.functional as F

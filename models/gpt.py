@@ -20,6 +20,9 @@ safetensors: ``model.save_safetensors(path)``, ``GPT.from_safetensors(path)`` an
 ``model.load_safetensors(path)`` do the same in the format PyTorch and Hugging Face tools read
 (``safetensors.torch.load_file(path)`` gives a state dict nanoGPT's GPT loads as it is); the
 GPTConfig travels as JSON in the file's metadata under ``model_args``.
+
+OpenAI's GPT-2: ``GPT.from_pretrained("gpt2")`` (or a Hugging Face checkpoint directory) reads config.json and
+model.safetensors, maps Hugging Face's names and Conv1D layouts to these (models/pretrained.py, docs/gpt2.md).
 """
 
 import dataclasses
@@ -42,6 +45,7 @@ from .block import Block
 from .generation import KVCache, as_token_ids, generate_tokens, iter_tokens
 from .gpt_config import GPTConfig, estimate_gpt_memory, require_memory
 from .gpt_files import SAFETENSORS_ARGS_KEY, read_npz, read_safetensors, write_npz
+from .pretrained import load_pretrained
 
 __all__ = ["GPT", "GPTConfig", "read_npz", "read_safetensors", "write_npz"]
 
@@ -202,6 +206,18 @@ class GPT(Module):
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
         return AdamW(groups, lr=learning_rate, betas=betas)
+
+    # ---------------------------------------------------------------- OpenAI's GPT-2 (Hugging Face checkpoints)
+    @classmethod
+    def from_pretrained(cls, name_or_path: Path, device: str = "cpu", dropout: float = 0.0) -> "GPT":
+        """GPT-2 from a Hugging Face checkpoint: a name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, or
+        openai-community/<name>) looked up in the Hugging Face cache (downloaded with huggingface_hub when it is
+        installed), or a directory with config.json and model.safetensors (or pytorch_model.bin, read with
+        torch.load(weights_only=True)). GPT-2's MLP uses the tanh GELU (gelu_new). See models/pretrained.py."""
+        state, config = load_pretrained(name_or_path, "GPT.from_pretrained", dropout)  # checked, then built
+        model = cls(config)
+        model.load_state_dict(state)
+        return model.to(device)
 
     # ---------------------------------------------------------------- .npz weights (nanoGPT interchange)
     @classmethod

@@ -35,7 +35,8 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in the Linears and LayerNorms, as GPT-2; False is a bit better and faster
-    gelu_approximate: str = "none"  # "none": the exact erf GELU of GPT-2; "tanh": the tanh approximation
+    # "none": the exact erf GELU (nanoGPT's nn.GELU()); "tanh": the tanh approximation, OpenAI GPT-2's gelu_new
+    gelu_approximate: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):

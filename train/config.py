@@ -45,6 +45,11 @@ class TrainConfig:
         "char", "char (one id per character) or bpe (byte-level BPE trained on the train split)"
     )
     vocab_size: int = _knob(512, "BPE vocabulary size, >= 256 (char takes its vocabulary from the text)")
+    init_from: Optional[str] = _knob(
+        None,
+        "fine-tune OpenAI GPT-2 (gpt2, gpt2-medium, ... or a Hugging Face directory): its model, weights and "
+        "tokenizer replace n_layer, n_head, n_embd, bias, gelu_approximate and --tokenizer (docs/gpt2.md)",
+    )
     # model
     n_layer: int = _knob(4, "transformer blocks")
     n_head: int = _knob(4, "attention heads per block")
@@ -95,10 +100,14 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    """What ``python -m train.sample`` draws; the model and its tokenizer come from the run's checkpoint."""
+    """What ``python -m train.sample`` draws; the model and its tokenizer come from the run's checkpoint, or with
+    ``init_from`` from OpenAI GPT-2's files (docs/gpt2.md)."""
 
     out_dir: str = _knob("runs/shakespeare", "run directory of train.shakespeare (holds the checkpoints)")
     ckpt: CheckpointName = _knob("best", "which checkpoint: ckpt_best.npz or ckpt_last.npz")
+    init_from: Optional[str] = _knob(
+        None, "OpenAI GPT-2 instead of a run: gpt2, gpt2-medium, gpt2-large, gpt2-xl or a Hugging Face directory"
+    )
     prompt: str = _knob("\n", "start text (the default is a newline), or FILE:path to read it from a file")
     prompt_file: Optional[str] = _knob(None, "read the start text from this file")
     num_samples: int = _knob(3, "samples to draw")
@@ -121,7 +130,7 @@ class VisualizeConfig:
 
 
 # nanoGPT's two Shakespeare recipes: README's CPU run, and config/train_shakespeare_char.py for a GPU.
-PRESETS = {
+PRESETS: dict[str, dict[str, typing.Any]] = {
     "cpu": {},
     "baby": dict(
         n_layer=6,
@@ -134,10 +143,35 @@ PRESETS = {
         lr_decay_iters=5000,
         eval_iters=200,
     ),
+    # nanoGPT's config/finetune_shakespeare.py (GPT-2 124M, batch 1 x 32 accumulation x 1024 tokens, a small
+    # constant learning rate, 20 steps), with fewer evaluation batches so that it stays a CPU run
+    "finetune": dict(
+        init_from="gpt2",
+        block_size=1024,
+        batch_size=1,
+        gradient_accumulation_steps=32,
+        max_iters=20,
+        learning_rate=3e-5,
+        decay_lr=False,
+        eval_interval=10,
+        eval_iters=10,
+        log_interval=1,
+        sample_tokens=100,
+    ),
 }
 DEFAULT_PRESET = "cpu"
 # what a run's checkpoint fixes: resuming with a different value would not continue the same run
-FROZEN_ON_RESUME = ("tokenizer", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias", "gelu_approximate")
+FROZEN_ON_RESUME = (
+    "init_from",
+    "tokenizer",
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "bias",
+    "gelu_approximate",
+)
 
 
 def make_config(preset: str = DEFAULT_PRESET, overrides: Optional[dict] = None) -> TrainConfig:

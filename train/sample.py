@@ -3,8 +3,10 @@
     python -m train.sample --out_dir runs/cpu --prompt "ROMEO:" --num_samples 3 --max_new_tokens 500 \\
         --temperature 0.8 --top_k 200 --top_p 0.95 --seed 1337
     python -m train.sample --out_dir runs/cpu --prompt FILE:prompt.txt     # or --prompt_file prompt.txt
+    python -m train.sample --init_from gpt2 --prompt "Hello, I'm a language model," --top_p 0.9   # OpenAI GPT-2
 
-The model, its tokenizer and its settings all come from the checkpoint (``--ckpt best`` or ``last``).
+The model, its tokenizer and its settings all come from the checkpoint (``--ckpt best`` or ``last``), or with
+``--init_from`` from GPT-2's Hugging Face files (a name in the cache, or a directory: docs/gpt2.md).
 The flags are the fields of train.config.SampleConfig; ``--config`` and ``--print_config`` as in train/cli.py.
 Errors print one ``error: ...`` line and exit with status 2 (``--debug`` shows the traceback).
 """
@@ -15,10 +17,12 @@ import sys
 import numpy as np
 
 from models.generation import check_sampling_args
+from models.gpt import GPT
 from tinygrad_tx import Tensor, manual_seed, normalize_device, tune_for_training
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.cli import dump, parse, run, sampling_parser
 from train.config import ConfigError
+from train.gpt2_tokenizer import GPT2Tokenizer
 from train.tokenizers import Tokenizer
 from train.trainer import checkpoint_path
 
@@ -52,14 +56,7 @@ def sample(command, out):
     prompt = read_prompt(args)
     device = normalize_device(args.device)
     tune_for_training()  # the trainer's thread settings: without them a busy machine made sampling 10x slower
-    path = checkpoint_path(args.out_dir, args.ckpt)
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"no checkpoint {path!r}: train first with python -m train.shakespeare --out_dir {args.out_dir}"
-        )
-    payload = load_checkpoint(path)
-    model = model_from_checkpoint(payload, path).to(device).eval()
-    tokenizer = Tokenizer.from_dict(payload.get("tokenizer"))
+    model, tokenizer = load_model(args, device)
     prompt_ids = tokenizer.encode(prompt)
     manual_seed(args.seed)
     for _ in range(args.num_samples):
@@ -71,6 +68,21 @@ def sample(command, out):
             out.flush()
         print(SEPARATOR, file=out, flush=True)
     return 0
+
+
+def load_model(args, device):
+    """(model in eval mode on ``device``, tokenizer): OpenAI GPT-2's with ``--init_from``, else the run's checkpoint."""
+    if args.init_from:
+        model = GPT.from_pretrained(args.init_from, device=device).eval()
+        return model, GPT2Tokenizer.from_pretrained(args.init_from)
+    path = checkpoint_path(args.out_dir, args.ckpt)
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"no checkpoint {path!r}: train first with python -m train.shakespeare --out_dir {args.out_dir}"
+        )
+    payload = load_checkpoint(path)
+    model = model_from_checkpoint(payload, path).to(device).eval()
+    return model, Tokenizer.from_dict(payload.get("tokenizer"))
 
 
 def read_prompt(args):

@@ -6,6 +6,7 @@
     python -m train.shakespeare --out_dir runs/mine --resume --max_iters 4000
     python -m train.shakespeare --out_dir runs/mine --overwrite      # a new run replacing the one in runs/mine
     python -m train.sample --out_dir runs/mine --prompt "ROMEO:"
+    python -m train.shakespeare --preset finetune --out_dir runs/gpt2   # fine-tune OpenAI GPT-2 (docs/gpt2.md)
     mpiexec -n 2 python -m mpi4py -m train.shakespeare --gradient_accumulation_steps 2   # docs/distributed.md
 
 ``--help`` lists every hyperparameter with its default; ``--print_config`` prints the resolved
@@ -22,11 +23,13 @@ import io
 import os
 import sys
 
+from models.pretrained import WEIGHT_FILES, config_from_hf, load_pretrained, locate_files
 from tinygrad_tx import TinygradTxError, distributed, require_device, tune_for_training
 from train.checkpoint import load_checkpoint
 from train.cli import dump, parse_command_line, run
 from train.config import FROZEN_ON_RESUME, ConfigError, TrainConfig, make_config
 from train.data import TinyShakespeare, split_data
+from train.gpt2_tokenizer import GPT2Tokenizer
 from train.progress import mfu_text
 from train.tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 from train.trainer import Trainer, TrainingInterrupted, checkpoint_path
@@ -79,7 +82,9 @@ def train(command):
     comm = distributed.init_communicator(config.dist_backend, config.device)  # no mpi4py under mpiexec: exit 2
     say = print if comm.is_main else _silent
     dataset = TinyShakespeare(config.data)
-    if resume is not None:
+    if resume is None and config.init_from:  # OpenAI GPT-2: its architecture and tokenizer come with it
+        config, tokenizer = pretrained_setup(config)
+    elif resume is not None:
         tokenizer = Tokenizer.from_dict(resume["tokenizer"])
     elif config.tokenizer == "char":
         tokenizer = CharTokenizer.from_text(dataset.text)
@@ -91,6 +96,9 @@ def train(command):
     trainer = Trainer(
         config, tokenizer, train_ids, val_ids, resume=resume, out=None if comm.is_main else _NullStream(), comm=comm
     )
+    if resume is None and config.init_from:
+        load_pretrained_weights(trainer.model, config)
+        say(f"weights of {config.init_from} loaded (OpenAI GPT-2)", flush=True)
     if comm.world_size > 1:
         say(trainer.dist.describe(config, trainer.optimizer), flush=True)
     say(
@@ -112,6 +120,32 @@ def train(command):
         start = "\n" if "\n" in dataset.text else dataset.text[0]  # nanoGPT starts from a newline
         print(trainer.sample(config.sample_tokens, prompt=start), flush=True)
     return 0
+
+
+def pretrained_setup(config):
+    """(config with GPT-2's architecture from ``init_from``'s config.json, GPT-2's tokenizer). The weights are loaded
+    into the Trainer's model by ``load_pretrained_weights``; block_size may be shorter than GPT-2's (cropped)."""
+    config_path, _ = locate_files(config.init_from, [("config.json",), WEIGHT_FILES], "--init_from")
+    gpt2 = config_from_hf(config_path, "--init_from")
+    if config.block_size > gpt2.block_size:
+        raise ConfigError(f"block_size {config.block_size} is longer than {config.init_from}'s {gpt2.block_size}")
+    settings = dict(n_layer=gpt2.n_layer, n_head=gpt2.n_head, n_embd=gpt2.n_embd, bias=True)
+    config = dataclasses.replace(config, gelu_approximate=gpt2.gelu_approximate, **settings)
+    tokenizer = GPT2Tokenizer.from_pretrained(config.init_from)
+    if tokenizer.vocab_size != gpt2.vocab_size:
+        raise ConfigError(
+            f"--init_from {config.init_from}: its tokenizer has {tokenizer.vocab_size} tokens, "
+            f"its model {gpt2.vocab_size}"
+        )
+    return config, tokenizer
+
+
+def load_pretrained_weights(model, config):
+    """GPT-2's weights into the Trainer's freshly built model, in place (the optimizer holds these parameters);
+    the position embeddings cropped to block_size, as nanoGPT's crop_block_size."""
+    state, _ = load_pretrained(config.init_from, "--init_from")
+    state["transformer.wpe.weight"] = state["transformer.wpe.weight"][: config.block_size]
+    model.load_state_dict(state)
 
 
 RUN_FILES = ("ckpt_last.npz", "ckpt_best.npz", "metrics.jsonl")  # what a new run in the same folder would replace

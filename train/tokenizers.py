@@ -4,6 +4,7 @@
     tok = BPETokenizer.train(text, vocab_size=512)  # byte-level BPE, like GPT-2's but trained here
     ids = tok.encode("To be"); tok.decode(ids) == "To be"
     tok.save("tok.json"); Tokenizer.load("tok.json")   # gives back the right subclass
+    tok = GPT2Tokenizer.from_pretrained("gpt2")  # OpenAI GPT-2's own (train/gpt2_tokenizer.py)
 
 Byte-level BPE in brief: every string is UTF-8 bytes, so ids 0..255 are the 256 bytes and any
 text at all is encodable (characters never seen in training fall back to their bytes). Training
@@ -67,6 +68,8 @@ class Tokenizer:
     @staticmethod
     def from_dict(state):
         """Rebuild any tokenizer from ``to_dict()``'s output; its "type" picks the subclass."""
+        import train.gpt2_tokenizer  # noqa: F401  (registers GPT2Tokenizer, which imports this module)
+
         kind = state.get("type") if isinstance(state, dict) else None
         if kind not in Tokenizer._kinds:
             raise TinygradTxError(f"tokenizer: unknown type {kind!r}; known types: {sorted(Tokenizer._kinds)}")
@@ -244,6 +247,15 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def _from_state(cls, state):
         return cls(state["merges"], state["pattern"])
+
+
+def __getattr__(name):
+    """``train.tokenizers.GPT2Tokenizer``, imported on first use (train/gpt2_tokenizer.py builds on this module)."""
+    if name == "GPT2Tokenizer":
+        from train.gpt2_tokenizer import GPT2Tokenizer
+
+        return GPT2Tokenizer
+    raise AttributeError(f"module 'train.tokenizers' has no attribute {name!r}")
 
 
 def _merge(ids, pair, new_id):

@@ -83,7 +83,9 @@ def test_load_errors(tmp_path):
         Tokenizer.load(broken)
     unknown = tmp_path / "unknown.json"
     unknown.write_text(json.dumps({"type": "wordpiece"}))
-    with pytest.raises(TinygradTxError, match=r"tokenizer: unknown type 'wordpiece'; known types: \['bpe', 'char'\]"):
+    with pytest.raises(
+        TinygradTxError, match=r"tokenizer: unknown type 'wordpiece'; known types: \['bpe', 'char', 'gpt2'\]"
+    ):
         Tokenizer.load(unknown)
     with pytest.raises(TinygradTxError, match="tokenizer: the saved 'bpe' tokenizer is incomplete or malformed"):
         Tokenizer.from_dict({"type": "bpe", "merges": []})
