@@ -157,7 +157,8 @@ REFLECTED = {  # other (a scalar or raw array) on the left: other OP self
     "__radd__": (lambda a, b: a.__radd__(b), lambda a, b: b + a, "add"),
     "__rsub__": (lambda a, b: a.__rsub__(b), lambda a, b: b - a, "sub"),
     "__rmul__": (lambda a, b: a.__rmul__(b), lambda a, b: b * a, "mul"),
-    "__rtruediv__": (lambda a, b: a.__rtruediv__(b), lambda a, b: b / a, "div"),
+    # torch.div, not `b / a`: PyTorch computes number / tensor as reciprocal * number, NaN for a subnormal
+    "__rtruediv__": (lambda a, b: a.__rtruediv__(b), lambda a, b: torch.div(b, a), "div"),
 }
 
 
