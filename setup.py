@@ -32,7 +32,15 @@ setup(
         "gpu": ["cupy-cuda12x>=12.0"],
         "hub": ["huggingface_hub>=0.20"],  # GPT.from_pretrained("gpt2") downloads what the cache lacks (docs/gpt2.md)
         "dist": ["mpi4py>=4.0", "mpich>=4.1"],  # data-parallel under mpiexec (docs/distributed.md)
-        "test": ["pytest>=7.0", "hypothesis>=6.0", "torch>=2.1", "threadpoolctl>=3.0", "tokenizers>=0.15"],
+        # transformers: GPT2LMHeadModel, the oracle of GPT.from_pretrained (it needs torch, installed CPU-only first)
+        "test": [
+            "pytest>=7.0",
+            "hypothesis>=6.0",
+            "torch>=2.1",
+            "threadpoolctl>=3.0",
+            "tokenizers>=0.15",
+            "transformers>=5.0",
+        ],
         # the site (mkdocs.yml) and the notebooks' execution; MathJax comes from jupyter-server-mathjax
         "docs": [
             "mkdocs>=1.6",

@@ -55,3 +55,17 @@ def dot_missing():
 requires_cuda_emulation = requires(cuda_emulation_missing())
 requires_docs = requires(docs_missing())
 requires_dot = requires(dot_missing())
+
+
+TEST = 'pip install -e ".[test]"'
+
+
+def transformers_missing():
+    """Hugging Face transformers (its GPT2LMHeadModel is the oracle of tests/models/test_pretrained_transformers.py),
+    in the test extra; an older checkout's environment may lack it."""
+    if importlib.util.find_spec("transformers") is None:
+        return f"transformers is not installed (the test extra brings it: {TEST})"
+    return ""
+
+
+requires_transformers = requires(transformers_missing())
