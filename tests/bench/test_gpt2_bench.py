@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from bench import gpt2  # noqa: E402  (after the torch check)
+from bench.gpt2_sides import NO_CACHE  # noqa: E402
 
 from helpers.optional import requires_transformers  # noqa: E402
 
@@ -26,14 +27,14 @@ def test_gpt2_bench_runs_both_sides_and_prints_the_table(capsys):
     if gpt2.resolve_torch_model("auto") == "transformers":
         assert "unavailable" not in table and "ours / PyTorch, sampling" in table
     else:
-        assert gpt2.NO_CACHE in table
+        assert NO_CACHE in table
 
 
 def test_report_marks_a_side_that_could_not_run_or_sample():
     results = {name: gpt2.SideResult(name, [0.01, 0.02], [0.1], 10.0) for name in gpt2.SIDES}
-    results["pytorch"] = gpt2.SideResult("pytorch", [0.01], sample_error=gpt2.NO_CACHE)
+    results["pytorch"] = gpt2.SideResult("pytorch", [0.01], sample_error=NO_CACHE)
     table = gpt2.report("tiny", results, 1000, 1, "nanogpt")
-    assert f"unavailable ({gpt2.NO_CACHE})" in table
+    assert f"unavailable ({NO_CACHE})" in table
     assert "ours / PyTorch, forward" in table and "ours / PyTorch, sampling" not in table
     results["pytorch"] = gpt2.SideResult("pytorch", error="ImportError: no torch")
     table = gpt2.report("tiny", results, 1000, 1, "transformers")
