@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from bench import gpt2  # noqa: E402  (after the torch check)
-from bench.gpt2_sides import NO_CACHE  # noqa: E402
+from bench.gpt2_sides import NO_CACHE, hf_gpt2  # noqa: E402
 
 from helpers.optional import requires_transformers  # noqa: E402
 
@@ -55,7 +55,7 @@ def test_transformers_copy_of_our_weights_computes_our_logits():
     rng = np.random.default_rng(0)
     for param in ours.parameters():  # larger than the 0.02 init, so that every path moves the logits
         param.data = param.data + rng.standard_normal(param.shape).astype(np.float32) * 0.2
-    theirs = gpt2.hf_gpt2(config, ours.state_dict())
+    theirs = hf_gpt2(config, ours.state_dict())
     idx = gpt2.tokens(0, 0, 2, config["block_size"], config["vocab_size"])
     targets = gpt2.tokens(0, 1, 2, config["block_size"], config["vocab_size"])
     logits, _ = ours(Tensor(idx), Tensor(targets))
