@@ -279,15 +279,18 @@ class Relu(Function):
 
 
 class Maximum(Function):
-    """Elementwise max(a, b): the gradient goes to the larger input; on a tie each gets half (as PyTorch)."""
+    """Elementwise max(a, b): the gradient goes to the larger input; on a tie each gets half (as PyTorch).
+
+    Minimum (ops/unary.py) is this op with the comparison turned round (``ctx.function`` says which)."""
 
     @staticmethod
     def forward(ctx, a, b):
+        name = ctx.function.__name__.lower()  # "maximum", or "minimum"
         xp = xp_of(a if hasattr(a, "shape") else b)
         try:
-            out = xp.maximum(a, b)
+            out = getattr(xp, name)(a, b)
         except ValueError:
-            raise _broadcast_error("maximum", a, b) from None
+            raise _broadcast_error(name, a, b) from None
         ctx.save_for_backward(a, b)
         return out
 
@@ -295,12 +298,12 @@ class Maximum(Function):
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
-        below = (a < b).astype(grad.dtype)  # cast to the gradient's dtype: no bool arithmetic, runs on Tensors too
-        above = (a > b).astype(grad.dtype)
+        a_loses, b_loses = (a < b, a > b) if ctx.function is Maximum else (a > b, a < b)
+        # cast to the gradient's dtype: no bool arithmetic, runs on Tensors too
         half_tie = 0.5 * (a == b).astype(grad.dtype)  # NaN makes all three 0: both get the whole gradient
         return (
-            unbroadcast(grad * (1 - below - half_tie), _shape(a)) if need[0] else None,
-            unbroadcast(grad * (1 - above - half_tie), _shape(b)) if need[1] else None,
+            unbroadcast(grad * (1 - a_loses.astype(grad.dtype) - half_tie), _shape(a)) if need[0] else None,
+            unbroadcast(grad * (1 - b_loses.astype(grad.dtype) - half_tie), _shape(b)) if need[1] else None,
         )
 
 

@@ -14,7 +14,7 @@ from ..backend import DEFAULT_FLOAT, xp_of
 from ..errors import DTypeError, TinygradTxError
 from ..function import Function
 from ..tensor import Tensor
-from .elementwise import _broadcast_error, _shape, require_float, unbroadcast
+from .elementwise import Maximum, require_float
 
 
 def sigmoid_array(x):
@@ -204,31 +204,9 @@ class Clamp(Function):
         return grad * inside
 
 
-class Minimum(Function):
+class Minimum(Maximum):
     """Elementwise min(a, b): the gradient goes to the smaller input; on a tie each gets half (as Maximum
-    and PyTorch)."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        xp = xp_of(a if hasattr(a, "shape") else b)
-        try:
-            out = xp.minimum(a, b)
-        except ValueError:
-            raise _broadcast_error("minimum", a, b) from None
-        ctx.save_for_backward(a, b)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        below = (a < b).astype(grad.dtype)  # cast to the gradient's dtype: no bool arithmetic, runs on Tensors too
-        above = (a > b).astype(grad.dtype)
-        half_tie = 0.5 * (a == b).astype(grad.dtype)  # NaN makes all three 0: both get the whole gradient
-        return (
-            unbroadcast(grad * (1 - above - half_tie), _shape(a)) if need[0] else None,
-            unbroadcast(grad * (1 - below - half_tie), _shape(b)) if need[1] else None,
-        )
+    and PyTorch). Maximum's forward and backward, with the comparison turned round."""
 
 
 def float_test(name):
